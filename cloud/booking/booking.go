@@ -1,0 +1,394 @@
+package booking
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Checkout asks the payment provider for a hosted payment page.
+type Checkout struct {
+	ReservationID  string
+	LotID          string
+	Description    string
+	Amount         int64
+	Currency       string
+	ExpiresAt      time.Time
+	IdempotencyKey string
+}
+
+// Session is a hosted payment page.
+type Session struct {
+	ID  string
+	URL string
+}
+
+// ErrSessionCompleted is what Payments.ExpireSession returns (wrapped or
+// not) when the session was paid before it could be expired.
+var ErrSessionCompleted = errors.New("booking: checkout session already completed")
+
+// Payments is the payment provider (Stripe). Every call takes an
+// idempotency key so that a retry after a crash never charges or refunds
+// twice.
+type Payments interface {
+	// CreateCheckoutSession returns the session for the key, creating it once.
+	CreateCheckoutSession(ctx context.Context, c Checkout) (Session, error)
+	// ExpireSession stops the session from taking money; nil when it is
+	// expired (now or before), ErrSessionCompleted when it was paid.
+	ExpireSession(ctx context.Context, sessionID, idempotencyKey string) error
+	// Refund returns a payment in full and the refund's id.
+	Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error)
+}
+
+// StoredResponse is a response kept under an idempotency key.
+type StoredResponse struct {
+	RequestHash []byte
+	Status      int
+	Body        []byte
+}
+
+// Guard is the Redis hot-lot guard: a lock that cuts contention, a fast path
+// for idempotent replays and an availability cache to keep right. Each call
+// must degrade to a no-op when Redis is away; correctness never depends on it.
+type Guard interface {
+	Lock(ctx context.Context, lotID string, start, end time.Time) (release func(), err error)
+	LoadResponse(ctx context.Context, key string) (StoredResponse, bool)
+	SaveResponse(ctx context.Context, key string, r StoredResponse)
+	InvalidateLot(ctx context.Context, lotIDs ...string)
+}
+
+// Limits of what a driver may book.
+const (
+	// ClockSkew is how far in the past a window may start: a phone's clock
+	// and a slow network should not turn "now" into an error.
+	ClockSkew = 5 * time.Minute
+	// MaxWindow is the longest booking.
+	MaxWindow = 30 * 24 * time.Hour
+	// MaxAdvance is how far ahead a booking may start.
+	MaxAdvance = 366 * 24 * time.Hour
+	// MaxKeyLen bounds an Idempotency-Key.
+	MaxKeyLen = 255
+)
+
+// Service is the reservation service.
+type Service struct {
+	DB       *postgres.DB
+	Payments Payments // nil: holds carry no payment session (tests, benchmarks)
+	Guard    Guard    // nil: no Redis
+	Log      *slog.Logger
+	HoldTTL  time.Duration
+	// Lease is how long a request may hold its idempotency key in flight
+	// before a retry is allowed to take over; longer than any hold request.
+	Lease time.Duration
+	Now   func() time.Time
+
+	lotsMu sync.RWMutex
+	lots   map[string]cloud.Lot // lots never change once made: cache them
+}
+
+// New returns a service with defaults filled in.
+func New(db *postgres.DB, payments Payments, guard Guard, log *slog.Logger, holdTTL time.Duration) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	if holdTTL <= 0 {
+		holdTTL = 10 * time.Minute
+	}
+	return &Service{DB: db, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
+		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{}}
+}
+
+var (
+	holdsCreated = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_holds_created_total", Help: "PENDING holds created."})
+	holdConflicts = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_hold_conflicts_total", Help: "Hold requests refused, by code."}, []string{"code"})
+	idempotentReplays = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_idempotent_replays_total", Help: "Replayed responses, by source (redis, postgres)."}, []string{"source"})
+	transitions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_reservation_transitions_total", Help: "Reservation status changes, by new status."}, []string{"to"})
+)
+
+// Lot returns a lot, from the cache when it has been read before.
+func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
+	s.lotsMu.RLock()
+	l, ok := s.lots[id]
+	s.lotsMu.RUnlock()
+	if ok {
+		return l, nil
+	}
+	l, err := s.DB.Lot(ctx, id)
+	if err != nil {
+		return l, err
+	}
+	s.lotsMu.Lock()
+	s.lots[id] = l
+	s.lotsMu.Unlock()
+	return l, nil
+}
+
+// HoldRequest is the body of POST /v1/reservations.
+type HoldRequest struct {
+	LotID    string    `json:"lot_id"`
+	Plate    string    `json:"plate"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+	SpotID   string    `json:"spot_id,omitempty"`
+}
+
+// Response is an HTTP answer the service made and may have to repeat byte
+// for byte.
+type Response struct {
+	Status   int
+	Body     []byte
+	Replayed bool
+}
+
+// Validate normalises the request and checks it; errors name the field.
+func (r *HoldRequest) Validate(now time.Time) error {
+	if r.LotID == "" {
+		return cloud.FieldError("lot_id", "lot_id is required")
+	}
+	if r.Plate == "" {
+		return cloud.FieldError("plate", "plate is required")
+	}
+	p, err := protocol.NormalizePlate(r.Plate)
+	if err != nil {
+		return cloud.FieldError("plate", "plate must be 2 to 10 letters and digits")
+	}
+	r.Plate = p
+	switch {
+	case r.StartsAt.IsZero():
+		return cloud.FieldError("starts_at", "starts_at is required (RFC 3339)")
+	case r.EndsAt.IsZero():
+		return cloud.FieldError("ends_at", "ends_at is required (RFC 3339)")
+	case !r.StartsAt.Before(r.EndsAt):
+		return cloud.FieldError("ends_at", "ends_at must be after starts_at")
+	case r.StartsAt.Before(now.Add(-ClockSkew)):
+		return cloud.FieldError("starts_at", "starts_at is in the past")
+	case r.EndsAt.Sub(r.StartsAt) > MaxWindow:
+		return cloud.FieldError("ends_at", "a booking may last at most %s", MaxWindow)
+	case r.StartsAt.After(now.Add(MaxAdvance)):
+		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
+	}
+	r.StartsAt, r.EndsAt = r.StartsAt.UTC(), r.EndsAt.UTC()
+	return nil
+}
+
+// hash identifies a request's meaning, so that the same booking sent with
+// other whitespace, field order or plate spelling counts as the same body.
+func (r *HoldRequest) hash() []byte {
+	h := sha256.New()
+	for _, f := range []string{r.LotID, r.Plate, r.SpotID} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(r.StartsAt.UnixNano()))
+	binary.BigEndian.PutUint64(b[8:], uint64(r.EndsAt.UnixNano()))
+	h.Write(b[:])
+	return h.Sum(nil)
+}
+
+var errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
+
+// Hold makes a PENDING hold for a driver, exactly once per idempotency key.
+// It returns the response to send (201 with the reservation, or a stored
+// answer replayed), or an error for answers that are not stored: invalid
+// input, a key in use or reused with another body, the provider away.
+func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Response, error) {
+	if key == "" {
+		return Response{}, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required")
+	}
+	if len(key) > MaxKeyLen {
+		return Response{}, &cloud.Error{Code: cloud.EInvalid, Field: "Idempotency-Key", Message: "Idempotency-Key is longer than 255 characters"}
+	}
+	if err := req.Validate(s.Now()); err != nil {
+		return Response{}, err
+	}
+	hash := req.hash()
+
+	if s.Guard != nil {
+		if stored, ok := s.Guard.LoadResponse(ctx, key); ok {
+			if string(stored.RequestHash) != string(hash) {
+				return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+			}
+			idempotentReplays.WithLabelValues("redis").Inc()
+			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
+		}
+	}
+
+	lot, err := s.Lot(ctx, req.LotID)
+	if err != nil {
+		if cloud.ErrorCode(err) == cloud.ENotFound {
+			return Response{}, &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
+		}
+		return Response{}, err
+	}
+
+	if s.Guard != nil {
+		release, err := s.Guard.Lock(ctx, lot.ID, req.StartsAt, req.EndsAt)
+		if err != nil {
+			return Response{}, err
+		}
+		defer release()
+	}
+
+	// Two rounds at most: the second only when a stale key was found whose
+	// hold has lapsed, and was deleted so this request can start afresh.
+	for range 2 {
+		resp, again, err := s.hold(ctx, key, hash, lot, req)
+		if !again {
+			return resp, err
+		}
+	}
+	return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
+}
+
+func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest) (resp Response, again bool, err error) {
+	id := uuid.NewString()
+	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	res, err := s.DB.Hold(ctx, postgres.HoldParams{
+		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
+		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: cloud.MarshalError(errNoAvailability),
+	})
+	if err != nil {
+		return Response{}, false, err
+	}
+	switch res.Outcome {
+	case postgres.HoldKeyExists:
+		return s.existingKey(ctx, key, hash, lot, req)
+	case postgres.HoldUnknownSpot:
+		holdConflicts.WithLabelValues(cloud.EInvalid).Inc()
+		return Response{}, false, cloud.FieldError("spot_id", "lot has no spot %q", req.SpotID)
+	case postgres.HoldNoAvailability:
+		holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+		resp := Response{Status: http.StatusConflict, Body: cloud.MarshalError(errNoAvailability)}
+		s.saveResponse(ctx, key, hash, resp)
+		return resp, false, nil
+	case postgres.HoldHeld:
+	default:
+		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
+	}
+	holdsCreated.Inc()
+	if s.Guard != nil {
+		s.Guard.InvalidateLot(ctx, lot.ID)
+	}
+	r := cloud.Reservation{
+		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
+		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
+	}
+	resp, err = s.handOff(ctx, key, hash, lot, r)
+	return resp, false, err
+}
+
+// handOff creates the Checkout Session of a fresh hold (or finds it again,
+// through the provider's idempotency, when resuming a crashed request) and
+// stores the final response under the key.
+func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot cloud.Lot, r cloud.Reservation) (Response, error) {
+	if s.Payments != nil {
+		sess, err := s.Payments.CreateCheckoutSession(ctx, Checkout{
+			ReservationID: r.ID, LotID: lot.ID,
+			Description: fmt.Sprintf("Parking at %s, %s to %s", lot.Name,
+				r.StartsAt.Format(time.RFC3339), r.EndsAt.Format(time.RFC3339)),
+			Amount: r.Price.Amount, Currency: r.Price.Currency, ExpiresAt: r.HoldExpiresAt,
+			IdempotencyKey: "parkgate-checkout-" + r.ID,
+		})
+		if err != nil {
+			s.Log.Warn("checkout session failed; releasing hold", "reservation", r.ID, "err", err)
+			if aerr := s.DB.AbandonHold(context.WithoutCancel(ctx), r.ID, key); aerr != nil {
+				// The lease on the key runs out and the hold expires: the
+				// spot comes back either way, only later.
+				s.Log.Error("release hold", "reservation", r.ID, "err", aerr)
+			} else if s.Guard != nil {
+				s.Guard.InvalidateLot(ctx, lot.ID)
+			}
+			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
+			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
+		}
+		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sess.ID, URL: sess.URL}
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return Response{}, fmt.Errorf("encode reservation: %w", err)
+	}
+	var sid, surl string
+	if r.Payment != nil {
+		sid, surl = r.Payment.SessionID, r.Payment.URL
+	}
+	if err := s.DB.FinishHold(ctx, r.ID, sid, surl, key, http.StatusCreated, body); err != nil {
+		return Response{}, err
+	}
+	resp := Response{Status: http.StatusCreated, Body: body}
+	s.saveResponse(ctx, key, hash, resp)
+	return resp, nil
+}
+
+func (s *Service) saveResponse(ctx context.Context, key string, hash []byte, r Response) {
+	if s.Guard != nil {
+		s.Guard.SaveResponse(ctx, key, StoredResponse{RequestHash: hash, Status: r.Status, Body: r.Body})
+	}
+}
+
+// existingKey answers a request whose key is already stored: replay, refuse,
+// or take over from a first attempt that died in flight.
+func (s *Service) existingKey(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest) (Response, bool, error) {
+	rec, ok, err := s.DB.IdempotencyKey(ctx, key)
+	if err != nil {
+		return Response{}, false, err
+	}
+	if !ok {
+		return Response{}, true, nil // purged in between: start afresh
+	}
+	if string(rec.RequestHash) != string(hash) {
+		return Response{}, false, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+	}
+	if rec.Done() {
+		idempotentReplays.WithLabelValues("postgres").Inc()
+		resp := Response{Status: rec.ResponseStatus, Body: rec.ResponseBody, Replayed: true}
+		s.saveResponse(ctx, key, hash, Response{Status: rec.ResponseStatus, Body: rec.ResponseBody})
+		return resp, false, nil
+	}
+	took, err := s.DB.TakeOverKey(ctx, key, s.Lease)
+	if err != nil {
+		return Response{}, false, err
+	}
+	if !took {
+		return Response{}, false, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
+	}
+	// The first attempt died after making its hold. Resume it if the hold
+	// still stands; otherwise start over with a new hold.
+	r, err := s.DB.Reservation(ctx, rec.ReservationID)
+	if err == nil && r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
+		resp, err := s.handOff(ctx, key, hash, lot, r)
+		return resp, false, err
+	}
+	if err != nil && cloud.ErrorCode(err) != cloud.ENotFound {
+		return Response{}, false, err
+	}
+	if err := s.DB.DeleteKey(ctx, key); err != nil {
+		return Response{}, false, err
+	}
+	return Response{}, true, nil
+}
+
+// Reservation returns a reservation by id.
+func (s *Service) Reservation(ctx context.Context, id string) (cloud.Reservation, error) {
+	return s.DB.Reservation(ctx, id)
+}

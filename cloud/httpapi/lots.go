@@ -1,0 +1,245 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// Bounds of lot creation and search.
+const (
+	maxSpots        = 10_000
+	maxSpotLabel    = 32
+	maxNameLen      = 200
+	defaultRadiusM  = 1_000
+	maxRadiusM      = 100_000
+	searchLimit     = 50
+	defaultSearchIn = time.Hour
+)
+
+type createLotRequest struct {
+	Name       *string         `json:"name"`
+	Latitude   *float64        `json:"latitude"`
+	Longitude  *float64        `json:"longitude"`
+	TimeZone   string          `json:"time_zone"`
+	Spots      json.RawMessage `json:"spots"`
+	HourlyRate *cloud.Money    `json:"hourly_rate"`
+}
+
+func (req *createLotRequest) lot() (cloud.Lot, error) {
+	var l cloud.Lot
+	switch {
+	case req.Name == nil || strings.TrimSpace(*req.Name) == "":
+		return l, cloud.FieldError("name", "name is required")
+	case len(*req.Name) > maxNameLen:
+		return l, cloud.FieldError("name", "name is longer than %d characters", maxNameLen)
+	case req.Latitude == nil || math.IsNaN(*req.Latitude) || *req.Latitude < -90 || *req.Latitude > 90:
+		return l, cloud.FieldError("latitude", "latitude must be a number from -90 to 90")
+	case req.Longitude == nil || math.IsNaN(*req.Longitude) || *req.Longitude < -180 || *req.Longitude > 180:
+		return l, cloud.FieldError("longitude", "longitude must be a number from -180 to 180")
+	case req.HourlyRate == nil:
+		return l, cloud.FieldError("hourly_rate", "hourly_rate is required")
+	case req.HourlyRate.Amount < 0:
+		return l, cloud.FieldError("hourly_rate.amount", "hourly_rate.amount must not be negative")
+	case len(req.HourlyRate.Currency) != 3 || strings.Trim(strings.ToLower(req.HourlyRate.Currency), "abcdefghijklmnopqrstuvwxyz") != "":
+		return l, cloud.FieldError("hourly_rate.currency", "hourly_rate.currency must be a three-letter ISO 4217 code")
+	}
+	tz := req.TimeZone
+	if tz == "" {
+		tz = "UTC"
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return l, cloud.FieldError("time_zone", "unknown time zone %q", req.TimeZone)
+	}
+	spots, err := spotLabels(req.Spots)
+	if err != nil {
+		return l, err
+	}
+	return cloud.Lot{Name: strings.TrimSpace(*req.Name), Latitude: *req.Latitude, Longitude: *req.Longitude,
+		TimeZone: tz, HourlyRate: *req.HourlyRate, Spots: spots}, nil
+}
+
+// spotLabels accepts a count (spots named "1" … "N") or a list of labels.
+func spotLabels(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, cloud.FieldError("spots", "spots is required: a count or a list of labels")
+	}
+	var n int
+	if err := json.Unmarshal(raw, &n); err == nil {
+		if n < 1 || n > maxSpots {
+			return nil, cloud.FieldError("spots", "spots must be from 1 to %d", maxSpots)
+		}
+		labels := make([]string, n)
+		for i := range labels {
+			labels[i] = strconv.Itoa(i + 1)
+		}
+		return labels, nil
+	}
+	var labels []string
+	if err := json.Unmarshal(raw, &labels); err != nil {
+		return nil, cloud.FieldError("spots", "spots must be a positive integer or a list of labels")
+	}
+	if len(labels) < 1 || len(labels) > maxSpots {
+		return nil, cloud.FieldError("spots", "a lot has from 1 to %d spots", maxSpots)
+	}
+	seen := make(map[string]bool, len(labels))
+	for _, l := range labels {
+		if strings.TrimSpace(l) == "" || len(l) > maxSpotLabel {
+			return nil, cloud.FieldError("spots", "spot labels must be 1 to %d characters", maxSpotLabel)
+		}
+		if seen[l] {
+			return nil, cloud.FieldError("spots", "spot label %q appears twice", l)
+		}
+		seen[l] = true
+	}
+	return labels, nil
+}
+
+func (s *Server) createLot(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody*4) // spot lists can be long
+	var req createLotRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	lot, err := req.lot()
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	lot, err = s.DB.CreateLot(r.Context(), lot)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, lot)
+}
+
+// window reads starts_at and ends_at from the query; both absent means the
+// next hour.
+func (s *Server) window(r *http.Request) (time.Time, time.Time, error) {
+	q := r.URL.Query()
+	a, b := q.Get("starts_at"), q.Get("ends_at")
+	if a == "" && b == "" {
+		now := s.Now().UTC().Truncate(time.Second)
+		return now, now.Add(defaultSearchIn), nil
+	}
+	start, err := time.Parse(time.RFC3339, a)
+	if err != nil {
+		return start, start, cloud.FieldError("starts_at", "starts_at must be an RFC 3339 time")
+	}
+	end, err := time.Parse(time.RFC3339, b)
+	if err != nil {
+		return start, end, cloud.FieldError("ends_at", "ends_at must be an RFC 3339 time")
+	}
+	if !start.Before(end) {
+		return start, end, cloud.FieldError("ends_at", "ends_at must be after starts_at")
+	}
+	return start.UTC(), end.UTC(), nil
+}
+
+func queryFloat(r *http.Request, name string, def float64, min, max float64) (float64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		if math.IsNaN(def) {
+			return 0, cloud.FieldError(name, "%s is required", name)
+		}
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || f < min || f > max {
+		return 0, cloud.FieldError(name, "%s must be a number from %g to %g", name, min, max)
+	}
+	return f, nil
+}
+
+type lotResult struct {
+	ID             string      `json:"id"`
+	Name           string      `json:"name"`
+	Latitude       float64     `json:"latitude"`
+	Longitude      float64     `json:"longitude"`
+	DistanceM      float64     `json:"distance_m"`
+	AvailableSpots int         `json:"available_spots"`
+	TotalSpots     int         `json:"total_spots"`
+	Price          cloud.Money `json:"price"`
+	HourlyRate     cloud.Money `json:"hourly_rate"`
+}
+
+func (s *Server) searchLots(w http.ResponseWriter, r *http.Request) {
+	lat, err := queryFloat(r, "lat", math.NaN(), -90, 90)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	lng, err := queryFloat(r, "lng", math.NaN(), -180, 180)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	radius, err := queryFloat(r, "radius_m", defaultRadiusM, 1, maxRadiusM)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	start, end, err := s.window(r)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	matches, err := s.DB.SearchLots(r.Context(), lat, lng, radius, start, end, searchLimit)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	out := make([]lotResult, 0, len(matches))
+	for _, m := range matches {
+		out = append(out, lotResult{
+			ID: m.Lot.ID, Name: m.Lot.Name, Latitude: m.Lot.Latitude, Longitude: m.Lot.Longitude,
+			DistanceM: math.Round(m.DistanceM*10) / 10, AvailableSpots: max(m.Available, 0),
+			TotalSpots: m.Lot.TotalSpots, Price: cloud.Price(m.Lot.HourlyRate, start, end),
+			HourlyRate: m.Lot.HourlyRate,
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"lots": out})
+}
+
+func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
+	lotID := chi.URLParam(r, "id")
+	start, end, err := s.window(r)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if s.Cache != nil {
+		if avail, total, _, ok := s.Cache.Availability(r.Context(), lotID, start, end); ok {
+			writeJSON(w, http.StatusOK, availabilityBody(lotID, avail, total, start, end))
+			return
+		}
+	}
+	var version int64
+	if s.Cache != nil {
+		// The version read before the query is the one the answer is
+		// stored under: a change committed meanwhile has bumped it.
+		_, _, version, _ = s.Cache.Availability(r.Context(), lotID, start, end)
+	}
+	avail, total, err := s.DB.Availability(r.Context(), lotID, start, end)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if s.Cache != nil {
+		s.Cache.StoreAvailability(r.Context(), lotID, start, end, version, avail, total)
+	}
+	writeJSON(w, http.StatusOK, availabilityBody(lotID, avail, total, start, end))
+}
+
+func availabilityBody(lotID string, avail, total int, start, end time.Time) map[string]any {
+	return map[string]any{"lot_id": lotID, "available_spots": max(avail, 0), "total_spots": total,
+		"starts_at": start, "ends_at": end}
+}

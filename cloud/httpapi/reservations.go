@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/booking"
+)
+
+type holdBody struct {
+	LotID    *string `json:"lot_id"`
+	Plate    *string `json:"plate"`
+	StartsAt *string `json:"starts_at"`
+	EndsAt   *string `json:"ends_at"`
+	SpotID   *string `json:"spot_id"`
+}
+
+func parseTime(field string, v *string) (time.Time, error) {
+	if v == nil || *v == "" {
+		return time.Time{}, cloud.FieldError(field, "%s is required (RFC 3339)", field)
+	}
+	t, err := time.Parse(time.RFC3339, *v)
+	if err != nil {
+		return t, cloud.FieldError(field, "%s must be an RFC 3339 time", field)
+	}
+	return t, nil
+}
+
+func (b holdBody) request() (booking.HoldRequest, error) {
+	var req booking.HoldRequest
+	if b.LotID == nil || *b.LotID == "" {
+		return req, cloud.FieldError("lot_id", "lot_id is required")
+	}
+	if b.Plate == nil || *b.Plate == "" {
+		return req, cloud.FieldError("plate", "plate is required")
+	}
+	req.LotID, req.Plate = *b.LotID, *b.Plate
+	var err error
+	if req.StartsAt, err = parseTime("starts_at", b.StartsAt); err != nil {
+		return req, err
+	}
+	if req.EndsAt, err = parseTime("ends_at", b.EndsAt); err != nil {
+		return req, err
+	}
+	if b.SpotID != nil {
+		req.SpotID = *b.SpotID
+	}
+	return req, nil
+}
+
+func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		writeError(w, r, s.Log, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required"))
+		return
+	}
+	var body holdBody
+	if err := decode(r, &body); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	req, err := body.request()
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if !s.allowLot(w, r, req.LotID) {
+		return
+	}
+	resp, err := s.Booking.Hold(r.Context(), key, req)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if resp.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if resp.Status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/reservations/"+reservationID(resp.Body))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)+1))
+	writeRaw(w, resp.Status, resp.Body)
+}
+
+// reservationID picks the id out of a stored reservation body without
+// decoding all of it.
+func reservationID(body []byte) string {
+	const k = `"id":"`
+	for i := 0; i+len(k) < len(body); i++ {
+		if string(body[i:i+len(k)]) == k {
+			end := i + len(k)
+			for end < len(body) && body[end] != '"' {
+				end++
+			}
+			return string(body[i+len(k) : end])
+		}
+	}
+	return ""
+}
+
+func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}

@@ -1,0 +1,235 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// EdgeSync serves the edges: their credentials and the change log.
+type EdgeSync interface {
+	// Changes returns signed changes of a lot after seq, at most limit.
+	Changes(ctx context.Context, lotID string, after int64, limit int) (protocol.ChangesPage, error)
+	// CreateEdgeToken issues a new credential for a lot's edge agent.
+	CreateEdgeToken(ctx context.Context, lotID string) (string, error)
+	// VerifyEdgeToken reports whether token is a live credential of lotID.
+	VerifyEdgeToken(ctx context.Context, lotID, token string) (bool, error)
+}
+
+// Webhooks takes Stripe's webhook calls.
+type Webhooks interface {
+	// Receive verifies a signed payload (an invalid_signature error when it
+	// is not) and records the event durably; duplicate reports whether the
+	// event was already recorded.
+	Receive(ctx context.Context, payload []byte, signature string) (duplicate bool, err error)
+}
+
+// Limiter is the distributed rate limiter (Redis), falling back to a local
+// one when Redis is away.
+type Limiter interface {
+	AllowLot(ctx context.Context, lotID string) (ok bool, retryAfter time.Duration)
+	AllowClient(ctx context.Context, clientID string) (ok bool, retryAfter time.Duration)
+}
+
+// AvailabilityCache keeps availability answers; see guard for how
+// invalidation keeps it right.
+type AvailabilityCache interface {
+	Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, version int64, ok bool)
+	StoreAvailability(ctx context.Context, lotID string, start, end time.Time, version int64, available, total int)
+}
+
+// Check is one named readiness check; Required ones fail /readyz.
+type Check struct {
+	Name     string
+	Required bool
+	Check    func(ctx context.Context) error
+}
+
+// Server is the cloud HTTP API.
+type Server struct {
+	Booking    *booking.Service
+	DB         *postgres.DB
+	Edge       EdgeSync          // nil: edge endpoints answer 503
+	Webhooks   Webhooks          // nil: webhook answers 503
+	Limiter    Limiter           // nil: no rate limits
+	Cache      AvailabilityCache // nil: availability always from Postgres
+	AdminToken string
+	Checks     []Check
+	Log        *slog.Logger
+	// MaxBody bounds request bodies; the webhook has its own bound.
+	MaxBody        int64
+	MaxWebhookBody int64
+	Now            func() time.Time
+}
+
+var (
+	requestDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "parkgate_http_request_duration_seconds",
+		Help:    "HTTP request latency by route and status.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method", "route", "status"})
+)
+
+// Handler returns the routed API with its middleware.
+func (s *Server) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	if s.MaxBody <= 0 {
+		s.MaxBody = 64 << 10
+	}
+	if s.MaxWebhookBody <= 0 {
+		s.MaxWebhookBody = 512 << 10
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer, s.metrics)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.readyz)
+	r.Handle("/metrics", promhttp.Handler())
+
+	r.Route("/v1", func(r chi.Router) {
+		r.With(s.limitClients).Group(func(r chi.Router) {
+			r.Get("/lots", s.searchLots)
+			r.Get("/lots/{id}/availability", s.availability)
+			r.Post("/reservations", s.createReservation)
+			r.Get("/reservations/{id}", s.getReservation)
+		})
+		r.With(s.admin).Post("/lots", s.createLot)
+		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
+		r.Get("/edge/lots/{lot_id}/changes", s.changes)
+		r.Post("/payments/webhook", s.webhook)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.Log, cloud.Errorf(cloud.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, POST")
+		writeRaw(w, http.StatusMethodNotAllowed, cloud.MarshalError(cloud.FieldError("", "method %s not allowed here", r.Method)))
+	})
+	return r
+}
+
+func (s *Server) metrics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		requestDuration.WithLabelValues(r.Method, route, strconv.Itoa(ww.Status())).Observe(time.Since(start).Seconds())
+	})
+}
+
+// clientID is who a request counts against for the per-client limit: the
+// peer address, as a reverse proxy in front would be configured to pass on.
+func clientID(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) limitClients(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Limiter != nil {
+			if ok, after := s.Limiter.AllowClient(r.Context(), clientID(r)); !ok {
+				s.rateLimited(w, r, after)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, after time.Duration) {
+	secs := int((after + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, r, s.Log, cloud.Errorf(cloud.ERateLimited, "too many requests; retry after %d s", secs))
+}
+
+func (s *Server) allowLot(w http.ResponseWriter, r *http.Request, lotID string) bool {
+	if s.Limiter == nil {
+		return true
+	}
+	ok, after := s.Limiter.AllowLot(r.Context(), lotID)
+	if !ok {
+		s.rateLimited(w, r, after)
+	}
+	return ok
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) admin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parkgate"`)
+			writeError(w, r, s.Log, cloud.Errorf(cloud.EUnauthorized, "a valid admin bearer token is required"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := http.StatusOK
+	checks := map[string]string{}
+	if err := s.DB.Ping(ctx); err != nil {
+		checks["database"] = "down: " + err.Error()
+		status = http.StatusServiceUnavailable
+	} else {
+		checks["database"] = "ok"
+	}
+	for _, c := range s.Checks {
+		if err := c.Check(ctx); err != nil {
+			if c.Required {
+				status = http.StatusServiceUnavailable
+				checks[c.Name] = "down: " + err.Error()
+			} else {
+				checks[c.Name] = "degraded: " + err.Error()
+			}
+			continue
+		}
+		checks[c.Name] = "ok"
+	}
+	word := "ok"
+	if status != http.StatusOK {
+		word = "unavailable"
+	}
+	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
+}

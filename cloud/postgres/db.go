@@ -1,0 +1,181 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migration/*.sql
+var migrations embed.FS
+
+// DB is the Postgres store.
+type DB struct {
+	Pool *pgxpool.Pool
+	// Now is the clock used where the store compares against the
+	// application's idea of time; the database's own now() governs holds.
+	Now func() time.Time
+}
+
+// Open connects to url (a libpq URL or DSN) and checks the connection.
+func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping database: %w", err)
+	}
+	return New(pool), nil
+}
+
+// New wraps an existing pool.
+func New(pool *pgxpool.Pool) *DB {
+	return &DB{Pool: pool, Now: time.Now}
+}
+
+// Close closes the pool.
+func (db *DB) Close() { db.Pool.Close() }
+
+// Ping reports whether the database answers; /readyz uses it.
+func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrations, "migration")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".up.sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %q: name must start with a number and _", name)
+		}
+		b, err := migrations.ReadFile("migration/" + name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migrations %q and %q share a number", out[i-1].name, out[i].name)
+		}
+	}
+	return out, nil
+}
+
+// Migrate applies the embedded migrations not yet applied, each in its own
+// transaction, holding a session advisory lock (keyed by the schema, so test
+// schemas do not wait on each other) so that replicas starting at once apply
+// each migration exactly once. It returns the versions it applied.
+func (db *DB) Migrate(ctx context.Context) ([]int, error) {
+	ms, err := loadMigrations()
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('parkgate.migrate.' || current_schema()))`); err != nil {
+		return nil, fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('parkgate.migrate.' || current_schema()))`)
+	}()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	for _, v := range vs {
+		applied[v] = true
+	}
+	var done []int
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return done, fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+		done = append(done, m.version)
+	}
+	return done, nil
+}
+
+// SQLSTATE codes the store reacts to.
+const (
+	codeExclusionViolation   = "23P01"
+	codeDeadlock             = "40P01"
+	codeSerializationFailure = "40001"
+	codeForeignKeyViolation  = "23503"
+	codeUniqueViolation      = "23505"
+)
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// retryable reports whether a transaction failed only because of
+// concurrency and may be run again as a whole: a deadlock, a serialization
+// failure, or an exclusion conflict with a transaction that committed
+// between our read and our write.
+func retryable(err error) bool {
+	switch sqlState(err) {
+	case codeDeadlock, codeSerializationFailure, codeExclusionViolation:
+		return true
+	}
+	return false
+}

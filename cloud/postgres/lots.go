@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// CreateLot stores a lot and its spots in one transaction and returns it
+// with its new id.
+func (db *DB) CreateLot(ctx context.Context, lot cloud.Lot) (cloud.Lot, error) {
+	lot.ID = uuid.NewString()
+	lot.TotalSpots = len(lot.Spots)
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			INSERT INTO lots (id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			RETURNING created_at`,
+			lot.ID, lot.Name, lot.Latitude, lot.Longitude, lot.TimeZone,
+			lot.HourlyRate.Amount, lot.HourlyRate.Currency, lot.TotalSpots,
+		).Scan(&lot.CreatedAt)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO spots (lot_id, label) SELECT $1, unnest($2::text[])`, lot.ID, lot.Spots)
+		return err
+	})
+	if err != nil {
+		if sqlState(err) == codeUniqueViolation {
+			return cloud.Lot{}, cloud.FieldError("spots", "spot labels must be unique")
+		}
+		return cloud.Lot{}, fmt.Errorf("create lot: %w", err)
+	}
+	lot.CreatedAt = lot.CreatedAt.UTC()
+	return lot, nil
+}
+
+// Lot returns a lot without its spot list, or a not_found error.
+func (db *DB) Lot(ctx context.Context, id string) (cloud.Lot, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
+	}
+	var l cloud.Lot
+	err := db.Pool.QueryRow(ctx, `
+		SELECT id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots, created_at
+		  FROM lots WHERE id = $1`, id,
+	).Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone,
+		&l.HourlyRate.Amount, &l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
+	}
+	if err != nil {
+		return cloud.Lot{}, fmt.Errorf("get lot: %w", err)
+	}
+	l.CreatedAt = l.CreatedAt.UTC()
+	return l, nil
+}
+
+// takenSpots counts the spots of lot l that an active reservation holds at
+// some instant of [$start, $end). A PENDING hold whose time is up holds
+// nothing even before the expiry worker marks it, as in parkgate_hold.
+const takenSpots = `(
+	SELECT count(DISTINCT r.spot_id) FROM reservations r
+	 WHERE r.lot_id = l.id
+	   AND r.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
+	   AND r.ends_at > $1 AND r.starts_at < $2
+	   AND NOT (r.status = 'PENDING' AND r.hold_expires_at <= now()))`
+
+// Availability returns how many of a lot's spots are free for the whole of
+// [start, end), and how many it has.
+func (db *DB) Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, err error) {
+	if _, err := uuid.Parse(lotID); err != nil {
+		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
+	}
+	err = db.Pool.QueryRow(ctx, `SELECT l.total_spots - `+takenSpots+`, l.total_spots FROM lots l WHERE l.id = $3`,
+		start, end, lotID).Scan(&available, &total)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("availability: %w", err)
+	}
+	return available, total, nil
+}
+
+// LotMatch is one search result.
+type LotMatch struct {
+	Lot       cloud.Lot
+	DistanceM float64
+	Available int
+}
+
+// SearchLots returns the lots within radiusM metres of (lat, lng), nearest
+// first, at most limit, with their availability over [start, end). A
+// bounding box on the indexed coordinates narrows the candidates before the
+// exact great-circle distance is computed.
+func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error) {
+	const metresPerDegree = 111_320.0
+	dLat := radiusM / metresPerDegree
+	cosLat := math.Cos(lat * math.Pi / 180)
+	dLng := 180.0
+	if cosLat > 0.01 {
+		dLng = math.Min(180, radiusM/(metresPerDegree*cosLat))
+	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT * FROM (
+			SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
+			       l.total_spots, l.created_at,
+			       2 * 6371008.8 * asin(sqrt(
+			           power(sin(radians(l.latitude - $3) / 2), 2) +
+			           cos(radians($3)) * cos(radians(l.latitude)) *
+			           power(sin(radians(l.longitude - $4) / 2), 2))) AS distance_m,
+			       l.total_spots - `+takenSpots+` AS available
+			  FROM lots l
+			 WHERE l.latitude BETWEEN $3 - $6 AND $3 + $6
+			   AND l.longitude BETWEEN $4 - $7 AND $4 + $7
+		) m
+		WHERE m.distance_m <= $5
+		ORDER BY m.distance_m
+		LIMIT $8`,
+		start, end, lat, lng, radiusM, dLat, dLng, limit)
+	if err != nil {
+		return nil, fmt.Errorf("search lots: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LotMatch, error) {
+		var m LotMatch
+		l := &m.Lot
+		err := r.Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone, &l.HourlyRate.Amount,
+			&l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &m.DistanceM, &m.Available)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search lots: %w", err)
+	}
+	return out, nil
+}

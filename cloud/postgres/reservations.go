@@ -1,0 +1,358 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// HoldParams is one request for a PENDING hold.
+type HoldParams struct {
+	ID       string // the new reservation's id, chosen by the caller
+	LotID    string
+	SpotID   string // a spot label, or "" for any free spot
+	Plate    string // normalised
+	StartsAt time.Time
+	EndsAt   time.Time
+	HoldTTL  time.Duration
+	Price    cloud.Money
+
+	// Idempotency: the key, a hash of the request it was first used with,
+	// how long the request may stay in flight before a retry may take it
+	// over, and the body stored for a 409 no_availability answer.
+	Key          string
+	RequestHash  []byte
+	Lease        time.Duration
+	ConflictBody []byte
+}
+
+// Hold outcomes, as parkgate_hold names them.
+const (
+	HoldHeld           = "held"
+	HoldKeyExists      = "key_exists"
+	HoldUnknownSpot    = "unknown_spot"
+	HoldNoAvailability = "no_availability"
+)
+
+// HoldResult is what parkgate_hold decided.
+type HoldResult struct {
+	Outcome       string
+	SpotID        string
+	HoldExpiresAt time.Time
+	CreatedAt     time.Time
+	Seq           int64
+}
+
+// Hold makes a hold in one round trip (see parkgate_hold), running the
+// whole transaction again when it lost a race the database detected
+// (deadlock, serialization failure, exclusion conflict): those are
+// concurrency, not answers, and must never reach a client as an error.
+func (db *DB) Hold(ctx context.Context, p HoldParams) (HoldResult, error) {
+	var key any
+	if p.Key != "" {
+		key = p.Key
+	}
+	var spot any
+	if p.SpotID != "" {
+		spot = p.SpotID
+	}
+	var res HoldResult
+	err := retry(ctx, func() error {
+		var label pgtype.Text
+		var exp, created pgtype.Timestamptz
+		var seq pgtype.Int8
+		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
+			key, p.RequestHash, p.Lease, p.ConflictBody,
+		).Scan(&res.Outcome, &label, &exp, &created, &seq)
+		res.SpotID, res.HoldExpiresAt, res.CreatedAt, res.Seq = label.String, exp.Time.UTC(), created.Time.UTC(), seq.Int64
+		return err
+	})
+	if err != nil {
+		if sqlState(err) == codeForeignKeyViolation {
+			return HoldResult{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", p.LotID)
+		}
+		return HoldResult{}, fmt.Errorf("hold: %w", err)
+	}
+	return res, nil
+}
+
+// retry runs f again (a bounded number of times, with jittered backoff)
+// while it fails with a retryable database error.
+func retry(ctx context.Context, f func() error) error {
+	const attempts = 8
+	var err error
+	for i := range attempts {
+		if err = f(); err == nil || !retryable(err) {
+			return err
+		}
+		d := time.Duration(1+rand.IntN(5<<i)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return err
+}
+
+// KeyRecord is a stored idempotency key.
+type KeyRecord struct {
+	Key            string
+	RequestHash    []byte
+	ReservationID  string
+	LockedUntil    time.Time // zero when not in flight
+	ResponseStatus int       // 0 while in flight
+	ResponseBody   []byte
+}
+
+// Done reports whether the key has its final response.
+func (k KeyRecord) Done() bool { return k.ResponseStatus != 0 }
+
+// IdempotencyKey returns a stored key, or ok false when there is none.
+func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok bool, err error) {
+	var rid pgtype.UUID
+	var locked pgtype.Timestamptz
+	var status pgtype.Int4
+	err = db.Pool.QueryRow(ctx, `
+		SELECT key, request_hash, reservation_id, locked_until, response_status, response_body
+		  FROM idempotency_keys WHERE key = $1 AND expires_at > now()`, key,
+	).Scan(&rec.Key, &rec.RequestHash, &rid, &locked, &status, &rec.ResponseBody)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return KeyRecord{}, false, nil
+	}
+	if err != nil {
+		return KeyRecord{}, false, fmt.Errorf("get idempotency key: %w", err)
+	}
+	if rid.Valid {
+		rec.ReservationID = uuid.UUID(rid.Bytes).String()
+	}
+	rec.LockedUntil, rec.ResponseStatus = locked.Time, int(status.Int32)
+	return rec, true, nil
+}
+
+// TakeOverKey claims an in-flight key whose lease has run out (its first
+// caller died or hung) for another lease. It reports false when the key is
+// done, still leased, or gone.
+func (db *DB) TakeOverKey(ctx context.Context, key string, lease time.Duration) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		UPDATE idempotency_keys SET locked_until = now() + $2
+		 WHERE key = $1 AND response_status IS NULL AND locked_until < now()`, key, lease)
+	if err != nil {
+		return false, fmt.Errorf("take over idempotency key: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// DeleteKey forgets a key, so that a retry starts afresh.
+func (db *DB) DeleteKey(ctx context.Context, key string) error {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("delete idempotency key: %w", err)
+	}
+	return nil
+}
+
+// FinishHold stores the payment session on the reservation and the final
+// response under its key, in one statement.
+func (db *DB) FinishHold(ctx context.Context, reservationID, sessionID, sessionURL, key string, status int, body []byte) error {
+	var sid, surl any
+	if sessionID != "" {
+		sid, surl = sessionID, sessionURL
+	}
+	_, err := db.Pool.Exec(ctx, `
+		WITH r AS (
+			UPDATE reservations SET checkout_session_id = coalesce($2, checkout_session_id),
+			       checkout_url = coalesce($3, checkout_url), updated_at = now()
+			 WHERE id = $1)
+		UPDATE idempotency_keys SET response_status = $5, response_body = $6, locked_until = NULL
+		 WHERE key = $4`,
+		reservationID, sid, surl, key, status, body)
+	if err != nil {
+		return fmt.Errorf("finish hold: %w", err)
+	}
+	return nil
+}
+
+// AbandonHold cancels a hold that could not be handed to the payment
+// provider and forgets its key, so the spot is free again at once and the
+// client's retry with the same key starts afresh.
+func (db *DB) AbandonHold(ctx context.Context, reservationID, key string) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT * FROM parkgate_change($1, '{PENDING}', 'CANCELLED')`, reservationID); err != nil {
+			return fmt.Errorf("abandon hold: %w", err)
+		}
+		if key != "" {
+			if _, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1`, key); err != nil {
+				return fmt.Errorf("abandon hold: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+const reservationColumns = `
+	r.id, r.status, r.lot_id, s.label, r.plate, r.starts_at, r.ends_at, r.hold_expires_at,
+	r.price_amount, r.currency, coalesce(r.checkout_session_id, ''), coalesce(r.checkout_url, ''),
+	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at`
+
+func scanReservation(row pgx.Row) (cloud.Reservation, error) {
+	var r cloud.Reservation
+	var sid, surl string
+	err := row.Scan(&r.ID, &r.Status, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.HoldExpiresAt,
+		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return r, err
+	}
+	if sid != "" {
+		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sid, URL: surl}
+	}
+	for _, t := range []*time.Time{&r.StartsAt, &r.EndsAt, &r.HoldExpiresAt, &r.CreatedAt, &r.UpdatedAt} {
+		*t = t.UTC()
+	}
+	return r, nil
+}
+
+// Reservation returns a reservation by id, or a not_found error.
+func (db *DB) Reservation(ctx context.Context, id string) (cloud.Reservation, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "reservation %q not found", id)
+	}
+	r, err := scanReservation(db.Pool.QueryRow(ctx,
+		`SELECT `+reservationColumns+` FROM reservations r JOIN spots s ON s.id = r.spot_id WHERE r.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "reservation %q not found", id)
+	}
+	if err != nil {
+		return cloud.Reservation{}, fmt.Errorf("get reservation: %w", err)
+	}
+	return r, nil
+}
+
+// ReservationBySession returns the reservation paid through a Checkout
+// Session, or a not_found error.
+func (db *DB) ReservationBySession(ctx context.Context, sessionID string) (cloud.Reservation, error) {
+	r, err := scanReservation(db.Pool.QueryRow(ctx,
+		`SELECT `+reservationColumns+` FROM reservations r JOIN spots s ON s.id = r.spot_id
+		  WHERE r.checkout_session_id = $1`, sessionID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "no reservation for session %q", sessionID)
+	}
+	if err != nil {
+		return cloud.Reservation{}, fmt.Errorf("get reservation by session: %w", err)
+	}
+	return r, nil
+}
+
+// Change moves a reservation from one of the statuses in from to to, with
+// its change-log row, and sets the payment fields given (non-empty ones
+// only), all in one transaction. It reports whether the status changed; a
+// reservation in none of from is left alone, which is what makes replays of
+// the same event harmless.
+func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields) (changed bool, lotID string, err error) {
+	fromText := make([]string, len(from))
+	for i, s := range from {
+		fromText[i] = string(s)
+	}
+	err = retry(ctx, func() error {
+		changed, lotID = false, ""
+		return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			var lot pgtype.UUID
+			var seq pgtype.Int8
+			var st pgtype.Text
+			err := tx.QueryRow(ctx, `SELECT * FROM parkgate_change($1, $2, $3)`, id, fromText, string(to)).Scan(&lot, &seq, &st)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			changed, lotID = true, uuid.UUID(lot.Bytes).String()
+			return pay.apply(ctx, tx, id)
+		})
+	})
+	if err != nil {
+		return false, "", fmt.Errorf("change reservation %s to %s: %w", id, to, err)
+	}
+	return changed, lotID, nil
+}
+
+// PaymentFields are bookkeeping columns set alongside a status change.
+type PaymentFields struct {
+	PaymentIntentID string
+	RefundID        string
+	SessionClosed   bool
+}
+
+func (p PaymentFields) apply(ctx context.Context, tx pgx.Tx, id string) error {
+	if p == (PaymentFields{}) {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE reservations SET
+		       payment_intent_id = coalesce(nullif($2, ''), payment_intent_id),
+		       refund_id = coalesce(nullif($3, ''), refund_id),
+		       session_closed_at = CASE WHEN $4 THEN coalesce(session_closed_at, now()) ELSE session_closed_at END
+		 WHERE id = $1`, id, p.PaymentIntentID, p.RefundID, p.SessionClosed)
+	return err
+}
+
+// SetPaymentFields records payment bookkeeping without a status change.
+func (db *DB) SetPaymentFields(ctx context.Context, id string, p PaymentFields) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return p.apply(ctx, tx, id) })
+}
+
+// DueHolds returns up to limit PENDING holds whose time is up.
+func (db *DB) DueHolds(ctx context.Context, limit int) ([]string, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT id::text FROM reservations
+		 WHERE status = 'PENDING' AND hold_expires_at <= now()
+		 ORDER BY hold_expires_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("due holds: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("due holds: %w", err)
+	}
+	return ids, nil
+}
+
+// OpenSession is a Checkout Session whose hold ended but which Stripe may
+// still take money through.
+type OpenSession struct {
+	ReservationID string
+	SessionID     string
+}
+
+// SessionsToClose returns sessions of ended holds not yet expired at Stripe.
+func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT id::text, checkout_session_id FROM reservations
+		 WHERE checkout_session_id IS NOT NULL AND session_closed_at IS NULL
+		   AND status IN ('EXPIRED', 'CANCELLED')
+		 ORDER BY updated_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sessions to close: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OpenSession])
+	if err != nil {
+		return nil, fmt.Errorf("sessions to close: %w", err)
+	}
+	return out, nil
+}
+
+// PurgeKeys deletes idempotency keys past their 24 hours.
+func (db *DB) PurgeKeys(ctx context.Context) (int64, error) {
+	tag, err := db.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= now()`)
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
