@@ -38,6 +38,8 @@ func StatusOf(err error) int {
 // tooLarge marks a body over the limit: still invalid_request, but 413.
 type tooLarge struct{ error }
 
+func (t tooLarge) Unwrap() error { return t.error }
+
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status := StatusOf(err)
 	var tl tooLarge
