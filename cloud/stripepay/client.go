@@ -1,0 +1,371 @@
+package stripepay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+)
+
+// DefaultAPIBase is Stripe's API; Config.APIBase overrides it.
+const DefaultAPIBase = "https://api.stripe.com"
+
+const (
+	defaultTimeout = 20 * time.Second
+	retryMax       = 3
+	retryWaitMin   = 50 * time.Millisecond
+	retryWaitMax   = 500 * time.Millisecond
+
+	// Stripe measures expires_at bounds from its own clock at creation;
+	// expiryMargin absorbs request latency and clock skew, and expiryGrain
+	// makes a clamped value the same for calls made close together, so that
+	// a caller's retry with the same idempotency key sends the same
+	// parameters and gets the original session back instead of an
+	// idempotency_error.
+	minSessionLifetime = 30 * time.Minute
+	maxSessionLifetime = 24 * time.Hour
+	expiryMargin       = 2 * time.Minute
+	expiryGrain        = 5 * time.Minute
+)
+
+var (
+	// ErrUnavailable wraps failures to reach Stripe: network errors,
+	// timeouts, 5xx and 429 answers after retries. The operation may be
+	// retried later with the same idempotency key.
+	ErrUnavailable = errors.New("stripepay: stripe unavailable")
+	// ErrSessionCompleted is returned by ExpireSession when the session was
+	// already completed: the driver paid (or started an async payment), and
+	// a checkout.session.completed event is on its way.
+	ErrSessionCompleted = errors.New("stripepay: checkout session already completed")
+)
+
+// *slog.Logger already has retryablehttp's leveled-logger methods.
+var _ retryablehttp.LeveledLogger = (*slog.Logger)(nil)
+
+// Config configures a Client. SecretKey and SuccessURL are required.
+type Config struct {
+	SecretKey string
+	// APIBase is the scheme and host of Stripe's API, without /v1; the
+	// service fills it from STRIPE_API_BASE. Default DefaultAPIBase.
+	APIBase string
+	// SuccessURL and CancelURL are where Checkout sends the driver back;
+	// Stripe replaces {CHECKOUT_SESSION_ID} in them.
+	SuccessURL string
+	CancelURL  string
+	// Timeout bounds one call including its retries; each attempt gets half
+	// of it, so one hung connection still leaves time for a retry.
+	// Default 20s.
+	Timeout time.Duration
+	// Logger receives retry logs from the HTTP layer. Nil logs nothing.
+	Logger *slog.Logger
+}
+
+// Client calls Stripe. It is safe for concurrent use.
+type Client struct {
+	api     *client.API
+	cfg     Config
+	timeout time.Duration
+	now     func() time.Time
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.SecretKey == "" {
+		return nil, errors.New("stripepay: secret key required")
+	}
+	if cfg.SuccessURL == "" {
+		return nil, errors.New("stripepay: success url required")
+	}
+	if cfg.APIBase == "" {
+		cfg.APIBase = DefaultAPIBase
+	}
+	u, err := url.Parse(cfg.APIBase)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("stripepay: invalid api base %q", cfg.APIBase)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultTimeout
+	}
+
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient.Timeout = cfg.Timeout / 2
+	rc.RetryMax = retryMax
+	rc.RetryWaitMin = retryWaitMin
+	rc.RetryWaitMax = retryWaitMax
+	// POSTs are retried too, after network errors where Stripe may have
+	// acted: safe because every POST carries an idempotency key.
+	rc.CheckRetry = checkRetry
+	rc.Backoff = backoff
+	// Hand the last answer to stripe-go instead of retryablehttp's generic
+	// "giving up" error, so a final 5xx or 429 still carries Stripe's
+	// error object and request id.
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.Logger = nil // a nil *slog.Logger in the interface would panic
+	if cfg.Logger != nil {
+		rc.Logger = cfg.Logger.With("component", "stripepay")
+	}
+	hc := rc.StandardClient()
+	hc.Timeout = cfg.Timeout
+
+	be := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		URL:        stripe.String(cfg.APIBase),
+		HTTPClient: hc,
+		// retryablehttp retries; stripe-go retrying too would multiply
+		// attempts (4 × 3) and sleep outside our backoff.
+		MaxNetworkRetries: stripe.Int64(0),
+		// stripe-go logs every 4xx at error level, including the ones this
+		// package treats as success (expiring an expired session, refunding
+		// a refunded payment); the errors we return carry what matters.
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})
+	return &Client{
+		api:     client.New(cfg.SecretKey, &stripe.Backends{API: be, Connect: be, Uploads: be}),
+		cfg:     cfg,
+		timeout: cfg.Timeout,
+		now:     time.Now,
+	}, nil
+}
+
+// checkRetry follows Stripe's Stripe-Should-Retry header when present (it
+// marks, for example, a 409 on an idempotency key still in use as retryable)
+// and otherwise retries network errors, 429 and 5xx.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err == nil && resp != nil {
+		switch resp.Header.Get("Stripe-Should-Retry") {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+	}
+	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// backoff is retryablehttp's exponential backoff, capped even when Stripe
+// sends a long Retry-After: the caller's deadline matters more.
+func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	return min(retryablehttp.DefaultBackoff(lo, hi, attempt, resp), hi)
+}
+
+// CheckoutRequest describes the payment for one held reservation.
+type CheckoutRequest struct {
+	ReservationID string
+	LotID         string
+	// Description is the line item's name shown to the driver.
+	Description string
+	// Amount is in the currency's smallest unit (cents).
+	Amount   int64
+	Currency string
+	// ExpiresAt is the end of the hold. Stripe accepts 30 minutes to 24 hours
+	// from creation; a value outside is clamped into that window, so a hold
+	// shorter than 30 minutes must be ended with ExpireSession. Zero leaves
+	// Stripe's default of 24 hours.
+	ExpiresAt time.Time
+	// IdempotencyKey must be derived from the hold, so that a retry after a
+	// crash reuses it and cannot create a second session. Required.
+	IdempotencyKey string
+}
+
+// Session is what the caller keeps of a created Checkout Session.
+type Session struct {
+	ID        string
+	URL       string
+	ExpiresAt time.Time
+}
+
+// CreateCheckoutSession opens a payment-mode Checkout Session with one line
+// item, client_reference_id set to the reservation, and reservation_id and
+// lot_id in the metadata of both the session and its payment intent.
+func (c *Client) CreateCheckoutSession(ctx context.Context, r CheckoutRequest) (Session, error) {
+	const op = "create checkout session"
+	currency := strings.ToLower(r.Currency)
+	switch {
+	case r.ReservationID == "":
+		return Session{}, fmt.Errorf("stripepay: %s: reservation id required", op)
+	case r.Amount <= 0:
+		return Session{}, fmt.Errorf("stripepay: %s: amount must be positive, got %d", op, r.Amount)
+	case len(currency) != 3:
+		return Session{}, fmt.Errorf("stripepay: %s: invalid currency %q", op, r.Currency)
+	}
+	if err := checkKey(op, r.IdempotencyKey); err != nil {
+		return Session{}, err
+	}
+	name := r.Description
+	if name == "" {
+		name = "Parking reservation"
+	}
+	md := map[string]string{"reservation_id": r.ReservationID}
+	if r.LotID != "" {
+		md["lot_id"] = r.LotID
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	p := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(stripe.CheckoutSessionModePayment)),
+		SuccessURL:        stripe.String(c.cfg.SuccessURL),
+		ClientReferenceID: stripe.String(r.ReservationID),
+		LineItems: []*stripe.CheckoutSessionLineItemParams{{
+			Quantity: stripe.Int64(1),
+			PriceData: &stripe.CheckoutSessionLineItemPriceDataParams{
+				Currency:    stripe.String(currency),
+				UnitAmount:  stripe.Int64(r.Amount),
+				ProductData: &stripe.CheckoutSessionLineItemPriceDataProductDataParams{Name: stripe.String(name)},
+			},
+		}},
+		Metadata: md,
+		// The payment intent outlives the session in Stripe's dashboard and
+		// on refunds; give it the same back-references.
+		PaymentIntentData: &stripe.CheckoutSessionPaymentIntentDataParams{Metadata: maps.Clone(md)},
+	}
+	if c.cfg.CancelURL != "" {
+		p.CancelURL = stripe.String(c.cfg.CancelURL)
+	}
+	if !r.ExpiresAt.IsZero() {
+		p.ExpiresAt = stripe.Int64(clampExpiry(r.ExpiresAt, c.now()).Unix())
+	}
+	p.Context = ctx
+	p.SetIdempotencyKey(r.IdempotencyKey)
+
+	s, err := c.api.CheckoutSessions.New(p)
+	if err != nil {
+		return Session{}, classify(op, err)
+	}
+	return Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
+}
+
+// clampExpiry moves want into the window Stripe accepts when now is the
+// creation time, keeping expiryMargin from both edges and rounding a clamped
+// value to expiryGrain.
+func clampExpiry(want, now time.Time) time.Time {
+	lo := now.Add(minSessionLifetime + expiryMargin).Truncate(expiryGrain).Add(expiryGrain)
+	hi := now.Add(maxSessionLifetime - expiryMargin).Truncate(expiryGrain)
+	switch {
+	case want.Before(lo):
+		return lo
+	case want.After(hi):
+		return hi
+	}
+	return want
+}
+
+// ExpireSession expires an open session so it can no longer be paid. A
+// session that already expired is success; one that completed returns
+// ErrSessionCompleted. idempotencyKey may be empty: expiring is idempotent in
+// effect, and the outcome is read back from the session either way.
+func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey string) error {
+	const op = "expire checkout session"
+	if sessionID == "" {
+		return fmt.Errorf("stripepay: %s: session id required", op)
+	}
+	if idempotencyKey != "" {
+		if err := checkKey(op, idempotencyKey); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	p := &stripe.CheckoutSessionExpireParams{}
+	p.Context = ctx
+	if idempotencyKey != "" {
+		p.SetIdempotencyKey(idempotencyKey)
+	}
+	_, err := c.api.CheckoutSessions.Expire(sessionID, p)
+	if err == nil {
+		return nil
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.HTTPStatusCode != http.StatusBadRequest || se.Type != stripe.ErrorTypeInvalidRequest {
+		return classify(op, err)
+	}
+	// Stripe refuses a session that is not open with a sentence and no
+	// error code; read the session's status rather than parse the prose.
+	gp := &stripe.CheckoutSessionParams{}
+	gp.Context = ctx
+	s, gerr := c.api.CheckoutSessions.Get(sessionID, gp)
+	if gerr != nil {
+		return classify(op, gerr)
+	}
+	switch s.Status {
+	case stripe.CheckoutSessionStatusExpired:
+		return nil
+	case stripe.CheckoutSessionStatusComplete:
+		return fmt.Errorf("%w: %s", ErrSessionCompleted, sessionID)
+	}
+	return classify(op, err)
+}
+
+// Refund refunds the whole unrefunded amount of a payment intent and returns
+// the refund's id. A payment that is already fully refunded is success: the
+// id returned is then that of its latest refund, or empty if that could not
+// be looked up.
+func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error) {
+	const op = "refund"
+	if paymentIntentID == "" {
+		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
+	}
+	if err := checkKey(op, idempotencyKey); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	p := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID)}
+	p.Context = ctx
+	p.SetIdempotencyKey(idempotencyKey)
+	r, err := c.api.Refunds.New(p)
+	if err == nil {
+		return r.ID, nil
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.Code != stripe.ErrorCodeChargeAlreadyRefunded {
+		return "", classify(op, err)
+	}
+	// Refunded before, under another key or from the dashboard: the money
+	// is back with the driver, which is all the caller asked for.
+	lp := &stripe.RefundListParams{PaymentIntent: stripe.String(paymentIntentID)}
+	lp.Context = ctx
+	lp.Limit = stripe.Int64(1)
+	lp.Single = true
+	it := c.api.Refunds.List(lp)
+	if it.Next() {
+		return it.Refund().ID, nil
+	}
+	return "", nil
+}
+
+func checkKey(op, key string) error {
+	if key == "" {
+		return fmt.Errorf("stripepay: %s: idempotency key required", op)
+	}
+	if len(key) > 255 {
+		return fmt.Errorf("stripepay: %s: idempotency key longer than 255 bytes", op)
+	}
+	return nil
+}
+
+// classify wraps err with op, marking as ErrUnavailable what a later retry
+// may fix: anything that is not an answer from Stripe, and the answers that
+// say "not now" (5xx, 429, an idempotency key still in use).
+func classify(op string, err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		if se.HTTPStatusCode >= 500 || se.HTTPStatusCode == http.StatusTooManyRequests ||
+			se.Code == stripe.ErrorCodeIdempotencyKeyInUse {
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+		}
+		return fmt.Errorf("stripepay: %s: %w", op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
