@@ -259,3 +259,21 @@ func TestOpFor(t *testing.T) {
 		}
 	}
 }
+
+func FuzzNormalizePlate(f *testing.F) {
+	for _, s := range []string{"AB-123 C", "m.ab·12", "", "ÄÖ", "0123456789AB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := protocol.NormalizePlate(s)
+		if err != nil {
+			return
+		}
+		if again, err := protocol.NormalizePlate(n); err != nil || again != n {
+			t.Fatalf("not idempotent: %q -> %q -> %q, %v", s, n, again, err)
+		}
+		if f := protocol.FoldPlate(n); len(f) != len(n) {
+			t.Fatalf("fold changed length: %q -> %q", n, f)
+		}
+	})
+}

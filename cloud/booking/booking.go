@@ -241,11 +241,12 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	}
 
 	if s.Guard != nil {
-		release, err := s.Guard.Lock(ctx, lot.ID, req.StartsAt, req.EndsAt)
-		if err != nil {
-			return Response{}, err
+		// The lock only spreads a surge out; when it is busy past its wait,
+		// or Redis is away, go on: the lot row lock in Postgres orders the
+		// writers and the exclusion constraint keeps them honest.
+		if release, err := s.Guard.Lock(ctx, lot.ID, req.StartsAt, req.EndsAt); err == nil {
+			defer release()
 		}
-		defer release()
 	}
 
 	// Two rounds at most: the second only when a stale key was found whose

@@ -216,25 +216,22 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
+	var store func(int, int)
 	if s.Cache != nil {
-		if avail, total, _, ok := s.Cache.Availability(r.Context(), lotID, start, end); ok {
+		var avail, total int
+		var ok bool
+		if avail, total, ok, store = s.Cache.Availability(r.Context(), lotID, start, end); ok {
 			writeJSON(w, http.StatusOK, availabilityBody(lotID, avail, total, start, end))
 			return
 		}
-	}
-	var version int64
-	if s.Cache != nil {
-		// The version read before the query is the one the answer is
-		// stored under: a change committed meanwhile has bumped it.
-		_, _, version, _ = s.Cache.Availability(r.Context(), lotID, start, end)
 	}
 	avail, total, err := s.DB.Availability(r.Context(), lotID, start, end)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	if s.Cache != nil {
-		s.Cache.StoreAvailability(r.Context(), lotID, start, end, version, avail, total)
+	if store != nil {
+		store(avail, total)
 	}
 	writeJSON(w, http.StatusOK, availabilityBody(lotID, avail, total, start, end))
 }

@@ -46,11 +46,13 @@ type Limiter interface {
 	AllowClient(ctx context.Context, clientID string) (ok bool, retryAfter time.Duration)
 }
 
-// AvailabilityCache keeps availability answers; see guard for how
-// invalidation keeps it right.
+// AvailabilityCache keeps availability answers.
 type AvailabilityCache interface {
-	Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, version int64, ok bool)
-	StoreAvailability(ctx context.Context, lotID string, start, end time.Time, version int64, available, total int)
+	// Availability returns a cached answer (ok), or a function that stores
+	// the answer the caller then computes. The function remembers the
+	// cache's state before the computation, so that a change committed in
+	// between leaves the stored answer unreachable rather than stale.
+	Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, ok bool, store func(available, total int))
 }
 
 // Check is one named readiness check; Required ones fail /readyz.

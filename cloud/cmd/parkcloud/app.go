@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud/adapt"
+	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/bus"
+	"github.com/parkgate/parkgate/cloud/bus/kafkabus"
+	"github.com/parkgate/parkgate/cloud/bus/pgbus"
+	"github.com/parkgate/parkgate/cloud/guard"
+	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/cloud/relay"
+	"github.com/parkgate/parkgate/cloud/stripepay"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// Main is the parkcloud program: configuration, then every constructor in
+// one place, then the run and an orderly shutdown.
+type Main struct {
+	Config
+	Log *slog.Logger
+
+	db      *postgres.DB
+	closers []func()
+}
+
+// NewMain returns a Main logging JSON to stderr.
+func NewMain() *Main {
+	return &Main{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+}
+
+// Migrate applies the migrations and returns.
+func (m *Main) Migrate(ctx context.Context) error {
+	db, err := postgres.Open(ctx, m.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	vs, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	m.Log.Info("migrated", "applied", vs)
+	return nil
+}
+
+// Close releases what Run opened, in reverse order.
+func (m *Main) Close() {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i]()
+	}
+	m.closers = nil
+}
+
+func (m *Main) signingKey() (ed25519.PrivateKey, error) {
+	if m.SigningKey != "" {
+		return protocol.ParseSigningKey(m.SigningKey)
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	m.Log.Warn("no PARKGATE_SIGNING_KEY: signing with a throwaway key; edges will not trust it after a restart",
+		"public_key", protocol.EncodePublicKey(key.Public().(ed25519.PublicKey)))
+	return key, nil
+}
+
+// Run serves until ctx ends, then shuts down within a deadline.
+func (m *Main) Run(ctx context.Context) error {
+	m.Log.Info("starting parkcloud",
+		"http_addr", m.HTTPAddr, "database_url", maskURL(m.DatabaseURL), "redis_url", maskURL(m.RedisURL),
+		"mqtt_url", m.MQTTURLs, "stripe_api_base", m.StripeAPIBase, "stripe_secret_key", mask(m.StripeSecretKey),
+		"stripe_webhook_secret", mask(m.StripeWebhookSecret), "admin_token", mask(m.AdminToken),
+		"hold_ttl", m.HoldTTL.String(), "bus", m.Bus, "replica", m.ReplicaID)
+
+	db, err := postgres.Open(ctx, m.DatabaseURL, int32(m.DBMaxConns))
+	if err != nil {
+		return err
+	}
+	m.db = db
+	m.closers = append(m.closers, db.Close)
+	if vs, err := db.Migrate(ctx); err != nil {
+		return err
+	} else if len(vs) > 0 {
+		m.Log.Info("migrated", "applied", vs)
+	}
+	key, err := m.signingKey()
+	if err != nil {
+		return err
+	}
+
+	// Payments.
+	var payments booking.Payments
+	if m.StripeSecretKey != "" {
+		sp, err := stripepay.New(stripepay.Config{SecretKey: m.StripeSecretKey, APIBase: m.StripeAPIBase,
+			SuccessURL: m.CheckoutSuccessURL, CancelURL: m.CheckoutCancelURL, Logger: m.Log})
+		if err != nil {
+			return err
+		}
+		payments = adapt.Stripe{C: sp}
+	} else {
+		m.Log.Warn("no STRIPE_SECRET_KEY: payments disabled; holds can never be confirmed")
+	}
+
+	// Hot-lot guard.
+	var g *guard.Guard
+	if m.RedisURL != "" {
+		rdb, err := guard.NewClient(m.RedisURL)
+		if err != nil {
+			return err
+		}
+		m.closers = append(m.closers, func() { _ = rdb.Close() })
+		opts := guard.Options{}
+		if opts.LotRate, err = guard.ParseLimit(m.LotRate); err != nil {
+			return fmt.Errorf("PARKGATE_LOT_RATE: %w", err)
+		}
+		if opts.ClientRate, err = guard.ParseLimit(m.ClientRate); err != nil {
+			return fmt.Errorf("PARKGATE_CLIENT_RATE: %w", err)
+		}
+		if m.LotRates != "" {
+			if opts.LotRates, err = guard.ParseLimits(m.LotRates); err != nil {
+				return fmt.Errorf("PARKGATE_LOT_RATES: %w", err)
+			}
+		}
+		g = guard.New(rdb, opts)
+	}
+
+	svc := booking.New(db, payments, nil, m.Log, m.HoldTTL)
+	if g != nil {
+		svc.Guard = adapt.Guard{G: g}
+	}
+
+	// Payment-event bus.
+	var pub bus.Publisher
+	var cons bus.Consumer
+	switch m.Bus {
+	case "kafka":
+		kb, err := kafkabus.New(kafkabus.Config{Brokers: split(m.KafkaBrokers), Topic: m.KafkaTopic, Group: "parkcloud", Logger: m.Log})
+		if err != nil {
+			return err
+		}
+		m.closers = append(m.closers, kb.Close)
+		pub, cons = kb, kb
+	default:
+		pb := pgbus.New(db.Pool, pgbus.Options{Workers: m.BusWorkers, Logger: m.Log})
+		pub, cons = pb, pb
+	}
+	secrets := split(m.StripeWebhookSecret)
+	webhooks := &booking.Webhooks{
+		Verify: func(payload []byte, sig string) (booking.VerifiedEvent, error) {
+			return adapt.VerifyStripe(payload, sig, secrets)
+		},
+		Publish: func(ctx context.Context, e booking.VerifiedEvent, payload []byte) (bool, error) {
+			return pub.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: payload, CreatedAt: e.CreatedAt})
+		},
+	}
+
+	edgeStore := relay.NewStore(db.Pool, key)
+	api := &httpapi.Server{Booking: svc, DB: db, Edge: edgeStore, Log: m.Log, AdminToken: m.AdminToken}
+	if len(secrets) > 0 {
+		api.Webhooks = webhooks
+	}
+	if g != nil {
+		api.Limiter = g
+		api.Cache = adapt.Cache{G: g}
+		api.Checks = append(api.Checks, httpapi.Check{Name: "redis", Check: func(context.Context) error {
+			if !g.Healthy() {
+				return errors.New("unreachable: limits are per replica, caches bypassed")
+			}
+			return nil
+		}})
+	}
+
+	srv := &http.Server{
+		Addr:              m.HTTPAddr,
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goBG := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(bg); err != nil && bg.Err() == nil {
+				m.Log.Error("background task stopped", "task", name, "err", err)
+			}
+		}()
+	}
+	goBG("workers", func(ctx context.Context) error { svc.RunWorkers(ctx, m.WorkerEvery); return nil })
+	goBG("payment-events", func(ctx context.Context) error {
+		return cons.Run(ctx, func(ctx context.Context, msg bus.Message) error {
+			return svc.HandlePaymentEvent(ctx, msg.Payload)
+		})
+	})
+	if g != nil {
+		goBG("guard", func(ctx context.Context) error { g.Run(ctx); return nil })
+	}
+	if brokers := split(m.MQTTURLs); len(brokers) > 0 {
+		rl, err := relay.New(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
+			key, relay.Options{Owner: m.ReplicaID, Logger: m.Log})
+		if err != nil {
+			stopBG()
+			return err
+		}
+		goBG("relay", rl.Run)
+		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
+			relay.IngestOptions{Logger: m.Log, OnChange: func(ctx context.Context, lotID string) {
+				if g != nil {
+					g.InvalidateLot(ctx, lotID)
+				}
+			}})
+		if err != nil {
+			stopBG()
+			return err
+		}
+		goBG("ingest", in.Run)
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		m.Log.Info("listening", "addr", m.HTTPAddr)
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+		close(errc)
+	}()
+	select {
+	case err := <-errc:
+		stopBG()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	m.Log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopBG()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-shutdownCtx.Done():
+		m.Log.Warn("background tasks did not stop in time")
+	}
+	return err
+}
