@@ -82,3 +82,10 @@ func (a Cache) Availability(ctx context.Context, lotID string, start, end time.T
 		a.G.StoreAvailability(ctx, lotID, start, end, ver, avail, total)
 	}
 }
+
+func (a Guard) Full(ctx context.Context, lotID string, start, end time.Time) (bool, func(int)) {
+	avail, _, ver, ok := a.G.Availability(ctx, lotID, start, end)
+	return ok && avail <= 0, func(total int) {
+		a.G.StoreAvailability(ctx, lotID, start, end, ver, 0, total)
+	}
+}

@@ -69,6 +69,11 @@ type Guard interface {
 	LoadResponse(ctx context.Context, key string) (StoredResponse, bool)
 	SaveResponse(ctx context.Context, key string, r StoredResponse)
 	InvalidateLot(ctx context.Context, lotIDs ...string)
+	// Full reports whether the availability cache knows the window to be
+	// full, and returns a function that records it full; the function
+	// remembers the cache's state now, so a change committed before it is
+	// called leaves the record unreachable rather than wrong.
+	Full(ctx context.Context, lotID string, start, end time.Time) (full bool, markFull func(total int))
 }
 
 // Limits of what a driver may book.
@@ -96,8 +101,42 @@ type Service struct {
 	Lease time.Duration
 	Now   func() time.Time
 
+	// LotConcurrency bounds the holds of one lot in flight in this
+	// replica at once, and LotWait how long a request waits for its turn
+	// before it is told to come back (429). Holds of one lot queue on the
+	// lot's row in Postgres anyway; without this bulkhead a surge on one lot
+	// would fill the connection pool with waiters and starve every other lot.
+	LotConcurrency int
+	LotWait        time.Duration
+
 	lotsMu sync.RWMutex
 	lots   map[string]cloud.Lot // lots never change once made: cache them
+	gates  map[string]chan struct{}
+}
+
+var lotBusy = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "parkgate_lot_busy_total", Help: "Hold requests turned away because their lot had too many in flight."})
+
+// enter takes a turn at the lot's bulkhead; the returned func gives it back.
+func (s *Service) enter(ctx context.Context, lotID string) (func(), error) {
+	s.lotsMu.Lock()
+	g, ok := s.gates[lotID]
+	if !ok {
+		g = make(chan struct{}, s.LotConcurrency)
+		s.gates[lotID] = g
+	}
+	s.lotsMu.Unlock()
+	t := time.NewTimer(s.LotWait)
+	defer t.Stop()
+	select {
+	case g <- struct{}{}:
+		return func() { <-g }, nil
+	case <-t.C:
+		lotBusy.Inc()
+		return nil, cloud.Errorf(cloud.ERateLimited, "this lot is in high demand; retry in a moment with the same Idempotency-Key")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // New returns a service with defaults filled in.
@@ -109,7 +148,8 @@ func New(db *postgres.DB, payments Payments, guard Guard, log *slog.Logger, hold
 		holdTTL = 10 * time.Minute
 	}
 	return &Service{DB: db, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
-		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{}}
+		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{}, gates: map[string]chan struct{}{},
+		LotConcurrency: 4, LotWait: 250 * time.Millisecond}
 }
 
 var (
@@ -204,6 +244,8 @@ func (r *HoldRequest) hash() []byte {
 	return h.Sum(nil)
 }
 
+type markFullKey struct{}
+
 var errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
 
 // Hold makes a PENDING hold for a driver, exactly once per idempotency key.
@@ -239,6 +281,26 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 		}
 		return Response{}, err
 	}
+
+	// A lot known to be full for this very window answers at once, without
+	// queueing for the lot: in a surge that is most requests. Nothing is
+	// stored under the key, so a retry asks again and may find a spot that
+	// came free.
+	var markFull func(int)
+	if s.Guard != nil && req.SpotID == "" {
+		var full bool
+		if full, markFull = s.Guard.Full(ctx, lot.ID, req.StartsAt, req.EndsAt); full {
+			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+			return Response{}, errNoAvailability
+		}
+	}
+	ctx = context.WithValue(ctx, markFullKey{}, markFull)
+
+	leave, err := s.enter(ctx, lot.ID)
+	if err != nil {
+		return Response{}, err
+	}
+	defer leave()
 
 	if s.Guard != nil {
 		// The lock only spreads a surge out; when it is busy past its wait,
@@ -279,6 +341,9 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		return Response{}, false, cloud.FieldError("spot_id", "lot has no spot %q", req.SpotID)
 	case postgres.HoldNoAvailability:
 		holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+		if mark, _ := ctx.Value(markFullKey{}).(func(int)); mark != nil && req.SpotID == "" {
+			mark(lot.TotalSpots)
+		}
 		resp := Response{Status: http.StatusConflict, Body: cloud.MarshalError(errNoAvailability)}
 		s.saveResponse(ctx, key, hash, resp)
 		return resp, false, nil
