@@ -21,9 +21,13 @@ import (
 // setupGuarded is setup with the Redis guard wired as parkcloud wires it,
 // in a namespace of its own on the shared Redis.
 func setupGuarded(t testing.TB, opts guard.Options) *bundle {
+	return setupGuardedAt(t, "redis://127.0.0.1:6379/0", opts)
+}
+
+func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 	t.Helper()
 	s := pgtest.New(t, 40)
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	rdb, err := guard.NewClient(redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,4 +151,35 @@ func BenchmarkSurge(b *testing.B) {
 	b.ReportMetric(ms(baseline.pct(.99)), "others_p99_before_ms")
 	b.ReportMetric(ms(during.pct(.99)), "others_p99_during_ms")
 	b.ReportMetric(float64(during.pct(.99))/float64(baseline.pct(.99)), "others_p99_ratio")
+}
+
+// TestRedisAway: with Redis unreachable the guard degrades and booking
+// stays correct: holds, replays from Postgres, no overlap.
+func TestRedisAway(t *testing.T) {
+	t.Parallel()
+	bd := setupGuardedAt(t, "redis://127.0.0.1:1/0", guard.Options{})
+	lot := bd.createLot(t, 2)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	var wg sync.WaitGroup
+	codes := make([]int, 20)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = bd.doRetry(t, "POST", "/v1/reservations", hold(lot, fmt.Sprintf("R%03d", i), start, start.Add(time.Hour)), key(fmt.Sprint("r", i))).Status
+		}()
+	}
+	wg.Wait()
+	n := map[int]int{}
+	for _, c := range codes {
+		n[c]++
+	}
+	if n[201] != 2 || n[409] != 18 {
+		t.Errorf("statuses %v, want 2×201, 18×409", n)
+	}
+	r := bd.do(t, "POST", "/v1/reservations", hold(lot, "R000", start, start.Add(time.Hour)), key("r0"))
+	if r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replay without Redis: %d %s", r.Status, r.Body)
+	}
+	assertNoOverlap(t, bd)
 }
