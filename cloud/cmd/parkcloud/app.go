@@ -221,11 +221,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		goBG("relay", rl.Run)
 		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
-			relay.IngestOptions{Logger: m.Log, OnChange: func(ctx context.Context, lotID string) {
-				if g != nil {
-					g.InvalidateLot(ctx, lotID)
-				}
-			}})
+			relay.IngestOptions{Logger: m.Log})
 		if err != nil {
 			stopBG()
 			return err

@@ -1,0 +1,216 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud/adapt"
+	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/bus"
+	"github.com/parkgate/parkgate/cloud/bus/pgbus"
+	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/cloud/stripepay"
+	"github.com/parkgate/parkgate/sim/stripefake"
+)
+
+const whSecret = "whsec_test_secret"
+
+type payBundle struct {
+	*bundle
+	fake *stripefake.Fake
+}
+
+// setupPayments wires the cloud as parkcloud does with payments on: the
+// Stripe stand-in, stripepay over go-retryablehttp, the Postgres payment
+// bus with its workers, the signed webhook.
+func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
+	t.Helper()
+	s := pgtest.New(t, 20)
+	fake := stripefake.New(stripefake.Options{WebhookSecret: whSecret, RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond})
+	fsrv := httptest.NewServer(fake)
+	t.Cleanup(fsrv.Close)
+	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: fsrv.URL, SuccessURL: "http://x/ok", CancelURL: "http://x/no", Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := booking.New(s.DB, adapt.Stripe{C: sp}, nil, nil, holdTTL)
+	pb := pgbus.New(s.DB.Pool, pgbus.Options{Workers: 4, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
+	wh := &booking.Webhooks{
+		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
+			return adapt.VerifyStripe(p, sig, []string{whSecret})
+		},
+		Publish: func(ctx context.Context, e booking.VerifiedEvent, p []byte) (bool, error) {
+			return pb.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: p, CreatedAt: e.CreatedAt})
+		},
+	}
+	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Webhooks: wh}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	fake.SetWebhook(srv.URL+"/v1/payments/webhook", whSecret)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 { // two workers: two replicas
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = pb.Run(ctx, func(ctx context.Context, m bus.Message) error { return svc.HandlePaymentEvent(ctx, m.Payload) })
+		}()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake}
+}
+
+func (b *payBundle) waitStatus(t testing.TB, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := b.do(t, "GET", "/v1/reservations/"+id, nil, nil)
+		if r.json(t)["status"] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reservation %s: status %v, want %s", id, r.json(t)["status"], want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPaymentJourney: hold → Checkout Session at the stand-in → pay →
+// signed webhook → CONFIRMED, visible through GET.
+func TestPaymentJourney(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "PAY1", start, start.Add(time.Hour)), key("p1"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	m := r.json(t)
+	pay := m["payment"].(map[string]any)
+	if pay["provider"] != "stripe" || pay["session_id"] == "" || pay["url"] == "" {
+		t.Fatalf("payment: %v", pay)
+	}
+	id := m["id"].(string)
+	b.waitStatus(t, id, "PENDING") // a redirect confirms nothing
+	if _, err := b.fake.Pay(pay["session_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "CONFIRMED")
+
+	// The same event delivered five more times, concurrently: no change.
+	var ids []string
+	for _, e := range b.fake.Events() {
+		ids = append(ids, e.ID)
+	}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = b.fake.Redeliver(ids...) }()
+	}
+	wg.Wait()
+	_ = b.fake.Flush(context.Background())
+	var n int
+	_ = b.schema.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE reservation_id = $1 AND status = 'CONFIRMED'`, id).Scan(&n)
+	if n != 1 {
+		t.Errorf("%d CONFIRMED changes, want 1", n)
+	}
+}
+
+// TestLatePaymentRefundedOnce: a payment that completes after the hold
+// expired is refunded exactly once, however often its event arrives.
+func TestLatePaymentRefundedOnce(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "LATE1", start, start.Add(time.Hour)), key("l1"))
+	m := r.json(t)
+	id, sess := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
+	ctx := context.Background()
+	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "EXPIRED")
+	if _, err := b.fake.Pay(sess); err != nil { // slipped through before the session was expired
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range b.fake.Events() {
+		ids = append(ids, e.ID)
+	}
+	for range 3 {
+		_ = b.fake.Redeliver(ids...)
+	}
+	b.waitStatus(t, id, "REFUNDED")
+	_ = b.fake.Flush(ctx)
+	time.Sleep(300 * time.Millisecond) // let late duplicates reach the workers
+	if refunds := b.fake.Refunds(); len(refunds) != 1 {
+		t.Errorf("%d refunds at Stripe, want 1", len(refunds))
+	}
+}
+
+// TestForgedWebhook: bad signatures are refused with 400 and record nothing.
+func TestForgedWebhook(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	body := []byte(`{"id":"evt_forged","type":"checkout.session.completed","data":{"object":{"id":"cs_x","object":"checkout.session","client_reference_id":"r","payment_status":"paid"}}}`)
+	now := time.Now()
+	cases := map[string]string{
+		"Missing":     "",
+		"WrongSecret": stripefake.SignatureHeader(body, now, "whsec_other"),
+		"Stale":       stripefake.SignatureHeader(body, now.Add(-6*time.Minute), whSecret),
+		"Garbage":     "t=abc,v1=zz",
+	}
+	for name, sig := range cases {
+		hdr := map[string]string{}
+		if sig != "" {
+			hdr["Stripe-Signature"] = sig
+		}
+		if r := b.do(t, "POST", "/v1/payments/webhook", body, hdr); r.Status != 400 || r.code() != "invalid_signature" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	tampered := append([]byte{}, body...)
+	sig := stripefake.SignatureHeader(body, now, whSecret)
+	tampered[10] = 'X'
+	if r := b.do(t, "POST", "/v1/payments/webhook", tampered, map[string]string{"Stripe-Signature": sig}); r.Status != 400 {
+		t.Errorf("tampered: %d %s", r.Status, r.Body)
+	}
+	// X-Signature in the same format is accepted.
+	if r := b.do(t, "POST", "/v1/payments/webhook", body, map[string]string{"X-Signature": sig}); r.Status != 200 {
+		t.Errorf("X-Signature: %d %s", r.Status, r.Body)
+	}
+	var n int
+	_ = b.schema.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM payment_events`).Scan(&n)
+	if n != 1 {
+		t.Errorf("%d events recorded, want only the good one", n)
+	}
+}
+
+// TestStripeDown: a hold while Stripe is unreachable answers 503, keeps no
+// hold on the spot, and the retry with the same key succeeds later.
+func TestStripeDown(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	b.fake.SetDown(true)
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "DOWN1", start, start.Add(time.Hour)), key("d1"))
+	if r.Status != 503 || r.code() != "unavailable" {
+		t.Fatalf("stripe down: %d %s", r.Status, r.Body)
+	}
+	b.fake.SetDown(false)
+	// The spot is free for someone else, and the retry works too.
+	if x := b.do(t, "POST", "/v1/reservations", hold(lot, "DOWN1", start, start.Add(time.Hour)), key("d1")); x.Status != 201 {
+		t.Fatalf("retry: %d %s", x.Status, x.Body)
+	}
+	assertNoOverlap(t, b.bundle)
+}
