@@ -37,7 +37,6 @@ bench: bench-core bench-edge bench-surge ## every benchmark
 
 bench-core: services ## hold throughput and search latency vs pgbench (issue 2), webhook ingestion (issue 3)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cloud/httpapi/
-	bash cloud/httpapi/testdata/pgbench.sh
 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...
