@@ -1,0 +1,13 @@
+// Package guard is the hot-lot guard of the reservation service, on Redis: a
+// distributed GCRA rate limit per lot and per client shared by every API
+// replica, a short-lived booking lock per lot and time window taken with a
+// random token and released only by its owner, the 24-hour fast path of
+// stored idempotent responses, and a write-through availability cache kept
+// right by versions that every reservation change bumps. Redis only ever cuts
+// contention and latency: Postgres stays the source of truth, so every method
+// degrades instead of failing when Redis is slow, down or restarted — the
+// limiter falls back to a per-replica limit, the lock is skipped, the caches
+// are bypassed — and says so through Healthy, Status and the
+// parkgate_redis_up and parkgate_guard_* metrics. Methods are safe for
+// concurrent use; one Guard serves a whole process.
+package guard

@@ -1,0 +1,233 @@
+package guard_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud/guard"
+)
+
+func TestParseLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    map[string]guard.Limit
+		wantErr bool
+	}{
+		{"Empty", "", map[string]guard.Limit{}, false},
+		{"Two", "lot-a=100/200,lot-b=5/10", map[string]guard.Limit{"lot-a": {Rate: 100, Burst: 200}, "lot-b": {Rate: 5, Burst: 10}}, false},
+		{"Spaces", " lot-a = 1.5 / 3 , ", map[string]guard.Limit{"lot-a": {Rate: 1.5, Burst: 3}}, false},
+		{"BurstFromRate", "lot-a=2.5", map[string]guard.Limit{"lot-a": {Rate: 2.5, Burst: 3}}, false},
+		{"Off", "lot-a=off", map[string]guard.Limit{"lot-a": guard.Unlimited}, false},
+		{"NoEquals", "lot-a", nil, true},
+		{"NoLot", "=5/10", nil, true},
+		{"ZeroRate", "lot-a=0/10", nil, true},
+		{"NegativeRate", "lot-a=-1/10", nil, true},
+		{"BadBurst", "lot-a=5/x", nil, true},
+		{"ZeroBurst", "lot-a=5/0", nil, true},
+		{"Duplicate", "lot-a=5/10,lot-a=6/10", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := guard.ParseLimits(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseLimits(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ParseLimits(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   time.Duration
+		want int
+	}{
+		{-1, 1}, {0, 1}, {time.Nanosecond, 1}, {time.Second, 1},
+		{time.Second + time.Millisecond, 2}, {2 * time.Second, 2},
+	} {
+		if got := guard.RetryAfterSeconds(tt.in); got != tt.want {
+			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestAllowLot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("BurstThenRefuse", func(t *testing.T) {
+		t.Parallel()
+		g, _ := setup(t, guard.Options{LotRate: guard.Limit{Rate: 1, Burst: 3}})
+		for i := range 3 {
+			if ok, _ := g.AllowLot(ctx, "lot-1"); !ok {
+				t.Fatalf("request %d refused within the burst", i+1)
+			}
+		}
+		ok, retry := g.AllowLot(ctx, "lot-1")
+		if ok {
+			t.Fatal("request past the burst allowed")
+		}
+		if retry <= 0 || retry > time.Second {
+			t.Fatalf("retryAfter = %v, want in (0, 1s] at 1/s", retry)
+		}
+		if ok, _ := g.AllowLot(ctx, "lot-2"); !ok {
+			t.Fatal("another lot was refused: limits are per lot")
+		}
+	})
+
+	t.Run("PerLotOverride", func(t *testing.T) {
+		t.Parallel()
+		g, _ := setup(t, guard.Options{
+			LotRate:  guard.Limit{Rate: 100, Burst: 100},
+			LotRates: map[string]guard.Limit{"hot": {Rate: 1, Burst: 2}, "free": guard.Unlimited},
+		})
+		if n := countAllowed(g.AllowLot, "hot", 10); n != 2 {
+			t.Fatalf("hot lot allowed %d of 10, want its burst 2", n)
+		}
+		if n := countAllowed(g.AllowLot, "cold", 50); n != 50 {
+			t.Fatalf("default lot allowed %d of 50, want all", n)
+		}
+		if n := countAllowed(g.AllowLot, "free", 500); n != 500 {
+			t.Fatalf("unlimited lot allowed %d of 500, want all", n)
+		}
+	})
+
+	t.Run("ReplicasShareTheLimit", func(t *testing.T) {
+		t.Parallel()
+		a, b := setup(t, guard.Options{LotRate: guard.Limit{Rate: 0.1, Burst: 4}})
+		other := b.replica(t)
+		allowed := 0
+		for i := range 10 {
+			g := a
+			if i%2 == 1 {
+				g = other
+			}
+			if ok, _ := g.AllowLot(ctx, "lot-1"); ok {
+				allowed++
+			}
+		}
+		if allowed != 4 {
+			t.Fatalf("two replicas allowed %d together, want the one shared burst 4", allowed)
+		}
+	})
+
+	t.Run("EmptyLotNotLimited", func(t *testing.T) {
+		t.Parallel()
+		g, _ := setup(t, guard.Options{LotRate: guard.Limit{Rate: 1, Burst: 1}})
+		if n := countAllowed(g.AllowLot, "", 5); n != 5 {
+			t.Fatalf("empty lot allowed %d of 5", n)
+		}
+	})
+}
+
+func TestAllowClient(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, _ := setup(t, guard.Options{
+		ClientRate: guard.Limit{Rate: 0.5, Burst: 2},
+		LotRate:    guard.Limit{Rate: 0.5, Burst: 2},
+	})
+	if n := countAllowed(g.AllowClient, "10.0.0.1", 5); n != 2 {
+		t.Fatalf("client allowed %d of 5, want burst 2", n)
+	}
+	ok, retry := g.AllowClient(ctx, "10.0.0.1")
+	if ok || retry <= time.Second || retry > 2*time.Second {
+		t.Fatalf("AllowClient = %v, %v; want refused with retry in (1s, 2s] at 0.5/s", ok, retry)
+	}
+	if n := countAllowed(g.AllowClient, "10.0.0.2", 2); n != 2 {
+		t.Fatal("a second client was limited by the first")
+	}
+	if n := countAllowed(g.AllowLot, "10.0.0.1", 2); n != 2 {
+		t.Fatal("a lot with a client's id shared its limit: scopes must not mix")
+	}
+}
+
+func countAllowed(allow func(context.Context, string) (bool, time.Duration), id string, n int) int {
+	allowed := 0
+	for range n {
+		if ok, _ := allow(context.Background(), id); ok {
+			allowed++
+		}
+	}
+	return allowed
+}
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+
+	t.Run("LimitClients", func(t *testing.T) {
+		t.Parallel()
+		g, _ := setup(t, guard.Options{ClientRate: guard.Limit{Rate: 0.2, Burst: 1}})
+		h := g.LimitClients(guard.RemoteIP)(ok)
+
+		serve := func(remote string) *httptest.ResponseRecorder {
+			r := httptest.NewRequest(http.MethodGet, "/v1/lots", nil)
+			r.RemoteAddr = remote
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		if w := serve("192.0.2.1:1234"); w.Code != http.StatusNoContent {
+			t.Fatalf("first request: status %d", w.Code)
+		}
+		w := serve("192.0.2.1:5678") // same client, another port
+		if w.Code != http.StatusTooManyRequests {
+			t.Fatalf("second request: status %d, want 429", w.Code)
+		}
+		if got := w.Header().Get("Retry-After"); got != "5" {
+			t.Errorf("Retry-After = %q, want \"5\" at 0.2/s", got)
+		}
+		if got := w.Header().Get("Content-Type"); got != "application/json" {
+			t.Errorf("Content-Type = %q", got)
+		}
+		if got, want := w.Body.String(), `{"error":{"code":"rate_limited","message":"too many requests from this client"}}`; got != want {
+			t.Errorf("body = %s, want %s", got, want)
+		}
+		if w := serve("192.0.2.2:1234"); w.Code != http.StatusNoContent {
+			t.Fatalf("another client: status %d", w.Code)
+		}
+	})
+
+	t.Run("LimitLots", func(t *testing.T) {
+		t.Parallel()
+		g, _ := setup(t, guard.Options{LotRate: guard.Limit{Rate: 10, Burst: 1}})
+		h := g.LimitLots(func(r *http.Request) string { return r.URL.Query().Get("lot") })(ok)
+		codes := make([]int, 0, 3)
+		for _, lot := range []string{"a", "a", "b"} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/?lot="+lot, nil))
+			codes = append(codes, w.Code)
+			if w.Code == http.StatusTooManyRequests && w.Header().Get("Retry-After") != "1" {
+				t.Errorf("Retry-After = %q, want at least 1", w.Header().Get("Retry-After"))
+			}
+		}
+		if want := []int{204, 429, 204}; !reflect.DeepEqual(codes, want) {
+			t.Fatalf("statuses %v, want %v", codes, want)
+		}
+	})
+}
+
+func TestRemoteIP(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"192.0.2.1:1234":   "192.0.2.1",
+		"[2001:db8::1]:80": "2001:db8::1",
+		"unix-socket":      "unix-socket",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = in
+		if got := guard.RemoteIP(r); got != want {
+			t.Errorf("RemoteIP(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
