@@ -1,0 +1,468 @@
+package pgbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud/bus"
+	"github.com/parkgate/parkgate/cloud/bus/internal/busmetrics"
+)
+
+var (
+	_ bus.Publisher = (*Bus)(nil)
+	_ bus.Consumer  = (*Bus)(nil)
+)
+
+var (
+	mPublished     = busmetrics.Published.WithLabelValues(busmetrics.Postgres)
+	mDuplicates    = busmetrics.Duplicates.WithLabelValues(busmetrics.Postgres)
+	mPublishErrors = busmetrics.PublishErrors.WithLabelValues(busmetrics.Postgres)
+	mPublishSecs   = busmetrics.PublishSeconds.WithLabelValues(busmetrics.Postgres)
+	mProcessed     = busmetrics.Processed.WithLabelValues(busmetrics.Postgres)
+	mFailures      = busmetrics.Failures.WithLabelValues(busmetrics.Postgres)
+	mQueueDepth    = busmetrics.QueueDepth.WithLabelValues(busmetrics.Postgres)
+)
+
+// Options tune a Bus; the zero value of each field takes its default.
+type Options struct {
+	// Workers is how many events one Run handles at once (default 4).
+	Workers int
+	// Lease is how long a claim lasts without renewal (default 30s). A
+	// worker renews it every Lease/3 while its handler runs, so Lease only
+	// bounds how long the event of a dead worker waits for redelivery.
+	Lease time.Duration
+	// PollInterval is how often an idle worker looks for work without
+	// being notified (default 1s): the backstop for lost notifications,
+	// and what picks up events whose backoff or lease has run out.
+	PollInterval time.Duration
+	// Backoff is the wait after a handler error (default bus.DefaultBackoff).
+	Backoff bus.Backoff
+	// Logger receives handler failures and connection trouble
+	// (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Bus is the Postgres payment-event bus. It is both Publisher and Consumer;
+// every Run is one more consumer of the same table.
+type Bus struct {
+	pool *pgxpool.Pool
+	opts Options
+	log  *slog.Logger
+
+	// Waking consumers after a publish (see wake): the wake channels of
+	// this Bus's Runs, and the state of the coalescing NOTIFY.
+	mu        sync.Mutex
+	wakes     map[chan struct{}]struct{}
+	notifying atomic.Bool // a notifier goroutine is running
+	pending   atomic.Bool // an event was committed since the last NOTIFY was sent
+
+	// onListen, when set (by tests), is called with the backend pid of each
+	// new listening connection once LISTEN has been issued.
+	onListen func(pid uint32)
+}
+
+// New returns a bus on pool, whose schema must have migration 002 applied
+// (postgres.DB.Migrate does).
+func New(pool *pgxpool.Pool, opts Options) *Bus {
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 30 * time.Second
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.Backoff == (bus.Backoff{}) {
+		opts.Backoff = bus.DefaultBackoff
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Bus{pool: pool, opts: opts, log: opts.Logger.With("component", "pgbus"), wakes: map[chan struct{}]struct{}{}}
+}
+
+// Publish records m, once per ID, and wakes the consumers. It is one
+// statement, so one round trip; it returns once the row is committed.
+// duplicate reports an ID recorded before (whose first copy is kept).
+func (b *Bus) Publish(ctx context.Context, m bus.Message) (duplicate bool, err error) {
+	if err := m.Validate(); err != nil {
+		return false, err
+	}
+	var created any // NULL: the database's now()
+	if !m.CreatedAt.IsZero() {
+		created = m.CreatedAt
+	}
+	payload := m.Payload
+	if payload == nil {
+		payload = []byte{} // nil would be NULL
+	}
+	start := time.Now()
+	var inserted bool
+	err = b.pool.QueryRow(ctx, publishSQL, m.ID, m.Key, m.Type, payload, created).Scan(&inserted)
+	mPublishSecs.Observe(time.Since(start).Seconds())
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		mDuplicates.Inc()
+		return true, nil
+	case err != nil:
+		mPublishErrors.Inc()
+		return false, fmt.Errorf("pgbus: publish %s: %w", m.ID, err)
+	}
+	mPublished.Inc()
+	b.wake()
+	return false, nil
+}
+
+// wake tells consumers that an event was committed: this process's Runs
+// directly, every replica's through a NOTIFY. At most one NOTIFY is in
+// flight per Bus, and the publishes made meanwhile share the next one, so
+// under load there are far fewer notifications than events and Publish
+// never waits for one. Should the process die before its NOTIFY, the
+// consumers' poll finds the event.
+func (b *Bus) wake() {
+	b.mu.Lock()
+	for w := range b.wakes {
+		signal(w)
+	}
+	b.mu.Unlock()
+	b.pending.Store(true)
+	if b.notifying.CompareAndSwap(false, true) {
+		go b.notify()
+	}
+}
+
+// notify sends NOTIFYs until no publish is waiting for one.
+func (b *Bus) notify() {
+	for {
+		for b.pending.Swap(false) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if _, err := b.pool.Exec(ctx, notifySQL); err != nil {
+				// Debug: consumers poll anyway, and this can race the
+				// pool's closing at shutdown.
+				b.log.Debug("notify failed; consumers will poll", "err", err)
+			}
+			cancel()
+		}
+		b.notifying.Store(false)
+		// A publish that set pending after the last Swap saw notifying
+		// still set and left the NOTIFY to us: take it on, unless a new
+		// notifier already has.
+		if !b.pending.Load() || !b.notifying.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// Run handles events with Options.Workers workers until ctx is done, then
+// waits for handlers in flight and returns nil. An event whose handler is
+// interrupted by shutdown is given back at once for another consumer. Run
+// fails at the start only if the payment_events table is missing (the
+// migrations have not run); an unreachable database is waited out.
+func (b *Bus) Run(ctx context.Context, h bus.Handler) error {
+	if _, err := b.pool.Exec(ctx, checkSQL); sqlState(err) == codeUndefinedTable {
+		return fmt.Errorf("pgbus: %w (apply the migrations)", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// One token per notification wakes one idle worker; a worker that
+	// finds work keeps claiming until it finds none, so tokens that find
+	// all workers busy are not needed.
+	wake := make(chan struct{}, b.opts.Workers)
+	b.mu.Lock()
+	b.wakes[wake] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.wakes, wake)
+		b.mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { b.listen(ctx, wake) })
+	wg.Go(func() { b.gaugeDepth(ctx) })
+	for range b.opts.Workers {
+		wg.Go(func() { b.work(ctx, h, wake) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Purge deletes events processed more than olderThan ago and returns how
+// many. Unprocessed events are never purged. A purged ID is no longer
+// recognised as a duplicate, so keep events longer than Stripe retries a
+// webhook (three days) — thirty days, as long as Stripe keeps events, is a
+// comfortable choice.
+func (b *Bus) Purge(ctx context.Context, olderThan time.Duration) (int64, error) {
+	const batch = 5000
+	var total int64
+	for {
+		tag, err := b.pool.Exec(ctx, purgeSQL, olderThan.Microseconds(), batch)
+		if err != nil {
+			return total, fmt.Errorf("pgbus: purge: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < batch {
+			return total, nil
+		}
+	}
+}
+
+// claimed is an event leased to this worker; attempts fences the lease.
+type claimed struct {
+	msg      bus.Message
+	attempts int32
+}
+
+// claim leases the oldest claimable event; ok is false when there is none.
+func (b *Bus) claim(ctx context.Context) (c claimed, ok bool, err error) {
+	err = b.pool.QueryRow(ctx, claimSQL, b.opts.Lease.Microseconds()).
+		Scan(&c.msg.ID, &c.msg.Key, &c.msg.Type, &c.msg.Payload, &c.msg.CreatedAt, &c.attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("pgbus: claim: %w", err)
+	}
+	return c, true, nil
+}
+
+// work claims and handles events until ctx is done, sleeping when there
+// are none until woken, or the poll interval (jittered, so that workers
+// and replicas spread out) has passed.
+func (b *Bus) work(ctx context.Context, h bus.Handler, wake <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		c, ok, err := b.claim(ctx)
+		if ctx.Err() != nil {
+			if ok {
+				// Claimed as Run was stopping: give it back untouched.
+				b.finish(ctx, c, ctx.Err())
+			}
+			return
+		}
+		if err != nil {
+			b.log.Warn("claim failed", "err", err)
+		}
+		if ok {
+			b.handle(ctx, h, c)
+			continue
+		}
+		timer.Reset(b.opts.PollInterval/2 + rand.N(b.opts.PollInterval/2+1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// handle runs h on a claimed event, renewing the lease meanwhile, and
+// records the outcome.
+func (b *Bus) handle(ctx context.Context, h bus.Handler, c claimed) {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lost atomic.Bool
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		if !b.renew(hctx, c) {
+			lost.Store(true)
+			cancel()
+		}
+	}()
+	err := call(hctx, h, c.msg)
+	cancel()
+	<-renewed
+	if lost.Load() {
+		// Another worker has the event now; any outcome we recorded
+		// would be fenced off anyway.
+		return
+	}
+	b.finish(ctx, c, err)
+}
+
+// renew extends c's lease every Lease/3 until ctx is done, and reports
+// false if the lease turns out to be lost (it ran out, say while the
+// database was unreachable, and another worker claimed the event).
+func (b *Bus) renew(ctx context.Context, c claimed) (held bool) {
+	t := time.NewTicker(b.opts.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+		tag, err := b.pool.Exec(ctx, renewSQL, c.msg.ID, c.attempts, b.opts.Lease.Microseconds())
+		switch {
+		case ctx.Err() != nil:
+			return true
+		case err != nil:
+			// Try again at the next tick; the lease has two more in hand.
+			b.log.Warn("renew lease failed", "event", c.msg.ID, "err", err)
+		case tag.RowsAffected() == 0:
+			b.log.Warn("lease lost; handler cancelled", "event", c.msg.ID)
+			return false
+		}
+	}
+}
+
+// finish records the outcome of a claim: done on success; given back at
+// once when the consumer is stopping (not the event's fault); otherwise
+// retried after the backoff, with the error kept for operators. It uses
+// its own deadline, because ctx may be the reason the handler stopped.
+func (b *Bus) finish(ctx context.Context, c claimed, herr error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var (
+		tag  pgconn.CommandTag
+		err  error
+		what string
+	)
+	switch {
+	case herr == nil:
+		what = "done"
+		tag, err = b.pool.Exec(fctx, doneSQL, c.msg.ID, c.attempts)
+		if err == nil && tag.RowsAffected() == 1 {
+			mProcessed.Inc()
+		}
+	case ctx.Err() != nil:
+		what = "release"
+		tag, err = b.pool.Exec(fctx, retrySQL, c.msg.ID, c.attempts, 0, "released: consumer stopped: "+herr.Error())
+	default:
+		what = "retry"
+		mFailures.Inc()
+		delay := b.opts.Backoff.Delay(int(c.attempts))
+		b.log.Warn("handler failed; will retry", "event", c.msg.ID, "type", c.msg.Type,
+			"key", c.msg.Key, "attempt", c.attempts, "retry_in", delay, "err", herr)
+		tag, err = b.pool.Exec(fctx, retrySQL, c.msg.ID, c.attempts, delay.Microseconds(), herr.Error())
+	}
+	switch {
+	case err != nil:
+		// The lease will run out and the event will be delivered again.
+		b.log.Error("record outcome failed", "event", c.msg.ID, "outcome", what, "err", err)
+	case tag.RowsAffected() == 0:
+		b.log.Warn("outcome not recorded: lease lost to another worker", "event", c.msg.ID, "outcome", what)
+	}
+}
+
+// codeUndefinedTable is the SQLSTATE of a missing table.
+const codeUndefinedTable = "42P01"
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// call runs h, turning a panic into an error so that one bad event is
+// retried with backoff instead of taking the process down.
+func call(ctx context.Context, h bus.Handler, m bus.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return h(ctx, m)
+}
+
+// listen keeps a dedicated connection LISTENing on Channel and turns each
+// notification into a wake token, reconnecting with backoff when the
+// connection drops. Workers poll meanwhile, so an outage here only slows
+// pickup down to the poll interval.
+func (b *Bus) listen(ctx context.Context, wake chan<- struct{}) {
+	retry := bus.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	failures := 0
+	for {
+		listening, err := b.listenOnce(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if listening {
+			failures = 0
+		}
+		failures++
+		b.log.Warn("listen connection lost; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry.Delay(failures)):
+		}
+	}
+}
+
+// listenOnce runs one listening connection until it fails; listening
+// reports whether it got as far as LISTEN.
+func (b *Bus) listenOnce(ctx context.Context, wake chan<- struct{}) (listening bool, err error) {
+	// Its own connection, not one of the pool's: it is held for as long as
+	// Run lasts and must not shrink the pool the webhook publishes through.
+	cfg := b.pool.Config().ConnConfig
+	cfg.RuntimeParams["application_name"] = "parkgate-pgbus-listen"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
+		return false, fmt.Errorf("listen: %w", err)
+	}
+	if b.onListen != nil {
+		b.onListen(conn.PgConn().PID())
+	}
+	// Notifications sent while no connection listened are lost: wake every
+	// worker once to look.
+	for range cap(wake) {
+		signal(wake)
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return true, fmt.Errorf("wait for notification: %w", err)
+		}
+		signal(wake)
+	}
+}
+
+// signal hands out a wake token unless every worker already has one.
+func signal(wake chan<- struct{}) {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// depthEvery is how often a Run samples the queue depth gauge.
+const depthEvery = 15 * time.Second
+
+// gaugeDepth keeps the queue depth gauge current while Run lasts. Every
+// replica reports the same table, so aggregate with max, not sum.
+func (b *Bus) gaugeDepth(ctx context.Context) {
+	for {
+		var n int64
+		if err := b.pool.QueryRow(ctx, depthSQL).Scan(&n); err == nil {
+			mQueueDepth.Set(float64(n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(depthEvery):
+		}
+	}
+}
