@@ -144,6 +144,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// Payment-event bus.
 	var pub bus.Publisher
 	var cons bus.Consumer
+	var purgeBus func(context.Context) error
 	switch m.Bus {
 	case "kafka":
 		kb, err := kafkabus.New(kafkabus.Config{Brokers: split(m.KafkaBrokers), Topic: m.KafkaTopic, Group: "parkcloud", Logger: m.Log})
@@ -155,6 +156,24 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		pb := pgbus.New(db.Pool, pgbus.Options{Workers: m.BusWorkers, Logger: m.Log})
 		pub, cons = pb, pb
+		purgeBus = func(ctx context.Context) error {
+			// Longer than Stripe's three days of retries: a purged id no
+			// longer counts as a duplicate.
+			t := time.NewTicker(6 * time.Hour)
+			defer t.Stop()
+			for {
+				if n, err := pb.Purge(ctx, 30*24*time.Hour); err != nil && ctx.Err() == nil {
+					m.Log.Warn("purge payment events", "err", err)
+				} else if n > 0 {
+					m.Log.Info("purged payment events", "n", n)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+				}
+			}
+		}
 	}
 	secrets := split(m.StripeWebhookSecret)
 	webhooks := &booking.Webhooks{
@@ -209,6 +228,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return svc.HandlePaymentEvent(ctx, msg.Payload)
 		})
 	})
+	if purgeBus != nil {
+		goBG("purge-payment-events", purgeBus)
+	}
 	if g != nil {
 		goBG("guard", func(ctx context.Context) error { g.Run(ctx); return nil })
 	}
