@@ -243,7 +243,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		goBG("relay", rl.Run)
 		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
-			relay.IngestOptions{Logger: m.Log})
+			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest})
 		if err != nil {
 			stopBG()
 			return err

@@ -33,6 +33,7 @@ type Config struct {
 	DBMaxConns          int
 	WorkerEvery         time.Duration
 	BusWorkers          int
+	SharedIngest        bool
 }
 
 type envFlags struct {
@@ -115,6 +116,8 @@ func (c *Config) ParseFlags(args []string) error {
 	e.num(&c.DBMaxConns, "db-max-conns", "PARKGATE_DB_MAX_CONNS", 20, "Postgres pool size")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
 	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 4, "payment-event workers per replica")
+	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
+	fs.BoolVar(&c.SharedIngest, "shared-ingest", shared, "split gate events between replicas with an MQTT shared subscription (env PARKGATE_SHARED_INGEST); off by default because Mosquitto 2.0 keeps sending shares to departed members and drops $share subscriptions on restart: every replica then reads every event and Postgres keeps each once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

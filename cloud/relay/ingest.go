@@ -1,0 +1,354 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// GateStatusFilter matches every gate's retained status topic.
+const GateStatusFilter = protocol.Root + "/lots/+/gates/+/status"
+
+// IngestOptions tune an Ingest; zero values take the defaults.
+type IngestOptions struct {
+	// Group is the shared-subscription group of the cloud replicas
+	// (default "parkcloud"); the broker hands each event to one member.
+	Group string
+	// Unshared subscribes every replica to every event instead; the
+	// database still keeps each once, at the cost of one conflicting
+	// insert per extra replica. Two behaviours of Mosquitto 2.0.11 (seen
+	// here) make it the safer choice there: it does not restore shared
+	// subscriptions from its persistence file, so after a broker restart
+	// events published before a replica has subscribed again are dropped
+	// (an edge that reconnects first and drains its outbox loses them);
+	// and it deals shared messages round-robin to offline members with a
+	// persistent session too, so a replica that is gone (or renamed) holds
+	// its share of events until it returns with the same client id.
+	Unshared bool
+	// Workers bounds the transactions in progress at once (default 16).
+	// The broker's in-flight window for the client (Mosquitto's
+	// max_inflight_messages, 20 by default) bounds it too, because a
+	// message is acknowledged only after its commit.
+	Workers int
+	// SkipStatus turns off recording the gates' retained status.
+	SkipStatus bool
+	Logger     *slog.Logger
+}
+
+// Ingest consumes gate events from the broker into Postgres.
+type Ingest struct {
+	store *Store
+	cfg   MQTTConfig
+	opts  IngestOptions
+	log   *slog.Logger
+	sem   chan struct{}
+
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
+
+	// onResult, when set (by tests), hears the outcome of every message.
+	onResult func(ingestResult)
+}
+
+// ingestResult is what became of one message.
+type ingestResult struct {
+	topic      string
+	eventID    string
+	outcome    string // stored, duplicate, status, rejected, abandoned
+	reason     string // why it was rejected
+	transition string // the status a reservation moved to
+}
+
+// NewIngest returns an ingest writing through pool and reading from the
+// broker in cfg. cfg.ClientID is required and must stay the same across
+// restarts of a replica: it names the persistent session in which the broker
+// keeps the events that arrive while the replica is away.
+func NewIngest(pool *pgxpool.Pool, cfg MQTTConfig, opts IngestOptions) (*Ingest, error) {
+	if cfg.ClientID == "" {
+		return nil, errors.New("relay: ingest needs a fixed MQTT client id")
+	}
+	if _, err := cfg.options(); err != nil {
+		return nil, err
+	}
+	if opts.Group == "" {
+		opts.Group = "parkcloud"
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Ingest{
+		store: NewStore(pool, nil),
+		cfg:   cfg,
+		opts:  opts,
+		log:   opts.Logger,
+		sem:   make(chan struct{}, opts.Workers),
+	}, nil
+}
+
+// Run consumes until ctx ends, then waits for the messages in progress and
+// disconnects, keeping the session so the broker holds what comes meanwhile.
+// It returns nil then, or an error if the client could not be set up.
+// Connection losses are retried by paho, never returned.
+func (in *Ingest) Run(ctx context.Context) error {
+	opts, err := in.cfg.options()
+	if err != nil {
+		return err
+	}
+	opts.SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		// Acknowledge only after the commit, so a crash before it makes the
+		// broker redeliver (dedup by event_id makes that harmless).
+		SetAutoAckDisabled(true).
+		// Each message in its own goroutine: a slow transaction must not
+		// stall paho's reader, or keepalives would time out.
+		SetOrderMatters(false).
+		// Messages the broker queued for the session arrive right after
+		// CONNACK, before any Subscribe call has added a route: without a
+		// default handler paho has nobody to give them to and they are
+		// lost to the application (DEPENDENCIES.md).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { in.handle(ctx, m) }).
+		SetOnConnectHandler(func(c mqtt.Client) { in.subscribe(ctx, c) }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			in.log.Warn("ingest: mqtt connection lost", "err", err)
+		})
+	c := mqtt.NewClient(opts)
+	tok := c.Connect()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("connect mqtt: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
+	in.running.Wait()
+	c.Disconnect(250)
+	return nil
+}
+
+// subscribe (re)subscribes on every connection. The broker keeps the
+// subscriptions in the persistent session anyway; subscribing again covers
+// a session that expired or a broker that lost its state.
+func (in *Ingest) subscribe(ctx context.Context, c mqtt.Client) {
+	events := protocol.SharedGateEventsFilter(in.opts.Group)
+	if in.opts.Unshared {
+		events = protocol.AllGateEventsFilter
+	}
+	filters := map[string]byte{events: 1}
+	if !in.opts.SkipStatus {
+		// Not shared: every replica should see the retained statuses.
+		filters[GateStatusFilter] = 1
+	}
+	bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	for ctx.Err() == nil && c.IsConnectionOpen() {
+		// No callback: every message goes to the default handler, which
+		// also serves messages delivered before this SUBACK.
+		tok := c.SubscribeMultiple(filters, nil)
+		err := waitToken(ctx, tok, 10*time.Second)
+		if err == nil {
+			if st, ok := tok.(*mqtt.SubscribeToken); ok {
+				for f, code := range st.Result() {
+					if code == 0x80 {
+						err = fmt.Errorf("broker refused %s", f)
+					}
+				}
+			}
+		}
+		if err == nil {
+			return
+		}
+		in.log.Error("ingest: subscribe", "err", err)
+		sleep(ctx, bo.next())
+	}
+}
+
+func waitToken(ctx context.Context, tok mqtt.Token, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-t.C:
+		return errors.New("timed out")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handle processes one message and acknowledges it once it is committed or
+// known to be worthless; a message left unacknowledged (shutdown) is
+// redelivered by the broker in the next session.
+func (in *Ingest) handle(ctx context.Context, m mqtt.Message) {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.running.Add(1)
+	in.mu.Unlock()
+	defer in.running.Done()
+
+	select {
+	case in.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	res := in.process(ctx, m)
+	<-in.sem
+	if res.outcome != "abandoned" {
+		m.Ack()
+	}
+	if in.onResult != nil {
+		in.onResult(res)
+	}
+}
+
+func (in *Ingest) reject(res ingestResult, reason string, err error) ingestResult {
+	ingestRejects.WithLabelValues(reason).Inc()
+	in.log.Warn("ingest: message dropped", "topic", res.topic, "reason", reason, "err", err)
+	res.outcome, res.reason = "rejected", reason
+	return res
+}
+
+func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
+	res := ingestResult{topic: m.Topic()}
+	lot, gate, kind, err := protocol.ParseGateTopic(m.Topic())
+	if err != nil {
+		return in.reject(res, "topic", err)
+	}
+	if kind == "status" {
+		return in.status(ctx, res, lot, gate, m.Payload())
+	}
+	var e protocol.GateEvent
+	if err := json.Unmarshal(m.Payload(), &e); err != nil {
+		return in.reject(res, "bad_json", err)
+	}
+	res.eventID = e.EventID
+	if err := e.Validate(); err != nil {
+		return in.reject(res, "invalid", err)
+	}
+	// The broker's ACL lets a lot's credentials publish only under its
+	// own topics; an event naming another lot is forged or broken.
+	if e.LotID != lot || e.GateID != gate {
+		return in.reject(res, "topic_mismatch", fmt.Errorf("event of lot %q gate %q on topic of lot %q gate %q", e.LotID, e.GateID, lot, gate))
+	}
+	if _, ok := canonicalUUID(lot); !ok {
+		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
+	}
+	var out ingestOutcome
+	err = in.retry(ctx, func() error {
+		var err error
+		out, err = in.store.ingestEvent(ctx, &e)
+		return err
+	})
+	switch {
+	case ctx.Err() != nil:
+		res.outcome = "abandoned"
+		return res
+	case err != nil && sqlState(err) == "23503":
+		return in.reject(res, "unknown_lot", err)
+	case err != nil:
+		return in.reject(res, "database", err)
+	case out.duplicate:
+		ingestEvents.WithLabelValues("duplicate").Inc()
+		res.outcome = "duplicate"
+	default:
+		ingestEvents.WithLabelValues("stored").Inc()
+		res.outcome = "stored"
+		if out.transition != "" {
+			ingestTransitions.WithLabelValues(out.transition).Inc()
+			res.transition = out.transition
+		}
+	}
+	return res
+}
+
+// retry runs f until it succeeds, fails for good, or ctx ends. Transient
+// failures (deadlock, serialization failure, database unreachable) are
+// retried with jittered backoff for as long as it takes rather than a fixed
+// number of times: an MQTT 3.1.1 broker redelivers an unacknowledged message
+// only on the next connection, so giving up would strand it, while holding
+// it keeps one of the broker's in-flight slots busy, which is the
+// back-pressure wanted while the database is down.
+func (in *Ingest) retry(ctx context.Context, f func() error) error {
+	bo := backoff{min: 5 * time.Millisecond, max: 2 * time.Second}
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || permanent(err) {
+			return err
+		}
+		ingestErrors.Inc()
+		if bo.n == 0 || bo.n%20 == 0 {
+			in.log.Warn("ingest: retrying", "err", err, "attempt", bo.n+1)
+		}
+		if !sleep(ctx, bo.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// status records a gate's retained status. Edges publish protocol.GateStatus
+// JSON (their last will is the same with state offline); a bare "online" or
+// "offline" is accepted too, and an empty payload (a cleared retained
+// message) is ignored.
+func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string, payload []byte) ingestResult {
+	res.outcome = "status"
+	payload = bytes.TrimSpace(payload)
+	if len(payload) == 0 {
+		return res
+	}
+	st := protocol.GateStatus{State: string(payload)}
+	if payload[0] == '{' {
+		if err := json.Unmarshal(payload, &st); err != nil {
+			return in.reject(res, "bad_json", err)
+		}
+	}
+	if st.State != protocol.StateOnline && st.State != protocol.StateOffline {
+		return in.reject(res, "invalid", fmt.Errorf("unknown gate state %q", st.State))
+	}
+	if (st.LotID != "" && st.LotID != lot) || (st.GateID != "" && st.GateID != gate) {
+		return in.reject(res, "topic_mismatch", fmt.Errorf("status of lot %q gate %q on topic of lot %q gate %q", st.LotID, st.GateID, lot, gate))
+	}
+	if _, ok := canonicalUUID(lot); !ok {
+		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
+	}
+	if st.At.IsZero() {
+		st.At = time.Now()
+	}
+	var seq *int64
+	if st.SyncSeq != 0 {
+		seq = &st.SyncSeq
+	}
+	err := in.retry(ctx, func() error { return in.store.upsertGateStatus(ctx, lot, gate, st.State, seq, st.At) })
+	switch {
+	case ctx.Err() != nil:
+		res.outcome = "abandoned"
+	case err != nil && sqlState(err) == "23503":
+		return in.reject(res, "unknown_lot", err)
+	case err != nil:
+		return in.reject(res, "database", err)
+	default:
+		ingestStatuses.Inc()
+	}
+	return res
+}

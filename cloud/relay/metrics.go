@@ -1,0 +1,57 @@
+package relay
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are package-level: one process runs one relay and one ingest, and
+// /metrics serves the default registry.
+var (
+	relayPublished = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_relay_published_total",
+		Help: "Outbox changes published, acknowledged by the broker and marked published.",
+	})
+	relayPublishErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_relay_publish_errors_total",
+		Help: "Publish batches that stopped on an error or timeout; their unacknowledged rest is sent again.",
+	})
+	relayUntrusted = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_relay_untrusted_acks_total",
+		Help: "Publish completions ignored because the MQTT connection changed after the publish (paho may complete in-flight tokens on reconnect without a PUBACK).",
+	})
+	relayDelay = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "parkgate_relay_delay_seconds",
+		Help:    "Time from an outbox row's commit to its being marked published after the broker's PUBACK.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	})
+	relayLag = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "parkgate_relay_lag_seconds",
+		Help: "How old the most recently published change was when it was marked published.",
+	})
+	relayBacklog = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "parkgate_relay_backlog",
+		Help: "Outbox changes not yet published, counted at each poll.",
+	})
+
+	ingestEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_ingest_events_total",
+		Help: "Gate events ingested, by result: stored (first delivery) or duplicate (redelivery, ignored).",
+	}, []string{"result"})
+	ingestTransitions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_ingest_transitions_total",
+		Help: "Reservations moved by gate events, by the status they moved to.",
+	}, []string{"to"})
+	ingestRejects = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_ingest_rejects_total",
+		Help: "Messages dropped (and acknowledged) because no retry could make them valid, by reason.",
+	}, []string{"reason"})
+	ingestErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_ingest_errors_total",
+		Help: "Failed ingest transactions that are retried (deadlocks, serialization failures, database unavailable).",
+	})
+	ingestStatuses = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_ingest_gate_status_total",
+		Help: "Gate status messages recorded.",
+	})
+)

@@ -1,0 +1,370 @@
+package relay
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// NotifyChannel is the Postgres channel on which migration 003's trigger
+// announces each new outbox row, with the lot id as payload.
+const NotifyChannel = "parkgate_outbox"
+
+// Options tune a Relay; zero values take the defaults.
+type Options struct {
+	// Owner names this replica in relay_leases (default: host name and a
+	// random suffix). Two replicas must not share one.
+	Owner string
+	// LeaseTTL is how long a lot stays with this replica without its
+	// renewing it; a replica that dies loses its lots after this
+	// (default 15s). Keep it above PublishTimeout, or a slow batch loses
+	// its lot to another replica half-way (harmless, but sent twice).
+	LeaseTTL time.Duration
+	// PollInterval is the backstop for missed notifications (default 2s).
+	PollInterval time.Duration
+	// PublishTimeout bounds the wait for the broker to acknowledge one
+	// batch (default 10s).
+	PublishTimeout time.Duration
+	// BatchSize is how many changes of a lot are in flight at once
+	// (default 100).
+	BatchSize int
+	// Parallel is how many lots this replica publishes at once (default 16).
+	Parallel int
+	Logger   *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Owner == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		o.Owner = host + "-" + hex.EncodeToString(b[:])
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 10 * time.Second
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 100
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Relay publishes the outbox: each lot's changes, signed, at QoS 1, in seq
+// order, to the lot's reservations topic, marking them published once the
+// broker acknowledged them. Any number of replicas may run against one
+// database; a lease gives each lot to one of them at a time.
+type Relay struct {
+	store *Store
+	pool  *pgxpool.Pool
+	pub   publisher
+	opts  Options
+	log   *slog.Logger
+}
+
+// New returns a relay reading the outbox through pool and publishing to
+// the broker in cfg, signing with key. A relay needs its own client id
+// (one is made up when cfg.ClientID is empty); it must differ from the
+// ingest's, or the two would keep taking the connection from each other.
+func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Options) (*Relay, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, errors.New("relay: signing key missing")
+	}
+	opts.defaults()
+	if cfg.ClientID == "" {
+		cfg.ClientID = "parkgate-relay-" + opts.Owner
+	}
+	pub, err := newSession(cfg, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Relay{store: NewStore(pool, key), pool: pool, pub: pub, opts: opts, log: opts.Logger}, nil
+}
+
+// Run publishes until ctx ends, then gives its leases back and disconnects;
+// it returns nil then. Call it once per Relay. Broker and database failures are logged and retried,
+// never returned.
+//
+// Each claimed lot is drained by its own goroutine, so a busy lot never
+// holds up the others; a drain hands its lot back after a few batches so
+// that, with all slots busy, the lots with the oldest backlog come next.
+func (r *Relay) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.listen(ctx, wake)
+	}()
+	defer func() {
+		wg.Wait()
+		r.pub.close()
+		// Give the lots back now rather than make other replicas wait
+		// out the leases.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.store.releaseLeases(cctx, r.opts.Owner); err != nil {
+			r.log.Warn("relay: release leases", "err", err)
+		}
+	}()
+
+	lots := &lotSet{active: map[string]bool{}}
+	poll := time.NewTicker(r.opts.PollInterval)
+	defer poll.Stop()
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		err := r.startDrains(ctx, lots, &wg, wake)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil && !lots.takeFailed() {
+			bo.reset()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+			case <-poll.C:
+				if n, err := r.store.backlog(ctx); err == nil {
+					relayBacklog.Set(float64(n))
+				}
+			}
+			continue
+		}
+		// The broker or the database is in trouble: do not spin.
+		if err != nil {
+			r.log.Warn("relay: claim lots", "err", err)
+		}
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+// lotSet is the lots this replica is draining, and whether a drain failed
+// since the last look.
+type lotSet struct {
+	mu     sync.Mutex
+	active map[string]bool
+	failed bool
+}
+
+func (s *lotSet) free(max int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max - len(s.active)
+}
+
+func (s *lotSet) add(lot string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[lot] = true
+}
+
+func (s *lotSet) done(lot string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.active, lot)
+	s.failed = s.failed || err != nil
+}
+
+func (s *lotSet) takeFailed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failed
+	s.failed = false
+	return f
+}
+
+// startDrains connects to the broker if need be, claims as many lots with
+// unpublished changes as there are free slots, and starts draining each.
+func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGroup, wake chan<- struct{}) error {
+	if err := r.pub.connect(ctx); err != nil {
+		return err
+	}
+	free := lots.free(r.opts.Parallel)
+	if free <= 0 {
+		return nil
+	}
+	claimed, err := r.store.claimLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free)
+	if err != nil {
+		return err
+	}
+	for _, lot := range claimed {
+		lots.add(lot)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.drain(ctx, lot)
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("relay: publish failed", "lot", lot, "err", err)
+			}
+			lots.done(lot, err)
+			// The lot may have more, or have had a change while its lease
+			// kept the claim from taking it.
+			notify(wake)
+		}()
+	}
+	return nil
+}
+
+// batchesPerTurn bounds how long one drain keeps its lot while others wait.
+const batchesPerTurn = 10
+
+// drain publishes the lot's unpublished changes batch by batch until none
+// is left, its turn is over, the lease is lost, or publishing fails; then it
+// releases the lease.
+func (r *Relay) drain(ctx context.Context, lot string) error {
+	// Marks and releases outlive a cancelled ctx: a change the broker
+	// acknowledged should not be sent again for want of a mark.
+	bg := context.WithoutCancel(ctx)
+	defer func() {
+		cctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		defer cancel()
+		if err := r.store.releaseLease(cctx, lot, r.opts.Owner); err != nil {
+			r.log.Warn("relay: release lease", "lot", lot, "err", err)
+		}
+	}()
+	for range batchesPerTurn {
+		rows, err := r.store.unpublished(ctx, lot, r.opts.BatchSize)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		n, perr := r.publishBatch(ctx, lot, rows)
+		if n > 0 {
+			cctx, cancel := context.WithTimeout(bg, 5*time.Second)
+			lags, held, err := r.store.markPublished(cctx, lot, r.opts.Owner, rows[0].seq, rows[n-1].seq, r.opts.LeaseTTL)
+			cancel()
+			if err != nil {
+				return err
+			}
+			relayPublished.Add(float64(len(lags)))
+			for _, l := range lags {
+				relayDelay.Observe(l)
+			}
+			if len(lags) > 0 {
+				relayLag.Set(lags[len(lags)-1])
+			}
+			if !held {
+				r.log.Info("relay: lease lost", "lot", lot)
+				return nil
+			}
+		}
+		if perr != nil {
+			relayPublishErrors.Inc()
+			return fmt.Errorf("publish lot %s: %w", lot, perr)
+		}
+	}
+	return nil
+}
+
+var errReconnected = errors.New("connection changed before the acknowledgement")
+
+// publishBatch publishes rows (a gap-free run in seq order) and returns how
+// many of them, from the first, the broker acknowledged on the connection
+// they went out on. Only that prefix may be marked: marking a later row
+// while an earlier one is re-sent would let an edge see them out of order.
+func (r *Relay) publishBatch(ctx context.Context, lot string, rows []changeRow) (int, error) {
+	type inflight struct {
+		tok   mqtt.Token
+		epoch uint64
+	}
+	topic := protocol.ReservationsTopic(lot)
+	fl := make([]inflight, 0, len(rows))
+	for i := range rows {
+		c := rows[i].change(lot, r.store.key)
+		payload, err := protocol.Encode(&c)
+		if err != nil {
+			return 0, err
+		}
+		tok, epoch := r.pub.publish(topic, payload)
+		fl = append(fl, inflight{tok, epoch})
+	}
+	timeout := time.NewTimer(r.opts.PublishTimeout)
+	defer timeout.Stop()
+	for i, f := range fl {
+		select {
+		case <-f.tok.Done():
+		case <-timeout.C:
+			return i, fmt.Errorf("seq %d: no acknowledgement within %s", rows[i].seq, r.opts.PublishTimeout)
+		case <-ctx.Done():
+			return i, ctx.Err()
+		}
+		if err := f.tok.Error(); err != nil {
+			return i, fmt.Errorf("seq %d: %w", rows[i].seq, err)
+		}
+		if f.epoch != r.pub.epoch() {
+			relayUntrusted.Inc()
+			return i, fmt.Errorf("seq %d: %w", rows[i].seq, errReconnected)
+		}
+	}
+	return len(fl), nil
+}
+
+// listen turns notifications of new outbox rows into wake-ups, on a
+// connection of its own (not one of the pool's, which it would hold for
+// good). It reconnects until ctx ends; meanwhile the poll keeps the relay
+// going.
+func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
+	bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	for {
+		err := r.listenOnce(ctx, wake, &bo)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("relay: listen for outbox notifications", "err", err)
+		if !sleep(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}, bo *backoff) error {
+	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	bo.reset()
+	// Rows may have arrived while nobody listened.
+	notify(wake)
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		notify(wake)
+	}
+}
+
+// notify sets the wake flag; a round that starts after it sees every row
+// committed before the notification.
+func notify(wake chan<- struct{}) {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
