@@ -1,0 +1,355 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// GateConfig is one gate with the barrier it drives.
+type GateConfig struct {
+	Gate
+	Barrier Barrier
+}
+
+// Config is what NewAgent needs. Link, Observer, Now, NewEventID and Logger
+// may be left zero.
+type Config struct {
+	LotID      string
+	Gates      []GateConfig
+	Store      Store
+	Link       Link
+	Policy     Policy
+	Observer   Observer
+	Now        func() time.Time
+	NewEventID func() string
+	Logger     *slog.Logger
+}
+
+// Result is what a camera or operator is told about one event.
+type Result struct {
+	Decision
+	EventID   string
+	GateID    string
+	DecidedIn time.Duration // from the read arriving to the barrier relay set
+	At        time.Time
+}
+
+// GateState is one gate as GET /v1/gates shows it.
+type GateState struct {
+	Gate
+	BarrierOpen  bool
+	LastDecision *Result
+	Online       bool
+	SyncSeq      int64
+}
+
+// Agent decides at the gates of one lot. Its methods are safe for
+// concurrent use.
+type Agent struct {
+	lot      string
+	gates    map[string]*gate
+	order    []string
+	store    Store
+	policy   Policy
+	observer Observer
+	now      func() time.Time
+	newID    func() string
+	log      *slog.Logger
+
+	linkMu sync.RWMutex
+	link   Link
+
+	// mu makes lookup, decision and presence update one step, so two reads
+	// of the same plate at two entry gates cannot both get in. It is held
+	// for microseconds: the commit is waited for after it is released.
+	mu sync.Mutex
+}
+
+type gate struct {
+	Gate
+	barrier Barrier
+	mu      sync.Mutex
+	last    *Result
+}
+
+// NewAgent checks cfg and returns an agent.
+func NewAgent(cfg Config) (*Agent, error) {
+	if cfg.LotID == "" {
+		return nil, fmt.Errorf("agent: no lot id")
+	}
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("agent: no store")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if len(cfg.Gates) == 0 {
+		return nil, fmt.Errorf("agent: no gates")
+	}
+	a := &Agent{
+		lot:      cfg.LotID,
+		gates:    make(map[string]*gate, len(cfg.Gates)),
+		store:    cfg.Store,
+		policy:   cfg.Policy,
+		observer: cfg.Observer,
+		now:      cfg.Now,
+		newID:    cfg.NewEventID,
+		log:      cfg.Logger,
+		link:     cfg.Link,
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.newID == nil {
+		a.newID = uuid.NewString
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	for _, g := range cfg.Gates {
+		if g.Barrier == nil {
+			return nil, fmt.Errorf("agent: gate %q has no barrier", g.ID)
+		}
+		if _, dup := a.gates[g.ID]; dup {
+			return nil, fmt.Errorf("agent: gate %q listed twice", g.ID)
+		}
+		a.gates[g.ID] = &gate{Gate: g.Gate, barrier: g.Barrier}
+		a.order = append(a.order, g.ID)
+	}
+	return a, nil
+}
+
+// SetLink attaches the cloud link once it exists: the link needs the store,
+// and the agent may decide before the link is up.
+func (a *Agent) SetLink(l Link) {
+	a.linkMu.Lock()
+	a.link = l
+	a.linkMu.Unlock()
+}
+
+func (a *Agent) online() bool {
+	a.linkMu.RLock()
+	defer a.linkMu.RUnlock()
+	return a.link != nil && a.link.Connected()
+}
+
+// HandleRead decides on a camera read and acts on it: an open pulses the
+// barrier at once, and only then is the event written. It returns when the
+// event is durable in the outbox, so a camera that got an answer knows the
+// event will reach the cloud. Plate is normalised here; a bad one is an
+// EInvalid error, an unknown gate ENotFound.
+func (a *Agent) HandleRead(ctx context.Context, read PlateRead) (Result, error) {
+	start := time.Now()
+	g, ok := a.gates[read.GateID]
+	if !ok {
+		return Result{}, Errorf(ENotFound, "gate_id", "no gate %q at this lot", read.GateID)
+	}
+	plate, err := protocol.NormalizePlate(read.Plate)
+	if err != nil {
+		return Result{}, Errorf(EInvalid, "plate", "%q is not a plate", read.Plate)
+	}
+	if math.IsNaN(read.Confidence) || read.Confidence < 0 || read.Confidence > 1 {
+		return Result{}, Errorf(EInvalid, "confidence", "confidence %v outside 0..1", read.Confidence)
+	}
+	read.Plate, read.Direction = plate, g.Direction
+	offline := !a.online()
+
+	a.mu.Lock()
+	now := a.now()
+	view, err := a.store.Lookup(plate)
+	if err != nil {
+		a.mu.Unlock()
+		return Result{}, fmt.Errorf("lookup %s: %w", plate, err)
+	}
+	d := Decide(read, view, now, a.policy)
+	var barrierErr error
+	if d.Open() {
+		barrierErr = g.barrier.Open()
+	}
+	decidedIn := time.Since(start)
+	// The event names the plate decided about: for a fuzzy read that is
+	// the matched plate, which is what the cloud's records know.
+	ev := a.event(g, protocol.KindDecision, now, d, decidedIn, offline)
+	ev.Confidence = read.Confidence
+	rec := Record{Event: ev, Presence: presenceChange(d)}
+	done := a.store.Record(rec)
+	a.mu.Unlock()
+
+	if barrierErr != nil {
+		// The decision stands and is recorded; the relay failing is a
+		// hardware fault for the operator, not a reason to lose the event.
+		a.log.Error("barrier did not open", "gate", g.ID, "err", barrierErr)
+	}
+	res := Result{Decision: d, EventID: ev.EventID, GateID: g.ID, DecidedIn: decidedIn, At: now}
+	g.setLast(res)
+	if a.observer != nil {
+		a.observer.Decided(g.ID, d, decidedIn)
+	}
+	if err := waitCommit(ctx, done); err != nil {
+		return res, fmt.Errorf("record event: %w", err)
+	}
+	return res, nil
+}
+
+// Override records that the manual override input of a gate opened its
+// barrier. The barrier is opened here too, so an override wired only to the
+// agent (not to the barrier controller) still works.
+func (a *Agent) Override(ctx context.Context, gateID string) (Result, error) {
+	start := time.Now()
+	g, ok := a.gates[gateID]
+	if !ok {
+		return Result{}, Errorf(ENotFound, "gate_id", "no gate %q at this lot", gateID)
+	}
+	offline := !a.online()
+	a.mu.Lock()
+	now := a.now()
+	barrierErr := g.barrier.Open()
+	d := Decision{Decision: protocol.DecisionOpen, Reason: protocol.ReasonManualOverride}
+	decidedIn := time.Since(start)
+	ev := a.event(g, protocol.KindOverride, now, d, decidedIn, offline)
+	done := a.store.Record(Record{Event: ev})
+	a.mu.Unlock()
+	if barrierErr != nil {
+		a.log.Error("barrier did not open on override", "gate", g.ID, "err", barrierErr)
+	}
+	res := Result{Decision: d, EventID: ev.EventID, GateID: g.ID, DecidedIn: decidedIn, At: now}
+	g.setLast(res)
+	if a.observer != nil {
+		a.observer.Decided(g.ID, d, decidedIn)
+	}
+	if err := waitCommit(ctx, done); err != nil {
+		return res, fmt.Errorf("record override: %w", err)
+	}
+	return res, nil
+}
+
+// ResetPresence returns a plate to neutral (neither inside nor outside), as
+// an operator does when a car left without a read or anti-passback refuses a
+// car that is really outside. It writes a reset event on gateID, or on the
+// first gate when gateID is empty; the barrier does not move.
+func (a *Agent) ResetPresence(ctx context.Context, plate, gateID string) (Result, error) {
+	p, err := protocol.NormalizePlate(plate)
+	if err != nil {
+		return Result{}, Errorf(EInvalid, "plate", "%q is not a plate", plate)
+	}
+	if gateID == "" {
+		gateID = a.order[0]
+	}
+	g, ok := a.gates[gateID]
+	if !ok {
+		return Result{}, Errorf(ENotFound, "gate_id", "no gate %q at this lot", gateID)
+	}
+	offline := !a.online()
+	a.mu.Lock()
+	now := a.now()
+	view, err := a.store.Lookup(p)
+	if err != nil {
+		a.mu.Unlock()
+		return Result{}, fmt.Errorf("lookup %s: %w", p, err)
+	}
+	d := Decision{
+		Decision: protocol.DecisionDeny,
+		Reason:   ReasonPresenceReset,
+		Plate:    p,
+		Presence: PresenceLeave,
+	}
+	if view.Exact.Presence != nil {
+		d.ReservationID = view.Exact.Presence.ReservationID
+	}
+	ev := a.event(g, protocol.KindReset, now, d, 0, offline)
+	ev.Plate = p
+	done := a.store.Record(Record{Event: ev, Presence: PresenceChange{Op: PresenceLeave, Plate: p}})
+	a.mu.Unlock()
+	res := Result{Decision: d, EventID: ev.EventID, GateID: g.ID, At: now}
+	if err := waitCommit(ctx, done); err != nil {
+		return res, fmt.Errorf("record reset: %w", err)
+	}
+	return res, nil
+}
+
+// Gates returns every gate's state in configuration order.
+func (a *Agent) Gates() []GateState {
+	a.linkMu.RLock()
+	link := a.link
+	a.linkMu.RUnlock()
+	var seq int64
+	online := false
+	if link != nil {
+		seq, online = link.AppliedSeq(), link.Connected()
+	} else if s, err := a.store.LastSeq(); err == nil {
+		seq = s
+	}
+	out := make([]GateState, 0, len(a.order))
+	for _, id := range a.order {
+		g := a.gates[id]
+		g.mu.Lock()
+		last := g.last
+		g.mu.Unlock()
+		out = append(out, GateState{
+			Gate:         g.Gate,
+			BarrierOpen:  g.barrier.IsOpen(),
+			LastDecision: last,
+			Online:       online,
+			SyncSeq:      seq,
+		})
+	}
+	return out
+}
+
+// GateIDs returns the gate ids in configuration order.
+func (a *Agent) GateIDs() []string { return append([]string(nil), a.order...) }
+
+func (a *Agent) event(g *gate, kind string, now time.Time, d Decision, decidedIn time.Duration, offline bool) protocol.GateEvent {
+	return protocol.GateEvent{
+		V:               protocol.Version,
+		EventID:         a.newID(),
+		Kind:            kind,
+		LotID:           a.lot,
+		GateID:          g.ID,
+		Direction:       g.Direction,
+		Plate:           d.Plate,
+		Decision:        d.Decision,
+		Reason:          d.Reason,
+		ReservationID:   d.ReservationID,
+		Fuzzy:           d.Fuzzy,
+		OverstayMinutes: d.OverstayMinutes,
+		Offline:         offline,
+		OccurredAt:      now.UTC(),
+		DecidedInUs:     decidedIn.Microseconds(),
+	}
+}
+
+func (g *gate) setLast(r Result) {
+	g.mu.Lock()
+	g.last = &r
+	g.mu.Unlock()
+}
+
+func presenceChange(d Decision) PresenceChange {
+	switch d.Presence {
+	case PresenceEnter:
+		return PresenceChange{Op: PresenceEnter, Plate: d.Plate, Presence: *d.Entered}
+	case PresenceLeave:
+		return PresenceChange{Op: PresenceLeave, Plate: d.Plate}
+	}
+	return PresenceChange{}
+}
+
+// SortReservations orders by start, then id, so decisions are reproducible.
+func SortReservations(rs []Reservation) {
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].StartsAt.Equal(rs[j].StartsAt) {
+			return rs[i].StartsAt.Before(rs[j].StartsAt)
+		}
+		return rs[i].ID < rs[j].ID
+	})
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parkgate/parkgate/edge"
+	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// Config is the agent's configuration after parsing.
+type Config struct {
+	LotID         string
+	Gates         []edge.Gate
+	DataDir       string
+	Brokers       []string
+	ClientID      string
+	CloudURL      string
+	EdgeToken     string
+	PublicKeys    []ed25519.PublicKey
+	Hardware      string // "periph" or "sim"
+	HTTPAddr      string
+	Pins          map[string]hw.GatePins
+	ActiveLowOver bool
+	Policy        edge.Policy
+	OperatorToken string
+	LogLevel      slog.Level
+}
+
+// Hardware backends.
+const (
+	HardwarePeriph = "periph"
+	HardwareSim    = "sim"
+)
+
+// ParseFlags reads flags, each falling back to its environment variable
+// and then to a default that serves the local machine.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("parkedge", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	def := edge.DefaultPolicy()
+	var (
+		lot       = str(fs, "lot-id", "PARKGATE_LOT_ID", "", "lot this agent serves (required)")
+		gates     = str(fs, "gates", "PARKGATE_GATES", "entry-1=entry,exit-1=exit", "gates and their directions: id=entry|exit,...")
+		dataDir   = str(fs, "data-dir", "PARKGATE_DATA_DIR", "./parkedge-data", "directory of the bbolt store")
+		mqttURL   = str(fs, "mqtt-url", "MQTT_URL", "tcp://127.0.0.1:1883", "broker URLs, comma-separated, tried in order for failover")
+		clientID  = str(fs, "mqtt-client-id", "PARKGATE_MQTT_CLIENT_ID", "", "fixed MQTT client id (default parkedge-{lot id})")
+		cloudURL  = str(fs, "cloud-url", "PARKGATE_CLOUD_URL", "http://127.0.0.1:8080", "cloud API base URL for catch-up; empty turns catch-up off")
+		token     = secret(fs, "edge-token", "PARKGATE_EDGE_TOKEN", "lot credential: catch-up bearer token and broker password")
+		keys      = str(fs, "cloud-public-keys", "PARKGATE_CLOUD_PUBLIC_KEYS", "", "cloud ed25519 public keys, comma-separated standard base64 (required)")
+		hardware  = str(fs, "hardware", "PARKGATE_HARDWARE", HardwareSim, "pins: periph (real GPIO by name) or sim (fake pins)")
+		httpAddr  = str(fs, "http-addr", "PARKGATE_HTTP_ADDR", "127.0.0.1:8081", "address of the edge API for cameras and operators")
+		pins      = str(fs, "pins", "PARKGATE_PINS", "", "pin names: gate.barrier|loop|camera|override=NAME,... (barrier required with periph)")
+		activeLow = str(fs, "override-active-low", "PARKGATE_OVERRIDE_ACTIVE_LOW", "true", "override button pulls its input low when pressed")
+		early     = str(fs, "early-grace", "PARKGATE_EARLY_GRACE", def.EarlyGrace.String(), "entry opens this long before starts_at")
+		exitGrace = str(fs, "exit-grace", "PARKGATE_EXIT_GRACE", def.ExitGrace.String(), "leaving within this long after ends_at is no overstay")
+		minConf   = str(fs, "min-confidence", "PARKGATE_MIN_CONFIDENCE", strconv.FormatFloat(def.MinConfidence, 'g', -1, 64), "camera confidence (0..1) below which an entry is refused")
+		pulse     = str(fs, "pulse", "PARKGATE_PULSE", def.Pulse.String(), "barrier relay pulse length")
+		opToken   = secret(fs, "operator-token", "PARKGATE_OPERATOR_TOKEN", "bearer token required by operator endpoints when set")
+		logLevel  = str(fs, "log-level", "PARKGATE_LOG_LEVEL", "info", "debug, info, warn or error")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["edge-token"] {
+		*token = os.Getenv("PARKGATE_EDGE_TOKEN")
+	}
+	if !set["operator-token"] {
+		*opToken = os.Getenv("PARKGATE_OPERATOR_TOKEN")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	c := Config{LotID: *lot, DataDir: *dataDir, ClientID: *clientID, CloudURL: strings.TrimRight(*cloudURL, "/"),
+		EdgeToken: *token, Hardware: *hardware, HTTPAddr: *httpAddr, OperatorToken: *opToken}
+	var err error
+	if c.LotID == "" || strings.ContainsAny(c.LotID, "/+# ") {
+		return fmt.Errorf("-lot-id (PARKGATE_LOT_ID) is required and may not contain '/', '+', '#' or spaces")
+	}
+	if c.Gates, err = edge.ParseGates(*gates); err != nil {
+		return fmt.Errorf("-gates: %w", err)
+	}
+	for _, b := range strings.Split(*mqttURL, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			if _, err := url.Parse(b); err != nil {
+				return fmt.Errorf("-mqtt-url: %w", err)
+			}
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("-mqtt-url: no broker")
+	}
+	if c.PublicKeys, err = protocol.ParsePublicKeys(*keys); err != nil {
+		return fmt.Errorf("-cloud-public-keys: %w", err)
+	}
+	if c.Hardware != HardwarePeriph && c.Hardware != HardwareSim {
+		return fmt.Errorf("-hardware: %q is neither periph nor sim", c.Hardware)
+	}
+	if c.Pins, err = hw.ParsePins(*pins); err != nil {
+		return fmt.Errorf("-pins: %w", err)
+	}
+	for gate := range c.Pins {
+		if !hasGate(c.Gates, gate) {
+			return fmt.Errorf("-pins: no gate %q", gate)
+		}
+	}
+	if c.Hardware == HardwarePeriph {
+		for _, g := range c.Gates {
+			if c.Pins[g.ID].Barrier == "" {
+				return fmt.Errorf("-pins: gate %q has no barrier pin", g.ID)
+			}
+		}
+	}
+	if c.ActiveLowOver, err = strconv.ParseBool(*activeLow); err != nil {
+		return fmt.Errorf("-override-active-low: %w", err)
+	}
+	if c.Policy.EarlyGrace, err = time.ParseDuration(*early); err != nil {
+		return fmt.Errorf("-early-grace: %w", err)
+	}
+	if c.Policy.ExitGrace, err = time.ParseDuration(*exitGrace); err != nil {
+		return fmt.Errorf("-exit-grace: %w", err)
+	}
+	if c.Policy.MinConfidence, err = strconv.ParseFloat(*minConf, 64); err != nil {
+		return fmt.Errorf("-min-confidence: %w", err)
+	}
+	if c.Policy.Pulse, err = time.ParseDuration(*pulse); err != nil {
+		return fmt.Errorf("-pulse: %w", err)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	m.Config = c
+	m.Logger = slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: c.LogLevel}))
+	return nil
+}
+
+// str defines a string flag whose default comes from env when it is set,
+// and says so in -help.
+func str(fs *flag.FlagSet, name, env, def, usage string) *string {
+	if v, ok := os.LookupEnv(env); ok {
+		def = v
+	}
+	return fs.String(name, def, usage+" (env "+env+")")
+}
+
+// secret defines a string flag whose environment fallback is read after
+// parsing, so -help never prints the secret as a default.
+func secret(fs *flag.FlagSet, name, env, usage string) *string {
+	return fs.String(name, "", usage+"; secret, prefer the environment (env "+env+")")
+}
+
+func hasGate(gates []edge.Gate, id string) bool {
+	for _, g := range gates {
+		if g.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// logAttrs is the configuration as the startup log shows it: secrets
+// masked, broker passwords redacted.
+func (c Config) logAttrs() []any {
+	brokers := make([]string, len(c.Brokers))
+	for i, b := range c.Brokers {
+		if u, err := url.Parse(b); err == nil {
+			brokers[i] = u.Redacted()
+		}
+	}
+	keys := make([]string, len(c.PublicKeys))
+	for i, k := range c.PublicKeys {
+		keys[i] = protocol.EncodePublicKey(k)
+	}
+	gates := make([]string, len(c.Gates))
+	for i, g := range c.Gates {
+		gates[i] = g.ID + "=" + g.Direction
+	}
+	return []any{
+		"lot_id", c.LotID, "gates", strings.Join(gates, ","), "data_dir", c.DataDir,
+		"mqtt_url", strings.Join(brokers, ","), "cloud_url", c.CloudURL, "edge_token", mask(c.EdgeToken),
+		"cloud_public_keys", strings.Join(keys, ","), "hardware", c.Hardware, "http_addr", c.HTTPAddr,
+		"early_grace", c.Policy.EarlyGrace.String(), "exit_grace", c.Policy.ExitGrace.String(),
+		"min_confidence", c.Policy.MinConfidence, "pulse", c.Policy.Pulse.String(), "operator_token", mask(c.OperatorToken),
+	}
+}
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "****"
+}

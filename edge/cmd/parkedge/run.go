@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/parkgate/parkgate/edge"
+	"github.com/parkgate/parkgate/edge/bolt"
+	"github.com/parkgate/parkgate/edge/httpapi"
+	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/mqttlink"
+)
+
+// Main is the program: ParseFlags, then Run, then Close.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	Stderr io.Writer
+
+	// FakePins holds the pins by "gate.role" when Hardware is sim, for
+	// tests and for the simulator endpoints under /v1/sim.
+	FakePins map[string]*hw.FakePin
+
+	store    *bolt.Store
+	link     *mqttlink.Link
+	agent    *edge.Agent
+	barriers []*hw.Barrier
+	server   *http.Server
+	listener net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewMain returns a Main writing its log to stderr.
+func NewMain() *Main {
+	return &Main{Stderr: os.Stderr, Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+}
+
+// Run builds everything and starts serving; it returns once the agent is
+// up (it may still be connecting to the broker).
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	m.Logger.Info("starting parkedge", c.logAttrs()...)
+	ctx, m.cancel = context.WithCancel(ctx)
+
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store, err := bolt.Open(filepath.Join(c.DataDir, "parkedge.db"), &bolt.Options{Logger: m.Logger})
+	if err != nil {
+		return err
+	}
+	m.store = store
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := httpapi.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	gates, watchers, err := m.hardware()
+	if err != nil {
+		return err
+	}
+	m.agent, err = edge.NewAgent(edge.Config{
+		LotID: c.LotID, Gates: gates, Store: store, Policy: c.Policy, Observer: metrics, Logger: m.Logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	gateIDs := make([]string, len(c.Gates))
+	for i, g := range c.Gates {
+		gateIDs[i] = g.ID
+	}
+	m.link, err = mqttlink.New(mqttlink.Config{
+		Brokers: c.Brokers, LotID: c.LotID, ClientID: c.ClientID, Password: c.EdgeToken, Gates: gateIDs,
+		Keys: c.PublicKeys, CloudURL: c.CloudURL, Token: c.EdgeToken, Logger: m.Logger, Registerer: reg,
+	}, store)
+	if err != nil {
+		return err
+	}
+	m.agent.SetLink(m.link)
+	if err := m.link.Start(ctx); err != nil {
+		return err
+	}
+
+	for _, w := range watchers {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := w(ctx); err != nil {
+				m.Logger.Error("input watcher stopped", "err", err)
+			}
+		}()
+	}
+
+	hc := httpapi.Config{LotID: c.LotID, Agent: m.agent, Gatherer: reg, OperatorToken: c.OperatorToken, Logger: m.Logger}
+	if m.FakePins != nil {
+		hc.Mounts = map[string]http.Handler{"/v1/sim": hw.FakePinsHandler("/v1/sim", m.FakePins)}
+	}
+	m.listener, err = net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.HTTPAddr, err)
+	}
+	m.server = &http.Server{Handler: httpapi.NewHandler(hc), ReadHeaderTimeout: 5 * time.Second}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server", "err", err)
+		}
+	}()
+	m.Logger.Info("parkedge ready", "http_addr", m.listener.Addr().String())
+	return nil
+}
+
+// HTTPAddr is the address the API listens on once Run returned.
+func (m *Main) HTTPAddr() string {
+	if m.listener == nil {
+		return ""
+	}
+	return m.listener.Addr().String()
+}
+
+// Close stops taking reads, lets the link mark the gates offline, drops
+// every relay and closes the store (finishing queued commits).
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.link != nil {
+		if err := m.link.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, b := range m.barriers {
+		if err := b.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hardware opens every gate's pins and returns the gates with their
+// barriers and the input watchers to run.
+func (m *Main) hardware() ([]edge.GateConfig, []func(context.Context) error, error) {
+	c := m.Config
+	open := func(gate, role, name string) (gpio.PinIO, error) {
+		if c.Hardware == HardwareSim {
+			p := hw.NewFakePin(gate + "." + role)
+			if m.FakePins == nil {
+				m.FakePins = map[string]*hw.FakePin{}
+			}
+			m.FakePins[p.Name()] = p
+			return p, nil
+		}
+		if name == "" {
+			return nil, nil
+		}
+		p, err := hw.OpenPin(name)
+		if err != nil {
+			return nil, fmt.Errorf("gate %s %s pin: %w", gate, role, err)
+		}
+		return p, nil
+	}
+	var gates []edge.GateConfig
+	var watchers []func(context.Context) error
+	for _, g := range c.Gates {
+		names := c.Pins[g.ID]
+		barrierPin, err := open(g.ID, hw.RoleBarrier, names.Barrier)
+		if err != nil {
+			return nil, nil, err
+		}
+		barrier, err := hw.NewBarrier(barrierPin, c.Policy.Pulse)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.barriers = append(m.barriers, barrier)
+		gates = append(gates, edge.GateConfig{Gate: g, Barrier: barrier})
+
+		loopPin, err := open(g.ID, hw.RoleLoop, names.Loop)
+		if err != nil {
+			return nil, nil, err
+		}
+		cameraPin, err := open(g.ID, hw.RoleCamera, names.Camera)
+		if err != nil {
+			return nil, nil, err
+		}
+		if loopPin != nil {
+			loop := &hw.Loop{Pin: loopPin, OnArrival: func() { m.Logger.Debug("vehicle on loop", "gate", g.ID) }}
+			if cameraPin != nil {
+				loop.Camera = cameraPin
+			}
+			watchers = append(watchers, loop.Run)
+		}
+		overridePin, err := open(g.ID, hw.RoleOverride, names.Override)
+		if err != nil {
+			return nil, nil, err
+		}
+		if overridePin != nil {
+			gateID := g.ID
+			button := &hw.Button{Pin: overridePin, ActiveLow: c.ActiveLowOver && c.Hardware == HardwarePeriph, OnPress: func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := m.agent.Override(ctx, gateID); err != nil {
+					m.Logger.Error("override not recorded", "gate", gateID, "err", err)
+				}
+			}}
+			watchers = append(watchers, button.Run)
+		}
+	}
+	return gates, watchers, nil
+}

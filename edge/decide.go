@@ -1,0 +1,195 @@
+package edge
+
+import (
+	"time"
+
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// Decide is the gate's whole judgement: a pure function of the read, what the
+// store knows (v), the clock and the policy. It never fails: whatever it
+// cannot vouch for it denies with a reason, and a person at the intercom takes
+// over.
+//
+// Matching a read to a plate: an exact match of the normalised read always
+// wins. Otherwise the read is matched to the candidates the store found
+// through look-alike characters (O/0/D/Q, I/1, B/8, S/5, Z/2) or a missing
+// last character. Exactly one candidate plate is used, with Fuzzy set; two or
+// more are ambiguous and the entry is denied (ambiguous_plate) whatever their
+// windows say, because opening for the wrong one of two paying drivers is
+// worse than a call to the intercom. At an exit the candidates are first
+// narrowed to the plates inside: only a car that is inside can stand at the
+// exit, so one inside candidate opens even if other plates fold alike.
+//
+// Entry opens when now is in [starts_at - EarlyGrace, ends_at): exactly at
+// starts_at - EarlyGrace opens, at ends_at it is expired. A plate inside is
+// refused (already_inside) until it leaves or an operator resets it. A read
+// below MinConfidence is refused before any lookup.
+//
+// Exit never traps a car that the lot has reason to believe is allowed out:
+//   - a plate inside opens (inside), whatever the confidence, and the minutes
+//     past ends_at are recorded as an overstay once ExitGrace has passed;
+//   - a plate not known inside (the entry was missed, or presence was reset)
+//     that holds a reservation covering now, [starts_at - EarlyGrace,
+//     ends_at + ExitGrace), opens (valid);
+//   - a plate whose reservation the cloud reports CHECKED_IN opens (inside)
+//     with its overstay: the cloud saw it enter even if this store did not;
+//   - anything else is denied: low_confidence for an unsure read, not_inside
+//     for a known plate, no_reservation for a plate the lot has never heard of.
+func Decide(r PlateRead, v View, now time.Time, p Policy) Decision {
+	if r.Direction == protocol.DirectionExit {
+		return decideExit(r, v, now, p)
+	}
+	return decideEntry(r, v, now, p)
+}
+
+func decideEntry(r PlateRead, v View, now time.Time, p Policy) Decision {
+	if r.Confidence < p.MinConfidence {
+		return deny(protocol.ReasonLowConfidence, r.Plate, "", false)
+	}
+	ps, fuzzy, ok := resolve(v, v.Candidates)
+	switch {
+	case !ok:
+		return deny(protocol.ReasonAmbiguous, r.Plate, "", true)
+	case !ps.Known():
+		return deny(protocol.ReasonNoReservation, r.Plate, "", false)
+	case ps.Presence != nil:
+		return deny(protocol.ReasonAlreadyInside, ps.Plate, ps.Presence.ReservationID, fuzzy)
+	}
+	var future, past *Reservation
+	for i := range ps.Reservations {
+		res := &ps.Reservations[i]
+		opensAt := res.StartsAt.Add(-p.EarlyGrace)
+		switch {
+		case now.Before(opensAt):
+			if future == nil || res.StartsAt.Before(future.StartsAt) {
+				future = res
+			}
+		case now.Before(res.EndsAt):
+			return Decision{
+				Decision:      protocol.DecisionOpen,
+				Reason:        protocol.ReasonValid,
+				Plate:         ps.Plate,
+				ReservationID: res.ID,
+				Fuzzy:         fuzzy,
+				Presence:      PresenceEnter,
+				Entered: &Presence{
+					Plate:         ps.Plate,
+					ReservationID: res.ID,
+					GateID:        r.GateID,
+					EnteredAt:     now,
+					EndsAt:        res.EndsAt,
+				},
+			}
+		default:
+			if past == nil || res.EndsAt.After(past.EndsAt) {
+				past = res
+			}
+		}
+	}
+	switch {
+	case future != nil:
+		// A driver early for the next booking is told so, even if an older
+		// one has ended: it is the one that will open.
+		return deny(protocol.ReasonTooEarly, ps.Plate, future.ID, fuzzy)
+	case past != nil:
+		return deny(protocol.ReasonExpired, ps.Plate, past.ID, fuzzy)
+	}
+	return deny(protocol.ReasonNoReservation, ps.Plate, "", fuzzy)
+}
+
+func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
+	inside := make([]PlateState, 0, 1)
+	for _, c := range v.Candidates {
+		if c.Presence != nil {
+			inside = append(inside, c)
+		}
+	}
+	candidates := v.Candidates
+	if len(inside) > 0 {
+		candidates = inside
+	}
+	ps, fuzzy, ok := resolve(v, candidates)
+	lowConf := r.Confidence < p.MinConfidence
+	switch {
+	case !ok:
+		return deny(protocol.ReasonAmbiguous, r.Plate, "", true)
+	case !ps.Known() && lowConf:
+		return deny(protocol.ReasonLowConfidence, r.Plate, "", false)
+	case !ps.Known():
+		return deny(protocol.ReasonNoReservation, r.Plate, "", false)
+	case ps.Presence != nil:
+		return leave(protocol.ReasonInside, ps.Plate, ps.Presence.ReservationID, fuzzy,
+			overstay(now, ps.Presence.EndsAt, p))
+	}
+	var checkedIn, nearest *Reservation
+	for i := range ps.Reservations {
+		res := &ps.Reservations[i]
+		if !now.Before(res.StartsAt.Add(-p.EarlyGrace)) && now.Before(res.EndsAt.Add(p.ExitGrace)) {
+			return leave(protocol.ReasonValid, ps.Plate, res.ID, fuzzy, 0)
+		}
+		if res.Status == protocol.StatusCheckedIn && (checkedIn == nil || res.EndsAt.After(checkedIn.EndsAt)) {
+			checkedIn = res
+		}
+		if nearest == nil || absDur(now.Sub(res.StartsAt)) < absDur(now.Sub(nearest.StartsAt)) {
+			nearest = res
+		}
+	}
+	switch {
+	case checkedIn != nil:
+		return leave(protocol.ReasonInside, ps.Plate, checkedIn.ID, fuzzy, overstay(now, checkedIn.EndsAt, p))
+	case lowConf:
+		return deny(protocol.ReasonLowConfidence, r.Plate, "", false)
+	case nearest != nil:
+		return deny(protocol.ReasonNotInside, ps.Plate, nearest.ID, fuzzy)
+	}
+	return deny(protocol.ReasonNotInside, ps.Plate, "", fuzzy)
+}
+
+// resolve picks the plate a read means: the exact plate when the store knows
+// it, else the single candidate, else nothing. ok is false when candidates
+// are ambiguous.
+func resolve(v View, candidates []PlateState) (ps PlateState, fuzzy, ok bool) {
+	switch {
+	case v.Exact.Known():
+		return v.Exact, false, true
+	case len(candidates) == 1:
+		return candidates[0], true, true
+	case len(candidates) > 1:
+		return PlateState{}, true, false
+	}
+	return v.Exact, false, true
+}
+
+// overstay is the whole minutes (rounded up) past endsAt, counted only once
+// the exit grace is used up: within the grace a stay is not an overstay.
+func overstay(now, endsAt time.Time, p Policy) int {
+	if endsAt.IsZero() || !now.After(endsAt.Add(p.ExitGrace)) {
+		return 0
+	}
+	over := now.Sub(endsAt)
+	return int((over + time.Minute - 1) / time.Minute)
+}
+
+func deny(reason, plate, reservationID string, fuzzy bool) Decision {
+	return Decision{Decision: protocol.DecisionDeny, Reason: reason, Plate: plate, ReservationID: reservationID, Fuzzy: fuzzy}
+}
+
+func leave(reason, plate, reservationID string, fuzzy bool, overstayMin int) Decision {
+	return Decision{
+		Decision:        protocol.DecisionOpen,
+		Reason:          reason,
+		Plate:           plate,
+		ReservationID:   reservationID,
+		Fuzzy:           fuzzy,
+		OverstayMinutes: overstayMin,
+		Presence:        PresenceLeave,
+	}
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}

@@ -1,0 +1,202 @@
+package hw_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/parkgate/parkgate/edge/hw"
+)
+
+// waitEdge returns the next edge on ch or fails after a generous deadline.
+func waitEdge(t *testing.T, ch <-chan hw.Edge) hw.Edge {
+	t.Helper()
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no edge within 5s")
+		return hw.Edge{}
+	}
+}
+
+func TestBarrier(t *testing.T) {
+	t.Run("PulsesHighThenLow", func(t *testing.T) {
+		pin := hw.NewFakePin("entry-1.barrier")
+		b, err := hw.NewBarrier(pin, 20*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edges, stop := pin.Watch(4)
+		defer stop()
+		start := time.Now()
+		if err := b.Open(); err != nil {
+			t.Fatal(err)
+		}
+		if up := waitEdge(t, edges); up.Level != gpio.High || !b.IsOpen() {
+			t.Fatalf("first edge %v, open %v", up, b.IsOpen())
+		}
+		down := waitEdge(t, edges)
+		if down.Level != gpio.Low || down.At.Sub(start) < 20*time.Millisecond {
+			t.Fatalf("release edge %v after %v", down, down.At.Sub(start))
+		}
+		if b.IsOpen() {
+			t.Fatal("still open after pulse")
+		}
+	})
+	t.Run("OpenDuringPulseExtendsWithoutEdge", func(t *testing.T) {
+		pin := hw.NewFakePin("b")
+		b, _ := hw.NewBarrier(pin, 50*time.Millisecond)
+		edges, stop := pin.Watch(4)
+		defer stop()
+		_ = b.Open()
+		waitEdge(t, edges)
+		time.Sleep(30 * time.Millisecond) // a second car 30ms into the pulse: the point of the test is the timing
+		second := time.Now()
+		_ = b.Open()
+		down := waitEdge(t, edges)
+		if down.Level != gpio.Low || down.At.Sub(second) < 50*time.Millisecond {
+			t.Fatalf("release %v only %v after the second open", down.Level, down.At.Sub(second))
+		}
+		if n := len(pin.Edges()); n != 2 {
+			t.Fatalf("%d edges, want 2", n)
+		}
+	})
+	t.Run("CloseEndsPulse", func(t *testing.T) {
+		pin := hw.NewFakePin("b")
+		b, _ := hw.NewBarrier(pin, time.Hour)
+		_ = b.Open()
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if pin.Read() != gpio.Low || b.IsOpen() {
+			t.Fatal("relay still held after Close")
+		}
+	})
+}
+
+func TestLoopTriggersCamera(t *testing.T) {
+	loop, camera := hw.NewFakePin("entry-1.loop"), hw.NewFakePin("entry-1.camera")
+	arrived := make(chan struct{}, 4)
+	l := &hw.Loop{Pin: loop, Camera: camera, Trigger: 10 * time.Millisecond, Holdoff: time.Hour,
+		OnArrival: func() { arrived <- struct{}{} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = l.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+
+	edges, stop := camera.Watch(8)
+	defer stop()
+	// Run sets the pin up as an input; drive it only once it has, so In's
+	// pull-down does not swallow the edge.
+	deadline := time.Now().Add(5 * time.Second)
+	for loop.Pull() != gpio.PullDown && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	loop.Set(gpio.High)
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no arrival")
+	}
+	if e := waitEdge(t, edges); e.Level != gpio.High {
+		t.Fatalf("camera edge %v", e)
+	}
+	if e := waitEdge(t, edges); e.Level != gpio.Low {
+		t.Fatalf("camera edge %v", e)
+	}
+	// The car leaves and a bounce comes within the holdoff: no second trigger.
+	loop.Set(gpio.Low)
+	loop.Set(gpio.High)
+	select {
+	case <-arrived:
+		t.Fatal("bounce within holdoff triggered the camera")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestButtonActiveLow(t *testing.T) {
+	p := hw.NewFakePin("entry-1.override")
+	pressed := make(chan struct{}, 1)
+	b := &hw.Button{Pin: p, ActiveLow: true, OnPress: func() { pressed <- struct{}{} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = b.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Pull() != gpio.PullUp && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	p.Set(gpio.Low)
+	select {
+	case <-pressed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no press")
+	}
+}
+
+func TestParsePins(t *testing.T) {
+	pins, err := hw.ParsePins("entry-1.barrier=GPIO17, entry-1.loop=GPIO27,exit-1.barrier=GPIO5,exit-1.override=GPIO6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pins["entry-1"] != (hw.GatePins{Barrier: "GPIO17", Loop: "GPIO27"}) || pins["exit-1"] != (hw.GatePins{Barrier: "GPIO5", Override: "GPIO6"}) {
+		t.Fatalf("ParsePins = %+v", pins)
+	}
+	for _, bad := range []string{"entry-1=GPIO1", "entry-1.motor=GPIO1", "entry-1.barrier="} {
+		if _, err := hw.ParsePins(bad); err == nil {
+			t.Errorf("ParsePins(%q) accepted", bad)
+		}
+	}
+}
+
+func TestFakePinsHandler(t *testing.T) {
+	loop := hw.NewFakePin("entry-1.loop")
+	_ = loop.In(gpio.PullDown, gpio.RisingEdge)
+	srv := httptest.NewServer(hw.FakePinsHandler("/v1/sim", map[string]*hw.FakePin{"entry-1.loop": loop}))
+	defer srv.Close()
+
+	resp, err := http.Post(srv.URL+"/v1/sim/pins/entry-1.loop", "application/json", strings.NewReader(`{"level":"high"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !loop.WaitForEdge(time.Second) || loop.Read() != gpio.High {
+		t.Fatal("POST did not drive the input")
+	}
+	resp, err = http.Get(srv.URL + "/v1/sim/pins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Pins []struct {
+			Name  string `json:"name"`
+			Level string `json:"level"`
+			Edges []struct {
+				Level string    `json:"level"`
+				At    time.Time `json:"at"`
+			} `json:"edges"`
+		} `json:"pins"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Pins) != 1 || out.Pins[0].Level != "high" || len(out.Pins[0].Edges) != 1 || out.Pins[0].Edges[0].At.IsZero() {
+		t.Fatalf("GET pins = %+v", out)
+	}
+	resp2, _ := http.Post(srv.URL+"/v1/sim/pins/nope", "application/json", strings.NewReader(`{"level":"high"}`))
+	if resp2.StatusCode != 404 {
+		t.Fatalf("unknown pin: %d", resp2.StatusCode)
+	}
+	resp2.Body.Close()
+}
