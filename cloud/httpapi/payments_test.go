@@ -2,16 +2,20 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/adapt"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/pgbus"
+	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
 	"github.com/parkgate/parkgate/sim/stripefake"
@@ -28,6 +32,10 @@ type payBundle struct {
 // Stripe stand-in, stripepay over go-retryablehttp, the Postgres payment
 // bus with its workers, the signed webhook.
 func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
+	return setupPaymentsGuarded(t, holdTTL, nil)
+}
+
+func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *payBundle {
 	t.Helper()
 	s := pgtest.New(t, 20)
 	fake := stripefake.New(stripefake.Options{WebhookSecret: whSecret, RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond})
@@ -38,6 +46,9 @@ func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
 		t.Fatal(err)
 	}
 	svc := booking.New(s.DB, adapt.Stripe{C: sp}, nil, nil, holdTTL)
+	if g != nil {
+		svc.Guard = adapt.Guard{G: g}
+	}
 	pb := pgbus.New(s.DB.Pool, pgbus.Options{Workers: 4, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
 	wh := &booking.Webhooks{
 		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
@@ -48,6 +59,9 @@ func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
 		},
 	}
 	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Webhooks: wh}
+	if g != nil {
+		api.Cache = adapt.Cache{G: g}
+	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	fake.SetWebhook(srv.URL+"/v1/payments/webhook", whSecret)
@@ -213,4 +227,93 @@ func TestStripeDown(t *testing.T) {
 		t.Fatalf("retry: %d %s", x.Status, x.Body)
 	}
 	assertNoOverlap(t, b.bundle)
+}
+
+// TestSessionClosedAfterHold: when a hold ends its Checkout Session is
+// expired at Stripe, so Stripe stops taking money for it.
+func TestSessionClosedAfterHold(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "CL1", start, start.Add(time.Hour)), key("c1"))
+	m := r.json(t)
+	id, sess := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
+	ctx := context.Background()
+	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.svc.CloseSessions(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("CloseSessions = %d, %v", n, err)
+	}
+	if s, ok := b.fake.Session(sess); !ok || s.Status != "expired" {
+		t.Errorf("session at Stripe: %+v", s)
+	}
+	if n, _ := b.svc.CloseSessions(ctx, 10); n != 0 {
+		t.Errorf("closed again: %d", n)
+	}
+	b.waitStatus(t, id, "EXPIRED")
+}
+
+// TestAvailabilityCacheWriteThrough: with the Redis cache on, availability
+// is right after every kind of change: hold, expiry, confirm, refund.
+func TestAvailabilityCacheWriteThrough(t *testing.T) {
+	t.Parallel()
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	g := guard.New(rdb, guard.Options{Namespace: fmt.Sprintf("cachetest-%d", time.Now().UnixNano())})
+	b := setupPaymentsGuarded(t, 10*time.Minute, g)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	end := start.Add(time.Hour)
+	path := fmt.Sprintf("/v1/lots/%s/availability?starts_at=%s&ends_at=%s", lot, start.Format(time.RFC3339), end.Format(time.RFC3339))
+	avail := func(want float64, when string) {
+		t.Helper()
+		for range 2 { // the second read is served from the cache
+			if got := b.do(t, "GET", path, nil, nil).json(t)["available_spots"].(float64); got != want {
+				t.Fatalf("%s: available %v, want %v", when, got, want)
+			}
+		}
+	}
+	ctx := context.Background()
+	expire := func(id string) {
+		if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	avail(1, "empty")
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "CA1", start, end), key("a1"))
+	id1, sess1 := r.json(t)["id"].(string), r.json(t)["payment"].(map[string]any)["session_id"].(string)
+	avail(0, "after hold")
+	expire(id1)
+	avail(1, "after expiry")
+	r = b.do(t, "POST", "/v1/reservations", hold(lot, "CA2", start, end), key("a2"))
+	id2, sess2 := r.json(t)["id"].(string), r.json(t)["payment"].(map[string]any)["session_id"].(string)
+	avail(0, "after second hold")
+	if _, err := b.fake.Pay(sess2); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id2, "CONFIRMED")
+	avail(0, "after confirm")
+	// The first hold's money arrives late: refunded, the spot stays taken
+	// by the confirmed one.
+	if _, err := b.fake.Pay(sess1); err == nil {
+		b.waitStatus(t, id1, "REFUNDED")
+	}
+	avail(0, "after refund of another hold")
+	// Checked out early: the spot is free again for the rest.
+	if _, _, err := b.schema.DB.Change(ctx, id2, []cloud.Status{cloud.StatusConfirmed}, cloud.StatusCompleted, postgres.PaymentFields{}); err != nil {
+		t.Fatal(err)
+	}
+	g.InvalidateLot(ctx, lot) // what parkcloud wires as the ingest's OnChange
+	avail(1, "after check-out")
 }

@@ -42,6 +42,10 @@ type IngestOptions struct {
 	// SkipStatus turns off recording the gates' retained status.
 	SkipStatus bool
 	Logger     *slog.Logger
+	// OnChange, when set, is called after a committed event moved a
+	// reservation, with its lot: the availability cache is invalidated
+	// there, since a check-out frees a spot early.
+	OnChange func(ctx context.Context, lotID string)
 }
 
 // Ingest consumes gate events from the broker into Postgres.
@@ -278,6 +282,9 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
 		if out.transition != "" {
 			ingestTransitions.WithLabelValues(out.transition).Inc()
 			res.transition = out.transition
+			if in.opts.OnChange != nil {
+				in.opts.OnChange(ctx, lot)
+			}
 		}
 	}
 	return res

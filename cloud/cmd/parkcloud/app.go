@@ -243,7 +243,12 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		goBG("relay", rl.Run)
 		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
-			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest})
+			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
+				OnChange: func(ctx context.Context, lotID string) {
+					if g != nil {
+						g.InvalidateLot(ctx, lotID)
+					}
+				}})
 		if err != nil {
 			stopBG()
 			return err
