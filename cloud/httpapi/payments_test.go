@@ -49,7 +49,7 @@ func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *
 	if g != nil {
 		svc.Guard = adapt.Guard{G: g}
 	}
-	pb := pgbus.New(s.DB.Pool, pgbus.Options{Workers: 4, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
+	pb := pgbus.New(s.DB.Pool, pgbus.Options{Workers: 8, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
 	wh := &booking.Webhooks{
 		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
 			return adapt.VerifyStripe(p, sig, []string{whSecret})

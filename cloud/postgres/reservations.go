@@ -252,7 +252,7 @@ func (db *DB) ReservationBySession(ctx context.Context, sessionID string) (cloud
 
 // Change moves a reservation from one of the statuses in from to to, with
 // its change-log row, and sets the payment fields given (non-empty ones
-// only), all in one transaction. It reports whether the status changed; a
+// only), in one statement. It reports whether the status changed; a
 // reservation in none of from is left alone, which is what makes replays of
 // the same event harmless.
 func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields) (changed bool, lotID string, err error) {
@@ -262,20 +262,19 @@ func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to clo
 	}
 	err = retry(ctx, func() error {
 		changed, lotID = false, ""
-		return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-			var lot pgtype.UUID
-			var seq pgtype.Int8
-			var st pgtype.Text
-			err := tx.QueryRow(ctx, `SELECT * FROM parkgate_change($1, $2, $3)`, id, fromText, string(to)).Scan(&lot, &seq, &st)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			changed, lotID = true, uuid.UUID(lot.Bytes).String()
-			return pay.apply(ctx, tx, id)
-		})
+		var lot pgtype.UUID
+		var seq pgtype.Int8
+		var st pgtype.Text
+		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_change($1, $2, $3, $4, $5, $6)`,
+			id, fromText, string(to), pay.PaymentIntentID, pay.RefundID, pay.SessionClosed).Scan(&lot, &seq, &st)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		changed, lotID = true, uuid.UUID(lot.Bytes).String()
+		return nil
 	})
 	if err != nil {
 		return false, "", fmt.Errorf("change reservation %s to %s: %w", id, to, err)
@@ -290,22 +289,21 @@ type PaymentFields struct {
 	SessionClosed   bool
 }
 
-func (p PaymentFields) apply(ctx context.Context, tx pgx.Tx, id string) error {
+// SetPaymentFields records payment bookkeeping without a status change.
+func (db *DB) SetPaymentFields(ctx context.Context, id string, p PaymentFields) error {
 	if p == (PaymentFields{}) {
 		return nil
 	}
-	_, err := tx.Exec(ctx, `
+	_, err := db.Pool.Exec(ctx, `
 		UPDATE reservations SET
 		       payment_intent_id = coalesce(nullif($2, ''), payment_intent_id),
 		       refund_id = coalesce(nullif($3, ''), refund_id),
 		       session_closed_at = CASE WHEN $4 THEN coalesce(session_closed_at, now()) ELSE session_closed_at END
 		 WHERE id = $1`, id, p.PaymentIntentID, p.RefundID, p.SessionClosed)
-	return err
-}
-
-// SetPaymentFields records payment bookkeeping without a status change.
-func (db *DB) SetPaymentFields(ctx context.Context, id string, p PaymentFields) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return p.apply(ctx, tx, id) })
+	if err != nil {
+		return fmt.Errorf("set payment fields: %w", err)
+	}
+	return nil
 }
 
 // DueHolds returns up to limit PENDING holds whose time is up.

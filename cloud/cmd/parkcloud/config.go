@@ -115,7 +115,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.ReplicaID, "replica-id", "PARKGATE_REPLICA_ID", hostname(), "this replica's name: its MQTT client ids derive from it")
 	e.num(&c.DBMaxConns, "db-max-conns", "PARKGATE_DB_MAX_CONNS", 20, "Postgres pool size")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
-	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 4, "payment-event workers per replica")
+	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 8, "payment-event workers per replica")
 	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
 	fs.BoolVar(&c.SharedIngest, "shared-ingest", shared, "split gate events between replicas with an MQTT shared subscription (env PARKGATE_SHARED_INGEST); off by default because Mosquitto 2.0 keeps sending shares to departed members and drops $share subscriptions on restart: every replica then reads every event and Postgres keeps each once")
 	if err := fs.Parse(args); err != nil {

@@ -113,7 +113,10 @@ CREATE INDEX outbox_unpublished_idx ON outbox (lot_id, seq) WHERE published_at I
 -- writer of a lot takes that lock before touching its reservations, so they
 -- queue instead of deadlocking on the exclusion constraint's index.
 -- Returns no row when the reservation is not in one of p_from.
-CREATE FUNCTION parkgate_change(p_id uuid, p_from text[], p_to text)
+-- The payment columns are set in the same statement when given, so a
+-- payment event costs one round trip.
+CREATE FUNCTION parkgate_change(p_id uuid, p_from text[], p_to text,
+    p_payment_intent text DEFAULT NULL, p_refund text DEFAULT NULL, p_session_closed boolean DEFAULT false)
 RETURNS TABLE (lot_id uuid, seq bigint, status text) LANGUAGE plpgsql AS $$
 DECLARE
     v_lot uuid;
@@ -127,7 +130,10 @@ BEGIN
     UPDATE lots l SET seq = l.seq + 1 WHERE l.id = v_lot RETURNING l.seq INTO v_seq;
     UPDATE reservations x SET status = p_to, updated_at = now(),
         checked_in_at = CASE WHEN p_to = 'CHECKED_IN' THEN now() ELSE x.checked_in_at END,
-        checked_out_at = CASE WHEN p_to = 'COMPLETED' THEN now() ELSE x.checked_out_at END
+        checked_out_at = CASE WHEN p_to = 'COMPLETED' THEN now() ELSE x.checked_out_at END,
+        payment_intent_id = coalesce(nullif(p_payment_intent, ''), x.payment_intent_id),
+        refund_id = coalesce(nullif(p_refund, ''), x.refund_id),
+        session_closed_at = CASE WHEN p_session_closed THEN coalesce(x.session_closed_at, now()) ELSE x.session_closed_at END
      WHERE x.id = p_id AND x.status = ANY (p_from)
     RETURNING x.* INTO r;
     IF NOT FOUND THEN
