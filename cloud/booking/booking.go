@@ -290,8 +290,12 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	if s.Guard != nil && req.SpotID == "" {
 		var full bool
 		if full, markFull = s.Guard.Full(ctx, lot.ID, req.StartsAt, req.EndsAt); full {
-			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
-			return Response{}, errNoAvailability
+			// Unless this is a retry of a request that got in before the
+			// lot filled: one indexed read, no lock, tells.
+			if _, known, err := s.DB.IdempotencyKey(ctx, key); err == nil && !known {
+				holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+				return Response{}, errNoAvailability
+			}
 		}
 	}
 	ctx = context.WithValue(ctx, markFullKey{}, markFull)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,6 +10,10 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
 )
+
+// holdTimeout bounds the work of one hold request once started, whatever
+// the client does meanwhile.
+const holdTimeout = 25 * time.Second
 
 type holdBody struct {
 	LotID    *string `json:"lot_id"`
@@ -71,7 +76,12 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	if !s.allowLot(w, r, req.LotID) {
 		return
 	}
-	resp, err := s.Booking.Hold(r.Context(), key, req)
+	// A client that hangs up must not cut a hold in half: the hold, its
+	// Checkout Session and the stored answer are finished regardless, so
+	// the retry replays it instead of waiting out the key's lease.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
+	defer cancel()
+	resp, err := s.Booking.Hold(ctx, key, req)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return

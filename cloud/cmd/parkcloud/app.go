@@ -121,7 +121,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		m.closers = append(m.closers, func() { _ = rdb.Close() })
-		opts := guard.Options{}
+		opts := guard.Options{Namespace: m.RedisNamespace}
 		if opts.LotRate, err = guard.ParseLimit(m.LotRate); err != nil {
 			return fmt.Errorf("PARKGATE_LOT_RATE: %w", err)
 		}

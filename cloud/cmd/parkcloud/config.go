@@ -34,6 +34,7 @@ type Config struct {
 	WorkerEvery         time.Duration
 	BusWorkers          int
 	SharedIngest        bool
+	RedisNamespace      string
 }
 
 type envFlags struct {
@@ -96,6 +97,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e := envFlags{fs}
 	e.str(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable", "Postgres URL")
 	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL for the hot-lot guard; empty disables it")
+	e.str(&c.RedisNamespace, "redis-namespace", "PARKGATE_REDIS_NAMESPACE", "parkgate", "prefix of every Redis key, so deployments (or simulator runs) can share one Redis")
 	e.str(&c.MQTTURLs, "mqtt-url", "MQTT_URL", "tcp://127.0.0.1:1883", "MQTT broker URLs, comma-separated for failover; empty disables relay and ingest")
 	e.str(&c.StripeSecretKey, "stripe-secret-key", "STRIPE_SECRET_KEY", "", "Stripe secret key; empty disables payments (holds then carry no Checkout Session)")
 	e.str(&c.StripeWebhookSecret, "stripe-webhook-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe webhook signing secret(s), comma-separated during rotation")
