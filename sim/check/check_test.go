@@ -1,0 +1,208 @@
+package check_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/protocol"
+	"github.com/parkgate/parkgate/sim"
+	"github.com/parkgate/parkgate/sim/check"
+	"github.com/parkgate/parkgate/sim/internal/simtest"
+)
+
+func TestFixtureHolds(t *testing.T) {
+	for _, r := range check.Evaluate(simtest.Run()) {
+		if !r.Pass {
+			t.Errorf("%s fails on the fixture: %v", r.Name, r.Violations)
+		}
+		if r.Checked == 0 {
+			t.Errorf("%s checked nothing on the fixture", r.Name)
+		}
+	}
+}
+
+// Each case breaks one thing in an otherwise sound run; the named check
+// must fail, mentioning want, and no other check may.
+func TestChecksBite(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		check string
+		want  string
+		// also are checks that rightly fail too: a lost refund also leaves
+		// a paying driver neither in nor refunded.
+		also   []string
+		break_ func(run *sim.Run)
+	}{
+		{
+			name: "OverlapNow", check: "no_overlap", want: "both active and overlap",
+			break_: func(run *sim.Run) {
+				// A database without the exclusion constraint let a second
+				// booking of spot 1 overlap driver 4's.
+				run.Reservations = append(run.Reservations, sim.Reservation{ID: "rx", LotID: simtest.LotA, SpotID: 1,
+					Plate: "XXX999X", StartsAt: simtest.T0.Add(50 * time.Second), EndsAt: simtest.T0.Add(80 * time.Second),
+					Status: protocol.StatusConfirmed})
+			},
+		},
+		{
+			name: "OverlapInHistory", check: "no_overlap", want: "while r0 was active",
+			break_: func(run *sim.Run) {
+				// A hold of spot 1 over driver 0's window while r0 was
+				// checked in; it has since expired, so only the log shows it.
+				run.Reservations = append(run.Reservations, sim.Reservation{ID: "ry", LotID: simtest.LotA, SpotID: 1,
+					Plate: "YYY888Y", StartsAt: simtest.T0.Add(20 * time.Second), EndsAt: simtest.T0.Add(30 * time.Second),
+					Status: protocol.StatusExpired})
+				run.Changes = append(run.Changes,
+					sim.Change{LotID: simtest.LotA, Seq: 10, ReservationID: "ry", Status: protocol.StatusPending},
+					sim.Change{LotID: simtest.LotA, Seq: 11, ReservationID: "ry", Status: protocol.StatusExpired})
+				// …and r0 completes only after it.
+				for i := range run.Changes {
+					if run.Changes[i].ReservationID == "r0" && run.Changes[i].Status == protocol.StatusCompleted {
+						run.Changes[i].Seq = 12
+					}
+				}
+			},
+		},
+		{
+			name: "ForgedOpen", check: "no_entry_without_reservation", want: "which the cloud does not have",
+			break_: func(run *sim.Run) {
+				// An agent that accepted a forged reservation opened for a
+				// car the cloud never booked.
+				run.GateEvents = append(run.GateEvents, sim.GateEvent{EventID: "forged", LotID: simtest.LotA,
+					GateID: "entry-1", Direction: protocol.DirectionEntry, Plate: "FRG001X", Decision: "open",
+					Reason: protocol.ReasonValid, ReservationID: "not-a-reservation", OccurredAt: simtest.T0.Add(20 * time.Second),
+					ReceivedAt: simtest.T0.Add(20 * time.Second)})
+			},
+		},
+		{
+			name: "IntruderLetIn", check: "no_entry_without_reservation", want: "car DDD444D let in",
+			break_: func(run *sim.Run) {
+				// The intruder got in on driver 0's reservation (a fuzzy
+				// match gone wrong).
+				run.Reads[3].Decision, run.Reads[3].Reason, run.Reads[3].ReservationID = "open", protocol.ReasonValid, "r0"
+				run.GateEvents[3].Decision, run.GateEvents[3].Reason, run.GateEvents[3].ReservationID = "open", protocol.ReasonValid, "r0"
+				run.GateEvents[3].Plate = "AAA111A"
+			},
+		},
+		{
+			name: "RefundedLatePayerLetIn", check: "no_entry_without_reservation", want: "which is REFUNDED",
+			break_: func(run *sim.Run) {
+				run.Reads[2].Decision, run.Reads[2].Reason, run.Reads[2].ReservationID = "open", protocol.ReasonValid, "r1"
+				run.GateEvents[2].Decision, run.GateEvents[2].Reason, run.GateEvents[2].ReservationID = "open", protocol.ReasonValid, "r1"
+			},
+		},
+		{
+			name: "EventLost", check: "events_reached_cloud", want: "is missing",
+			break_: func(run *sim.Run) { run.GateEvents = run.GateEvents[:3] },
+		},
+		{
+			name: "EventChanged", check: "events_reached_cloud", want: "cloud has",
+			break_: func(run *sim.Run) { run.GateEvents[3].Reason = protocol.ReasonTooEarly },
+		},
+		{
+			name: "OutboxNotDrained", check: "events_reached_cloud", want: "outbox",
+			break_: func(run *sim.Run) { run.Edges[1].OutboxDepth = 3 },
+		},
+		{
+			name: "RefundTwice", check: "late_payment_refunded_once", want: "2 refunds, want exactly 1",
+			break_: func(run *sim.Run) {
+				run.Refunds = append(run.Refunds, sim.Refund{ID: "re_2", PaymentIntentID: "pi_1", Amount: 50})
+			},
+		},
+		{
+			name: "NoRefund", check: "late_payment_refunded_once", want: "0 refunds, want exactly 1",
+			also: []string{"paid_entered_or_refunded"},
+			break_: func(run *sim.Run) {
+				run.Refunds = nil
+				run.Reservations[1].Status = protocol.StatusExpired
+			},
+		},
+		{
+			name: "HonouredRefunded", check: "late_payment_refunded_once", want: "yet its payment was refunded",
+			break_: func(run *sim.Run) {
+				run.Refunds = append(run.Refunds, sim.Refund{ID: "re_3", PaymentIntentID: "pi_0", Amount: 50})
+			},
+		},
+		{
+			name: "LatePaymentConfirmed", check: "late_payment_refunded_once", want: "after the hold ended, yet the reservation is CONFIRMED",
+			also: []string{"paid_entered_or_refunded"},
+			break_: func(run *sim.Run) {
+				// The cloud took a payment that came after the hold for a
+				// confirmation: nothing refunded, the spot kept.
+				run.Reservations[1].Status = protocol.StatusConfirmed
+				run.Refunds = nil
+			},
+		},
+		{
+			name: "PaidRefusedAtGate", check: "paid_entered_or_refunded", want: "came within the window but was not let in",
+			break_: func(run *sim.Run) {
+				run.Reads[0].Decision, run.Reads[0].Reason, run.Reads[0].ReservationID = "deny", protocol.ReasonNoReservation, ""
+				run.GateEvents[0].Decision, run.GateEvents[0].Reason, run.GateEvents[0].ReservationID = "deny", protocol.ReasonNoReservation, ""
+				run.Reads = run.Reads[:1:1]
+				run.Reads = append(run.Reads, simtest.Run().Reads[2:]...)
+				run.GateEvents = append(run.GateEvents[:1:1], run.GateEvents[2:]...)
+				run.Journeys[0].EnteredAt, run.Journeys[0].ExitedAt = time.Time{}, time.Time{}
+			},
+		},
+		{
+			name: "TwoLiveReservationsForOneKey", check: "idempotent_holds", want: "2 live reservations",
+			break_: func(run *sim.Run) {
+				run.Reservations = append(run.Reservations, sim.Reservation{ID: "r0b", LotID: simtest.LotB, SpotID: 3,
+					Plate: "AAA111A", StartsAt: simtest.T0.Add(50 * time.Second), EndsAt: simtest.T0.Add(60 * time.Second),
+					Status: protocol.StatusPending})
+			},
+		},
+		{
+			name: "TrappedAtExit", check: "exit_never_traps", want: "was not let out",
+			break_: func(run *sim.Run) {
+				run.Journeys[0].ExitedAt = time.Time{}
+				run.Reads[1].Decision, run.Reads[1].Reason = "deny", protocol.ReasonNotInside
+				run.GateEvents[1].Decision, run.GateEvents[1].Reason = "deny", protocol.ReasonNotInside
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run := simtest.Run()
+			tt.break_(run)
+			for _, r := range check.Evaluate(run) {
+				if r.Name != tt.check {
+					if !r.Pass && !slices.Contains(tt.also, r.Name) {
+						t.Errorf("%s also failed: %v", r.Name, r.Violations)
+					}
+					continue
+				}
+				if r.Pass {
+					t.Fatalf("%s passed a broken run", r.Name)
+				}
+				if !strings.Contains(strings.Join(r.Violations, "\n"), tt.want) {
+					t.Fatalf("%s violations %q do not mention %q", r.Name, r.Violations, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestEventsMatchedWithoutIDs(t *testing.T) {
+	// An agent that answers without event ids is matched by gate, decision,
+	// reason and time.
+	run := simtest.Run()
+	for i := range run.Reads {
+		run.Reads[i].EventID = ""
+	}
+	if r := check.EventsReachedCloud(run); !r.Pass {
+		t.Fatalf("matching by time failed: %v", r.Violations)
+	}
+	run.GateEvents = run.GateEvents[1:]
+	if r := check.EventsReachedCloud(run); r.Pass || r.Failed != 1 {
+		t.Fatalf("a lost event went unnoticed: %+v", r)
+	}
+}
+
+func TestPassed(t *testing.T) {
+	if !check.Passed(nil) || check.Passed([]check.Result{{Pass: true}, {Pass: false}}) {
+		t.Fatal("Passed is wrong")
+	}
+}
