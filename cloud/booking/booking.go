@@ -94,8 +94,11 @@ type Service struct {
 	DB       *postgres.DB
 	Payments Payments // nil: holds carry no payment session (tests, benchmarks)
 	Guard    Guard    // nil: no Redis
-	Log      *slog.Logger
-	HoldTTL  time.Duration
+	// Changed, when set, hears of every committed change with its lot,
+	// after the commit: parkcloud wakes its outbox relay with it.
+	Changed func(lotID string)
+	Log     *slog.Logger
+	HoldTTL time.Duration
 	// Lease is how long a request may hold its idempotency key in flight
 	// before a retry is allowed to take over; longer than any hold request.
 	Lease time.Duration
@@ -356,9 +359,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
 	}
 	holdsCreated.Inc()
-	if s.Guard != nil {
-		s.Guard.InvalidateLot(ctx, lot.ID)
-	}
+	s.invalidate(ctx, lot.ID)
 	r := cloud.Reservation{
 		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
@@ -386,8 +387,8 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 				// The lease on the key runs out and the hold expires: the
 				// spot comes back either way, only later.
 				s.Log.Error("release hold", "reservation", r.ID, "err", aerr)
-			} else if s.Guard != nil {
-				s.Guard.InvalidateLot(ctx, lot.ID)
+			} else {
+				s.invalidate(ctx, lot.ID)
 			}
 			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
 			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}

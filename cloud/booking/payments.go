@@ -175,13 +175,14 @@ func (s *Service) refund(ctx context.Context, reservationID, paymentIntentID str
 	if err != nil {
 		return fmt.Errorf("refund reservation %s: %w", reservationID, err)
 	}
-	changed, _, err := s.DB.Change(ctx, reservationID,
+	changed, lotOf, err := s.DB.Change(ctx, reservationID,
 		[]cloud.Status{cloud.StatusExpired, cloud.StatusCancelled}, cloud.StatusRefunded,
 		postgres.PaymentFields{RefundID: refundID, SessionClosed: true})
 	if err != nil {
 		return err
 	}
 	if changed {
+		s.invalidate(ctx, lotOf)
 		refunds.WithLabelValues("late_payment").Inc()
 		transitions.WithLabelValues(string(cloud.StatusRefunded)).Inc()
 		s.Log.Info("late payment refunded", "reservation", reservationID, "refund", refundID)
@@ -216,9 +217,15 @@ func (s *Service) released(ctx context.Context, e PaymentEvent) error {
 	return err
 }
 
+// invalidate tells the cache and the relay that lots changed.
 func (s *Service) invalidate(ctx context.Context, lotIDs ...string) {
 	if s.Guard != nil && len(lotIDs) > 0 {
 		s.Guard.InvalidateLot(ctx, lotIDs...)
+	}
+	if s.Changed != nil {
+		for _, id := range lotIDs {
+			s.Changed(id)
+		}
 	}
 }
 

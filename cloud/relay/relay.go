@@ -32,7 +32,8 @@ type Options struct {
 	// (default 15s). Keep it above PublishTimeout, or a slow batch loses
 	// its lot to another replica half-way (harmless, but sent twice).
 	LeaseTTL time.Duration
-	// PollInterval is the backstop for missed notifications (default 2s).
+	// PollInterval is how often the relay looks for rows it was not woken
+	// for: changes committed by other replicas (default 500ms).
 	PollInterval time.Duration
 	// PublishTimeout bounds the wait for the broker to acknowledge one
 	// batch (default 10s).
@@ -56,7 +57,7 @@ func (o *Options) defaults() {
 		o.LeaseTTL = 15 * time.Second
 	}
 	if o.PollInterval <= 0 {
-		o.PollInterval = 2 * time.Second
+		o.PollInterval = 500 * time.Millisecond
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 10 * time.Second
@@ -82,7 +83,12 @@ type Relay struct {
 	pub   publisher
 	opts  Options
 	log   *slog.Logger
+	wake  chan struct{}
 }
+
+// Wake tells the relay that changes were committed, so it publishes them
+// now rather than at its next poll. It never blocks.
+func (r *Relay) Wake() { notify(r.wake) }
 
 // New returns a relay reading the outbox through pool and publishing to
 // the broker in cfg, signing with key. A relay needs its own client id
@@ -100,7 +106,7 @@ func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Option
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{store: NewStore(pool, key), pool: pool, pub: pub, opts: opts, log: opts.Logger}, nil
+	return &Relay{store: NewStore(pool, key), pool: pool, pub: pub, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}, nil
 }
 
 // Run publishes until ctx ends, then gives its leases back and disconnects;
@@ -111,7 +117,7 @@ func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Option
 // holds up the others; a drain hands its lot back after a few batches so
 // that, with all slots busy, the lots with the oldest backlog come next.
 func (r *Relay) Run(ctx context.Context) error {
-	wake := make(chan struct{}, 1)
+	wake := r.wake
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

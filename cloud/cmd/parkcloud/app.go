@@ -222,6 +222,30 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if brokers := split(m.MQTTURLs); len(brokers) > 0 {
+		rl, err := relay.New(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
+			key, relay.Options{Owner: m.ReplicaID, Logger: m.Log})
+		if err != nil {
+			stopBG()
+			return err
+		}
+		goBG("relay", rl.Run)
+		svc.Changed = func(string) { rl.Wake() }
+		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
+			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
+				OnChange: func(ctx context.Context, lotID string) {
+					if g != nil {
+						g.InvalidateLot(ctx, lotID)
+					}
+					rl.Wake()
+				}})
+		if err != nil {
+			stopBG()
+			wg.Wait()
+			return err
+		}
+		goBG("ingest", in.Run)
+	}
 	goBG("workers", func(ctx context.Context) error { svc.RunWorkers(ctx, m.WorkerEvery); return nil })
 	goBG("payment-events", func(ctx context.Context) error {
 		return cons.Run(ctx, func(ctx context.Context, msg bus.Message) error {
@@ -233,27 +257,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if g != nil {
 		goBG("guard", func(ctx context.Context) error { g.Run(ctx); return nil })
-	}
-	if brokers := split(m.MQTTURLs); len(brokers) > 0 {
-		rl, err := relay.New(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
-			key, relay.Options{Owner: m.ReplicaID, Logger: m.Log})
-		if err != nil {
-			stopBG()
-			return err
-		}
-		goBG("relay", rl.Run)
-		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
-			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
-				OnChange: func(ctx context.Context, lotID string) {
-					if g != nil {
-						g.InvalidateLot(ctx, lotID)
-					}
-				}})
-		if err != nil {
-			stopBG()
-			return err
-		}
-		goBG("ingest", in.Run)
 	}
 
 	errc := make(chan error, 1)
