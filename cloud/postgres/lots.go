@@ -69,7 +69,7 @@ const takenSpots = `(
 	SELECT count(DISTINCT r.spot_id) FROM reservations r
 	 WHERE r.lot_id = l.id
 	   AND r.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
-	   AND r.ends_at > $1 AND r.starts_at < $2
+	   AND tstzrange(r.starts_at, r.ends_at) && tstzrange($1, $2)
 	   AND NOT (r.status = 'PENDING' AND r.hold_expires_at <= now()))`
 
 // Availability returns how many of a lot's spots are free for the whole of

@@ -59,11 +59,12 @@ CREATE TABLE reservations (
         tstzrange(starts_at, ends_at) WITH &&
     ) WHERE (status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN'))
 );
--- Availability counts a lot's active reservations over a window: ends_at
--- first, because "ends after the window starts" leaves only current and
--- future bookings, a small part of a lot's history.
-CREATE INDEX reservations_lot_window_idx ON reservations (lot_id, ends_at, starts_at)
-    INCLUDE (spot_id, status, hold_expires_at)
+-- Availability (search, holds) asks which active reservations of a lot
+-- overlap a window. Neither "ends after the start" nor "starts before the
+-- end" is selective alone (a lot's future bookings, or all its past ones);
+-- the range overlap is, and GiST answers it directly.
+CREATE INDEX reservations_lot_range_idx ON reservations
+    USING gist (lot_id, tstzrange(starts_at, ends_at))
     WHERE status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN');
 -- The hold-expiry worker's queue.
 CREATE INDEX reservations_pending_hold_idx ON reservations (hold_expires_at)
@@ -186,7 +187,7 @@ BEGIN
     WITH expired AS (
         UPDATE reservations x SET status = 'EXPIRED', updated_at = now()
          WHERE x.lot_id = p_lot AND x.status = 'PENDING' AND x.hold_expires_at <= now()
-           AND x.starts_at < p_ends AND x.ends_at > p_starts
+           AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends)
         RETURNING x.id, x.plate, x.starts_at, x.ends_at
     ), logged AS (
         INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
@@ -198,8 +199,8 @@ BEGIN
     SELECT count(*) INTO v_n FROM logged;
     v_seq := v_seq + v_n;
 
-    -- The taken spots are read once, by one range scan of the lot's window
-    -- index, rather than probed spot by spot (3 ms for 50 spots).
+    -- The taken spots are read once, by one scan of the lot's range index,
+    -- rather than probed spot by spot (3 ms for 50 spots).
     SELECT s.id, s.label INTO v_spot, v_label
       FROM spots s
      WHERE s.lot_id = p_lot AND (p_spot IS NULL OR s.label = p_spot)
@@ -207,7 +208,7 @@ BEGIN
            SELECT x.spot_id FROM reservations x
             WHERE x.lot_id = p_lot
               AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
-              AND x.ends_at > p_starts AND x.starts_at < p_ends)
+              AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends))
      ORDER BY s.id
      LIMIT 1;
 
