@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -25,11 +27,11 @@ func BenchmarkWebhook(b *testing.B) {
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	type res struct{ id, sess string }
 	holds := make([]res, n)
-	_, codes, _ := runClients(b, pb.bundle, 16, n, func(i int) (string, string, any, map[string]string) {
+	_, holdCodes, _ := runClients(b, pb.bundle, 16, n, func(i int) (string, string, any, map[string]string) {
 		return "POST", "/v1/reservations", hold(lots[i%len(lots)], fmt.Sprintf("W%05d", i), start, start.Add(time.Hour)), key(fmt.Sprint("w-", i))
 	})
-	if codes[201] != n {
-		b.Fatalf("holds: %v", codes)
+	if holdCodes[201] != n {
+		b.Fatalf("holds: %v", holdCodes)
 	}
 	rows, err := pb.schema.DB.Pool.Query(context.Background(), `SELECT id::text, checkout_session_id FROM reservations`)
 	if err != nil {
@@ -49,13 +51,23 @@ func BenchmarkWebhook(b *testing.B) {
 	sent := make([]time.Time, n)
 	var mu sync.Mutex
 	b.ResetTimer()
-	lat, codes, el := runClients(b, pb.bundle, 16, n, func(i int) (string, string, any, map[string]string) {
+	send := func(i int) (string, string, any, map[string]string) {
 		mu.Lock()
 		sent[i] = time.Now()
 		mu.Unlock()
 		return "POST", "/v1/payments/webhook", payloads[i], map[string]string{
 			"Stripe-Signature": stripefake.SignatureHeader(payloads[i], time.Now(), whSecret)}
-	})
+	}
+	var lat *latencies
+	var codes map[int]int
+	var el time.Duration
+	if rate, err := strconv.Atoi(os.Getenv("BENCH_RATE")); err == nil && rate > 0 {
+		// Paced: events offered at BENCH_RATE per second, as Stripe sends
+		// them, to find the rate at which confirmation keeps up.
+		lat, codes, el = paced(b, pb.bundle, rate, n, send)
+	} else {
+		lat, codes, el = runClients(b, pb.bundle, 16, n, send)
+	}
 	if codes[200] != n {
 		b.Fatalf("webhook statuses %v", codes)
 	}
@@ -92,4 +104,31 @@ func BenchmarkWebhook(b *testing.B) {
 	rows.Close()
 	b.ReportMetric(ms(conf.pct(.5)), "to_confirmed_p50_ms")
 	b.ReportMetric(ms(conf.pct(.99)), "to_confirmed_p99_ms")
+}
+
+// paced sends n requests at rate per second, each on its own goroutine.
+func paced(b *testing.B, bd *bundle, rate, n int, next func(i int) (string, string, any, map[string]string)) (*latencies, map[int]int, time.Duration) {
+	lat := &latencies{}
+	codes := map[int]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	start := time.Now()
+	for i := range n {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			method, path, body, hdr := next(i)
+			t0 := time.Now()
+			r := bd.do(b, method, path, body, hdr)
+			lat.add(time.Since(t0))
+			mu.Lock()
+			codes[r.Status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return lat, codes, time.Since(start)
 }
