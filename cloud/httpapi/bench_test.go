@@ -146,10 +146,11 @@ func pgbenchRatio(b *testing.B, bd *bundle, ours float64) float64 {
 	script := b.TempDir() + "/hold.sql"
 	const sql = `\set n random(1, 100)
 \set k random(1, 1000000000)
+\set spot random(1, 9000000000000000)
 BEGIN;
 INSERT INTO pb_idem (key, request_hash, reservation_id, locked_until, expires_at) VALUES ('k' || :k || '-' || :client_id || '-' || random(), '\x00', gen_random_uuid(), now(), now() + interval '1 day');
 UPDATE pb_lots SET seq = seq + 1 WHERE id = (SELECT id FROM pb_lot_ids WHERE n = :n) RETURNING seq;
-INSERT INTO pb_reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at, price_amount, currency) VALUES (gen_random_uuid(), (SELECT id FROM pb_lot_ids WHERE n = :n), :k, 'PB1', '2030-01-01'::timestamptz + :k * interval '1 minute', '2030-01-01'::timestamptz + (:k + 1) * interval '1 minute', 'PENDING', now() + interval '10 minutes', 250, 'EUR');
+INSERT INTO pb_reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at, price_amount, currency) VALUES (gen_random_uuid(), (SELECT id FROM pb_lot_ids WHERE n = :n), :spot, 'PB1', '2030-01-01'::timestamptz + :k * interval '1 minute', '2030-01-01'::timestamptz + (:k + 1) * interval '1 minute', 'PENDING', now() + interval '10 minutes', 250, 'EUR');
 INSERT INTO pb_outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at) VALUES ((SELECT id FROM pb_lot_ids WHERE n = :n), :k::bigint * 1000 + :client_id, gen_random_uuid(), 'delete', 'PENDING', 'PB1', now(), now() + interval '1 hour');
 COMMIT;
 `
