@@ -36,7 +36,7 @@ test-short: services ## quick tests without the race detector
 bench: bench-core bench-edge bench-surge ## every benchmark
 
 bench-core: services ## hold throughput and search latency vs pgbench (issue 2), webhook ingestion (issue 3)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cloud/httpapi/
+	$(GO) test -run '^$$' -bench 'Holds|Search|Webhook' -benchtime 1x -timeout 30m ./cloud/httpapi/
 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...
