@@ -247,9 +247,11 @@ func (r *HoldRequest) hash() []byte {
 	return h.Sum(nil)
 }
 
-type markFullKey struct{}
-
-var errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
+var (
+	errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
+	// noAvailabilityBody is the 409 stored under a key, made once.
+	noAvailabilityBody = cloud.MarshalError(errNoAvailability)
+)
 
 // Hold makes a PENDING hold for a driver, exactly once per idempotency key.
 // It returns the response to send (201 with the reservation, or a stored
@@ -301,7 +303,6 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 			}
 		}
 	}
-	ctx = context.WithValue(ctx, markFullKey{}, markFull)
 
 	leave, err := s.enter(ctx, lot.ID)
 	if err != nil {
@@ -321,7 +322,7 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	// Two rounds at most: the second only when a stale key was found whose
 	// hold has lapsed, and was deleted so this request can start afresh.
 	for range 2 {
-		resp, again, err := s.hold(ctx, key, hash, lot, req)
+		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull)
 		if !again {
 			return resp, err
 		}
@@ -329,13 +330,15 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
 }
 
-func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest) (resp Response, again bool, err error) {
+// hold makes one attempt; markFull, when not nil, records in the cache
+// that the window is full.
+func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
 	id := uuid.NewString()
 	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
 	res, err := s.DB.Hold(ctx, postgres.HoldParams{
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
-		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: cloud.MarshalError(errNoAvailability),
+		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
 	})
 	if err != nil {
 		return Response{}, false, err
@@ -348,10 +351,10 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		return Response{}, false, cloud.FieldError("spot_id", "lot has no spot %q", req.SpotID)
 	case postgres.HoldNoAvailability:
 		holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
-		if mark, _ := ctx.Value(markFullKey{}).(func(int)); mark != nil && req.SpotID == "" {
-			mark(lot.TotalSpots)
+		if markFull != nil {
+			markFull(lot.TotalSpots)
 		}
-		resp := Response{Status: http.StatusConflict, Body: cloud.MarshalError(errNoAvailability)}
+		resp := Response{Status: http.StatusConflict, Body: noAvailabilityBody}
 		s.saveResponse(ctx, key, hash, resp)
 		return resp, false, nil
 	case postgres.HoldHeld:

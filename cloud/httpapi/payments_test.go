@@ -93,6 +93,39 @@ func (b *payBundle) waitStatus(t testing.TB, id, want string) {
 	}
 }
 
+// waitProcessed waits until the bus has handled every recorded event, so
+// assertions about duplicates see their effect, not their absence.
+func (b *payBundle) waitProcessed(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := b.schema.DB.Pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM payment_events WHERE processed_at IS NULL`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d payment events still unprocessed", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// expireHold makes a hold's time run out and lets the expiry worker end it.
+func (b *payBundle) expireHold(t testing.TB, id string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPaymentJourney: hold → Checkout Session at the stand-in → pay →
 // signed webhook → CONFIRMED, visible through GET.
 func TestPaymentJourney(t *testing.T) {
@@ -128,6 +161,7 @@ func TestPaymentJourney(t *testing.T) {
 	}
 	wg.Wait()
 	_ = b.fake.Flush(context.Background())
+	b.waitProcessed(t)
 	var n int
 	_ = b.schema.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE reservation_id = $1 AND status = 'CONFIRMED'`, id).Scan(&n)
 	if n != 1 {
@@ -146,12 +180,7 @@ func TestLatePaymentRefundedOnce(t *testing.T) {
 	m := r.json(t)
 	id, sess := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
 	ctx := context.Background()
-	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
+	b.expireHold(t, id)
 	b.waitStatus(t, id, "EXPIRED")
 	if _, err := b.fake.Pay(sess); err != nil { // slipped through before the session was expired
 		t.Fatal(err)
@@ -165,7 +194,7 @@ func TestLatePaymentRefundedOnce(t *testing.T) {
 	}
 	b.waitStatus(t, id, "REFUNDED")
 	_ = b.fake.Flush(ctx)
-	time.Sleep(300 * time.Millisecond) // let late duplicates reach the workers
+	b.waitProcessed(t)
 	if refunds := b.fake.Refunds(); len(refunds) != 1 {
 		t.Errorf("%d refunds at Stripe, want 1", len(refunds))
 	}
@@ -240,12 +269,7 @@ func TestSessionClosedAfterHold(t *testing.T) {
 	m := r.json(t)
 	id, sess := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
 	ctx := context.Background()
-	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
+	b.expireHold(t, id)
 	if n, err := b.svc.CloseSessions(ctx, 10); err != nil || n != 1 {
 		t.Fatalf("CloseSessions = %d, %v", n, err)
 	}
@@ -282,19 +306,11 @@ func TestAvailabilityCacheWriteThrough(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	expire := func(id string) {
-		if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
-			t.Fatal(err)
-		}
-	}
 	avail(1, "empty")
 	r := b.do(t, "POST", "/v1/reservations", hold(lot, "CA1", start, end), key("a1"))
 	id1, sess1 := r.json(t)["id"].(string), r.json(t)["payment"].(map[string]any)["session_id"].(string)
 	avail(0, "after hold")
-	expire(id1)
+	b.expireHold(t, id1)
 	avail(1, "after expiry")
 	r = b.do(t, "POST", "/v1/reservations", hold(lot, "CA2", start, end), key("a2"))
 	id2, sess2 := r.json(t)["id"].(string), r.json(t)["payment"].(map[string]any)["session_id"].(string)

@@ -2,8 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -90,26 +90,14 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	if resp.Status == http.StatusCreated {
-		w.Header().Set("Location", "/v1/reservations/"+reservationID(resp.Body))
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)+1))
-	writeRaw(w, resp.Status, resp.Body)
-}
-
-// reservationID picks the id out of a stored reservation body without
-// decoding all of it.
-func reservationID(body []byte) string {
-	const k = `"id":"`
-	for i := 0; i+len(k) < len(body); i++ {
-		if string(body[i:i+len(k)]) == k {
-			end := i + len(k)
-			for end < len(body) && body[end] != '"' {
-				end++
-			}
-			return string(body[i+len(k) : end])
+		var created struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(resp.Body, &created) == nil {
+			w.Header().Set("Location", "/v1/reservations/"+created.ID)
 		}
 	}
-	return ""
+	writeRaw(w, resp.Status, resp.Body)
 }
 
 func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,11 +19,10 @@ import (
 var migrations embed.FS
 
 // DB is the Postgres store.
+// Times that decide holds (expiry, leases) are the database's now(), one
+// clock for every replica.
 type DB struct {
 	Pool *pgxpool.Pool
-	// Now is the clock used where the store compares against the
-	// application's idea of time; the database's own now() governs holds.
-	Now func() time.Time
 }
 
 // Open connects to url (a libpq URL or DSN) and checks the connection.
@@ -49,7 +47,7 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 
 // New wraps an existing pool.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{Pool: pool, Now: time.Now}
+	return &DB{Pool: pool}
 }
 
 // Close closes the pool.

@@ -108,8 +108,7 @@ type KeyRecord struct {
 	Key            string
 	RequestHash    []byte
 	ReservationID  string
-	LockedUntil    time.Time // zero when not in flight
-	ResponseStatus int       // 0 while in flight
+	ResponseStatus int // 0 while in flight
 	ResponseBody   []byte
 }
 
@@ -119,12 +118,11 @@ func (k KeyRecord) Done() bool { return k.ResponseStatus != 0 }
 // IdempotencyKey returns a stored key, or ok false when there is none.
 func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok bool, err error) {
 	var rid pgtype.UUID
-	var locked pgtype.Timestamptz
 	var status pgtype.Int4
 	err = db.Pool.QueryRow(ctx, `
-		SELECT key, request_hash, reservation_id, locked_until, response_status, response_body
+		SELECT key, request_hash, reservation_id, response_status, response_body
 		  FROM idempotency_keys WHERE key = $1 AND expires_at > now()`, key,
-	).Scan(&rec.Key, &rec.RequestHash, &rid, &locked, &status, &rec.ResponseBody)
+	).Scan(&rec.Key, &rec.RequestHash, &rid, &status, &rec.ResponseBody)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return KeyRecord{}, false, nil
 	}
@@ -134,7 +132,7 @@ func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok
 	if rid.Valid {
 		rec.ReservationID = uuid.UUID(rid.Bytes).String()
 	}
-	rec.LockedUntil, rec.ResponseStatus = locked.Time, int(status.Int32)
+	rec.ResponseStatus = int(status.Int32)
 	return rec, true, nil
 }
 
