@@ -14,8 +14,8 @@ type Stats struct {
 	Accepted  uint64 // connections piped to the target
 	Refused   uint64 // connections closed at once because the link was cut or the target was down
 	Cuts      uint64 // times Cut closed the link
-	BytesUp   uint64 // client → target
-	BytesDown uint64 // target → client
+	BytesUp   uint64 // client → target, counted as read from the client
+	BytesDown uint64 // target → client, counted as read from the target
 	Active    int    // connections open now
 }
 
@@ -204,10 +204,12 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn, n *atomic.Uint64) {
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {
+			// Counted before the write: once the peer has the bytes (and may
+			// answer), Stats already shows them.
+			n.Add(uint64(k))
 			if _, werr := dst.Write(buf[:k]); werr != nil {
 				break
 			}
-			n.Add(uint64(k))
 		}
 		if err != nil { // EOF, a reset or a cut: the close below says it all
 			break
