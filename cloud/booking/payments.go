@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,6 +113,19 @@ func (s *Service) findPaid(ctx context.Context, e PaymentEvent) (cloud.Reservati
 // paid confirms the reservation if its hold still stands, and otherwise
 // gives the money back.
 func (s *Service) paid(ctx context.Context, e PaymentEvent) error {
+	// The common case, a payment in time, is one statement; anything else
+	// reads the reservation to see what it is.
+	if _, err := uuid.Parse(e.ReservationID); err == nil {
+		changed, lotID, err := s.DB.ConfirmHold(ctx, e.ReservationID, e.PaymentIntentID, s.Now())
+		if err != nil {
+			return err
+		}
+		if changed {
+			transitions.WithLabelValues(string(cloud.StatusConfirmed)).Inc()
+			s.invalidate(ctx, lotID)
+			return nil
+		}
+	}
 	r, err := s.findPaid(ctx, e)
 	if cloud.ErrorCode(err) == cloud.ENotFound {
 		if e.ReservationID == "" || e.PaymentIntentID == "" {

@@ -265,6 +265,20 @@ func (db *DB) ReservationBySession(ctx context.Context, sessionID string) (cloud
 // reservation in none of from is left alone, which is what makes replays of
 // the same event harmless.
 func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields) (changed bool, lotID string, err error) {
+	return db.change(ctx, id, from, to, pay, nil)
+}
+
+// ConfirmHold moves a PENDING reservation whose hold still stands at the
+// given time to CONFIRMED, recording the payment, in one statement. When it
+// reports no change the reservation was not a standing hold: the caller
+// reads it to find out what it was.
+func (db *DB) ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error) {
+	return db.change(ctx, id, []cloud.Status{cloud.StatusPending}, cloud.StatusConfirmed,
+		PaymentFields{PaymentIntentID: paymentIntentID}, at)
+}
+
+// change is Change, with heldAt (a time.Time, or nil) as the hold condition.
+func (db *DB) change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields, heldAt any) (changed bool, lotID string, err error) {
 	fromText := make([]string, len(from))
 	for i, s := range from {
 		fromText[i] = string(s)
@@ -274,8 +288,8 @@ func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to clo
 		var lot pgtype.UUID
 		var seq pgtype.Int8
 		var st pgtype.Text
-		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_change($1, $2, $3, $4, $5, $6)`,
-			id, fromText, string(to), pay.PaymentIntentID, pay.RefundID, pay.SessionClosed).Scan(&lot, &seq, &st)
+		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_change($1, $2, $3, $4, $5, $6, $7)`,
+			id, fromText, string(to), pay.PaymentIntentID, pay.RefundID, pay.SessionClosed, heldAt).Scan(&lot, &seq, &st)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
