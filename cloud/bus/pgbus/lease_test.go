@@ -54,11 +54,14 @@ func run(t *testing.T, b *Bus, h bus.Handler) {
 
 func mustClaim(t *testing.T, b *Bus) (claimed, bool) {
 	t.Helper()
-	c, ok, err := b.claim(context.Background())
+	cs, err := b.claim(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, ok
+	if len(cs) == 0 {
+		return claimed{}, false
+	}
+	return cs[0], true
 }
 
 func attempts(t *testing.T, s *pgtest.Schema, id string) int {

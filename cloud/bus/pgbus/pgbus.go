@@ -66,12 +66,15 @@ type Bus struct {
 	notifying atomic.Bool // a notifier goroutine is running
 	pending   atomic.Bool // an event was committed since the last NOTIFY was sent
 
+	// group batches concurrent publishes into shared INSERTs.
+	group *publishGroup
+
 	// onListen, when set (by tests), is called with the backend pid of each
 	// new listening connection once LISTEN has been issued.
 	onListen func(pid uint32)
 }
 
-// New returns a bus on pool, whose schema must have migration 002 applied
+// New returns a bus on pool, whose schema must have migrations 002 and 005 applied
 // (postgres.DB.Migrate does).
 func New(pool *pgxpool.Pool, opts Options) *Bus {
 	if opts.Workers <= 0 {
@@ -89,35 +92,29 @@ func New(pool *pgxpool.Pool, opts Options) *Bus {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Bus{pool: pool, opts: opts, log: opts.Logger.With("component", "pgbus"), wakes: map[chan struct{}]struct{}{}}
+	return &Bus{pool: pool, opts: opts, log: opts.Logger.With("component", "pgbus"), wakes: map[chan struct{}]struct{}{},
+		group: &publishGroup{pool: pool}}
 }
 
-// Publish records m, once per ID, and wakes the consumers. It is one
-// statement, so one round trip; it returns once the row is committed.
-// duplicate reports an ID recorded before (whose first copy is kept).
+// Publish records m, once per ID, and wakes the consumers; it returns once
+// the row is committed. duplicate reports an ID recorded before (whose first
+// copy is kept). Concurrent publishes share statements and commits (see
+// group.go), so a flood of webhooks costs Postgres far fewer transactions
+// than events.
 func (b *Bus) Publish(ctx context.Context, m bus.Message) (duplicate bool, err error) {
 	if err := m.Validate(); err != nil {
 		return false, err
 	}
-	var created any // NULL: the database's now()
-	if !m.CreatedAt.IsZero() {
-		created = m.CreatedAt
-	}
-	payload := m.Payload
-	if payload == nil {
-		payload = []byte{} // nil would be NULL
-	}
 	start := time.Now()
-	var inserted bool
-	err = b.pool.QueryRow(ctx, publishSQL, m.ID, m.Key, m.Type, payload, created).Scan(&inserted)
+	inserted, err := b.group.publish(ctx, m)
 	mPublishSecs.Observe(time.Since(start).Seconds())
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		mDuplicates.Inc()
-		return true, nil
 	case err != nil:
 		mPublishErrors.Inc()
 		return false, fmt.Errorf("pgbus: publish %s: %w", m.ID, err)
+	case !inserted:
+		mDuplicates.Inc()
+		return true, nil
 	}
 	mPublished.Inc()
 	b.wake()
@@ -175,10 +172,10 @@ func (b *Bus) Run(ctx context.Context, h bus.Handler) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// One token per notification wakes one idle worker; a worker that
-	// finds work keeps claiming until it finds none, so tokens that find
-	// all workers busy are not needed.
-	wake := make(chan struct{}, b.opts.Workers)
+	// One token wakes the dispatcher, which claims until it finds the
+	// queue drained; any number of notifications while it is busy come to
+	// the same thing, so one buffered token is enough.
+	wake := make(chan struct{}, 1)
 	b.mu.Lock()
 	b.wakes[wake] = struct{}{}
 	b.mu.Unlock()
@@ -190,9 +187,7 @@ func (b *Bus) Run(ctx context.Context, h bus.Handler) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { b.listen(ctx, wake) })
 	wg.Go(func() { b.gaugeDepth(ctx) })
-	for range b.opts.Workers {
-		wg.Go(func() { b.work(ctx, h, wake) })
-	}
+	b.dispatch(ctx, h, wake)
 	wg.Wait()
 	return nil
 }
@@ -217,36 +212,94 @@ func (b *Bus) Purge(ctx context.Context, olderThan time.Duration) (int64, error)
 	}
 }
 
-// claimed is an event leased to this worker; attempts fences the lease.
+// claimed is an event leased to this consumer; attempts fences the lease.
 type claimed struct {
 	msg      bus.Message
 	attempts int32
 }
 
-// claim leases the oldest claimable event; ok is false when there is none.
-func (b *Bus) claim(ctx context.Context) (c claimed, ok bool, err error) {
-	err = b.pool.QueryRow(ctx, claimSQL, b.opts.Lease.Microseconds()).
-		Scan(&c.msg.ID, &c.msg.Key, &c.msg.Type, &c.msg.Payload, &c.msg.CreatedAt, &c.attempts)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, false, nil
+// claim leases up to n of the oldest claimable events, in one round trip.
+func (b *Bus) claim(ctx context.Context, n int) ([]claimed, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(asyncSQL)
+	batch.Queue(claimSQL, b.opts.Lease.Microseconds(), n)
+	br := b.pool.SendBatch(ctx, batch)
+	var out []claimed
+	_, err := br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		if err == nil {
+			for rows.Next() {
+				var c claimed
+				if err = rows.Scan(&c.msg.ID, &c.msg.Key, &c.msg.Type, &c.msg.Payload, &c.msg.CreatedAt, &c.attempts); err != nil {
+					break
+				}
+				out = append(out, c)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		return c, false, fmt.Errorf("pgbus: claim: %w", err)
+		// The implicit transaction rolled back: nothing was claimed.
+		return nil, fmt.Errorf("pgbus: claim: %w", err)
 	}
-	return c, true, nil
+	return out, nil
 }
 
-// work claims and handles events until ctx is done, sleeping when there
-// are none until woken, or the poll interval (jittered, so that workers
-// and replicas spread out) has passed.
-func (b *Bus) work(ctx context.Context, h bus.Handler, wake <-chan struct{}) {
+// exec runs one bookkeeping statement without waiting for the WAL flush
+// (see asyncSQL).
+func (b *Bus) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(asyncSQL)
+	qq := batch.Queue(sql, args...)
+	var tag pgconn.CommandTag
+	qq.Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	err := b.pool.SendBatch(ctx, batch).Close()
+	return tag, err
+}
+
+// dispatch claims events and hands each to its own handler goroutine, at
+// most Options.Workers at once, until ctx is done; then it waits for the
+// handlers in flight. One claim asks for as many events as there are free
+// workers, so under load one round trip feeds many handlers instead of
+// every worker racing the others for the head of the queue. When a claim
+// comes back short the queue is drained: it sleeps until woken by a
+// publish, or the poll interval (jittered, so that replicas spread out)
+// has passed.
+func (b *Bus) dispatch(ctx context.Context, h bus.Handler, wake <-chan struct{}) {
+	slots := make(chan struct{}, b.opts.Workers)
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		c, ok, err := b.claim(ctx)
+		// Wait for one free worker, then take every other free one.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		free := 1
+	take:
+		for free < b.opts.Workers {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				break take
+			}
+		}
+		batch, err := b.claim(ctx, free)
 		if ctx.Err() != nil {
-			if ok {
-				// Claimed as Run was stopping: give it back untouched.
+			// Claimed as Run was stopping: give them back untouched.
+			for _, c := range batch {
 				b.finish(ctx, c, ctx.Err())
 			}
 			return
@@ -254,9 +307,17 @@ func (b *Bus) work(ctx context.Context, h bus.Handler, wake <-chan struct{}) {
 		if err != nil {
 			b.log.Warn("claim failed", "err", err)
 		}
-		if ok {
-			b.handle(ctx, h, c)
-			continue
+		for _, c := range batch {
+			handlers.Go(func() {
+				defer func() { <-slots }()
+				b.handle(ctx, h, c)
+			})
+		}
+		for range free - len(batch) {
+			<-slots
+		}
+		if len(batch) == free {
+			continue // there may be more
 		}
 		timer.Reset(b.opts.PollInterval/2 + rand.N(b.opts.PollInterval/2+1))
 		select {
@@ -305,7 +366,7 @@ func (b *Bus) renew(ctx context.Context, c claimed) (held bool) {
 			return true
 		case <-t.C:
 		}
-		tag, err := b.pool.Exec(ctx, renewSQL, c.msg.ID, c.attempts, b.opts.Lease.Microseconds())
+		tag, err := b.exec(ctx, renewSQL, c.msg.ID, c.attempts, b.opts.Lease.Microseconds())
 		switch {
 		case ctx.Err() != nil:
 			return true
@@ -334,20 +395,20 @@ func (b *Bus) finish(ctx context.Context, c claimed, herr error) {
 	switch {
 	case herr == nil:
 		what = "done"
-		tag, err = b.pool.Exec(fctx, doneSQL, c.msg.ID, c.attempts)
+		tag, err = b.exec(fctx, doneSQL, c.msg.ID, c.attempts)
 		if err == nil && tag.RowsAffected() == 1 {
 			mProcessed.Inc()
 		}
 	case ctx.Err() != nil:
 		what = "release"
-		tag, err = b.pool.Exec(fctx, retrySQL, c.msg.ID, c.attempts, 0, "released: consumer stopped: "+herr.Error())
+		tag, err = b.exec(fctx, retrySQL, c.msg.ID, c.attempts, 0, "released: consumer stopped: "+herr.Error())
 	default:
 		what = "retry"
 		mFailures.Inc()
 		delay := b.opts.Backoff.Delay(int(c.attempts))
 		b.log.Warn("handler failed; will retry", "event", c.msg.ID, "type", c.msg.Type,
 			"key", c.msg.Key, "attempt", c.attempts, "retry_in", delay, "err", herr)
-		tag, err = b.pool.Exec(fctx, retrySQL, c.msg.ID, c.attempts, delay.Microseconds(), herr.Error())
+		tag, err = b.exec(fctx, retrySQL, c.msg.ID, c.attempts, delay.Microseconds(), herr.Error())
 	}
 	switch {
 	case err != nil:
@@ -427,11 +488,8 @@ func (b *Bus) listenOnce(ctx context.Context, wake chan<- struct{}) (listening b
 	if b.onListen != nil {
 		b.onListen(conn.PgConn().PID())
 	}
-	// Notifications sent while no connection listened are lost: wake every
-	// worker once to look.
-	for range cap(wake) {
-		signal(wake)
-	}
+	// Notifications sent while no connection listened are lost: look once.
+	signal(wake)
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return true, fmt.Errorf("wait for notification: %w", err)
@@ -440,7 +498,7 @@ func (b *Bus) listenOnce(ctx context.Context, wake chan<- struct{}) (listening b
 	}
 }
 
-// signal hands out a wake token unless every worker already has one.
+// signal hands out a wake token unless one is already waiting.
 func signal(wake chan<- struct{}) {
 	select {
 	case wake <- struct{}{}:

@@ -298,3 +298,54 @@ func TestRunWithoutTableFails(t *testing.T) {
 		t.Fatal("Run without the payment_events table = nil, want an error")
 	}
 }
+
+// TestConcurrentPublishes drives the publish group: many events at once,
+// each id sent several times concurrently, must each be recorded once with
+// exactly one caller told it was new, and every payload kept whole.
+func TestConcurrentPublishes(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 8)
+	b := pgbus.New(s.DB.Pool, testOptions(t))
+	ctx := context.Background()
+	const events, copies = 300, 4
+	var fresh, dups atomic.Int64
+	fresher := make([]atomic.Int32, events)
+	var wg sync.WaitGroup
+	for i := range events {
+		for range copies {
+			wg.Go(func() {
+				m := bus.Message{ID: fmt.Sprint("evt_", i), Key: fmt.Sprint("res_", i%7), Type: "t",
+					Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+				dup, err := b.Publish(ctx, m)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if dup {
+					dups.Add(1)
+				} else {
+					fresh.Add(1)
+					fresher[i].Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if fresh.Load() != events || dups.Load() != events*(copies-1) {
+		t.Fatalf("new %d, duplicates %d; want %d and %d", fresh.Load(), dups.Load(), events, events*(copies-1))
+	}
+	for i := range fresher {
+		if n := fresher[i].Load(); n != 1 {
+			t.Fatalf("evt_%d reported new %d times", i, n)
+		}
+	}
+	var rows, bad int
+	if err := s.DB.Pool.QueryRow(ctx, `
+		SELECT count(*), count(*) FILTER (WHERE convert_from(payload, 'UTF8') <> '{"n":' || substr(id, 5) || '}')
+		  FROM payment_events`).Scan(&rows, &bad); err != nil {
+		t.Fatal(err)
+	}
+	if rows != events || bad != 0 {
+		t.Fatalf("%d rows, %d with a payload not their own", rows, bad)
+	}
+}
