@@ -37,7 +37,7 @@ func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
 
 func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *payBundle {
 	t.Helper()
-	s := pgtest.New(t, 20)
+	s := pgtest.New(t, 40)
 	fake := stripefake.New(stripefake.Options{WebhookSecret: whSecret, RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond})
 	fsrv := httptest.NewServer(fake)
 	t.Cleanup(fsrv.Close)
