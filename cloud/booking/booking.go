@@ -228,7 +228,9 @@ func (r *HoldRequest) Validate(now time.Time) error {
 	case r.StartsAt.After(now.Add(MaxAdvance)):
 		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
 	}
-	r.StartsAt, r.EndsAt = r.StartsAt.UTC(), r.EndsAt.UTC()
+	// Postgres keeps microseconds: so does the request, so that what is
+	// answered now and what is rebuilt from the row later are the same.
+	r.StartsAt, r.EndsAt = r.StartsAt.UTC().Truncate(time.Microsecond), r.EndsAt.UTC().Truncate(time.Microsecond)
 	return nil
 }
 
@@ -335,10 +337,17 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
 	id := uuid.NewString()
 	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	// Without a payment provider the hold is the whole answer: its key is
+	// stored done in the same transaction, one round trip in all.
+	final := 0
+	if s.Payments == nil {
+		final = http.StatusCreated
+	}
 	res, err := s.DB.Hold(ctx, postgres.HoldParams{
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
 		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
+		FinalStatus: final,
 	})
 	if err != nil {
 		return Response{}, false, err
@@ -367,6 +376,15 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
 		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
+	}
+	if final != 0 {
+		body, err := holdBody(r)
+		if err != nil {
+			return Response{}, false, err
+		}
+		resp := Response{Status: final, Body: body}
+		s.saveResponse(ctx, key, hash, resp)
+		return resp, false, nil
 	}
 	resp, err = s.handOff(ctx, key, hash, lot, r)
 	return resp, false, err
@@ -398,9 +416,9 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 		}
 		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sess.ID, URL: sess.URL}
 	}
-	body, err := json.Marshal(r)
+	body, err := holdBody(r)
 	if err != nil {
-		return Response{}, fmt.Errorf("encode reservation: %w", err)
+		return Response{}, err
 	}
 	var sid, surl string
 	if r.Payment != nil {
@@ -412,6 +430,20 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 	resp := Response{Status: http.StatusCreated, Body: body}
 	s.saveResponse(ctx, key, hash, resp)
 	return resp, nil
+}
+
+// holdBody is the 201 body of a hold: the reservation as it was made,
+// PENDING and never updated, whatever has happened to it since. A replay
+// rebuilds it from the row; only columns that never change go in, so the
+// rebuilt body is the first one byte for byte.
+func holdBody(r cloud.Reservation) ([]byte, error) {
+	r.Status = cloud.StatusPending
+	r.UpdatedAt = r.CreatedAt
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode reservation: %w", err)
+	}
+	return body, nil
 }
 
 func (s *Service) saveResponse(ctx context.Context, key string, hash []byte, r Response) {
@@ -434,10 +466,21 @@ func (s *Service) existingKey(ctx context.Context, key string, hash []byte, lot 
 		return Response{}, false, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
 	}
 	if rec.Done() {
+		body := rec.ResponseBody
+		if len(body) == 0 {
+			// Stored done by the hold itself: the body is the
+			// reservation as it was made.
+			r, err := s.DB.Reservation(ctx, rec.ReservationID)
+			if err != nil {
+				return Response{}, false, err
+			}
+			if body, err = holdBody(r); err != nil {
+				return Response{}, false, err
+			}
+		}
 		idempotentReplays.WithLabelValues("postgres").Inc()
-		resp := Response{Status: rec.ResponseStatus, Body: rec.ResponseBody, Replayed: true}
-		s.saveResponse(ctx, key, hash, Response{Status: rec.ResponseStatus, Body: rec.ResponseBody})
-		return resp, false, nil
+		s.saveResponse(ctx, key, hash, Response{Status: rec.ResponseStatus, Body: body})
+		return Response{Status: rec.ResponseStatus, Body: body, Replayed: true}, false, nil
 	}
 	took, err := s.DB.TakeOverKey(ctx, key, s.Lease)
 	if err != nil {

@@ -125,6 +125,34 @@ func hold(lot, plate string, start, end time.Time) map[string]any {
 
 func key(k string) map[string]string { return map[string]string{"Idempotency-Key": k} }
 
+// TestReplayIsTheHoldAsMade: a replay answers the hold as it was made,
+// byte for byte, after the reservation has moved on, and when the request
+// carried more precision than Postgres keeps.
+func TestReplayIsTheHoldAsMade(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lot := b.createLot(t, []string{"A1"})
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).Add(123456789 * time.Nanosecond).UTC()
+	body := map[string]any{"lot_id": lot, "plate": "AB123",
+		"starts_at": start.Format(time.RFC3339Nano), "ends_at": start.Add(time.Hour).Format(time.RFC3339Nano)}
+	first := b.do(t, "POST", "/v1/reservations", body, key("made"))
+	if first.Status != 201 {
+		t.Fatalf("hold: %d %s", first.Status, first.Body)
+	}
+	id := first.json(t)["id"].(string)
+	if _, err := b.schema.DB.Pool.Exec(context.Background(),
+		`SELECT * FROM parkgate_change($1, '{PENDING}', 'CANCELLED')`, id); err != nil {
+		t.Fatal(err)
+	}
+	again := b.do(t, "POST", "/v1/reservations", body, key("made"))
+	if again.Status != 201 || !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay after cancel: %d %s\nfirst: %s", again.Status, again.Body, first.Body)
+	}
+	if g := b.do(t, "GET", "/v1/reservations/"+id, nil, nil); g.json(t)["status"] != "CANCELLED" {
+		t.Fatalf("GET: %s", g.Body)
+	}
+}
+
 func TestReservationLife(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -31,6 +31,10 @@ type HoldParams struct {
 	RequestHash  []byte
 	Lease        time.Duration
 	ConflictBody []byte
+	// FinalStatus, when not 0, stores the key done with this status and no
+	// body in the hold's own transaction: for a hold that is final as soon
+	// as it is made, whose body is the reservation as made.
+	FinalStatus int
 }
 
 // Hold outcomes, as parkgate_hold names them.
@@ -63,14 +67,18 @@ func (db *DB) Hold(ctx context.Context, p HoldParams) (HoldResult, error) {
 	if p.SpotID != "" {
 		spot = p.SpotID
 	}
+	var final any
+	if p.FinalStatus != 0 {
+		final = p.FinalStatus
+	}
 	var res HoldResult
 	err := retry(ctx, func() error {
 		var label pgtype.Text
 		var exp, created pgtype.Timestamptz
 		var seq pgtype.Int8
-		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-			key, p.RequestHash, p.Lease, p.ConflictBody,
+			key, p.RequestHash, p.Lease, p.ConflictBody, final,
 		).Scan(&res.Outcome, &label, &exp, &created, &seq)
 		res.SpotID, res.HoldExpiresAt, res.CreatedAt, res.Seq = label.String, exp.Time.UTC(), created.Time.UTC(), seq.Int64
 		return err
@@ -167,22 +175,25 @@ func (db *DB) DeleteKey(ctx context.Context, key string) error {
 // Stripe's idempotency, and finishes again. That saves a disk flush on
 // every hold.
 func (db *DB) FinishHold(ctx context.Context, reservationID, sessionID, sessionURL, key string, status int, body []byte) error {
-	var sid, surl any
-	if sessionID != "" {
-		sid, surl = sessionID, sessionURL
-	}
 	b := &pgx.Batch{}
 	// A batch outside a transaction runs as one implicit transaction, so
 	// the local setting covers exactly the update below.
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-	b.Queue(`
+	if sessionID == "" {
+		// Nothing to add to the reservation, so leave its row alone: any
+		// update of it writes a new entry into each of its indexes, the
+		// exclusion constraint's among them, since updated_at is indexed.
+		b.Queue(`UPDATE idempotency_keys SET response_status = $2, response_body = $3, locked_until = NULL
+		 WHERE key = $1`, key, status, body)
+	} else {
+		b.Queue(`
 		WITH r AS (
-			UPDATE reservations SET checkout_session_id = coalesce($2, checkout_session_id),
-			       checkout_url = coalesce($3, checkout_url), updated_at = now()
+			UPDATE reservations SET checkout_session_id = $2, checkout_url = $3, updated_at = now()
 			 WHERE id = $1)
 		UPDATE idempotency_keys SET response_status = $5, response_body = $6, locked_until = NULL
 		 WHERE key = $4`,
-		reservationID, sid, surl, key, status, body)
+			reservationID, sessionID, sessionURL, key, status, body)
+	}
 	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("finish hold: %w", err)
 	}
