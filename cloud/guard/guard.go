@@ -115,6 +115,7 @@ type Guard struct {
 	opts    Options
 	limiter *redis_rate.Limiter
 	local   *localLimiter
+	denied  denyMemo
 
 	// Down state: while up is false, calls before retryAt (unix nanos) skip
 	// Redis, and the first call after it probes. failures counts failed

@@ -152,6 +152,11 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 	if l.unlimited() {
 		return true, 0
 	}
+	key := scope + ":" + id
+	if wait := g.denied.until(key, g.now()); wait > 0 {
+		rateLimited.WithLabelValues(scope).Inc()
+		return false, wait
+	}
 	var res *redis_rate.Result
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -160,7 +165,7 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 	})
 	if err != nil {
 		fallbacks.WithLabelValues(featureRateLimit).Inc()
-		ok, retry := g.local.allow(scope+":"+id, l.perReplica(g.opts.Replicas), g.now())
+		ok, retry := g.local.allow(key, l.perReplica(g.opts.Replicas), g.now())
 		if !ok {
 			rateLimited.WithLabelValues(scope).Inc()
 		}
@@ -170,7 +175,54 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 		return true, 0
 	}
 	rateLimited.WithLabelValues(scope).Inc()
+	g.denied.remember(key, g.now(), res.RetryAfter)
 	return false, res.RetryAfter
+}
+
+// denyMemo remembers, per limit key, until when Redis refuses it. GCRA
+// refuses every request before its retry-after (other replicas can only
+// push that time later, and a refused request changes nothing), so a
+// replica that answers those itself is exact, and a surge's excess costs
+// no Redis round trip: in a stadium rush that is most of the requests.
+type denyMemo struct {
+	mu        sync.Mutex
+	at        map[string]time.Time
+	nextSweep int
+}
+
+// until reports how long key stays refused; 0 when Redis must be asked.
+func (d *denyMemo) until(key string, now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.at[key]
+	if !ok {
+		return 0
+	}
+	if !now.Before(t) {
+		delete(d.at, key)
+		return 0
+	}
+	return t.Sub(now)
+}
+
+// remember records that key is refused for wait from now.
+func (d *denyMemo) remember(key string, now time.Time, wait time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = make(map[string]time.Time)
+	}
+	if len(d.at) >= max(d.nextSweep, 1024) {
+		// Keys are unbounded (client IPs): drop the lapsed ones as the
+		// map grows.
+		for k, t := range d.at {
+			if !now.Before(t) {
+				delete(d.at, k)
+			}
+		}
+		d.nextSweep = 2 * len(d.at)
+	}
+	d.at[key] = now.Add(wait)
 }
 
 // LimitClients returns middleware that applies the per-client limit to

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,5 +230,38 @@ func TestRemoteIP(t *testing.T) {
 		if got := guard.RemoteIP(r); got != want {
 			t.Errorf("RemoteIP(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRefusalIsRemembered: once Redis refuses a lot until some time, the
+// replica refuses it itself until then without asking Redis (shown by
+// wiping the limit's state in Redis, which would let a request through),
+// and asks again afterwards.
+func TestRefusalIsRemembered(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	g, b := setup(t, guard.Options{LotRate: guard.Limit{Rate: 1, Burst: 1}, Now: clock})
+	ctx := context.Background()
+	if ok, _ := g.AllowLot(ctx, "lot-a"); !ok {
+		t.Fatal("first request refused")
+	}
+	ok, after := g.AllowLot(ctx, "lot-a")
+	if ok || after <= 0 || after > time.Second {
+		t.Fatalf("second request: ok=%v retry after %v; want refused for up to 1s", ok, after)
+	}
+	deleteNamespace(t, b.rdb, b.ns)
+	if ok, again := g.AllowLot(ctx, "lot-a"); ok || again <= 0 || again > after {
+		t.Fatalf("within the refusal: ok=%v retry after %v; want refused without asking Redis", ok, again)
+	}
+	if ok, _ := g.AllowLot(ctx, "lot-b"); !ok {
+		t.Fatal("another lot refused")
+	}
+	mu.Lock()
+	now = now.Add(after)
+	mu.Unlock()
+	if ok, _ := g.AllowLot(ctx, "lot-a"); !ok {
+		t.Fatal("refused after the refusal ran out, with Redis' state wiped")
 	}
 }

@@ -72,7 +72,8 @@ func runClients(b *testing.B, bd *bundle, c, n int, next func(i int) (string, st
 }
 
 func benchClient() {
-	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 512
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 2048
+	http.DefaultTransport.(*http.Transport).MaxIdleConns = 0 // no overall cap: the surge keeps its connections warm
 }
 
 // BenchmarkHolds measures holds through the HTTP API against real Postgres:
