@@ -73,6 +73,13 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
+	leave, ok := s.gate.enter(req.LotID)
+	if !ok {
+		lotGateRefused.Inc()
+		s.rateLimited(w, r, time.Second)
+		return
+	}
+	defer leave()
 	if !s.allowLot(w, r, req.LotID) {
 		return
 	}

@@ -76,7 +76,14 @@ type Server struct {
 	// MaxBody bounds request bodies; the webhook has its own bound.
 	MaxBody        int64
 	MaxWebhookBody int64
-	Now            func() time.Time
+	// LotInFlight bounds one lot's hold requests in this replica at once
+	// (default 8); beyond it they are answered 429 before any Redis or
+	// Postgres call (see lotGate). Keep it well under the Postgres pool:
+	// each may hold a connection, and the pool is every lot's.
+	LotInFlight int
+	Now         func() time.Time
+
+	gate lotGate
 }
 
 var (
@@ -101,6 +108,10 @@ func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if s.LotInFlight <= 0 {
+		s.LotInFlight = 8
+	}
+	s.gate.cap = s.LotInFlight
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer, s.metrics)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -186,7 +186,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	edgeStore := relay.NewStore(db.Pool, key)
-	api := &httpapi.Server{Booking: svc, DB: db, Edge: edgeStore, Log: m.Log, AdminToken: m.AdminToken}
+	api := &httpapi.Server{Booking: svc, DB: db, Edge: edgeStore, Log: m.Log, AdminToken: m.AdminToken,
+		LotInFlight: m.LotInFlight}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks
 	}
