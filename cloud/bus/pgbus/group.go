@@ -3,6 +3,8 @@ package pgbus
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,7 +94,15 @@ func (g *publishGroup) flush() {
 // write inserts one batch and answers each of its callers. The same id
 // twice in one batch (Stripe delivering an event twice at once) is
 // inserted once; the first caller hears "new", the others "duplicate".
+//
+// The rows go in ordered by id. Two statements inserting the same ids in
+// different orders (an event delivered twice at once, into two batches)
+// would each wait for the other's uncommitted row: a deadlock, which the
+// concurrent-publish test found. In one order, one of them simply waits.
+// Arrival order (seq) within a batch is then id order: those events
+// arrived together, so neither came first.
 func (g *publishGroup) write(batch []*publishReq) {
+	slices.SortStableFunc(batch, func(a, b *publishReq) int { return strings.Compare(a.m.ID, b.m.ID) })
 	ids := make([]string, len(batch))
 	keys := make([]string, len(batch))
 	types := make([]string, len(batch))
