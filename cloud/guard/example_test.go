@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -29,7 +30,8 @@ func Example() {
 	book := func(w http.ResponseWriter, r *http.Request, lotID, idemKey string, start, end time.Time) {
 		ctx := r.Context()
 		if ok, retry := g.AllowLot(ctx, lotID); !ok {
-			guard.WriteRateLimited(w, retry, "too many requests for this lot")
+			w.Header().Set("Retry-After", fmt.Sprint(int(retry.Seconds())+1))
+			w.WriteHeader(http.StatusTooManyRequests) // and the API's error body
 			return
 		}
 		if resp, ok := g.LoadResponse(ctx, idemKey); ok { // and compare resp.RequestHash
@@ -40,7 +42,8 @@ func Example() {
 		}
 		release, err := g.Lock(ctx, lotID, start, end)
 		if errors.Is(err, guard.ErrBusy) {
-			guard.WriteRateLimited(w, time.Second, err.Error())
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		} else if err != nil {
 			return // the client went away

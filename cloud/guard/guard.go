@@ -19,13 +19,13 @@ type Options struct {
 	// share one Redis. Default "parkgate".
 	Namespace string
 
-	// LotRate is the limit of requests per lot (AllowLot, LimitLots) for lots
+	// LotRate is the limit of requests per lot (AllowLot) for lots
 	// without an entry in LotRates. Default 50/s, burst 100.
 	LotRate Limit
 	// LotRates overrides LotRate per lot id; see ParseLimits for the
 	// configuration syntax.
 	LotRates map[string]Limit
-	// ClientRate is the limit per client (AllowClient, LimitClients), over
+	// ClientRate is the limit per client (AllowClient), over
 	// every lot. Default 20/s, burst 40.
 	ClientRate Limit
 	// Replicas is how many API replicas are assumed to share the limits.

@@ -2,18 +2,14 @@ package guard
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
-	"github.com/parkgate/parkgate/cloud"
 )
 
 // Limit is a GCRA (token bucket) limit: Rate requests per second on
@@ -223,72 +219,6 @@ func (d *denyMemo) remember(key string, now time.Time, wait time.Duration) {
 		d.nextSweep = 2 * len(d.at)
 	}
 	d.at[key] = now.Add(wait)
-}
-
-// LimitClients returns middleware that applies the per-client limit to
-// every request, keyed by clientID(r) (RemoteIP, say), and answers a refused
-// one with WriteRateLimited.
-func (g *Guard) LimitClients(clientID func(*http.Request) string) func(http.Handler) http.Handler {
-	return g.middleware(clientID, g.AllowClient, "too many requests from this client")
-}
-
-// LimitLots returns middleware that applies the per-lot limit, keyed by
-// lotID(r). With chi, mount it on the routes that carry the lot in the URL
-// (r.With(g.LimitLots(func(r *http.Request) string { return
-// chi.URLParam(r, "id") }))), since URL parameters exist only once routed.
-// Where the lot is in the body (POST /v1/reservations), call AllowLot from
-// the handler instead.
-func (g *Guard) LimitLots(lotID func(*http.Request) string) func(http.Handler) http.Handler {
-	return g.middleware(lotID, g.AllowLot, "too many requests for this lot")
-}
-
-func (g *Guard) middleware(id func(*http.Request) string, allow func(context.Context, string) (bool, time.Duration), msg string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if ok, retry := allow(r.Context(), id(r)); !ok {
-				WriteRateLimited(w, retry, msg)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// WriteRateLimited answers 429 with Retry-After in whole seconds (at least
-// 1) and the API's error body {"error":{"code":"rate_limited","message":…}}.
-func WriteRateLimited(w http.ResponseWriter, retryAfter time.Duration, message string) {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: cloud.ERateLimited, Message: message}})
-	h := w.Header()
-	h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds(retryAfter)))
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusTooManyRequests)
-	_, _ = w.Write(body)
-}
-
-// RetryAfterSeconds rounds d up to the whole seconds of a Retry-After
-// header, at least 1: "0" would invite an immediate retry storm.
-func RetryAfterSeconds(d time.Duration) int {
-	return max(1, int((d+time.Second-1)/time.Second))
-}
-
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// RemoteIP is a client key for LimitClients: the host part of
-// r.RemoteAddr. Behind a trusted proxy, put chi's middleware.RealIP in front
-// so RemoteAddr is the client's and not the proxy's.
-func RemoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // localLimiter is the per-replica fallback: token buckets in memory.

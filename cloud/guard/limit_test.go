@@ -2,8 +2,6 @@ package guard_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"sync"
 	"testing"
@@ -43,21 +41,6 @@ func TestParseLimits(t *testing.T) {
 				t.Fatalf("ParseLimits(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
-	}
-}
-
-func TestRetryAfterSeconds(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		in   time.Duration
-		want int
-	}{
-		{-1, 1}, {0, 1}, {time.Nanosecond, 1}, {time.Second, 1},
-		{time.Second + time.Millisecond, 2}, {2 * time.Second, 2},
-	} {
-		if got := guard.RetryAfterSeconds(tt.in); got != tt.want {
-			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", tt.in, got, tt.want)
-		}
 	}
 }
 
@@ -160,77 +143,6 @@ func countAllowed(allow func(context.Context, string) (bool, time.Duration), id 
 		}
 	}
 	return allowed
-}
-
-func TestMiddleware(t *testing.T) {
-	t.Parallel()
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-
-	t.Run("LimitClients", func(t *testing.T) {
-		t.Parallel()
-		g, _ := setup(t, guard.Options{ClientRate: guard.Limit{Rate: 0.2, Burst: 1}})
-		h := g.LimitClients(guard.RemoteIP)(ok)
-
-		serve := func(remote string) *httptest.ResponseRecorder {
-			r := httptest.NewRequest(http.MethodGet, "/v1/lots", nil)
-			r.RemoteAddr = remote
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			return w
-		}
-		if w := serve("192.0.2.1:1234"); w.Code != http.StatusNoContent {
-			t.Fatalf("first request: status %d", w.Code)
-		}
-		w := serve("192.0.2.1:5678") // same client, another port
-		if w.Code != http.StatusTooManyRequests {
-			t.Fatalf("second request: status %d, want 429", w.Code)
-		}
-		if got := w.Header().Get("Retry-After"); got != "5" {
-			t.Errorf("Retry-After = %q, want \"5\" at 0.2/s", got)
-		}
-		if got := w.Header().Get("Content-Type"); got != "application/json" {
-			t.Errorf("Content-Type = %q", got)
-		}
-		if got, want := w.Body.String(), `{"error":{"code":"rate_limited","message":"too many requests from this client"}}`; got != want {
-			t.Errorf("body = %s, want %s", got, want)
-		}
-		if w := serve("192.0.2.2:1234"); w.Code != http.StatusNoContent {
-			t.Fatalf("another client: status %d", w.Code)
-		}
-	})
-
-	t.Run("LimitLots", func(t *testing.T) {
-		t.Parallel()
-		g, _ := setup(t, guard.Options{LotRate: guard.Limit{Rate: 10, Burst: 1}})
-		h := g.LimitLots(func(r *http.Request) string { return r.URL.Query().Get("lot") })(ok)
-		codes := make([]int, 0, 3)
-		for _, lot := range []string{"a", "a", "b"} {
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/?lot="+lot, nil))
-			codes = append(codes, w.Code)
-			if w.Code == http.StatusTooManyRequests && w.Header().Get("Retry-After") != "1" {
-				t.Errorf("Retry-After = %q, want at least 1", w.Header().Get("Retry-After"))
-			}
-		}
-		if want := []int{204, 429, 204}; !reflect.DeepEqual(codes, want) {
-			t.Fatalf("statuses %v, want %v", codes, want)
-		}
-	})
-}
-
-func TestRemoteIP(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"192.0.2.1:1234":   "192.0.2.1",
-		"[2001:db8::1]:80": "2001:db8::1",
-		"unix-socket":      "unix-socket",
-	} {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.RemoteAddr = in
-		if got := guard.RemoteIP(r); got != want {
-			t.Errorf("RemoteIP(%q) = %q, want %q", in, got, want)
-		}
-	}
 }
 
 // TestRefusalIsRemembered: once Redis refuses a lot until some time, the

@@ -208,3 +208,44 @@ func TestRedisAway(t *testing.T) {
 	}
 	assertNoOverlap(t, bd)
 }
+
+// TestRateLimits: the per-client and per-lot limits answer 429 with a
+// Retry-After in whole seconds and the API's error body, and a limited lot
+// or client leaves the others alone.
+func TestRateLimits(t *testing.T) {
+	t.Parallel()
+	t.Run("Client", func(t *testing.T) {
+		t.Parallel()
+		bd := setupGuarded(t, guard.Options{ClientRate: guard.Limit{Rate: 0.2, Burst: 1}})
+		path := "/v1/reservations/00000000-0000-4000-8000-000000000000"
+		if r := bd.do(t, "GET", path, nil, nil); r.Status != 404 {
+			t.Fatalf("first request: %d %s", r.Status, r.Body)
+		}
+		r := bd.do(t, "GET", path, nil, nil)
+		if r.Status != 429 || r.code() != "rate_limited" {
+			t.Fatalf("second request: %d %s", r.Status, r.Body)
+		}
+		if got := r.Header.Get("Retry-After"); got != "5" {
+			t.Errorf("Retry-After = %q, want \"5\" at 0.2/s", got)
+		}
+		if got := r.Header.Get("Content-Type"); got != "application/json" {
+			t.Errorf("Content-Type = %q", got)
+		}
+	})
+	t.Run("Lot", func(t *testing.T) {
+		t.Parallel()
+		bd := setupGuarded(t, guard.Options{LotRate: guard.Limit{Rate: 0.5, Burst: 1}, ClientRate: guard.Unlimited})
+		a, b := bd.createLot(t, 5), bd.createLot(t, 5)
+		start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+		if r := bd.do(t, "POST", "/v1/reservations", hold(a, "A1", start, start.Add(time.Hour)), key("a1")); r.Status != 201 {
+			t.Fatalf("first hold: %d %s", r.Status, r.Body)
+		}
+		r := bd.do(t, "POST", "/v1/reservations", hold(a, "A2", start, start.Add(time.Hour)), key("a2"))
+		if r.Status != 429 || r.code() != "rate_limited" || r.Header.Get("Retry-After") != "2" {
+			t.Fatalf("second hold on the lot: %d Retry-After %q %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+		}
+		if r := bd.do(t, "POST", "/v1/reservations", hold(b, "B1", start, start.Add(time.Hour)), key("b1")); r.Status != 201 {
+			t.Fatalf("another lot: %d %s", r.Status, r.Body)
+		}
+	})
+}
