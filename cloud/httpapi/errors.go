@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
 )
 
 // StatusOf is the one mapping from error codes to HTTP statuses.
@@ -40,7 +41,15 @@ type tooLarge struct{ error }
 
 func (t tooLarge) Unwrap() error { return t.error }
 
+// errUnreachable is what a client hears while Postgres is away.
+var errUnreachable = cloud.Errorf(cloud.EUnavailable, "the database cannot be reached; retry in a moment (with the same Idempotency-Key)")
+
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	if cloud.ErrorCode(err) == cloud.EInternal && postgres.Unreachable(err) {
+		log.Warn("database unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		err = errUnreachable
+	}
 	status := StatusOf(err)
 	var tl tooLarge
 	if errors.As(err, &tl) {

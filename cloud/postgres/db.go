@@ -5,10 +5,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -176,4 +179,27 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// Unreachable reports whether err says the database could not be reached
+// or went away mid-statement (a restart, a failover, a network cut), as
+// opposed to a statement it refused. Callers answer such failures "try
+// again" rather than "internal error": a hold whose commit may or may not
+// have happened is settled by the client's retry with the same key.
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// Connection exceptions (08…), and the server shutting down or not yet
+	// accepting connections (57P01–57P03).
+	code := sqlState(err)
+	return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
 }

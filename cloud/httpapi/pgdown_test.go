@@ -1,0 +1,130 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/sim/tcpproxy"
+)
+
+// TestPostgresOutage: the service reaches Postgres through a TCP proxy that
+// the test cuts while drivers are booking, as a Postgres restart looks from
+// the service (connections dropped mid-transaction, new ones refused), then
+// restores. The shared server itself cannot be restarted under the other
+// tests. During the outage /readyz says so and holds fail with 503
+// unavailable; drivers retry with their key; afterwards every driver has an
+// answer, exactly as many holds as fit were made, one reservation per key,
+// no overlap.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 20)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := tcpproxy.Listen("127.0.0.1:0", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	u.Host = proxy.Addr()
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, u.String(), 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+
+	svc := booking.New(db, nil, nil, nil, 10*time.Minute)
+	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken}).Handler())
+	t.Cleanup(srv.Close)
+	bd := &bundle{srv: srv, schema: s, svc: svc}
+	lot := bd.createLot(t, 10)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+
+	const drivers = 40
+	final := make([]reply, drivers)
+	var unavailable, ready503 int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range drivers {
+		wg.Go(func() {
+			body := hold(lot, fmt.Sprintf("PG%03d", i), start, start.Add(time.Hour))
+			// Arrivals spread over the outage: before, during, after.
+			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+			for attempt := 0; ; attempt++ {
+				r := bd.do(t, "POST", "/v1/reservations", body, key(fmt.Sprint("pg-", i)))
+				if (r.Status < 500 && r.Status != 429) || attempt == 200 {
+					final[i] = r
+					return
+				}
+				switch {
+				case r.Status == 429: // the lot's gate: a crowd came back at once
+				case r.Status == 503 && r.code() == "unavailable" && r.Header.Get("Retry-After") != "":
+					mu.Lock()
+					unavailable++
+					mu.Unlock()
+				default:
+					t.Errorf("driver %d: %d %s during the outage; want 503 unavailable", i, r.Status, r.Body)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if r := bd.do(t, "GET", "/readyz", nil, nil); r.Status == 503 {
+				mu.Lock()
+				ready503++
+				mu.Unlock()
+			}
+		}
+	})
+	time.Sleep(400 * time.Millisecond)
+	proxy.Cut()
+	time.Sleep(1500 * time.Millisecond)
+	proxy.Restore()
+	time.Sleep(time.Duration(drivers) * 50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	codes := map[int]int{}
+	for _, r := range final {
+		codes[r.Status]++
+	}
+	if codes[201] != 10 || codes[409] != drivers-10 {
+		t.Fatalf("final statuses %v; want 10×201 and %d×409", codes, drivers-10)
+	}
+	if unavailable == 0 || ready503 == 0 {
+		t.Errorf("the outage went unseen: %d holds answered 503, /readyz 503 %d times", unavailable, ready503)
+	}
+	var held, keys int
+	if err := s.DB.Pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM reservations WHERE status = 'PENDING'),
+		       (SELECT count(DISTINCT reservation_id) FROM idempotency_keys WHERE response_status = 201)`).Scan(&held, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if held != 10 || keys != 10 {
+		t.Fatalf("%d holds and %d keys answered 201; want 10 each (one reservation per key)", held, keys)
+	}
+	assertNoOverlap(t, bd)
+	t.Logf("%d answers 503 while cut, /readyz 503 %d times", unavailable, ready503)
+}
