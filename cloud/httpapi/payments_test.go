@@ -19,13 +19,15 @@ import (
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
 	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/sim/tcpproxy"
 )
 
 const whSecret = "whsec_test_secret"
 
 type payBundle struct {
 	*bundle
-	fake *stripefake.Fake
+	fake  *stripefake.Fake
+	proxy *tcpproxy.Proxy // between the service and Postgres, when asked for
 }
 
 // setupPayments wires the cloud as parkcloud does with payments on: the
@@ -36,20 +38,35 @@ func setupPayments(t testing.TB, holdTTL time.Duration) *payBundle {
 }
 
 func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *payBundle {
+	return setupPaymentsWith(t, holdTTL, g, false)
+}
+
+// setupPaymentsWith is setupPaymentsGuarded, with the service reaching
+// Postgres through a TCP proxy the test can cut when proxied is set.
+func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, proxied bool) *payBundle {
 	t.Helper()
 	s := pgtest.New(t, 40)
-	fake := stripefake.New(stripefake.Options{WebhookSecret: whSecret, RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond})
+	db := s.DB
+	var proxy *tcpproxy.Proxy
+	if proxied {
+		db, proxy = proxiedDB(t, s, 40)
+	}
+	fo := stripefake.Options{WebhookSecret: whSecret, RetryBase: 20 * time.Millisecond, RetryCap: 200 * time.Millisecond}
+	if proxied {
+		fo.MaxAttempts = 50 // ten seconds of retries: an outage must outlast them, as Stripe's three days outlast ours
+	}
+	fake := stripefake.New(fo)
 	fsrv := httptest.NewServer(fake)
 	t.Cleanup(fsrv.Close)
 	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: fsrv.URL, SuccessURL: "http://x/ok", CancelURL: "http://x/no", Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := booking.New(s.DB, adapt.Stripe{C: sp}, nil, nil, holdTTL)
+	svc := booking.New(db, adapt.Stripe{C: sp}, nil, nil, holdTTL)
 	if g != nil {
 		svc.Guard = adapt.Guard{G: g}
 	}
-	pb := pgbus.New(s.DB.Pool, pgbus.Options{Workers: 8, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
+	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 8, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
 	wh := &booking.Webhooks{
 		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
 			return adapt.VerifyStripe(p, sig, []string{whSecret})
@@ -58,7 +75,7 @@ func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *
 			return pb.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: p, CreatedAt: e.CreatedAt})
 		},
 	}
-	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Webhooks: wh}
+	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh}
 	if g != nil {
 		api.Cache = adapt.Cache{G: g}
 	}
@@ -75,7 +92,7 @@ func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake}
+	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy}
 }
 
 func (b *payBundle) waitStatus(t testing.TB, id, want string) {

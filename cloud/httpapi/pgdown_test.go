@@ -16,17 +16,10 @@ import (
 	"github.com/parkgate/parkgate/sim/tcpproxy"
 )
 
-// TestPostgresOutage: the service reaches Postgres through a TCP proxy that
-// the test cuts while drivers are booking, as a Postgres restart looks from
-// the service (connections dropped mid-transaction, new ones refused), then
-// restores. The shared server itself cannot be restarted under the other
-// tests. During the outage /readyz says so and holds fail with 503
-// unavailable; drivers retry with their key; afterwards every driver has an
-// answer, exactly as many holds as fit were made, one reservation per key,
-// no overlap.
-func TestPostgresOutage(t *testing.T) {
-	t.Parallel()
-	s := pgtest.New(t, 20)
+// proxiedDB opens a store on s through a TCP proxy, which the test may cut
+// and restore as a Postgres restart looks from the service.
+func proxiedDB(t testing.TB, s *pgtest.Schema, maxConns int32) (*postgres.DB, *tcpproxy.Proxy) {
+	t.Helper()
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -40,12 +33,27 @@ func TestPostgresOutage(t *testing.T) {
 	q := u.Query()
 	q.Set("connect_timeout", "1")
 	u.RawQuery = q.Encode()
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, u.String(), 20)
+	db, err := postgres.Open(context.Background(), u.String(), maxConns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
+	return db, proxy
+}
+
+// TestPostgresOutage: the service reaches Postgres through a TCP proxy that
+// the test cuts while drivers are booking, as a Postgres restart looks from
+// the service (connections dropped mid-transaction, new ones refused), then
+// restores. The shared server itself cannot be restarted under the other
+// tests. During the outage /readyz says so and holds fail with 503
+// unavailable; drivers retry with their key; afterwards every driver has an
+// answer, exactly as many holds as fit were made, one reservation per key,
+// no overlap.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 20)
+	db, proxy := proxiedDB(t, s, 20)
+	ctx := context.Background()
 
 	svc := booking.New(db, nil, nil, nil, 10*time.Minute)
 	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken}).Handler())
@@ -127,4 +135,37 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	assertNoOverlap(t, bd)
 	t.Logf("%d answers 503 while cut, /readyz 503 %d times", unavailable, ready503)
+}
+
+// TestPaymentDuringPostgresOutage: a driver pays while the database is away.
+// The webhook answers 503, so Stripe (the stand-in, which retries as Stripe
+// does) keeps the event; once Postgres is back, the event is recorded and
+// the booking confirmed: no paid booking is lost.
+func TestPaymentDuringPostgresOutage(t *testing.T) {
+	t.Parallel()
+	b := setupPaymentsWith(t, 10*time.Minute, nil, true)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "PGPAY1", start, start.Add(time.Hour)), key("pgpay"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	m := r.json(t)
+	id, sess := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
+
+	b.proxy.Cut()
+	if _, err := b.fake.Pay(sess); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	evs := b.fake.Events()
+	if len(evs) != 1 || evs[0].Attempts < 2 || evs[0].LastStatus != 503 {
+		t.Fatalf("webhook while the database is away: %+v; want retried, last answer 503", evs)
+	}
+	var status string
+	if err := b.schema.DB.Pool.QueryRow(context.Background(), `SELECT status FROM reservations WHERE id = $1`, id).Scan(&status); err != nil || status != "PENDING" {
+		t.Fatalf("status during the outage: %q, %v", status, err)
+	}
+	b.proxy.Restore()
+	b.waitStatus(t, id, "CONFIRMED")
 }
