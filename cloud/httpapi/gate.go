@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -9,40 +11,69 @@ import (
 
 var lotGateRefused = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "parkgate_lot_gate_refused_total",
-	Help: "Hold requests answered 429 at once because their lot had LotInFlight requests in this replica.",
+	Help: "Hold requests answered 429 because their lot had LotInFlight requests in this replica for longer than LotWait.",
 })
 
 // lotGate bounds the hold requests of one lot inside this replica at once,
 // counted from the moment the body names the lot, before any rate-limit,
-// cache or database call. A stadium rush of a thousand requests at once
-// then costs a thousand body decodes and at most cap requests' worth of
-// Redis and Postgres round trips; the rest are told to come back (429)
-// without touching anything another lot needs. The service's own bulkhead
-// (booking.Service.LotConcurrency) bounds the holds of a lot in the
-// database; this bounds everything in front of it.
+// cache or database call. A request over the bound waits a moment for a
+// place (parked, holding nothing another lot needs) and is told to come
+// back (429) if none frees up. Measured in a stadium rush of a thousand
+// requests at once: without it, the hot lot's requests held most of the
+// Postgres pool (each full-lot answer needs an idempotency read) and the
+// other lots' holds queued behind them for a connection. The service's
+// own bulkhead (booking.Service.LotConcurrency) then bounds the holds of
+// a lot in the database.
 type lotGate struct {
-	cap int
+	cap  int
+	wait time.Duration
 
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	slots map[string]*lotSlot
 }
 
-// enter takes a place for lotID; ok is false when the lot is at its cap.
-func (g *lotGate) enter(lotID string) (leave func(), ok bool) {
+type lotSlot struct {
+	sem  chan struct{}
+	refs int // holders and waiters: the slot leaves the map at zero
+}
+
+// enter takes a place for lotID, waiting up to the gate's wait; ok is
+// false when none came free in time or ctx ended first.
+func (g *lotGate) enter(ctx context.Context, lotID string) (leave func(), ok bool) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.n == nil {
-		g.n = make(map[string]int)
+	if g.slots == nil {
+		g.slots = make(map[string]*lotSlot)
 	}
-	if g.n[lotID] >= g.cap {
-		return nil, false
+	s := g.slots[lotID]
+	if s == nil {
+		// Keyed by the lot id as sent, before it is checked: the map holds
+		// only lots with requests in flight, so made-up ids cannot grow it.
+		s = &lotSlot{sem: make(chan struct{}, g.cap)}
+		g.slots[lotID] = s
 	}
-	g.n[lotID]++
-	return func() {
+	s.refs++
+	g.mu.Unlock()
+
+	unref := func() {
 		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.n[lotID]--; g.n[lotID] == 0 {
-			delete(g.n, lotID) // lots come and go: keep the map to those in flight
+		if s.refs--; s.refs == 0 {
+			delete(g.slots, lotID)
 		}
-	}, true
+		g.mu.Unlock()
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem; unref() }, true
+	default:
+	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem; unref() }, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	unref()
+	return nil, false
 }

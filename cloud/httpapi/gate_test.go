@@ -1,31 +1,57 @@
 package httpapi
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 func TestLotGate(t *testing.T) {
 	t.Parallel()
-	g := lotGate{cap: 2}
-	a1, ok1 := g.enter("a")
-	a2, ok2 := g.enter("a")
+	ctx := context.Background()
+	g := lotGate{cap: 2, wait: 20 * time.Millisecond}
+	a1, ok1 := g.enter(ctx, "a")
+	a2, ok2 := g.enter(ctx, "a")
 	if !ok1 || !ok2 {
 		t.Fatal("refused under the cap")
 	}
-	if _, ok := g.enter("a"); ok {
-		t.Fatal("admitted over the cap")
+	if _, ok := g.enter(ctx, "a"); ok {
+		t.Fatal("admitted over the cap with nobody leaving")
 	}
-	b1, ok := g.enter("b")
+	b1, ok := g.enter(ctx, "b")
 	if !ok {
 		t.Fatal("a full lot refused another lot")
 	}
+	// A waiter gets the place that frees up while it waits.
+	g.wait = 5 * time.Second
+	got := make(chan bool)
+	go func() {
+		leave, ok := g.enter(ctx, "a")
+		if ok {
+			leave()
+		}
+		got <- ok
+	}()
+	time.Sleep(10 * time.Millisecond)
 	a1()
-	a3, ok := g.enter("a")
-	if !ok {
-		t.Fatal("refused after a place came free")
+	if !<-got {
+		t.Fatal("a waiter did not get the place that came free")
 	}
-	a2()
+	// A waiter whose request has ended gives up at once.
+	a3, ok := g.enter(ctx, "a")
+	if !ok {
+		t.Fatal("refused with a place free")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	start := time.Now()
+	if _, ok := g.enter(cctx, "a"); ok || time.Since(start) > time.Second {
+		t.Fatalf("entered a full lot, or waited %v, for a request that had ended", time.Since(start))
+	}
 	a3()
+	a2()
 	b1()
-	if len(g.n) != 0 {
-		t.Fatalf("lots left in the map after all left: %v", g.n)
+	if len(g.slots) != 0 {
+		t.Fatalf("lots left in the map after all left: %v", g.slots)
 	}
 }

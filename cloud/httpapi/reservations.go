@@ -73,7 +73,7 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	leave, ok := s.gate.enter(req.LotID)
+	leave, ok := s.gate.enter(r.Context(), req.LotID)
 	if !ok {
 		lotGateRefused.Inc()
 		s.rateLimited(w, r, time.Second)

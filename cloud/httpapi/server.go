@@ -77,10 +77,12 @@ type Server struct {
 	MaxBody        int64
 	MaxWebhookBody int64
 	// LotInFlight bounds one lot's hold requests in this replica at once
-	// (default 8); beyond it they are answered 429 before any Redis or
-	// Postgres call (see lotGate). Keep it well under the Postgres pool:
-	// each may hold a connection, and the pool is every lot's.
+	// (default 8); more wait up to LotWait (default 250ms) for a place,
+	// holding nothing, and are answered 429 if none comes free (see
+	// lotGate). Keep it well under the Postgres pool: each may hold a
+	// connection, and the pool is every lot's.
 	LotInFlight int
+	LotWait     time.Duration
 	Now         func() time.Time
 
 	gate lotGate
@@ -111,7 +113,10 @@ func (s *Server) Handler() http.Handler {
 	if s.LotInFlight <= 0 {
 		s.LotInFlight = 8
 	}
-	s.gate.cap = s.LotInFlight
+	if s.LotWait <= 0 {
+		s.LotWait = 250 * time.Millisecond
+	}
+	s.gate.cap, s.gate.wait = s.LotInFlight, s.LotWait
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer, s.metrics)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {

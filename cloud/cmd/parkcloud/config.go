@@ -117,7 +117,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.ClientRate, "client-rate", "PARKGATE_CLIENT_RATE", "100/200", "per-client request limit, rate per second/burst")
 	e.str(&c.ReplicaID, "replica-id", "PARKGATE_REPLICA_ID", hostname(), "this replica's name: its MQTT client ids derive from it")
 	e.num(&c.DBMaxConns, "db-max-conns", "PARKGATE_DB_MAX_CONNS", 20, "Postgres pool size")
-	e.num(&c.LotInFlight, "lot-inflight", "PARKGATE_LOT_INFLIGHT", 8, "hold requests of one lot in this replica at once; beyond it 429 before any Redis or Postgres call (keep well under db-max-conns)")
+	e.num(&c.LotInFlight, "lot-inflight", "PARKGATE_LOT_INFLIGHT", 8, "hold requests of one lot in this replica at once; more wait up to 250ms, holding nothing, then get 429 (keep well under db-max-conns)")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
 	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 8, "payment-event workers per replica")
 	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
