@@ -2,12 +2,14 @@ package pgbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/bus"
@@ -133,6 +135,17 @@ func (g *publishGroup) write(batch []*publishReq) {
 		if err == nil {
 			err = rows.Err()
 		}
+	}
+	var pe *pgconn.PgError
+	if len(batch) > 1 && errors.As(err, &pe) {
+		// Postgres refused the statement, not the connection: one event
+		// may be at fault (a NUL in a text field, say). Alone, the others
+		// go in and only it fails, rather than every webhook that shared
+		// its batch being told to come back, and sharing it again.
+		for _, r := range batch {
+			g.write([]*publishReq{r})
+		}
+		return
 	}
 	for _, r := range batch {
 		if err != nil {

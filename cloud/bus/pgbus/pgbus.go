@@ -219,35 +219,32 @@ type claimed struct {
 }
 
 // claim leases up to n of the oldest claimable events, in one round trip.
+// The claim commits durably (one flush for the whole batch): its attempts
+// number fences every later update of the lease, and a claim lost in a
+// crash could hand the same number out twice. It runs to the end even when
+// ctx is cancelled, so that what it leased comes back to the caller (who
+// gives it back) instead of waiting out a lease that no one holds.
 func (b *Bus) claim(ctx context.Context, n int) ([]claimed, error) {
-	batch := &pgx.Batch{}
-	batch.Queue(asyncSQL)
-	batch.Queue(claimSQL, b.opts.Lease.Microseconds(), n)
-	br := b.pool.SendBatch(ctx, batch)
-	var out []claimed
-	_, err := br.Exec()
-	if err == nil {
-		var rows pgx.Rows
-		rows, err = br.Query()
-		if err == nil {
-			for rows.Next() {
-				var c claimed
-				if err = rows.Scan(&c.msg.ID, &c.msg.Key, &c.msg.Type, &c.msg.Payload, &c.msg.CreatedAt, &c.attempts); err != nil {
-					break
-				}
-				out = append(out, c)
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rows, err := b.pool.Query(cctx, claimSQL, b.opts.Lease.Microseconds(), n)
 	if err != nil {
-		// The implicit transaction rolled back: nothing was claimed.
+		return nil, fmt.Errorf("pgbus: claim: %w", err)
+	}
+	defer rows.Close()
+	var out []claimed
+	for rows.Next() {
+		var c claimed
+		if err := rows.Scan(&c.msg.ID, &c.msg.Key, &c.msg.Type, &c.msg.Payload, &c.msg.CreatedAt, &c.attempts); err != nil {
+			rows.Close()
+			for _, c := range out {
+				b.finish(ctx, c, context.Canceled) // give back what was read
+			}
+			return nil, fmt.Errorf("pgbus: claim: read: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("pgbus: claim: %w", err)
 	}
 	return out, nil
@@ -273,7 +270,7 @@ func (b *Bus) exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 // comes back short the queue is drained: it sleeps until woken by a
 // publish, or the poll interval (jittered, so that replicas spread out)
 // has passed.
-func (b *Bus) dispatch(ctx context.Context, h bus.Handler, wake <-chan struct{}) {
+func (b *Bus) dispatch(ctx context.Context, h bus.Handler, wake chan struct{}) {
 	slots := make(chan struct{}, b.opts.Workers)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
@@ -311,6 +308,10 @@ func (b *Bus) dispatch(ctx context.Context, h bus.Handler, wake <-chan struct{})
 			handlers.Go(func() {
 				defer func() { <-slots }()
 				b.handle(ctx, h, c)
+				// The next event of this key was held back behind this
+				// one, so the claim that just came back short may have
+				// missed it: look again now, not at the next poll.
+				signal(wake)
 			})
 		}
 		for range free - len(batch) {
@@ -335,17 +336,18 @@ func (b *Bus) handle(ctx context.Context, h bus.Handler, c claimed) {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var lost atomic.Bool
+	stop := make(chan struct{})
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		if !b.renew(hctx, c) {
+		if !b.renew(ctx, c, stop) {
 			lost.Store(true)
 			cancel()
 		}
 	}()
 	err := call(hctx, h, c.msg)
-	cancel()
-	<-renewed
+	close(stop)
+	<-renewed // no renewal can land after the outcome below
 	if lost.Load() {
 		// Another worker has the event now; any outcome we recorded
 		// would be fenced off anyway.
@@ -354,22 +356,25 @@ func (b *Bus) handle(ctx context.Context, h bus.Handler, c claimed) {
 	b.finish(ctx, c, err)
 }
 
-// renew extends c's lease every Lease/3 until ctx is done, and reports
+// renew extends c's lease every Lease/3 until stop is closed, and reports
 // false if the lease turns out to be lost (it ran out, say while the
-// database was unreachable, and another worker claimed the event).
-func (b *Bus) renew(ctx context.Context, c claimed) (held bool) {
+// database was unreachable, and another worker claimed the event). Each
+// renewal runs to its end rather than being cut off by stop or ctx: one cut
+// off on the client could still commit on the server after the outcome,
+// and lease again an event that was just given back.
+func (b *Bus) renew(ctx context.Context, c claimed, stop <-chan struct{}) (held bool) {
 	t := time.NewTicker(b.opts.Lease / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return true
 		case <-t.C:
 		}
-		tag, err := b.exec(ctx, renewSQL, c.msg.ID, c.attempts, b.opts.Lease.Microseconds())
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.Lease/3)
+		tag, err := b.exec(rctx, renewSQL, c.msg.ID, c.attempts, b.opts.Lease.Microseconds())
+		cancel()
 		switch {
-		case ctx.Err() != nil:
-			return true
 		case err != nil:
 			// Try again at the next tick; the lease has two more in hand.
 			b.log.Warn("renew lease failed", "event", c.msg.ID, "err", err)

@@ -349,3 +349,33 @@ func TestConcurrentPublishes(t *testing.T) {
 		t.Fatalf("%d rows, %d with a payload not their own", rows, bad)
 	}
 }
+
+// TestBadEventAloneFails: an event Postgres refuses (a NUL in its key)
+// fails alone; the events that shared its statement are recorded.
+func TestBadEventAloneFails(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 8)
+	b := pgbus.New(s.DB.Pool, testOptions(t))
+	ctx := context.Background()
+	errs := make([]error, 40)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			key := fmt.Sprint("res_", i)
+			if i == 7 {
+				key = "res_\x00bad"
+			}
+			_, errs[i] = b.Publish(ctx, bus.Message{ID: fmt.Sprint("evt_", i), Key: key, Type: "t", Payload: []byte(`{}`)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == 7) {
+			t.Errorf("event %d: %v", i, err)
+		}
+	}
+	var n int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM payment_events`).Scan(&n); err != nil || n != 39 {
+		t.Fatalf("%d events recorded (%v), want 39", n, err)
+	}
+}

@@ -33,11 +33,11 @@ const notifySQL = `SELECT pg_notify('` + Channel + `', '')`
 const claimSQL = `SELECT id, key, type, payload, created_at, attempts FROM parkgate_claim_events($1, $2)`
 
 // asyncSQL makes the rest of its implicit transaction commit without
-// waiting for the WAL flush. The bus's own bookkeeping (claims, leases,
-// outcomes) runs so: should Postgres crash and lose the last of them, an
-// event is merely delivered again, which handlers are built for, while
-// every handler's own commit stays durable — and the WAL is one sequence,
-// so a handler commit that reached disk took the claim before it along.
+// waiting for the WAL flush. Lease renewals and outcomes run so: should
+// Postgres crash and lose the last of them, an event is merely delivered
+// again, which handlers are built for, while every handler's own commit
+// stays durable — and the WAL is one sequence, so a handler commit that
+// reached disk took everything before it along. Claims do not: see claim.
 const asyncSQL = `SELECT set_config('synchronous_commit', 'off', true)`
 
 // renewSQL extends a lease still held (attempts unchanged since the claim).
