@@ -153,6 +153,10 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 		rateLimited.WithLabelValues(scope).Inc()
 		return false, wait
 	}
+	// Redis measures its retry-after from when it evaluated the request,
+	// which is after now: counted from now, the memo ends no later than
+	// Redis' refusal does.
+	asked := g.now()
 	var res *redis_rate.Result
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -171,7 +175,7 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 		return true, 0
 	}
 	rateLimited.WithLabelValues(scope).Inc()
-	g.denied.remember(key, g.now(), res.RetryAfter)
+	g.denied.remember(key, asked, res.RetryAfter)
 	return false, res.RetryAfter
 }
 
