@@ -191,11 +191,16 @@ func Unreachable(err error) bool {
 		return false
 	}
 	var ce *pgconn.ConnectError
-	var ne net.Error
+	if errors.As(err, &ce) {
+		return true // whatever stopped the connect, the database was not there
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller gave up or ran out of time: not an outage
+	}
+	var oe *net.OpError
 	switch {
-	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+	case errors.As(err, &oe), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
 		return true
 	}
 	// Connection exceptions (08…), and the server shutting down or not yet

@@ -22,6 +22,7 @@ func TestUnreachable(t *testing.T) {
 		{"UniqueViolation", &pgconn.PgError{Code: "23505"}, false},
 		{"Deadlock", fmt.Errorf("hold: %w", &pgconn.PgError{Code: "40P01"}), false},
 		{"Canceled", context.Canceled, false},
+		{"DeadlineExceeded", fmt.Errorf("hold: %w", context.DeadlineExceeded), false},
 		{"Plain", errors.New("boom"), false},
 		{"AdminShutdown", fmt.Errorf("hold: %w", &pgconn.PgError{Code: "57P01"}), true},
 		{"CannotConnectNow", &pgconn.PgError{Code: "57P03"}, true},

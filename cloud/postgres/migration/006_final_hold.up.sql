@@ -5,6 +5,10 @@
 -- body of a fresh hold is the reservation as it was made, rebuilt from its
 -- row on a replay (booking.holdBody). A hold with a Checkout Session still
 -- stores its body after the provider answers (FinishHold).
+-- Rolling out: a replica older than this migration would replay such a key
+-- as a 201 with an empty body, so replace the old replicas before the new
+-- ones take traffic (a deployment with Stripe configured is unaffected: its
+-- holds always store their body).
 DROP FUNCTION IF EXISTS parkgate_hold(uuid, uuid, text, text, timestamptz, timestamptz, interval,
     bigint, text, text, bytea, interval, bytea);
 
