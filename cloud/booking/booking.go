@@ -214,6 +214,11 @@ func (r *HoldRequest) Validate(now time.Time) error {
 		return cloud.FieldError("plate", "plate must be 2 to 10 letters and digits")
 	}
 	r.Plate = p
+	// Postgres keeps microseconds: so does the request, before it is
+	// checked (two instants a nanosecond apart would pass as a window and
+	// reach the database as an empty one), and so that what is answered now
+	// and what is rebuilt from the row later are the same.
+	r.StartsAt, r.EndsAt = r.StartsAt.UTC().Truncate(time.Microsecond), r.EndsAt.UTC().Truncate(time.Microsecond)
 	switch {
 	case r.StartsAt.IsZero():
 		return cloud.FieldError("starts_at", "starts_at is required (RFC 3339)")
@@ -228,9 +233,6 @@ func (r *HoldRequest) Validate(now time.Time) error {
 	case r.StartsAt.After(now.Add(MaxAdvance)):
 		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
 	}
-	// Postgres keeps microseconds: so does the request, so that what is
-	// answered now and what is rebuilt from the row later are the same.
-	r.StartsAt, r.EndsAt = r.StartsAt.UTC().Truncate(time.Microsecond), r.EndsAt.UTC().Truncate(time.Microsecond)
 	return nil
 }
 

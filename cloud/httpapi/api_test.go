@@ -430,6 +430,7 @@ func TestBadInput(t *testing.T) {
 		{"BadTime", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":"tomorrow","ends_at":%q}`, lot, end), "k", 400, "invalid_request", "starts_at"},
 		{"Reversed", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":%q,"ends_at":%q}`, lot, end, start), "k", 400, "invalid_request", "ends_at"},
 		{"Empty window", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":%q,"ends_at":%q}`, lot, start, start), "k", 400, "invalid_request", "ends_at"},
+		{"SubMicrosecondWindow", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":%q,"ends_at":%q}`, lot, strings.Replace(start, "Z", ".0000005Z", 1), strings.Replace(start, "Z", ".0000009Z", 1)), "k", 400, "invalid_request", "ends_at"},
 		{"Past", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":%q,"ends_at":%q}`, lot, past, end), "k", 400, "invalid_request", "starts_at"},
 		{"TooLong", fmt.Sprintf(`{"lot_id":%q,"plate":"AB1","starts_at":%q,"ends_at":%q}`, lot, start, time.Now().Add(40*24*time.Hour).UTC().Format(time.RFC3339)), "k", 400, "invalid_request", "ends_at"},
 		{"UnknownLot", fmt.Sprintf(`{"lot_id":"6f1c3e44-0000-4000-8000-000000000000","plate":"AB1","starts_at":%q,"ends_at":%q}`, start, end), "k", 404, "not_found", "lot_id"},
@@ -507,5 +508,22 @@ func TestHealth(t *testing.T) {
 	b.do(t, "GET", "/v1/reservations/x", nil, nil)
 	if r := b.do(t, "GET", "/metrics", nil, nil); r.Status != 200 || !bytes.Contains(r.Body, []byte(`parkgate_http_request_duration_seconds_bucket{method="GET",route="/v1/reservations/{id}",status="404"`)) {
 		t.Errorf("metrics: %d", r.Status)
+	}
+}
+
+// TestLotIDSpellings: a lot id in another spelling (upper case, braces) is
+// the same lot, and the same request under one key.
+func TestLotIDSpellings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lot := b.createLot(t, 2)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	first := b.do(t, "POST", "/v1/reservations", hold(strings.ToUpper(lot), "SP1", start, start.Add(time.Hour)), key("spell"))
+	if first.Status != 201 || first.json(t)["lot_id"] != lot {
+		t.Fatalf("hold by upper-case id: %d %s", first.Status, first.Body)
+	}
+	again := b.do(t, "POST", "/v1/reservations", hold("{"+lot+"}", "SP1", start, start.Add(time.Hour)), key("spell"))
+	if again.Status != 201 || !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay by braced id: %d %q %s", again.Status, again.Header.Get("Idempotent-Replayed"), again.Body)
 	}
 }

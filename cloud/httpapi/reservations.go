@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
 )
@@ -43,6 +44,12 @@ func (b holdBody) request() (booking.HoldRequest, error) {
 		return req, cloud.FieldError("plate", "plate is required")
 	}
 	req.LotID, req.Plate = *b.LotID, *b.Plate
+	if id, err := uuid.Parse(req.LotID); err == nil {
+		// One spelling per lot (upper case, braces and urn:uuid: parse
+		// too), so the gate, the rate limit and the request hash all see
+		// the same lot the database does.
+		req.LotID = id.String()
+	}
 	var err error
 	if req.StartsAt, err = parseTime("starts_at", b.StartsAt); err != nil {
 		return req, err
