@@ -6,96 +6,50 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/bus"
+	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
-// Group commit for publishes. Every webhook must be committed before Stripe
-// is answered, and under a flood those commits, one per event, were what
-// Postgres spent its time on (each waits its turn for the WAL). Publishes
-// that arrive while others are being written queue up and go together in
-// the next statement: at low load each goes alone at once, as before; at
-// high load one INSERT and one commit carry many events.
-const (
-	// maxFlushers bounds the statements in flight at once; more would only
-	// queue on the WAL and the pool.
-	maxFlushers = 4
-	// maxBatch bounds the events of one statement.
-	maxBatch = 256
-	// flushTimeout bounds one statement; it is not any caller's context,
-	// since the statement carries the events of many callers.
-	flushTimeout = 15 * time.Second
-)
-
-type publishGroup struct {
-	pool *pgxpool.Pool
-
-	mu       sync.Mutex
-	queue    []*publishReq
-	flushers int
-}
-
-type publishReq struct {
-	m     bus.Message
-	reply chan publishResult // buffered: a flusher never waits on a caller
-}
-
-type publishResult struct {
-	inserted bool
-	err      error
-}
-
-// publish queues m for the next statement and waits for its outcome. A
-// caller that gives up (ctx done) leaves its event in the statement: it may
-// or may not be recorded, as the Publisher contract allows on error.
-func (g *publishGroup) publish(ctx context.Context, m bus.Message) (inserted bool, err error) {
-	r := &publishReq{m: m, reply: make(chan publishResult, 1)}
-	g.mu.Lock()
-	g.queue = append(g.queue, r)
-	spawn := g.flushers < maxFlushers
-	if spawn {
-		g.flushers++
-	}
-	g.mu.Unlock()
-	if spawn {
-		go g.flush()
-	}
-	select {
-	case res := <-r.reply:
-		return res.inserted, res.err
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-}
-
-// flush writes queued publishes, a batch at a time, until the queue is
-// empty.
-func (g *publishGroup) flush() {
-	for {
-		g.mu.Lock()
-		n := min(len(g.queue), maxBatch)
-		if n == 0 {
-			g.flushers--
-			g.queue = nil // let a grown backing array go
-			g.mu.Unlock()
-			return
+// Every webhook must be committed before Stripe is answered, and under a
+// flood those commits, one per event, were what Postgres spent its time on
+// (each waits its turn for the WAL). Publishes share statements and commits
+// through a group (package groupcommit): at low load each goes alone at
+// once; at high load one INSERT carries many.
+func newPublishGroup(pool *pgxpool.Pool) *groupcommit.Group[bus.Message, bool] {
+	g := &groupcommit.Group[bus.Message, bool]{}
+	g.Write = func(ctx context.Context, batch []bus.Message) ([]bool, error) {
+		fresh, err := insertEvents(ctx, pool, batch)
+		var pe *pgconn.PgError
+		if len(batch) > 1 && errors.As(err, &pe) {
+			// Postgres refused the statement, not the connection: one
+			// event may be at fault (a NUL in a text field, say). Each
+			// caller tries its event alone (publishOne), so the others go
+			// in and only it fails, rather than every webhook that shared
+			// its batch being told to come back, and sharing it again.
+			return nil, errSplit
 		}
-		batch := make([]*publishReq, n)
-		copy(batch, g.queue)
-		g.queue = g.queue[n:]
-		g.mu.Unlock()
-		g.write(batch)
+		if err != nil {
+			return nil, fmt.Errorf("insert %d events: %w", len(batch), err)
+		}
+		out := make([]bool, len(batch))
+		for i, m := range batch {
+			out[i] = fresh[m.ID]
+			delete(fresh, m.ID) // a second copy in this batch is a duplicate
+		}
+		return out, nil
 	}
+	return g
 }
 
-// write inserts one batch and answers each of its callers. The same id
-// twice in one batch (Stripe delivering an event twice at once) is
-// inserted once; the first caller hears "new", the others "duplicate".
+// errSplit tells Publish that its event shared a statement Postgres refused,
+// and must be tried alone.
+var errSplit = errors.New("pgbus: batch refused; retry alone")
+
+// insertEvents inserts a batch and returns the ids that were new.
 //
 // The rows go in ordered by id. Two statements inserting the same ids in
 // different orders (an event delivered twice at once, into two batches)
@@ -103,56 +57,49 @@ func (g *publishGroup) flush() {
 // concurrent-publish test found. In one order, one of them simply waits.
 // Arrival order (seq) within a batch is then id order: those events
 // arrived together, so neither came first.
-func (g *publishGroup) write(batch []*publishReq) {
-	slices.SortStableFunc(batch, func(a, b *publishReq) int { return strings.Compare(a.m.ID, b.m.ID) })
-	ids := make([]string, len(batch))
-	keys := make([]string, len(batch))
-	types := make([]string, len(batch))
-	payloads := make([][]byte, len(batch))
-	created := make([]pgtype.Timestamptz, len(batch)) // invalid: the database's now()
-	for i, r := range batch {
-		ids[i], keys[i], types[i], payloads[i] = r.m.ID, r.m.Key, r.m.Type, r.m.Payload
+func insertEvents(ctx context.Context, pool *pgxpool.Pool, batch []bus.Message) (map[string]bool, error) {
+	sorted := slices.Clone(batch)
+	slices.SortStableFunc(sorted, func(a, b bus.Message) int { return strings.Compare(a.ID, b.ID) })
+	ids := make([]string, len(sorted))
+	keys := make([]string, len(sorted))
+	types := make([]string, len(sorted))
+	payloads := make([][]byte, len(sorted))
+	created := make([]pgtype.Timestamptz, len(sorted)) // invalid: the database's now()
+	for i, m := range sorted {
+		ids[i], keys[i], types[i], payloads[i] = m.ID, m.Key, m.Type, m.Payload
 		if payloads[i] == nil {
 			payloads[i] = []byte{} // nil would be NULL
 		}
-		if !r.m.CreatedAt.IsZero() {
-			created[i] = pgtype.Timestamptz{Time: r.m.CreatedAt, Valid: true}
+		if !m.CreatedAt.IsZero() {
+			created[i] = pgtype.Timestamptz{Time: m.CreatedAt, Valid: true}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancel()
+	rows, err := pool.Query(ctx, publishSQL, ids, keys, types, payloads, created)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	fresh := make(map[string]bool, len(batch))
-	rows, err := g.pool.Query(ctx, publishSQL, ids, keys, types, payloads, created)
-	if err == nil {
-		for rows.Next() {
-			var id string
-			if err = rows.Scan(&id); err != nil {
-				break
-			}
-			fresh[id] = true
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
 		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
+		fresh[id] = true
 	}
-	var pe *pgconn.PgError
-	if len(batch) > 1 && errors.As(err, &pe) {
-		// Postgres refused the statement, not the connection: one event
-		// may be at fault (a NUL in a text field, say). Alone, the others
-		// go in and only it fails, rather than every webhook that shared
-		// its batch being told to come back, and sharing it again.
-		for _, r := range batch {
-			g.write([]*publishReq{r})
-		}
-		return
-	}
-	for _, r := range batch {
+	return fresh, rows.Err()
+}
+
+// publishOne records one event through the group, and alone when the
+// statement it shared was refused.
+func (b *Bus) publishOne(ctx context.Context, m bus.Message) (inserted bool, err error) {
+	inserted, err = b.publishes.Do(ctx, m)
+	if errors.Is(err, errSplit) {
+		fresh, err := insertEvents(ctx, b.pool, []bus.Message{m})
 		if err != nil {
-			r.reply <- publishResult{err: fmt.Errorf("insert %d events: %w", len(batch), err)}
-			continue
+			return false, fmt.Errorf("insert event: %w", err)
 		}
-		r.reply <- publishResult{inserted: fresh[r.m.ID]}
-		delete(fresh, r.m.ID) // a second copy in this batch is a duplicate
+		return fresh[m.ID], nil
 	}
+	return inserted, err
 }

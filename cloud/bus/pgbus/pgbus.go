@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/internal/busmetrics"
+	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
 var (
@@ -66,8 +67,8 @@ type Bus struct {
 	notifying atomic.Bool // a notifier goroutine is running
 	pending   atomic.Bool // an event was committed since the last NOTIFY was sent
 
-	// group batches concurrent publishes into shared INSERTs.
-	group *publishGroup
+	// publishes batches concurrent publishes into shared INSERTs.
+	publishes *groupcommit.Group[bus.Message, bool]
 
 	// onListen, when set (by tests), is called with the backend pid of each
 	// new listening connection once LISTEN has been issued.
@@ -93,7 +94,7 @@ func New(pool *pgxpool.Pool, opts Options) *Bus {
 		opts.Logger = slog.Default()
 	}
 	return &Bus{pool: pool, opts: opts, log: opts.Logger.With("component", "pgbus"), wakes: map[chan struct{}]struct{}{},
-		group: &publishGroup{pool: pool}}
+		publishes: newPublishGroup(pool)}
 }
 
 // Publish records m, once per ID, and wakes the consumers; it returns once
@@ -106,7 +107,7 @@ func (b *Bus) Publish(ctx context.Context, m bus.Message) (duplicate bool, err e
 		return false, err
 	}
 	start := time.Now()
-	inserted, err := b.group.publish(ctx, m)
+	inserted, err := b.publishOne(ctx, m)
 	mPublishSecs.Observe(time.Since(start).Seconds())
 	switch {
 	case err != nil:

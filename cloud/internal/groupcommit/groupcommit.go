@@ -1,0 +1,116 @@
+// Package groupcommit lets concurrent callers share one database statement
+// and its commit. Each caller hands in its request and waits; requests that
+// arrive while earlier ones are being written queue up and go together in
+// the next write. At low load every request goes alone at once, as if there
+// were no group; under load one statement and one WAL flush carry many, and
+// the commits per second stop being the ceiling. The payment bus records
+// webhooks this way, and the store confirms paid holds this way.
+package groupcommit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Group batches requests of type T, each answered with an R. The zero value
+// is not usable: set Write.
+type Group[T, R any] struct {
+	// Write writes one batch and returns one answer per request, in order,
+	// or an error that every request of the batch gets.
+	Write func(ctx context.Context, batch []T) ([]R, error)
+	// MaxBatch bounds the requests of one write (default 256).
+	MaxBatch int
+	// MaxWriters bounds the writes in flight at once (default 4): more would
+	// only queue on the WAL and the pool.
+	MaxWriters int
+	// Timeout bounds one write (default 15s). It is not any caller's
+	// context, since the write carries the requests of many callers.
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	queue   []*request[T, R]
+	writers int
+}
+
+type request[T, R any] struct {
+	in    T
+	reply chan result[R] // buffered: a writer never waits on a caller
+}
+
+type result[R any] struct {
+	out R
+	err error
+}
+
+// Do queues in for the next write and waits for its answer. A caller whose
+// ctx ends first returns ctx.Err() and leaves its request in the write: it
+// may or may not take effect.
+func (g *Group[T, R]) Do(ctx context.Context, in T) (R, error) {
+	r := &request[T, R]{in: in, reply: make(chan result[R], 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	maxWriters := g.MaxWriters
+	if maxWriters <= 0 {
+		maxWriters = 4
+	}
+	spawn := g.writers < maxWriters
+	if spawn {
+		g.writers++
+	}
+	g.mu.Unlock()
+	if spawn {
+		go g.drain()
+	}
+	select {
+	case res := <-r.reply:
+		return res.out, res.err
+	case <-ctx.Done():
+		var zero R
+		return zero, ctx.Err()
+	}
+}
+
+// drain writes queued requests, a batch at a time, until none are left.
+func (g *Group[T, R]) drain() {
+	maxBatch, timeout := g.MaxBatch, g.Timeout
+	if maxBatch <= 0 {
+		maxBatch = 256
+	}
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), maxBatch)
+		if n == 0 {
+			g.writers--
+			g.queue = nil // let a grown backing array go
+			g.mu.Unlock()
+			return
+		}
+		reqs := make([]*request[T, R], n)
+		copy(reqs, g.queue)
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+
+		batch := make([]T, n)
+		for i, r := range reqs {
+			batch[i] = r.in
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		outs, err := g.Write(ctx, batch)
+		cancel()
+		if err == nil && len(outs) != n {
+			err = fmt.Errorf("groupcommit: %d answers for %d requests", len(outs), n)
+		}
+		for i, r := range reqs {
+			if err != nil {
+				r.reply <- result[R]{err: err}
+			} else {
+				r.reply <- result[R]{out: outs[i]}
+			}
+		}
+	}
+}
