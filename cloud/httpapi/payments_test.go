@@ -66,7 +66,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	if g != nil {
 		svc.Guard = adapt.Guard{G: g}
 	}
-	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 8, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
+	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 16, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
 	wh := &booking.Webhooks{
 		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
 			return adapt.VerifyStripe(p, sig, []string{whSecret})

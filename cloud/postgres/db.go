@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
 //go:embed migration/*.sql
@@ -26,6 +27,8 @@ var migrations embed.FS
 // clock for every replica.
 type DB struct {
 	Pool *pgxpool.Pool
+
+	confirms *groupcommit.Group[confirmReq, confirmRes]
 }
 
 // Open connects to url (a libpq URL or DSN) and checks the connection.
@@ -50,7 +53,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 
 // New wraps an existing pool.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{Pool: pool}
+	db := &DB{Pool: pool}
+	db.confirms = &groupcommit.Group[confirmReq, confirmRes]{Write: db.confirmHolds, MaxBatch: 64}
+	return db
 }
 
 // Close closes the pool.

@@ -280,12 +280,69 @@ func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to clo
 }
 
 // ConfirmHold moves a PENDING reservation whose hold still stands at the
-// given time to CONFIRMED, recording the payment, in one statement. When it
-// reports no change the reservation was not a standing hold: the caller
-// reads it to find out what it was.
+// given time to CONFIRMED, recording the payment. When it reports no change
+// the reservation was not a standing hold: the caller reads it to find out
+// what it was. Concurrent confirmations share one statement and one commit
+// (parkgate_confirm_holds), so a burst of payments is not held to one
+// commit each.
 func (db *DB) ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error) {
-	return db.change(ctx, id, []cloud.Status{cloud.StatusPending}, cloud.StatusConfirmed,
-		PaymentFields{PaymentIntentID: paymentIntentID}, at)
+	if _, err := uuid.Parse(id); err != nil {
+		return false, "", nil // no such reservation: one bad id must not fail a shared statement
+	}
+	res, err := db.confirms.Do(ctx, confirmReq{id: id, intent: paymentIntentID, at: at})
+	if err != nil {
+		return false, "", fmt.Errorf("confirm reservation %s: %w", id, err)
+	}
+	return res.changed, res.lotID, nil
+}
+
+type confirmReq struct {
+	id, intent string
+	at         time.Time
+}
+
+type confirmRes struct {
+	changed bool
+	lotID   string
+}
+
+// confirmHolds is the confirmation group's write.
+func (db *DB) confirmHolds(ctx context.Context, batch []confirmReq) ([]confirmRes, error) {
+	ids := make([]string, len(batch))
+	intents := make([]string, len(batch))
+	ats := make([]time.Time, len(batch))
+	for i, c := range batch {
+		ids[i], intents[i], ats[i] = c.id, c.intent, c.at
+	}
+	var changed map[string]string // reservation → lot
+	err := retry(ctx, func() error {
+		changed = make(map[string]string, len(batch))
+		rows, err := db.Pool.Query(ctx, `SELECT id::text, lot_id::text FROM parkgate_confirm_holds($1::uuid[], $2, $3)`, ids, intents, ats)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, lot string
+			if err := rows.Scan(&id, &lot); err != nil {
+				return err
+			}
+			changed[id] = lot
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]confirmRes, len(batch))
+	for i, c := range batch {
+		key := uuid.MustParse(c.id).String()
+		if lot, ok := changed[key]; ok {
+			out[i] = confirmRes{changed: true, lotID: lot}
+			delete(changed, key) // the same id twice: the second changed nothing
+		}
+	}
+	return out, nil
 }
 
 // change is Change, with heldAt (a time.Time, or nil) as the hold condition.

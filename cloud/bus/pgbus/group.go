@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -102,4 +103,43 @@ func (b *Bus) publishOne(ctx context.Context, m bus.Message) (inserted bool, err
 		return fresh[m.ID], nil
 	}
 	return inserted, err
+}
+
+// Handled events are marked done together too: after claims and
+// confirmations were shared, one mark per event was the busiest statement.
+func newDoneGroup(pool *pgxpool.Pool) *groupcommit.Group[claimed, bool] {
+	type claim struct {
+		id       string
+		attempts int32
+	}
+	g := &groupcommit.Group[claimed, bool]{}
+	g.Write = func(ctx context.Context, batch []claimed) ([]bool, error) {
+		ids := make([]string, len(batch))
+		attempts := make([]int32, len(batch))
+		for i, c := range batch {
+			ids[i], attempts[i] = c.msg.ID, c.attempts
+		}
+		marked := make(map[claim]bool, len(batch))
+		b := &pgx.Batch{}
+		b.Queue(asyncSQL)
+		b.Queue(doneSQL, ids, attempts).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var c claim
+				if err := rows.Scan(&c.id, &c.attempts); err != nil {
+					return err
+				}
+				marked[c] = true
+			}
+			return rows.Err()
+		})
+		if err := pool.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("mark %d events done: %w", len(batch), err)
+		}
+		out := make([]bool, len(batch))
+		for i, c := range batch {
+			out[i] = marked[claim{c.msg.ID, c.attempts}]
+		}
+		return out, nil
+	}
+	return g
 }

@@ -67,8 +67,10 @@ type Bus struct {
 	notifying atomic.Bool // a notifier goroutine is running
 	pending   atomic.Bool // an event was committed since the last NOTIFY was sent
 
-	// publishes batches concurrent publishes into shared INSERTs.
+	// Concurrent publishes share INSERTs, and handled events share the
+	// statement that marks them done (group.go).
 	publishes *groupcommit.Group[bus.Message, bool]
+	dones     *groupcommit.Group[claimed, bool]
 
 	// onListen, when set (by tests), is called with the backend pid of each
 	// new listening connection once LISTEN has been issued.
@@ -94,7 +96,7 @@ func New(pool *pgxpool.Pool, opts Options) *Bus {
 		opts.Logger = slog.Default()
 	}
 	return &Bus{pool: pool, opts: opts, log: opts.Logger.With("component", "pgbus"), wakes: map[chan struct{}]struct{}{},
-		publishes: newPublishGroup(pool)}
+		publishes: newPublishGroup(pool), dones: newDoneGroup(pool)}
 }
 
 // Publish records m, once per ID, and wakes the consumers; it returns once
@@ -394,35 +396,40 @@ func (b *Bus) finish(ctx context.Context, c claimed, herr error) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var (
-		tag  pgconn.CommandTag
-		err  error
-		what string
+		recorded bool // false: the claim's lease was lost to another consumer
+		err      error
+		what     string
 	)
 	switch {
 	case herr == nil:
 		what = "done"
-		tag, err = b.exec(fctx, doneSQL, c.msg.ID, c.attempts)
-		if err == nil && tag.RowsAffected() == 1 {
+		if recorded, err = b.dones.Do(fctx, c); recorded {
 			mProcessed.Inc()
 		}
 	case ctx.Err() != nil:
 		what = "release"
-		tag, err = b.exec(fctx, retrySQL, c.msg.ID, c.attempts, 0, "released: consumer stopped: "+herr.Error())
+		recorded, err = b.giveBack(fctx, c, 0, "released: consumer stopped: "+herr.Error())
 	default:
 		what = "retry"
 		mFailures.Inc()
 		delay := b.opts.Backoff.Delay(int(c.attempts))
 		b.log.Warn("handler failed; will retry", "event", c.msg.ID, "type", c.msg.Type,
 			"key", c.msg.Key, "attempt", c.attempts, "retry_in", delay, "err", herr)
-		tag, err = b.exec(fctx, retrySQL, c.msg.ID, c.attempts, delay.Microseconds(), herr.Error())
+		recorded, err = b.giveBack(fctx, c, delay, herr.Error())
 	}
 	switch {
 	case err != nil:
 		// The lease will run out and the event will be delivered again.
 		b.log.Error("record outcome failed", "event", c.msg.ID, "outcome", what, "err", err)
-	case tag.RowsAffected() == 0:
+	case !recorded:
 		b.log.Warn("outcome not recorded: lease lost to another worker", "event", c.msg.ID, "outcome", what)
 	}
+}
+
+// giveBack returns a claimed event to the queue, claimable after delay.
+func (b *Bus) giveBack(ctx context.Context, c claimed, delay time.Duration, why string) (bool, error) {
+	tag, err := b.exec(ctx, retrySQL, c.msg.ID, c.attempts, delay.Microseconds(), why)
+	return tag.RowsAffected() == 1, err
 }
 
 // codeUndefinedTable is the SQLSTATE of a missing table.

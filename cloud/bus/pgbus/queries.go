@@ -46,11 +46,15 @@ UPDATE payment_events
    SET locked_until = now() + $3::bigint * interval '1 microsecond'
  WHERE id = $1 AND attempts = $2 AND processed_at IS NULL`
 
-// doneSQL marks a claimed event processed.
+// doneSQL marks claimed events processed: $1 their ids, $2 each claim's
+// attempts, which fence off a claim whose lease was lost. It returns the
+// claims it marked.
 const doneSQL = `
-UPDATE payment_events
+UPDATE payment_events e
    SET processed_at = now(), locked_until = NULL, last_error = NULL
- WHERE id = $1 AND attempts = $2 AND processed_at IS NULL`
+  FROM unnest($1::text[], $2::integer[]) AS d (id, attempts)
+ WHERE e.id = d.id AND e.attempts = d.attempts AND e.processed_at IS NULL
+RETURNING e.id, e.attempts`
 
 // retrySQL gives a claimed event back, claimable again after a delay (the
 // backoff after an error, or none when the consumer stops mid-event).

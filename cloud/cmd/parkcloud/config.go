@@ -119,7 +119,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e.num(&c.DBMaxConns, "db-max-conns", "PARKGATE_DB_MAX_CONNS", 20, "Postgres pool size")
 	e.num(&c.LotInFlight, "lot-inflight", "PARKGATE_LOT_INFLIGHT", 8, "hold requests of one lot in this replica at once; more wait up to 250ms, holding nothing, then get 429 (keep well under db-max-conns)")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
-	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 8, "payment-event workers per replica")
+	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 32, "payment-event handlers per replica; they mostly wait on shared commits, so more than the pool is fine")
 	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
 	fs.BoolVar(&c.SharedIngest, "shared-ingest", shared, "split gate events between replicas with an MQTT shared subscription (env PARKGATE_SHARED_INGEST); off by default because Mosquitto 2.0 keeps sending shares to departed members and drops $share subscriptions on restart: every replica then reads every event and Postgres keeps each once")
 	if err := fs.Parse(args); err != nil {
