@@ -108,21 +108,25 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 	if cosLat > 0.01 {
 		dLng = math.Min(180, radiusM/(metresPerDegree*cosLat))
 	}
+	// Availability, the costly part, is counted in the outer query: only
+	// for lots within the radius (not the corners of the box) and, with
+	// the sort key not depending on it, only for those within the limit.
 	rows, err := db.Pool.Query(ctx, `
-		SELECT * FROM (
+		SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
+		       l.total_spots, l.created_at, l.distance_m, l.total_spots - `+takenSpots+` AS available
+		  FROM (
 			SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
 			       l.total_spots, l.created_at,
 			       2 * 6371008.8 * asin(sqrt(
 			           power(sin(radians(l.latitude - $3) / 2), 2) +
 			           cos(radians($3)) * cos(radians(l.latitude)) *
-			           power(sin(radians(l.longitude - $4) / 2), 2))) AS distance_m,
-			       l.total_spots - `+takenSpots+` AS available
+			           power(sin(radians(l.longitude - $4) / 2), 2))) AS distance_m
 			  FROM lots l
 			 WHERE l.latitude BETWEEN $3 - $6 AND $3 + $6
 			   AND l.longitude BETWEEN $4 - $7 AND $4 + $7
-		) m
-		WHERE m.distance_m <= $5
-		ORDER BY m.distance_m
+		) l
+		WHERE l.distance_m <= $5
+		ORDER BY l.distance_m
 		LIMIT $8`,
 		start, end, lat, lng, radiusM, dLat, dLng, limit)
 	if err != nil {
