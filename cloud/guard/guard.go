@@ -214,7 +214,7 @@ func (g *Guard) exec(ctx context.Context, fn func(context.Context) error) error 
 	case err == nil || errors.Is(err, redis.Nil):
 		g.succeeded()
 		return err
-	case ctx.Err() != nil:
+	case ctxDone(ctx) != nil:
 		return err
 	default:
 		g.failed(err)

@@ -83,8 +83,8 @@ func (g *Guard) Lock(ctx context.Context, lotID string, start, end time.Time) (r
 			return err
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("guard: lock lot %s: %w", lotID, ctx.Err())
+			if cerr := ctxDone(ctx); cerr != nil {
+				return nil, fmt.Errorf("guard: lock lot %s: %w", lotID, cerr)
 			}
 			fallbacks.WithLabelValues(featureLock).Inc()
 			lockResults.WithLabelValues("bypassed").Inc()
@@ -110,6 +110,20 @@ func (g *Guard) Lock(ctx context.Context, lotID string, start, end time.Time) (r
 		}
 		backoff = min(2*backoff, 16*time.Millisecond)
 	}
+}
+
+// ctxDone is ctx.Err(), and DeadlineExceeded once ctx's deadline has
+// passed even if its timer has not fired yet: the Redis client times out on
+// the connection's own deadline, derived from ctx's, and can report it a
+// moment before ctx does, which must not read as "Redis is down".
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func (g *Guard) releaser(keys []string, token string) func() {
