@@ -662,20 +662,32 @@ func (s *resumeCountingStore) attempt() {
 	}
 }
 
-// Get hands out a copy of a stored publish. paho's resume sets the Dup flag
-// of what it gets while the original may still be on its way out, queued
-// before the connection dropped, and read by the new connection's writer:
-// a data race in paho (eclipse-paho/paho.mqtt.golang#703, still open),
-// which the race detector found in TestFlakyNetwork. On a copy, the flag is
-// resume's own; the event may then go out twice, which QoS 1 allows and the
-// cloud's event-id dedupe absorbs.
+// Put keeps a copy of a publish, and Get hands out a fresh copy, so that
+// the packet the store holds is never one a connection's writer holds.
+// paho's resume sets the Dup flag of what it gets from the store while the
+// original may still be on its way out, queued before the connection
+// dropped, and the writer both reads the flags and sets the packet's length
+// as it sends: a data race in paho (eclipse-paho/paho.mqtt.golang#703,
+// still open in 1.5.1), which the race detector found in TestFlakyNetwork
+// twice, once on each side. paho stores a publish before it queues it, so
+// copying in Put reads a packet no other goroutine has yet. The event may
+// go out twice, which QoS 1 allows and the cloud's event-id dedupe absorbs.
+func (s *resumeCountingStore) Put(key string, m packets.ControlPacket) {
+	s.OrderedMemoryStore.Put(key, clonePublish(m))
+}
+
 func (s *resumeCountingStore) Get(key string) packets.ControlPacket {
-	p := s.OrderedMemoryStore.Get(key)
-	if pp, ok := p.(*packets.PublishPacket); ok {
-		cp := *pp
+	return clonePublish(s.OrderedMemoryStore.Get(key))
+}
+
+// clonePublish copies a publish packet (its payload is only ever read);
+// other packets pass through.
+func clonePublish(m packets.ControlPacket) packets.ControlPacket {
+	if p, ok := m.(*packets.PublishPacket); ok {
+		cp := *p
 		return &cp
 	}
-	return p
+	return m
 }
 
 func (s *resumeCountingStore) All() []string {

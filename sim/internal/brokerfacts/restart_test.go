@@ -41,8 +41,9 @@ func publish(t *testing.T, b *broker.Broker, n int) {
 // TestRestartForgetsSharedSubscriptions: a persistent session keeps a plain
 // subscription across a broker restart, and messages published while the
 // subscriber is away wait for it. A shared subscription ($share/…) is not
-// kept: after the restart, everything published until the subscriber
-// subscribes again is acknowledged to the publisher and then dropped.
+// kept (reliably): after the restart, what is published until the
+// subscriber subscribes again is acknowledged to the publisher and then,
+// all of it or most, dropped.
 //
 // This is how the simulator's broker-restart scenario loses gate events:
 // the cloud's ingest reads them through $share/parkcloud/…; an edge that
@@ -82,14 +83,21 @@ func TestRestartForgetsSharedSubscriptions(t *testing.T) {
 			publish(t, b, 3)
 			c = connect(t, b, "ingest", false, &got)
 			defer c.Disconnect(100)
-			want := int32(0)
 			if tt.kept {
-				want = 3
+				waitFor(&got, 3)
 			}
-			waitFor(&got, want)
 			time.Sleep(300 * time.Millisecond) // nothing more is coming
-			if n := got.Load(); n != want {
-				t.Fatalf("across a restart: got %d of 3, want %d", n, want)
+			n := got.Load()
+			switch {
+			case tt.kept && n != 3:
+				t.Fatalf("across a restart: got %d of 3, want all", n)
+			case !tt.kept && n == 3:
+				t.Fatalf("across a restart: got all 3; the shared subscription was kept")
+			case !tt.kept:
+				// Usually none; once in a while (seen in one run of many)
+				// some survive. Either way the publisher was told all
+				// three were taken and the subscriber did not get them all.
+				t.Logf("across a restart: got %d of 3", n)
 			}
 		})
 	}
