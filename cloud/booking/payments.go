@@ -116,14 +116,8 @@ func (s *Service) paid(ctx context.Context, e PaymentEvent) error {
 	// The common case, a payment in time, is one statement; anything else
 	// reads the reservation to see what it is.
 	if _, err := uuid.Parse(e.ReservationID); err == nil {
-		changed, lotID, err := s.DB.ConfirmHold(ctx, e.ReservationID, e.PaymentIntentID, s.Now())
-		if err != nil {
+		if confirmed, err := s.confirmInTime(ctx, e.ReservationID, e.PaymentIntentID); confirmed || err != nil {
 			return err
-		}
-		if changed {
-			transitions.WithLabelValues(string(cloud.StatusConfirmed)).Inc()
-			s.invalidate(ctx, lotID)
-			return nil
 		}
 	}
 	r, err := s.findPaid(ctx, e)
@@ -146,14 +140,9 @@ func (s *Service) paid(ctx context.Context, e PaymentEvent) error {
 	}
 	pay := postgres.PaymentFields{PaymentIntentID: e.PaymentIntentID}
 	if r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
-		changed, lotID, err := s.DB.Change(ctx, r.ID, []cloud.Status{cloud.StatusPending}, cloud.StatusConfirmed, pay)
-		if err != nil {
+		// Found by its session, or it changed since the first try.
+		if confirmed, err := s.confirmInTime(ctx, r.ID, e.PaymentIntentID); confirmed || err != nil {
 			return err
-		}
-		if changed {
-			transitions.WithLabelValues(string(cloud.StatusConfirmed)).Inc()
-			s.invalidate(ctx, lotID)
-			return nil
 		}
 		if r, err = s.DB.Reservation(ctx, r.ID); err != nil {
 			return err
@@ -173,6 +162,18 @@ func (s *Service) paid(ctx context.Context, e PaymentEvent) error {
 		}
 	}
 	return s.refund(ctx, r.ID, e.PaymentIntentID)
+}
+
+// confirmInTime confirms a reservation whose hold still stands, recording
+// the payment; false when it was not such a hold.
+func (s *Service) confirmInTime(ctx context.Context, id, paymentIntentID string) (bool, error) {
+	changed, lotID, err := s.DB.ConfirmHold(ctx, id, paymentIntentID, s.Now())
+	if err != nil || !changed {
+		return false, err
+	}
+	transitions.WithLabelValues(string(cloud.StatusConfirmed)).Inc()
+	s.invalidate(ctx, lotID)
+	return true, nil
 }
 
 // refund returns the payment of a reservation whose hold ended before it
