@@ -273,14 +273,8 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	}
 	hash := req.hash()
 
-	if s.Guard != nil {
-		if stored, ok := s.Guard.LoadResponse(ctx, key); ok {
-			if string(stored.RequestHash) != string(hash) {
-				return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
-			}
-			idempotentReplays.WithLabelValues("redis").Inc()
-			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
-		}
+	if resp, ok, err := s.cached(ctx, key, hash); ok || err != nil {
+		return resp, err
 	}
 
 	lot, err := s.Lot(ctx, req.LotID)
@@ -332,6 +326,37 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 		}
 	}
 	return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
+}
+
+// Replay answers a retry from the Redis fast path alone: the stored response
+// when one is kept under the key for the same request, ok false otherwise
+// (Redis away included). The API asks it before the lot's rate limit, so a
+// driver whose first attempt made a hold is given it back even in a surge
+// that refuses everyone else; a replay costs one Redis read, no database.
+func (s *Service) Replay(ctx context.Context, key string, req HoldRequest) (Response, bool, error) {
+	if s.Guard == nil || key == "" || len(key) > MaxKeyLen {
+		return Response{}, false, nil
+	}
+	if err := req.Validate(s.Now()); err != nil {
+		return Response{}, false, nil // Hold says what is wrong with it
+	}
+	resp, ok, err := s.cached(ctx, key, req.hash())
+	return resp, ok || err != nil, err
+}
+
+func (s *Service) cached(ctx context.Context, key string, hash []byte) (Response, bool, error) {
+	if s.Guard == nil {
+		return Response{}, false, nil
+	}
+	stored, ok := s.Guard.LoadResponse(ctx, key)
+	if !ok {
+		return Response{}, false, nil
+	}
+	if string(stored.RequestHash) != string(hash) {
+		return Response{}, false, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+	}
+	idempotentReplays.WithLabelValues("redis").Inc()
+	return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, true, nil
 }
 
 // hold makes one attempt; markFull, when not nil, records in the cache

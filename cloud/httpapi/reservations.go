@@ -80,6 +80,18 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
+	// A retry of a request that already made its hold is answered before
+	// the lot's limits: refusing it would leave the driver without the
+	// hold the first attempt made, and replaying it costs no database.
+	resp, replayed, err := s.Booking.Replay(r.Context(), key, req)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if replayed {
+		s.writeHold(w, resp)
+		return
+	}
 	leave, ok := s.gate.enter(r.Context(), req.LotID)
 	if !ok {
 		lotGateRefused.Inc()
@@ -95,11 +107,15 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	// the retry replays it instead of waiting out the key's lease.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
 	defer cancel()
-	resp, err := s.Booking.Hold(ctx, key, req)
+	resp, err = s.Booking.Hold(ctx, key, req)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
 	}
+	s.writeHold(w, resp)
+}
+
+func (s *Server) writeHold(w http.ResponseWriter, resp booking.Response) {
 	if resp.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

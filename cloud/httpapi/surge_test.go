@@ -247,5 +247,17 @@ func TestRateLimits(t *testing.T) {
 		if r := bd.do(t, "POST", "/v1/reservations", hold(b, "B1", start, start.Add(time.Hour)), key("b1")); r.Status != 201 {
 			t.Fatalf("another lot: %d %s", r.Status, r.Body)
 		}
+		// The lot is still over its limit, but a retry of the hold that got
+		// in is given its hold back, not refused: the driver whose answer
+		// was lost must learn of the spot it holds.
+		r = bd.do(t, "POST", "/v1/reservations", hold(a, "A1", start, start.Add(time.Hour)), key("a1"))
+		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry of the first hold while the lot is limited: %d replayed %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Body)
+		}
+		// A retry with the key but another body is still told so.
+		r = bd.do(t, "POST", "/v1/reservations", hold(a, "A9", start, start.Add(time.Hour)), key("a1"))
+		if r.Status != 422 || r.code() != "idempotency_key_reused" {
+			t.Fatalf("reused key while the lot is limited: %d %s", r.Status, r.Body)
+		}
 	})
 }
