@@ -108,6 +108,12 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 	if cosLat > 0.01 {
 		dLng = math.Min(180, radiusM/(metresPerDegree*cosLat))
 	}
+	select {
+	case db.searches <- struct{}{}:
+		defer func() { <-db.searches }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("search lots: waiting for a turn: %w", ctx.Err())
+	}
 	// Availability, the costly part, is counted in the outer query: only
 	// for lots within the radius (not the corners of the box) and, with
 	// the sort key not depending on it, only for those within the limit.

@@ -88,6 +88,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	db.LimitSearches(m.SearchConcurrency)
 	m.db = db
 	m.closers = append(m.closers, db.Close)
 	if vs, err := db.Migrate(ctx); err != nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/parkgate/parkgate/cloud/postgres"
 )
 
 // Config is parkcloud's configuration: every field a flag whose default
@@ -31,6 +33,7 @@ type Config struct {
 	ClientRate          string
 	ReplicaID           string
 	DBMaxConns          int
+	SearchConcurrency   int
 	LotInFlight         int
 	WorkerEvery         time.Duration
 	BusWorkers          int
@@ -117,6 +120,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.ClientRate, "client-rate", "PARKGATE_CLIENT_RATE", "100/200", "per-client request limit, rate per second/burst")
 	e.str(&c.ReplicaID, "replica-id", "PARKGATE_REPLICA_ID", hostname(), "this replica's name: its MQTT client ids derive from it")
 	e.num(&c.DBMaxConns, "db-max-conns", "PARKGATE_DB_MAX_CONNS", 20, "Postgres pool size")
+	e.num(&c.SearchConcurrency, "search-concurrency", "PARKGATE_SEARCH_CONCURRENCY", postgres.DefaultSearchConcurrency, "lot searches run in Postgres at once; more wait their turn in order (about the database's cores)")
 	e.num(&c.LotInFlight, "lot-inflight", "PARKGATE_LOT_INFLIGHT", 8, "hold requests of one lot in this replica at once; more wait up to 250ms, holding nothing, then get 429 (keep well under db-max-conns)")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
 	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 32, "payment-event handlers per replica; they mostly wait on shared commits, so more than the pool is fine")
