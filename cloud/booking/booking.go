@@ -262,6 +262,15 @@ var (
 // answer replayed), or an error for answers that are not stored: invalid
 // input, a key in use or reused with another body, the provider away.
 func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Response, error) {
+	if resp, ok, err := s.Replay(ctx, key, req); ok || err != nil {
+		return resp, err
+	}
+	return s.HoldUncached(ctx, key, req)
+}
+
+// HoldUncached is Hold without the Redis fast path, for a caller that has
+// just asked Replay and been told no: one Redis read per hold, not two.
+func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest) (Response, error) {
 	if key == "" {
 		return Response{}, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required")
 	}
@@ -272,10 +281,6 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 		return Response{}, err
 	}
 	hash := req.hash()
-
-	if resp, ok, err := s.cached(ctx, key, hash); ok || err != nil {
-		return resp, err
-	}
 
 	lot, err := s.Lot(ctx, req.LotID)
 	if err != nil {

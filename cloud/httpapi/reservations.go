@@ -107,7 +107,7 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	// the retry replays it instead of waiting out the key's lease.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
 	defer cancel()
-	resp, err = s.Booking.Hold(ctx, key, req)
+	resp, err = s.Booking.HoldUncached(ctx, key, req)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
