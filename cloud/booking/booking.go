@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,15 +107,19 @@ type Service struct {
 
 	// LotConcurrency bounds the holds of one lot in flight in this
 	// replica at once, and LotWait how long a request waits for its turn
-	// before it is told to come back (429). Holds of one lot queue on the
-	// lot's row in Postgres anyway; without this bulkhead a surge on one lot
-	// would fill the connection pool with waiters and starve every other lot.
+	// before it is told to come back (429). A lot's holds are written a
+	// batch at a time on one connection (holdGroup), but around the write a
+	// request may read its key, hand off to Stripe and store its answer:
+	// without this bulkhead a surge on one lot would fill the connection
+	// pool with those and starve every other lot. It is also the most a
+	// batch can carry (default 8, as the API's own lot gate).
 	LotConcurrency int
 	LotWait        time.Duration
 
 	lotsMu sync.RWMutex
 	lots   map[string]cloud.Lot // lots never change once made: cache them
 	gates  map[string]chan struct{}
+	holds  map[string]*groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]
 }
 
 var lotBusy = promauto.NewCounter(prometheus.CounterOpts{
@@ -142,6 +147,51 @@ func (s *Service) enter(ctx context.Context, lotID string) (func(), error) {
 	}
 }
 
+// holdGroup is the lot's queue of holds to write: the requests of one lot
+// that arrive while its previous holds are being written go together, in
+// one transaction (postgres.DB.Holds). They would take turns on the lot's
+// row anyway, each waiting for the one before to commit; a surge on one lot
+// thus costs one commit per batch, not one per driver.
+func (s *Service) holdGroup(lotID string) *groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome] {
+	s.lotsMu.Lock()
+	defer s.lotsMu.Unlock()
+	g, ok := s.holds[lotID]
+	if !ok {
+		g = &groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]{
+			Write: func(ctx context.Context, batch []postgres.HoldParams) ([]postgres.HoldOutcome, error) {
+				return s.writeHolds(ctx, lotID, batch), nil
+			},
+			MaxBatch:   64,
+			MaxWriters: 1, // a second writer would only wait for the first's row lock
+		}
+		s.holds[lotID] = g
+	}
+	return g
+}
+
+// writeHolds writes one batch of a lot's holds under the Redis lock of the
+// lot and the windows the batch spans: one lock for the batch, taken once.
+func (s *Service) writeHolds(ctx context.Context, lotID string, batch []postgres.HoldParams) []postgres.HoldOutcome {
+	if s.Guard != nil {
+		start, end := batch[0].StartsAt, batch[0].EndsAt
+		for _, p := range batch[1:] {
+			if p.StartsAt.Before(start) {
+				start = p.StartsAt
+			}
+			if p.EndsAt.After(end) {
+				end = p.EndsAt
+			}
+		}
+		// The lock only spreads a surge out; when it is busy past its wait,
+		// or Redis is away, go on: the lot row lock in Postgres orders the
+		// writers and the exclusion constraint keeps them honest.
+		if release, err := s.Guard.Lock(ctx, lotID, start, end); err == nil {
+			defer release()
+		}
+	}
+	return s.DB.Holds(ctx, batch)
+}
+
 // New returns a service with defaults filled in.
 func New(db *postgres.DB, payments Payments, guard Guard, log *slog.Logger, holdTTL time.Duration) *Service {
 	if log == nil {
@@ -152,7 +202,8 @@ func New(db *postgres.DB, payments Payments, guard Guard, log *slog.Logger, hold
 	}
 	return &Service{DB: db, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
 		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{}, gates: map[string]chan struct{}{},
-		LotConcurrency: 4, LotWait: 250 * time.Millisecond}
+		holds:          map[string]*groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]{},
+		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
 }
 
 var (
@@ -313,15 +364,6 @@ func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest)
 	}
 	defer leave()
 
-	if s.Guard != nil {
-		// The lock only spreads a surge out; when it is busy past its wait,
-		// or Redis is away, go on: the lot row lock in Postgres orders the
-		// writers and the exclusion constraint keeps them honest.
-		if release, err := s.Guard.Lock(ctx, lot.ID, req.StartsAt, req.EndsAt); err == nil {
-			defer release()
-		}
-	}
-
 	// Two rounds at most: the second only when a stale key was found whose
 	// hold has lapsed, and was deleted so this request can start afresh.
 	for range 2 {
@@ -375,15 +417,19 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	if s.Payments == nil {
 		final = http.StatusCreated
 	}
-	res, err := s.DB.Hold(ctx, postgres.HoldParams{
+	out, err := s.holdGroup(lot.ID).Do(ctx, postgres.HoldParams{
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
 		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
 		FinalStatus: final,
 	})
+	if err == nil {
+		err = out.Err
+	}
 	if err != nil {
 		return Response{}, false, err
 	}
+	res := out.HoldResult
 	switch res.Outcome {
 	case postgres.HoldKeyExists:
 		return s.existingKey(ctx, key, hash, lot, req)

@@ -59,37 +59,88 @@ type HoldResult struct {
 // (deadlock, serialization failure, exclusion conflict): those are
 // concurrency, not answers, and must never reach a client as an error.
 func (db *DB) Hold(ctx context.Context, p HoldParams) (HoldResult, error) {
-	var key any
-	if p.Key != "" {
-		key = p.Key
-	}
-	var spot any
-	if p.SpotID != "" {
-		spot = p.SpotID
-	}
-	var final any
-	if p.FinalStatus != 0 {
-		final = p.FinalStatus
-	}
 	var res HoldResult
 	err := retry(ctx, func() error {
-		var label pgtype.Text
-		var exp, created pgtype.Timestamptz
-		var seq pgtype.Int8
-		err := db.Pool.QueryRow(ctx, `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-			key, p.RequestHash, p.Lease, p.ConflictBody, final,
-		).Scan(&res.Outcome, &label, &exp, &created, &seq)
-		res.SpotID, res.HoldExpiresAt, res.CreatedAt, res.Seq = label.String, exp.Time.UTC(), created.Time.UTC(), seq.Int64
+		var err error
+		res, err = scanHold(db.Pool.QueryRow(ctx, holdSQL, p.args()...))
 		return err
 	})
 	if err != nil {
-		if sqlState(err) == codeForeignKeyViolation {
-			return HoldResult{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", p.LotID)
-		}
-		return HoldResult{}, fmt.Errorf("hold: %w", err)
+		return HoldResult{}, p.holdError(err)
 	}
 	return res, nil
+}
+
+// HoldOutcome is one answer of Holds.
+type HoldOutcome struct {
+	HoldResult
+	Err error
+}
+
+// Holds makes several holds of one lot in one transaction: one round trip
+// and one commit for all. A lot's holds take turns on its row anyway, each
+// waiting for the previous one's commit to reach the disk; together they
+// wait for one. If the transaction fails as a whole (a deadlock with
+// another replica, a lot that does not exist), each request is made again
+// on its own, so one request's failure is never another's.
+func (db *DB) Holds(ctx context.Context, ps []HoldParams) []HoldOutcome {
+	out := make([]HoldOutcome, len(ps))
+	if len(ps) > 1 {
+		// A batch runs as one implicit transaction: one Sync, one commit.
+		b := &pgx.Batch{}
+		for i := range ps {
+			b.Queue(holdSQL, ps[i].args()...).QueryRow(func(row pgx.Row) error {
+				var err error
+				out[i].HoldResult, err = scanHold(row)
+				return err
+			})
+		}
+		if err := db.Pool.SendBatch(ctx, b).Close(); err == nil {
+			return out
+		}
+	}
+	for i, p := range ps {
+		out[i].HoldResult, out[i].Err = db.Hold(ctx, p)
+	}
+	return out
+}
+
+const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
+
+func (p *HoldParams) args() []any {
+	var key, spot, final any
+	if p.Key != "" {
+		key = p.Key
+	}
+	if p.SpotID != "" {
+		spot = p.SpotID
+	}
+	if p.FinalStatus != 0 {
+		final = p.FinalStatus
+	}
+	return []any{p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
+		key, p.RequestHash, p.Lease, p.ConflictBody, final}
+}
+
+func (p *HoldParams) holdError(err error) error {
+	if sqlState(err) == codeForeignKeyViolation {
+		return cloud.Errorf(cloud.ENotFound, "lot %q not found", p.LotID)
+	}
+	return fmt.Errorf("hold: %w", err)
+}
+
+// scanHold reads parkgate_hold's row, whose columns but the first are
+// NULL unless the hold was made.
+func scanHold(row pgx.Row) (HoldResult, error) {
+	var outcome string
+	var label pgtype.Text
+	var exp, created pgtype.Timestamptz
+	var seq pgtype.Int8
+	if err := row.Scan(&outcome, &label, &exp, &created, &seq); err != nil {
+		return HoldResult{}, err
+	}
+	return HoldResult{Outcome: outcome, SpotID: label.String, HoldExpiresAt: exp.Time.UTC(),
+		CreatedAt: created.Time.UTC(), Seq: seq.Int64}, nil
 }
 
 // retry runs f again (a bounded number of times, with jittered backoff)

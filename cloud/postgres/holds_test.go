@@ -1,0 +1,86 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+)
+
+// TestHoldsTogether: holds of one lot written as one batch each get their
+// own answer (spots while they last, then no_availability; a key used twice
+// in the batch made once), the lot's change log stays gap-free, and a batch
+// the database refuses as a whole (a lot that does not exist) is made again
+// request by request, so only the bad request fails.
+func TestHoldsTogether(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "L", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B", "C"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	params := func(lotID, key string) postgres.HoldParams {
+		return postgres.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
+			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
+			Lease: time.Minute, ConflictBody: []byte(`{}`)}
+	}
+
+	batch := []postgres.HoldParams{params(lot.ID, "a"), params(lot.ID, "b"), params(lot.ID, "a"), params(lot.ID, "c"), params(lot.ID, "d")}
+	want := []string{postgres.HoldHeld, postgres.HoldHeld, postgres.HoldKeyExists, postgres.HoldHeld, postgres.HoldNoAvailability}
+	out := s.DB.Holds(ctx, batch)
+	spots := map[string]bool{}
+	for i, o := range out {
+		if o.Err != nil || o.Outcome != want[i] {
+			t.Fatalf("request %d: %q %v, want %q", i, o.Outcome, o.Err, want[i])
+		}
+		if o.Outcome == postgres.HoldHeld {
+			if spots[o.SpotID] || o.SpotID == "" {
+				t.Errorf("request %d given spot %q twice or none", i, o.SpotID)
+			}
+			spots[o.SpotID] = true
+		}
+	}
+	var n, maxSeq, distinct int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT seq) FROM outbox WHERE lot_id = $1`, lot.ID).Scan(&n, &maxSeq, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || maxSeq != 3 || distinct != 3 {
+		t.Errorf("outbox: %d rows, max seq %d, %d distinct; want 3 gap-free", n, maxSeq, distinct)
+	}
+
+	// A batch with a lot that does not exist fails as a whole in the
+	// database; the others are made one by one and only it fails.
+	other, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "M", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = s.DB.Holds(ctx, []postgres.HoldParams{params(other.ID, "e"), params(uuid.NewString(), "f"), params(other.ID, "g")})
+	for i, w := range []string{postgres.HoldHeld, "", postgres.HoldHeld} {
+		o := out[i]
+		if w == "" {
+			if cloud.ErrorCode(o.Err) != cloud.ENotFound {
+				t.Errorf("request %d on an unknown lot: %q %v, want not_found", i, o.Outcome, o.Err)
+			}
+			continue
+		}
+		if o.Err != nil || o.Outcome != w {
+			t.Errorf("request %d: %q %v, want %q", i, o.Outcome, o.Err, w)
+		}
+	}
+	var keys int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key IN ('e', 'f', 'g')`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if keys != 2 {
+		t.Errorf("%d keys stored for e, f, g; want 2 (f's lot does not exist)", keys)
+	}
+}
