@@ -24,12 +24,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS spots_lot_order_idx ON spots (lot_id, id);
 -- (the walk is the only plan left), and the key test is kept a correlated
 -- subquery (OFFSET 0 stops it becoming a join), which can only be run as
 -- a lookup of the candidate's key in payment_events_key_pending_idx.
+-- Plans with a disabled node carry a huge cost, which would cross
+-- jit_above_cost and compile each claim: no JIT here.
 CREATE OR REPLACE FUNCTION parkgate_claim_events(p_lease_us bigint, p_limit integer)
 RETURNS TABLE (id text, key text, type text, payload bytea, created_at timestamptz, attempts integer)
 LANGUAGE plpgsql
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET enable_seqscan = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
