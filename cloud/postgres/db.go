@@ -72,7 +72,11 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 func New(pool *pgxpool.Pool) *DB {
 	db := &DB{Pool: pool}
 	db.LimitSearches(DefaultSearchConcurrency)
-	db.confirms = &groupcommit.Group[confirmReq, confirmRes]{Write: db.confirmHolds, MaxBatch: 64}
+	// One confirmation batch at a time: a batch locks the lots of all its
+	// reservations, so a second writer would only wait for the first's
+	// locks, and meanwhile the queue it could have carried grows. Alone,
+	// each batch takes everything that queued during the one before.
+	db.confirms = &groupcommit.Group[confirmReq, confirmRes]{Write: db.confirmHolds, MaxBatch: 64, MaxWriters: 1}
 	return db
 }
 
