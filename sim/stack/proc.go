@@ -84,6 +84,15 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
+// bindFailed reports whether the process ended because its listening
+// address was taken. Ports are picked free and handed to the child, which
+// binds them a moment later; meanwhile the kernel may give the same port to
+// any other socket on the machine (an outgoing connection included).
+func (p *Proc) bindFailed() bool {
+	exited, _ := p.Exited()
+	return exited && strings.Contains(p.Tail(20), "address already in use")
+}
+
 // Stop sends SIGTERM and waits up to grace for the process to end, then
 // kills it.
 func (p *Proc) Stop(grace time.Duration) error {

@@ -101,6 +101,7 @@ type Edge struct {
 
 	dataDir string
 	env     []string
+	baseEnv int // e.env up to here is the caller's; the rest, edgeEnv's
 	args    []string
 }
 
@@ -381,7 +382,6 @@ func (s *Stack) cloud(ctx context.Context) error {
 		"STRIPE_SECRET_KEY=sk_test_parksim",
 		"STRIPE_WEBHOOK_SECRET=" + webhookSecret,
 		"STRIPE_API_BASE=" + s.StripeURL,
-		"PARKGATE_HTTP_ADDR=" + strings.TrimPrefix(s.CloudURL, "http://"),
 		"PARKGATE_ADMIN_TOKEN=" + s.AdminToken,
 		"PARKGATE_HOLD_TTL=" + s.opts.HoldTTL.String(),
 		"PARKGATE_SIGNING_KEY=" + base64.StdEncoding.EncodeToString(seed),
@@ -396,15 +396,30 @@ func (s *Stack) cloud(ctx context.Context) error {
 	if s.opts.DBMaxConns > 0 {
 		env = append(env, "PARKGATE_DB_MAX_CONNS="+strconv.Itoa(s.opts.DBMaxConns))
 	}
-	p, err := startProc("parkcloud", s.Dir, s.opts.CloudBin, []string{"serve"}, env)
-	if err != nil {
-		return fmt.Errorf("stack: %w", err)
+	for attempt := 1; ; attempt++ {
+		p, err := startProc("parkcloud", s.Dir, s.opts.CloudBin, []string{"serve"},
+			append(env, "PARKGATE_HTTP_ADDR="+strings.TrimPrefix(s.CloudURL, "http://")))
+		if err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+		s.Cloud = p
+		err = p.waitHTTP(ctx, s.CloudURL+"/readyz", 60*time.Second)
+		if err == nil {
+			break
+		}
+		if !p.bindFailed() || attempt == 3 {
+			return fmt.Errorf("stack: %w", err)
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		s.logf("parkcloud: %s was taken before it could bind; on %s instead", s.CloudURL, addr)
+		s.CloudURL = "http://" + addr
+		s.Webhooks.SetTarget(s.CloudURL + "/v1/payments/webhook")
 	}
-	s.Cloud = p
-	if err := p.waitHTTP(ctx, s.CloudURL+"/readyz", 60*time.Second); err != nil {
-		return fmt.Errorf("stack: %w", err)
-	}
-	s.logf("parkcloud: %s (log %s)", s.CloudURL, p.LogPath)
+	s.logf("parkcloud: %s (log %s)", s.CloudURL, s.Cloud.LogPath)
+	var err error
 	if s.LossyURL, err = s.serve(NewAnswerDropper(s.CloudURL)); err != nil {
 		return fmt.Errorf("stack: lossy network: %w", err)
 	}
@@ -493,6 +508,7 @@ func (s *Stack) lots(ctx context.Context) error {
 }
 
 func (s *Stack) startEdge(ctx context.Context, e *Edge) error {
+	first := false
 	if e.Proxy == nil {
 		p, err := tcpproxy.Listen("127.0.0.1:0", s.Broker.Addr())
 		if err != nil {
@@ -502,25 +518,40 @@ func (s *Stack) startEdge(ctx context.Context, e *Edge) error {
 		if e.CloudProxy, err = tcpproxy.Listen("127.0.0.1:0", strings.TrimPrefix(s.CloudURL, "http://")); err != nil {
 			return fmt.Errorf("stack: proxy for %s: %w", e.Lot.Name, err)
 		}
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		e.URL = "http://" + addr
-		e.Lot.EdgeURL = e.URL
 		if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
-		e.env = append(e.env, edgeEnv(s, e, addr)...)
+		e.baseEnv = len(e.env)
+		first = true
 	}
-	p, err := startProc("parkedge-"+e.Lot.Name, s.Dir, s.opts.EdgeBin, e.args, e.env)
-	if err != nil {
-		return fmt.Errorf("stack: %w", err)
+	for attempt := 1; ; attempt++ {
+		if first {
+			// A fresh address on a first start, and again if it was
+			// taken before the agent could bind it. A restart keeps its
+			// address: the cameras know it.
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			e.URL = "http://" + addr
+			e.Lot.EdgeURL = e.URL
+			e.env = append(e.env[:e.baseEnv], edgeEnv(s, e, addr)...)
+		}
+		p, err := startProc("parkedge-"+e.Lot.Name, s.Dir, s.opts.EdgeBin, e.args, e.env)
+		if err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+		e.Proc = p
+		err = p.waitHTTP(ctx, e.URL+"/healthz", 30*time.Second)
+		if err == nil {
+			break
+		}
+		if !first || !p.bindFailed() || attempt == 3 {
+			return fmt.Errorf("stack: %w", err)
+		}
+		s.logf("parkedge %s: %s was taken before it could bind; trying another", e.Lot.Name, e.URL)
 	}
-	e.Proc = p
-	if err := p.waitHTTP(ctx, e.URL+"/healthz", 30*time.Second); err != nil {
-		return fmt.Errorf("stack: %w", err)
-	}
+	p := e.Proc
 	e.Pins = probePins(ctx, e.URL)
 	pins := "no fake pins over HTTP"
 	if e.Pins != nil {

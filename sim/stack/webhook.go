@@ -18,12 +18,12 @@ import (
 // gap the cloud must close with a refund. It also notes when each session's
 // payment event first got through, which is when the cloud could know of it.
 type WebhookGate struct {
-	target string
 	client *http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
+	target   string
 	holds    map[string]time.Time // session id → held until
 	paidSeen map[string]time.Time // session id → first payment event accepted by the cloud
 	received int
@@ -41,6 +41,13 @@ func NewWebhookGate(target string) *WebhookGate {
 		holds:    map[string]time.Time{},
 		paidSeen: map[string]time.Time{},
 	}
+}
+
+// SetTarget points the gate at another address of the cloud.
+func (g *WebhookGate) SetTarget(target string) {
+	g.mu.Lock()
+	g.target = target
+	g.mu.Unlock()
 }
 
 // HoldUntil holds every event of the session until t.
@@ -104,7 +111,10 @@ func (g *WebhookGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	req, err := http.NewRequestWithContext(g.ctx, http.MethodPost, g.target, bytes.NewReader(body))
+	g.mu.Lock()
+	target := g.target
+	g.mu.Unlock()
+	req, err := http.NewRequestWithContext(g.ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
