@@ -85,9 +85,7 @@ func (p *Proc) Exited() (bool, error) {
 }
 
 // bindFailed reports whether the process ended because its listening
-// address was taken. Ports are picked free and handed to the child, which
-// binds them a moment later; meanwhile the kernel may give the same port to
-// any other socket on the machine (an outgoing connection included).
+// address was taken (see Stack.startServing).
 func (p *Proc) bindFailed() bool {
 	exited, _ := p.Exited()
 	return exited && strings.Contains(p.Tail(20), "address already in use")

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,7 +102,6 @@ type Edge struct {
 
 	dataDir string
 	env     []string
-	baseEnv int // e.env up to here is the caller's; the rest, edgeEnv's
 	args    []string
 }
 
@@ -341,12 +341,8 @@ func freeAddr() (string, error) {
 const webhookSecret = "whsec_parksim"
 
 func (s *Stack) stripe() error {
-	cloudAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	s.CloudURL = "http://" + cloudAddr
-	s.Webhooks = NewWebhookGate(s.CloudURL + "/v1/payments/webhook")
+	// The gate learns the cloud's address once the cloud listens.
+	s.Webhooks = NewWebhookGate("")
 	gateURL, err := s.serve(s.Webhooks)
 	if err != nil {
 		return fmt.Errorf("stack: webhook gate: %w", err)
@@ -396,34 +392,46 @@ func (s *Stack) cloud(ctx context.Context) error {
 	if s.opts.DBMaxConns > 0 {
 		env = append(env, "PARKGATE_DB_MAX_CONNS="+strconv.Itoa(s.opts.DBMaxConns))
 	}
-	for attempt := 1; ; attempt++ {
-		p, err := startProc("parkcloud", s.Dir, s.opts.CloudBin, []string{"serve"},
-			append(env, "PARKGATE_HTTP_ADDR="+strings.TrimPrefix(s.CloudURL, "http://")))
-		if err != nil {
-			return fmt.Errorf("stack: %w", err)
-		}
-		s.Cloud = p
-		err = p.waitHTTP(ctx, s.CloudURL+"/readyz", 60*time.Second)
-		if err == nil {
-			break
-		}
-		if !p.bindFailed() || attempt == 3 {
-			return fmt.Errorf("stack: %w", err)
-		}
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		s.logf("parkcloud: %s was taken before it could bind; on %s instead", s.CloudURL, addr)
-		s.CloudURL = "http://" + addr
-		s.Webhooks.SetTarget(s.CloudURL + "/v1/payments/webhook")
+	p, addr, err := s.startServing(ctx, "parkcloud", s.opts.CloudBin, []string{"serve"},
+		func(addr string) []string { return append(env, "PARKGATE_HTTP_ADDR="+addr) }, "/readyz", 60*time.Second)
+	if err != nil {
+		return err
 	}
-	s.logf("parkcloud: %s (log %s)", s.CloudURL, s.Cloud.LogPath)
-	var err error
+	s.Cloud, s.CloudURL = p, "http://"+addr
+	s.Webhooks.SetTarget(s.CloudURL + "/v1/payments/webhook")
+	s.logf("parkcloud: %s (log %s)", s.CloudURL, p.LogPath)
 	if s.LossyURL, err = s.serve(NewAnswerDropper(s.CloudURL)); err != nil {
 		return fmt.Errorf("stack: lossy network: %w", err)
 	}
 	return nil
+}
+
+// startServing starts a child that serves HTTP on an address picked for it
+// (env gives its environment for that address) and waits until health
+// answers. Ports are picked free and bound by the child a moment later;
+// meanwhile the kernel may give the port to any other socket on the machine
+// (an outgoing connection included), so a child that could not bind is
+// started again on another port, three tries in all.
+func (s *Stack) startServing(ctx context.Context, name, bin string, args []string, env func(addr string) []string, health string, wait time.Duration) (*Proc, string, error) {
+	for attempt := 1; ; attempt++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := startProc(name, s.Dir, bin, args, env(addr))
+		if err != nil {
+			return nil, "", fmt.Errorf("stack: %w", err)
+		}
+		err = p.waitHTTP(ctx, "http://"+addr+health, wait)
+		if err == nil {
+			return p, addr, nil
+		}
+		if !p.bindFailed() || attempt == 3 {
+			_ = p.Stop(5 * time.Second) // one that is up but never answered
+			return nil, "", fmt.Errorf("stack: %w", err)
+		}
+		s.logf("%s: %s was taken before it could bind; trying another port", name, addr)
+	}
 }
 
 // do sends a JSON request and decodes a JSON answer into out.
@@ -508,56 +516,44 @@ func (s *Stack) lots(ctx context.Context) error {
 }
 
 func (s *Stack) startEdge(ctx context.Context, e *Edge) error {
-	first := false
 	if e.Proxy == nil {
-		p, err := tcpproxy.Listen("127.0.0.1:0", s.Broker.Addr())
-		if err != nil {
+		var err error
+		if e.Proxy, err = tcpproxy.Listen("127.0.0.1:0", s.Broker.Addr()); err != nil {
 			return fmt.Errorf("stack: proxy for %s: %w", e.Lot.Name, err)
 		}
-		e.Proxy = p
 		if e.CloudProxy, err = tcpproxy.Listen("127.0.0.1:0", strings.TrimPrefix(s.CloudURL, "http://")); err != nil {
 			return fmt.Errorf("stack: proxy for %s: %w", e.Lot.Name, err)
 		}
 		if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
-		e.baseEnv = len(e.env)
-		first = true
-	}
-	for attempt := 1; ; attempt++ {
-		if first {
-			// A fresh address on a first start, and again if it was
-			// taken before the agent could bind it. A restart keeps its
-			// address: the cameras know it.
-			addr, err := freeAddr()
-			if err != nil {
-				return err
-			}
-			e.URL = "http://" + addr
-			e.Lot.EdgeURL = e.URL
-			e.env = append(e.env[:e.baseEnv], edgeEnv(s, e, addr)...)
+		p, addr, err := s.startServing(ctx, "parkedge-"+e.Lot.Name, s.opts.EdgeBin, e.args,
+			func(addr string) []string { return append(slices.Clip(e.env), edgeEnv(s, e, addr)...) },
+			"/healthz", 30*time.Second)
+		if err != nil {
+			return err
 		}
+		e.URL = "http://" + addr
+		e.Lot.EdgeURL = e.URL
+		e.env = append(e.env, edgeEnv(s, e, addr)...)
+		e.Proc = p
+	} else {
+		// A restart keeps its address: the cameras know it.
 		p, err := startProc("parkedge-"+e.Lot.Name, s.Dir, s.opts.EdgeBin, e.args, e.env)
 		if err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
 		e.Proc = p
-		err = p.waitHTTP(ctx, e.URL+"/healthz", 30*time.Second)
-		if err == nil {
-			break
-		}
-		if !first || !p.bindFailed() || attempt == 3 {
+		if err := p.waitHTTP(ctx, e.URL+"/healthz", 30*time.Second); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
-		s.logf("parkedge %s: %s was taken before it could bind; trying another", e.Lot.Name, e.URL)
 	}
-	p := e.Proc
 	e.Pins = probePins(ctx, e.URL)
 	pins := "no fake pins over HTTP"
 	if e.Pins != nil {
 		pins = "fake pins at " + e.Pins.base
 	}
-	s.logf("parkedge %s: %s via proxy %s (%s; log %s)", e.Lot.Name, e.URL, e.Proxy.Addr(), pins, p.LogPath)
+	s.logf("parkedge %s: %s via proxy %s (%s; log %s)", e.Lot.Name, e.URL, e.Proxy.Addr(), pins, e.Proc.LogPath)
 	return nil
 }
 
