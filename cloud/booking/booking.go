@@ -153,10 +153,15 @@ func (s *Service) enter(ctx context.Context, lotID string) (func(), error) {
 // row anyway, each waiting for the one before to commit; a surge on one lot
 // thus costs one commit per batch, not one per driver.
 func (s *Service) holdGroup(lotID string) *groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome] {
+	s.lotsMu.RLock()
+	g, ok := s.holds[lotID]
+	s.lotsMu.RUnlock()
+	if ok {
+		return g
+	}
 	s.lotsMu.Lock()
 	defer s.lotsMu.Unlock()
-	g, ok := s.holds[lotID]
-	if !ok {
+	if g, ok = s.holds[lotID]; !ok {
 		g = &groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]{
 			Write: func(ctx context.Context, batch []postgres.HoldParams) ([]postgres.HoldOutcome, error) {
 				return s.writeHolds(ctx, lotID, batch), nil

@@ -41,9 +41,9 @@ const DefaultSearchConcurrency = 4
 // (15 lots' availability each). Run sixteen at once and they time-slice the
 // database's cores: the same throughput, but the unlucky ones wait three
 // times the median. Queued in order here instead, each waits its turn and
-// the tail closes up (16 clients, 2 cores: p99 24 -> 16 ms at the same
-// 1,750-1,900 searches/s). It is also a bulkhead: searches never hold more than n
-// of the pool's connections, however many drivers search during a surge.
+// the tail closes up (16 clients, 2 cores: p99 24 -> 13-16 ms at about the
+// same 1,740-2,130 searches/s). It is also a bulkhead: searches never hold
+// more than n of the pool's connections, however many drivers search.
 func (db *DB) LimitSearches(n int) {
 	db.searches = make(chan struct{}, max(n, 1))
 }
