@@ -100,7 +100,7 @@ func (g *Guard) Availability(ctx context.Context, lotID string, start, end time.
 	var res []any
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
-		res, err = lookupScript.Run(ctx, g.rdb, []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)}).Slice()
+		res, err = lookupScript.Run(ctx, g.pipe, []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)}).Slice()
 		return err
 	})
 	// An invalidation lost while the lookup ran may concern this entry.
@@ -154,7 +154,7 @@ func (g *Guard) StoreAvailability(ctx context.Context, lotID string, start, end 
 	value := strconv.Itoa(available) + "," + strconv.Itoa(total)
 	ttl := strconv.FormatInt(g.opts.AvailabilityTTL.Milliseconds(), 10)
 	err := g.call(ctx, func(ctx context.Context) error {
-		return storeScript.Run(ctx, g.rdb, []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)},
+		return storeScript.Run(ctx, g.pipe, []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)},
 			version.epoch, version.lot, value, ttl).Err()
 	})
 	if err != nil {
@@ -194,7 +194,7 @@ func (g *Guard) InvalidateLot(ctx context.Context, lotIDs ...string) {
 	// Not cut short by a client that hung up: the change has committed.
 	ctx = context.WithoutCancel(ctx)
 	err := g.call(ctx, func(ctx context.Context) error {
-		return bumpScript.Run(ctx, g.rdb, keys).Err()
+		return bumpScript.Run(ctx, g.pipe, keys).Err()
 	})
 	if err != nil {
 		// Lost, or perhaps applied: either way no entry may be trusted
@@ -229,7 +229,7 @@ func (g *Guard) recoverCache(ctx context.Context) bool {
 	// and leaves the cache dirty for the next one.
 	gen := g.failGen.Load()
 	err := g.call(context.WithoutCancel(ctx), func(ctx context.Context) error {
-		return bumpScript.Run(ctx, g.rdb, []string{g.epochKey()}).Err()
+		return bumpScript.Run(ctx, g.pipe, []string{g.epochKey()}).Err()
 	})
 	if err != nil {
 		return false

@@ -93,3 +93,16 @@ func BenchmarkAvailabilityHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAllowLotCrowd is a surge: 256 callers per core at once, whose
+// commands the guard sends to Redis in shared pipelines.
+func BenchmarkAllowLotCrowd(b *testing.B) {
+	g, _ := setup(b, guard.Options{LotRate: guard.Limit{Rate: 1e9, Burst: 1e9}})
+	ctx := context.Background()
+	b.SetParallelism(256)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			g.AllowLot(ctx, "lot-1")
+		}
+	})
+}

@@ -8,6 +8,8 @@
 // degrades instead of failing when Redis is slow, down or restarted — the
 // limiter falls back to a per-replica limit, the lock is skipped, the caches
 // are bypassed — and says so through Healthy, Status and the
-// parkgate_redis_up and parkgate_guard_* metrics. Methods are safe for
+// parkgate_redis_up and parkgate_guard_* metrics. Concurrent callers'
+// commands share Redis pipelines, so a surge costs a round trip per batch,
+// not per request. Methods are safe for
 // concurrent use; one Guard serves a whole process.
 package guard

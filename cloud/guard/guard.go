@@ -112,6 +112,7 @@ func (o Options) withDefaults() Options {
 // Guard is the hot-lot guard. Create it with New.
 type Guard struct {
 	rdb     redis.UniversalClient
+	pipe    *autoPipe // every command but the health probe's goes through it
 	opts    Options
 	limiter *redis_rate.Limiter
 	local   *localLimiter
@@ -139,10 +140,15 @@ type Guard struct {
 // availability scripts touch a global key with per-lot keys, which Redis
 // Cluster would refuse as cross-slot. NewClient configures one well.
 func New(rdb redis.UniversalClient, opts Options) *Guard {
+	opts = opts.withDefaults()
+	// A pipeline that outlives its callers' OpTimeout is given up a little
+	// later, so one stalled write cannot hold its writer for long.
+	pipe := newAutoPipe(rdb, 2*opts.OpTimeout)
 	g := &Guard{
 		rdb:     rdb,
-		opts:    opts.withDefaults(),
-		limiter: redis_rate.NewLimiter(rdb),
+		pipe:    pipe,
+		opts:    opts,
+		limiter: redis_rate.NewLimiter(pipe),
 		local:   newLocalLimiter(),
 	}
 	g.up.Store(true)

@@ -55,7 +55,7 @@ func (g *Guard) LoadResponse(ctx context.Context, key string) (StoredResponse, b
 	var raw []byte
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
-		raw, err = g.rdb.Get(ctx, g.key("idem", key)).Bytes()
+		raw, err = g.pipe.Get(ctx, g.key("idem", key)).Bytes()
 		return err
 	})
 	switch {
@@ -83,7 +83,7 @@ func (g *Guard) SaveResponse(ctx context.Context, key string, r StoredResponse) 
 	// Not cut short by a client that hung up: its retry wants the fast path.
 	ctx = context.WithoutCancel(ctx)
 	err := g.call(ctx, func(ctx context.Context) error {
-		return g.rdb.Set(ctx, g.key("idem", key), r.encode(), g.opts.IdempotencyTTL).Err()
+		return g.pipe.Set(ctx, g.key("idem", key), r.encode(), g.opts.IdempotencyTTL).Err()
 	})
 	if err != nil {
 		fallbacks.WithLabelValues(featureIdempotency).Inc()

@@ -79,7 +79,7 @@ func (g *Guard) Lock(ctx context.Context, lotID string, start, end time.Time) (r
 		var got int64
 		err := g.call(ctx, func(ctx context.Context) error {
 			var err error
-			got, err = acquireScript.Run(ctx, g.rdb, keys, token, ttl).Int64()
+			got, err = acquireScript.Run(ctx, g.pipe, keys, token, ttl).Int64()
 			return err
 		})
 		if err != nil {
@@ -133,7 +133,7 @@ func (g *Guard) releaser(keys []string, token string) func() {
 			// A fresh context: release runs when the request may be over,
 			// and an unreleased lock only costs the others its TTL.
 			_ = g.call(context.Background(), func(ctx context.Context) error {
-				return releaseScript.Run(ctx, g.rdb, keys, token).Err()
+				return releaseScript.Run(ctx, g.pipe, keys, token).Err()
 			})
 		})
 	}

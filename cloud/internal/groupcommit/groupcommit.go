@@ -4,7 +4,9 @@
 // the next write. At low load every request goes alone at once, as if there
 // were no group; under load one statement and one WAL flush carry many, and
 // the commits per second stop being the ceiling. The payment bus records
-// webhooks this way, and the store confirms paid holds this way.
+// webhooks this way, the store confirms paid holds and writes a
+// lot's holds this way, and the hot-lot guard pipelines its Redis commands
+// this way.
 package groupcommit
 
 import (
