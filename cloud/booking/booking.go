@@ -176,7 +176,11 @@ func (s *Service) holdGroup(lotID string) *groupcommit.Group[postgres.HoldParams
 
 // writeHolds writes one batch of a lot's holds under the Redis lock of the
 // lot and the windows the batch spans: one lock for the batch, taken once.
+// The lot's cached availability is invalidated once for the batch, before
+// any of its callers is answered; the lock is released without making them
+// wait for it.
 func (s *Service) writeHolds(ctx context.Context, lotID string, batch []postgres.HoldParams) []postgres.HoldOutcome {
+	release := func() {}
 	if s.Guard != nil {
 		start, end := batch[0].StartsAt, batch[0].EndsAt
 		for _, p := range batch[1:] {
@@ -190,11 +194,19 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []postgres
 		// The lock only spreads a surge out; when it is busy past its wait,
 		// or Redis is away, go on: the lot row lock in Postgres orders the
 		// writers and the exclusion constraint keeps them honest.
-		if release, err := s.Guard.Lock(ctx, lotID, start, end); err == nil {
-			defer release()
+		if r, err := s.Guard.Lock(ctx, lotID, start, end); err == nil {
+			release = r
 		}
 	}
-	return s.DB.Holds(ctx, batch)
+	out := s.DB.Holds(ctx, batch)
+	go release()
+	for _, o := range out {
+		if o.Err == nil && o.Outcome == postgres.HoldHeld {
+			s.invalidate(ctx, lotID)
+			break
+		}
+	}
+	return out
 }
 
 // New returns a service with defaults filled in.
@@ -453,8 +465,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	default:
 		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
 	}
-	holdsCreated.Inc()
-	s.invalidate(ctx, lot.ID)
+	holdsCreated.Inc() // and the batch's writer has invalidated the lot
 	r := cloud.Reservation{
 		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
