@@ -49,14 +49,14 @@ func (d *driverConn) dial() error {
 }
 
 // do sends one request and reads its answer; a connection the server has
-// closed is dialled again once, as a client's pool would.
-func (d *driverConn) do(t testing.TB, method, path string, body any, hdr map[string]string) reply {
-	t.Helper()
+// closed is dialled again once, as a client's pool would. It may run on any
+// goroutine: it reports rather than stops the test.
+func (d *driverConn) do(method, path string, body any, hdr map[string]string) (reply, error) {
 	var raw []byte
 	if body != nil {
 		var err error
 		if raw, err = json.Marshal(body); err != nil {
-			t.Fatal(err)
+			return reply{}, err
 		}
 	}
 	d.wb.Reset()
@@ -69,14 +69,14 @@ func (d *driverConn) do(t testing.TB, method, path string, body any, hdr map[str
 	for attempt := 0; ; attempt++ {
 		r, err := d.roundTrip(method)
 		if err == nil {
-			return r
+			return r, nil
 		}
 		_ = d.c.Close()
 		if attempt == 1 {
-			t.Fatalf("%s %s: %v", method, path, err)
+			return reply{}, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		if err := d.dial(); err != nil {
-			t.Fatalf("%s %s: redial: %v", method, path, err)
+			return reply{}, fmt.Errorf("%s %s: redial: %w", method, path, err)
 		}
 	}
 }

@@ -1,12 +1,18 @@
 package httpapi_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -47,7 +53,8 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 // other lots book at a steady rate. It measures the other lots' p99 without
 // and with the surge in one run, and with a surge of as many requests that
 // do nothing (the floor this machine sets), and checks the hot lot: exactly
-// 50 holds, every other answer a quick 409 or 429, no overlap.
+// 50 holds, every other answer a quick 409 or 429, no overlap. The drivers
+// are a child process (TestSurgeCrowd); the steady lots' client is here.
 func BenchmarkSurge(b *testing.B) {
 	benchClient()
 	bd := setupGuarded(b, guard.Options{
@@ -62,105 +69,94 @@ func BenchmarkSurge(b *testing.B) {
 	base := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UTC()
 	var seq int
 	var seqMu sync.Mutex
-	// steady books the other lots at about rate holds/s for d.
-	steady := func(rate int, d time.Duration) *latencies {
-		lat := &latencies{}
+	// steady books the other lots at about rate holds/s until stop, and
+	// returns when each request started and how long it took.
+	type sample struct {
+		at   time.Time
+		took time.Duration
+	}
+	steady := func(rate int, stop <-chan time.Time) []sample {
+		var mu sync.Mutex
+		var out []sample
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
 		var wg sync.WaitGroup
-		end := time.Now().Add(d)
-		for time.Now().Before(end) {
-			<-tick.C
+		for {
+			select {
+			case <-stop:
+				wg.Wait()
+				return out
+			case <-tick.C:
+			}
 			seqMu.Lock()
 			i := seq
 			seq++
 			seqMu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				lot := others[i%len(others)]
 				w := base.Add(time.Duration(i/len(others)%300) * time.Hour)
 				t0 := time.Now()
 				r := bd.do(b, "POST", "/v1/reservations", hold(lot, fmt.Sprintf("O%06d", i), w, w.Add(time.Hour)), key(fmt.Sprint("o-", i)))
-				lat.add(time.Since(t0))
+				mu.Lock()
+				out = append(out, sample{t0, time.Since(t0)})
+				mu.Unlock()
 				if r.Status != 201 {
 					b.Errorf("steady lot: %d %s", r.Status, r.Body)
 				}
-			}()
+			})
 		}
-		wg.Wait()
-		return lat
+	}
+	// within is the latencies of the samples that started in [from, to).
+	within := func(samples []sample, from, to time.Time) *latencies {
+		l := &latencies{}
+		for _, s := range samples {
+			if !s.at.Before(from) && s.at.Before(to) {
+				l.d = append(l.d, s.took)
+			}
+		}
+		return l
 	}
 	const rate = 100
-	// Each driver of the surge has its own warm connection, as a load
-	// balancer in front of the replicas keeps them: the surge is of
-	// requests, not of TCP handshakes. The drivers speak HTTP/1.1 through
-	// driverConn, which costs this shared machine half what net/http's
-	// client does; the steady lots keep net/http, the same before and
-	// during the surge.
-	drivers := make([]*driverConn, benchN(1000))
-	for i := range drivers {
-		drivers[i] = dialDriver(b, bd.srv.URL)
-		defer drivers[i].close()
-		drivers[i].do(b, "GET", "/healthz", nil, nil)
-	}
-	steady(rate, 2*time.Second) // warm up
-	baseline := steady(rate, 5*time.Second)
+	// The surge's drivers run in a process of their own, as they would on
+	// their phones: in this one their 1,000 goroutines would queue in the
+	// same run queue as the server's and the steady lots' and be counted
+	// against the service. They share this machine's two cores all the
+	// same.
+	crowd := startCrowd(b, crowdConfig{URL: bd.srv.URL, Hot: hot, Base: base, N: benchN(1000)})
+	steady(rate, time.After(2*time.Second)) // warm up
+	all := steady(rate, time.After(5*time.Second))
+	baseline := within(all, time.Time{}, time.Now())
 
-	// The floor: the same number of requests at once to /healthz, which
-	// does nothing, while the other lots book. On a small machine that
-	// hosts the load generator too, 1,000 requests at once cost the other
-	// lots this much whatever the service does with them; the hot lot's
-	// surge below is to be read against it.
-	var floor *latencies
-	var floorWG sync.WaitGroup
-	floorWG.Go(func() { floor = steady(rate, 3*time.Second) })
-	time.Sleep(500 * time.Millisecond)
-	for _, d := range drivers {
-		floorWG.Go(func() { d.do(b, "GET", "/healthz", nil, nil) })
-	}
-	floorWG.Wait()
-
-	var surgeLat, acceptedLat latencies
-	codes, attempts := map[int]int{}, map[int]int{}
-	var mu sync.Mutex
+	// The surge, and the other lots' requests made while it lasted: from
+	// the moment the drivers are let go until the last has its answer
+	// (after its 429s, a few seconds).
+	stop := make(chan time.Time)
 	var wg sync.WaitGroup
-	var during *latencies
-	wg.Add(1)
-	go func() { defer wg.Done(); during = steady(rate, 8*time.Second) }()
-	start := make(chan struct{})
-	for i, d := range drivers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			// A driver told 429 comes back after Retry-After (with
-			// jitter), with the same key, as a client should.
-			var r reply
-			for attempt := 0; ; attempt++ {
-				t0 := time.Now()
-				r = d.do(b, "POST", "/v1/reservations", hold(hot, fmt.Sprintf("HOT%05d", i), base, base.Add(3*time.Hour)), key(fmt.Sprint("hot-", i)))
-				d := time.Since(t0)
-				surgeLat.add(d)
-				if r.Status == 201 {
-					acceptedLat.add(d)
-				}
-				mu.Lock()
-				attempts[r.Status]++
-				mu.Unlock()
-				if r.Status != 429 || attempt == 20 {
-					break
-				}
-				time.Sleep(time.Second + time.Duration(mrand.IntN(1000))*time.Millisecond)
-			}
-			mu.Lock()
-			codes[r.Status]++
-			mu.Unlock()
-		}()
-	}
-	time.Sleep(500 * time.Millisecond) // let the steady load run before the surge
-	close(start)
+	wg.Go(func() { all = steady(rate, stop) })
+	time.Sleep(500 * time.Millisecond) // the steady load runs before the surge
+	surgeAt := time.Now()
+	res := crowd.run(b, "surge")
+	surgeEnd := time.Now()
+	close(stop)
 	wg.Wait()
+	during := within(all, surgeAt, surgeEnd)
+	surgeLat, acceptedLat := &latencies{d: res.All}, &latencies{d: res.Accepted}
+	codes, attempts := res.Codes, res.Attempts
+
+	// The floor: as many requests at once to /healthz, which does
+	// nothing, and the other lots' requests in a window as long as the
+	// surge's. On a small machine that hosts the load generator too, a
+	// thousand requests at once cost the other lots this much whatever the
+	// service does with them; the surge is to be read against it.
+	stop = make(chan time.Time)
+	wg.Go(func() { all = steady(rate, stop) })
+	time.Sleep(500 * time.Millisecond)
+	floorAt := time.Now()
+	crowd.run(b, "floor")
+	time.Sleep(surgeEnd.Sub(surgeAt) - time.Since(floorAt))
+	close(stop)
+	wg.Wait()
+	floor := within(all, floorAt, floorAt.Add(surgeEnd.Sub(surgeAt)))
 
 	assertNoOverlap(b, bd)
 	var held int
@@ -171,7 +167,8 @@ func BenchmarkSurge(b *testing.B) {
 	if held != 50 || codes[201] != 50 || codes[201]+codes[409] != benchN(1000) {
 		b.Errorf("hot lot: %d holds, final statuses %v", held, codes)
 	}
-	b.Logf("hot lot: final statuses %v, all attempts %v", codes, attempts)
+	b.Logf("hot lot: final statuses %v, all attempts %v; the surge lasted %v, the other lots made %d requests meanwhile",
+		codes, attempts, surgeEnd.Sub(surgeAt).Round(time.Millisecond), len(during.d))
 	b.ReportMetric(ms(acceptedLat.pct(.99)), "hot_accepted_p99_ms")
 	b.ReportMetric(ms(surgeLat.pct(.99)), "hot_all_p99_ms")
 	b.ReportMetric(ms(baseline.pct(.99)), "others_p99_before_ms")
@@ -265,4 +262,156 @@ func TestRateLimits(t *testing.T) {
 			t.Fatalf("reused key while the lot is limited: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// crowdConfig tells the crowd process where the hot lot is.
+type crowdConfig struct {
+	URL  string
+	Hot  string
+	Base time.Time
+	N    int
+}
+
+// crowdResult is what the crowd saw of one command.
+type crowdResult struct {
+	All, Accepted   []time.Duration // every attempt; the attempts answered 201
+	Codes, Attempts map[int]int     // final status per driver; status per attempt
+}
+
+// crowd is the handle on the crowd process: one command at a time.
+type crowd struct {
+	in  io.Writer
+	out *bufio.Scanner
+}
+
+const crowdEnv = "PARKGATE_SURGE_CROWD"
+
+// startCrowd starts this test binary again as the crowd (TestSurgeCrowd)
+// and waits until every driver's connection is warm.
+func startCrowd(b *testing.B, cfg crowdConfig) *crowd {
+	b.Helper()
+	raw, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSurgeCrowd$", "-test.count=1", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), crowdEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = in.Close() // the crowd ends at EOF
+		_ = cmd.Wait()
+	})
+	c := &crowd{in: in, out: bufio.NewScanner(out)}
+	c.out.Buffer(nil, 64<<20)
+	c.reply(b)
+	return c
+}
+
+// run sends a command to the crowd and waits for what it saw.
+func (c *crowd) run(b *testing.B, command string) crowdResult {
+	b.Helper()
+	if _, err := fmt.Fprintln(c.in, command); err != nil {
+		b.Fatal(err)
+	}
+	var res crowdResult
+	if err := json.Unmarshal(c.reply(b), &res); err != nil {
+		b.Fatal(err)
+	}
+	return res
+}
+
+// reply is the crowd's next line of its own; the test framework's are
+// skipped.
+func (c *crowd) reply(b *testing.B) []byte {
+	for c.out.Scan() {
+		if line, ok := bytes.CutPrefix(c.out.Bytes(), []byte("CROWD ")); ok {
+			return line
+		}
+	}
+	b.Fatalf("the crowd process ended: %v", c.out.Err())
+	return nil
+}
+
+// TestSurgeCrowd is not a test of its own: BenchmarkSurge runs it in a
+// child process as the hot lot's drivers, each on its own warm connection
+// (as a load balancer keeps them: the surge is of requests, not of TCP
+// handshakes). Commands come one per line on stdin: "floor" sends every
+// driver's GET /healthz at once, "surge" every driver's hold at once, a
+// driver told 429 coming back after Retry-After with jitter and the same
+// key, as a client should.
+func TestSurgeCrowd(t *testing.T) {
+	raw := os.Getenv(crowdEnv)
+	if raw == "" {
+		t.Skip("the surge's crowd; BenchmarkSurge runs it")
+	}
+	var cfg crowdConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	drivers := make([]*driverConn, cfg.N)
+	for i := range drivers {
+		drivers[i] = dialDriver(t, cfg.URL)
+		defer drivers[i].close()
+		if _, err := drivers[i].do("GET", "/healthz", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say := func(v any) {
+		j, _ := json.Marshal(v)
+		fmt.Printf("CROWD %s\n", j)
+	}
+	say("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		res := crowdResult{Codes: map[int]int{}, Attempts: map[int]int{}}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, d := range drivers {
+			wg.Go(func() {
+				<-start
+				if in.Text() == "floor" {
+					if _, err := d.do("GET", "/healthz", nil, nil); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				var r reply
+				for attempt := 0; ; attempt++ {
+					t0 := time.Now()
+					var err error
+					r, err = d.do("POST", "/v1/reservations", hold(cfg.Hot, fmt.Sprintf("HOT%05d", i), cfg.Base, cfg.Base.Add(3*time.Hour)), key(fmt.Sprint("hot-", i)))
+					took := time.Since(t0)
+					if err != nil {
+						t.Error(err) // counted below as status 0
+					}
+					mu.Lock()
+					res.All = append(res.All, took)
+					if r.Status == 201 {
+						res.Accepted = append(res.Accepted, took)
+					}
+					res.Attempts[r.Status]++
+					mu.Unlock()
+					if r.Status != 429 || attempt == 20 {
+						break
+					}
+					time.Sleep(time.Second + time.Duration(mrand.IntN(1000))*time.Millisecond)
+				}
+				mu.Lock()
+				res.Codes[r.Status]++
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		say(res)
+	}
 }
