@@ -120,6 +120,9 @@ type Service struct {
 	lots   map[string]cloud.Lot // lots never change once made: cache them
 	gates  map[string]chan struct{}
 	holds  map[string]*groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]
+	// keyChecks asks Postgres whether keys are known for the full-lot fast
+	// path, the keys of concurrent requests in one read.
+	keyChecks groupcommit.Group[string, bool]
 }
 
 var lotBusy = promauto.NewCounter(prometheus.CounterOpts{
@@ -217,10 +220,12 @@ func New(db *postgres.DB, payments Payments, guard Guard, log *slog.Logger, hold
 	if holdTTL <= 0 {
 		holdTTL = 10 * time.Minute
 	}
-	return &Service{DB: db, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
+	s := &Service{DB: db, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
 		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{}, gates: map[string]chan struct{}{},
 		holds:          map[string]*groupcommit.Group[postgres.HoldParams, postgres.HoldOutcome]{},
 		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
+	s.keyChecks = groupcommit.Group[string, bool]{Write: db.KnownKeys, MaxWriters: 2, Timeout: 5 * time.Second}
+	return s
 }
 
 var (
@@ -333,12 +338,19 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Respon
 	if resp, ok, err := s.Replay(ctx, key, req); ok || err != nil {
 		return resp, err
 	}
-	return s.HoldUncached(ctx, key, req)
+	return s.HoldUncached(ctx, key, req, nil)
 }
 
 // HoldUncached is Hold without the Redis fast path, for a caller that has
 // just asked Replay and been told no: one Redis read per hold, not two.
-func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest) (Response, error) {
+//
+// admit, when not nil, is the caller's rate limit for the lot: it is asked
+// after a lot known to be full has been answered 409 and before the hold
+// queues for the lot, and an error from it is returned as it is. A driver
+// asking for a full lot in a surge thus learns at once that there is no
+// spot, and stops, rather than being told to come back to learn it; a
+// retry of a request that got in is not limited either.
+func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest, admit func(context.Context) error) (Response, error) {
 	if key == "" {
 		return Response{}, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required")
 	}
@@ -363,15 +375,23 @@ func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest)
 	// stored under the key, so a retry asks again and may find a spot that
 	// came free.
 	var markFull func(int)
+	retry := false
 	if s.Guard != nil && req.SpotID == "" {
 		var full bool
 		if full, markFull = s.Guard.Full(ctx, lot.ID, req.StartsAt, req.EndsAt); full {
 			// Unless this is a retry of a request that got in before the
 			// lot filled: one indexed read, no lock, tells.
-			if _, known, err := s.DB.IdempotencyKey(ctx, key); err == nil && !known {
+			known, err := s.keyChecks.Do(ctx, key)
+			if err == nil && !known {
 				holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
 				return Response{}, errNoAvailability
 			}
+			retry = known
+		}
+	}
+	if admit != nil && !retry {
+		if err := admit(ctx); err != nil {
+			return Response{}, err
 		}
 	}
 

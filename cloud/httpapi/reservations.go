@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -99,21 +100,38 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer leave()
-	if !s.allowLot(w, r, req.LotID) {
-		return
+	// The lot's rate limit is asked by the service once it has answered a
+	// lot known to be full (409 at once, not 429 to come back and learn it).
+	var retryAfter time.Duration
+	admit := func(ctx context.Context) error {
+		if s.Limiter == nil {
+			return nil
+		}
+		ok, after := s.Limiter.AllowLot(ctx, req.LotID)
+		if !ok {
+			retryAfter = after
+			return errLotLimited
+		}
+		return nil
 	}
 	// A client that hangs up must not cut a hold in half: the hold, its
 	// Checkout Session and the stored answer are finished regardless, so
 	// the retry replays it instead of waiting out the key's lease.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
 	defer cancel()
-	resp, err = s.Booking.HoldUncached(ctx, key, req)
+	resp, err = s.Booking.HoldUncached(ctx, key, req, admit)
+	if errors.Is(err, errLotLimited) {
+		s.rateLimited(w, r, retryAfter)
+		return
+	}
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
 	}
 	s.writeHold(w, resp)
 }
+
+var errLotLimited = errors.New("the lot's rate limit refused the hold")
 
 func (s *Server) writeHold(w http.ResponseWriter, resp booking.Response) {
 	if resp.Replayed {

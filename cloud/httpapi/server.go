@@ -191,17 +191,6 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, after time.
 	writeError(w, r, s.Log, cloud.Errorf(cloud.ERateLimited, "too many requests; retry after %d s", secs))
 }
 
-func (s *Server) allowLot(w http.ResponseWriter, r *http.Request, lotID string) bool {
-	if s.Limiter == nil {
-		return true
-	}
-	ok, after := s.Limiter.AllowLot(r.Context(), lotID)
-	if !ok {
-		s.rateLimited(w, r, after)
-	}
-	return ok
-}
-
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {

@@ -84,3 +84,40 @@ func TestHoldsTogether(t *testing.T) {
 		t.Errorf("%d keys stored for e, f, g; want 2 (f's lot does not exist)", keys)
 	}
 }
+
+// TestKnownKeys: the batch read of the full-lot fast path tells the keys of
+// holds made (and of one refused, whose answer is stored too) from keys
+// never used, in the order asked, repeats included.
+func TestKnownKeys(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "L", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	var batch []postgres.HoldParams
+	for _, key := range []string{"made", "refused"} {
+		batch = append(batch, postgres.HoldParams{ID: uuid.NewString(), LotID: lot.ID, Plate: "P" + key,
+			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
+			Lease: time.Minute, ConflictBody: []byte(`{}`)})
+	}
+	for i, o := range s.DB.Holds(ctx, batch) {
+		if o.Err != nil {
+			t.Fatalf("hold %d: %v", i, o.Err)
+		}
+	}
+	got, err := s.DB.KnownKeys(ctx, []string{"new", "made", "refused", "made", "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{false, true, true, true, false}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("KnownKeys = %v, want %v", got, want)
+		}
+	}
+}
