@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -104,3 +106,101 @@ func (d *driverConn) roundTrip(method string) (reply, error) {
 }
 
 func (d *driverConn) close() { _ = d.c.Close() }
+
+// A load generator that shares the server's process shares its run queue:
+// the time its goroutines wait behind the server's is counted against the
+// service. BenchmarkSurge therefore runs its drivers as child processes of
+// the test binary, each a test function that serveChild turns into a
+// command loop: one JSON config in childEnv, one command per line on stdin,
+// one JSON answer per line on stdout.
+
+const childEnv = "PARKGATE_BENCH_CHILD"
+
+// child is the handle on a child process: one command at a time.
+type child struct {
+	in  io.Writer
+	out *bufio.Scanner
+}
+
+// startChild runs the test named testName in a child process with cfg, and
+// waits until it is ready.
+func startChild(b *testing.B, testName string, cfg any) *child {
+	b.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+testName+"$", "-test.count=1", "-test.timeout=20m")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = in.Close() // the child ends at EOF
+		_ = cmd.Wait()
+	})
+	c := &child{in: in, out: bufio.NewScanner(out)}
+	c.out.Buffer(nil, 64<<20)
+	c.reply(b)
+	return c
+}
+
+// run sends a command and decodes the answer into out (unless nil).
+func (c *child) run(b *testing.B, command string, out any) {
+	if _, err := fmt.Fprintln(c.in, command); err != nil {
+		b.Error(err)
+		return
+	}
+	raw := c.reply(b)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
+// reply is the child's next line of its own; the test framework's are
+// skipped.
+func (c *child) reply(b *testing.B) []byte {
+	for c.out.Scan() {
+		if line, ok := bytes.CutPrefix(c.out.Bytes(), []byte("CHILD ")); ok {
+			return line
+		}
+	}
+	b.Errorf("the child process ended: %v", c.out.Err())
+	return []byte("null")
+}
+
+// serveChild is the child's side: it skips unless run by startChild,
+// decodes the config into cfg, and has setup prepare (calling ready when it
+// is) and return the command handler.
+func serveChild(t *testing.T, cfg any, setup func(ready func()) func(command string) any) {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		t.Skip("a benchmark's load generator; the benchmark runs it")
+	}
+	if err := json.Unmarshal([]byte(raw), cfg); err != nil {
+		t.Fatal(err)
+	}
+	say := func(v any) {
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("CHILD %s\n", j)
+	}
+	handle := setup(func() { say("ready") })
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		say(handle(in.Text()))
+	}
+}

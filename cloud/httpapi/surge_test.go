@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,9 +9,10 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,9 +54,9 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 // and with the surge in one run, and with a surge of as many requests that
 // do nothing (the floor this machine sets), and checks the hot lot: exactly
 // 50 holds, every other answer a quick 409 or 429, no overlap. The drivers
-// are a child process (TestSurgeCrowd); the steady lots' client is here.
+// are child processes (TestSurgeCrowd, TestSurgeSteady); the server alone
+// is in this one.
 func BenchmarkSurge(b *testing.B) {
-	benchClient()
 	bd := setupGuarded(b, guard.Options{
 		ClientRate: guard.Limit{Rate: 1e6, Burst: 1e6}, // every benchmark client is 127.0.0.1
 	})
@@ -66,102 +66,66 @@ func BenchmarkSurge(b *testing.B) {
 		others[i] = bd.createLot(b, 20)
 	}
 	base := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UTC()
-	var seq int
-	var seqMu sync.Mutex
-	// steady books the other lots at about rate holds/s until stop, and
-	// returns when each request started and how long it took.
-	type sample struct {
-		at   time.Time
-		took time.Duration
-	}
-	steady := func(rate int, stop <-chan time.Time) []sample {
-		var mu sync.Mutex
-		var out []sample
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		var wg sync.WaitGroup
-		for {
-			select {
-			case <-stop:
-				wg.Wait()
-				return out
-			case <-tick.C:
-			}
-			seqMu.Lock()
-			i := seq
-			seq++
-			seqMu.Unlock()
-			wg.Go(func() {
-				lot := others[i%len(others)]
-				w := base.Add(time.Duration(i/len(others)%300) * time.Hour)
-				t0 := time.Now()
-				r := bd.do(b, "POST", "/v1/reservations", hold(lot, fmt.Sprintf("O%06d", i), w, w.Add(time.Hour)), key(fmt.Sprint("o-", i)))
-				mu.Lock()
-				out = append(out, sample{t0, time.Since(t0)})
-				mu.Unlock()
-				if r.Status != 201 {
-					b.Errorf("steady lot: %d %s", r.Status, r.Body)
-				}
-			})
-		}
-	}
-	// within is the latencies of the samples that started in [from, to).
-	within := func(samples []sample, from, to time.Time) *latencies {
-		l := &latencies{}
-		for _, s := range samples {
-			if !s.at.Before(from) && s.at.Before(to) {
-				l.d = append(l.d, s.took)
-			}
-		}
-		return l
-	}
+	// The drivers run in processes of their own, as they would on their
+	// phones: in this one their goroutines would share the server's run
+	// queue and the wait for it would be counted against the service. The
+	// hot lot's crowd is one process, the other lots' steady drivers
+	// another; all share this machine's two cores all the same.
+	crowd := startChild(b, "TestSurgeCrowd", crowdConfig{URL: bd.srv.URL, Hot: hot, Base: base, N: benchN(1000)})
 	const rate = 100
-	// The surge's drivers run in a process of their own, as they would on
-	// their phones: in this one their 1,000 goroutines would queue in the
-	// same run queue as the server's and the steady lots' and be counted
-	// against the service. They share this machine's two cores all the
-	// same.
-	crowd := startCrowd(b, crowdConfig{URL: bd.srv.URL, Hot: hot, Base: base, N: benchN(1000)})
-	steady(rate, time.After(2*time.Second)) // warm up
-	all := steady(rate, time.After(5*time.Second))
-	baseline := within(all, time.Time{}, time.Now())
+	steady := startChild(b, "TestSurgeSteady", steadyConfig{URL: bd.srv.URL, Others: others, Base: base, Rate: rate})
+	// book has the steady drivers book the other lots for d while during
+	// runs, and returns their requests.
+	book := func(d time.Duration, during func()) []steadySample {
+		var out steadyResult
+		var wg sync.WaitGroup
+		wg.Go(func() { steady.run(b, fmt.Sprint("book ", d.Milliseconds()), &out) })
+		if during != nil {
+			during()
+		}
+		wg.Wait()
+		if out.Failed > 0 {
+			b.Errorf("%d of the other lots' holds were not 201", out.Failed)
+		}
+		return out.Samples
+	}
+	book(2*time.Second, nil) // warm up
+	baseline := within(book(5*time.Second, nil), time.Time{}, time.Now())
 
 	// The surge, and the other lots' requests from the moment the drivers
 	// are let go: over the surge itself (from then until the last driver
 	// has its final answer; with full lots answered 409 at once, a few
-	// hundred milliseconds), and over a window of at least 10 s from its
-	// start, the resolution an operator's p99 has.
-	const window = 10 * time.Second
-	stop := make(chan time.Time)
-	var wg sync.WaitGroup
-	wg.Go(func() { all = steady(rate, stop) })
-	time.Sleep(500 * time.Millisecond) // the steady load runs before the surge
-	surgeAt := time.Now()
-	res := crowd.run(b, "surge")
-	surgeEnd := time.Now()
-	span := max(window, surgeEnd.Sub(surgeAt))
-	time.Sleep(time.Until(surgeAt.Add(span)))
-	close(stop)
-	wg.Wait()
-	during := within(all, surgeAt, surgeAt.Add(span))
-	inSurge := within(all, surgeAt, surgeEnd)
+	// hundred milliseconds), and over the 10 s from its start, the
+	// resolution an operator's p99 has.
+	const lead, window = 500 * time.Millisecond, 10 * time.Second
+	var res crowdResult
+	var surgeAt, surgeEnd time.Time
+	samples := book(lead+window, func() {
+		time.Sleep(lead)
+		surgeAt = time.Now()
+		crowd.run(b, "surge", &res)
+		surgeEnd = time.Now()
+	})
+	if surgeEnd.Sub(surgeAt) > window {
+		b.Errorf("the surge lasted %v, longer than the window measured", surgeEnd.Sub(surgeAt))
+	}
+	during := within(samples, surgeAt, surgeAt.Add(window))
+	inSurge := within(samples, surgeAt, surgeEnd)
 	surgeLat, acceptedLat := &latencies{d: res.All}, &latencies{d: res.Accepted}
 	codes, attempts := res.Codes, res.Attempts
 
 	// The floor: as many requests at once to /healthz, which does
 	// nothing, and the other lots' requests over as long a window. On a
-	// small machine that hosts the load generator too, a thousand
+	// small machine that hosts the load generators too, a thousand
 	// requests at once cost the other lots this much whatever the service
 	// does with them; the surge is to be read against it.
-	stop = make(chan time.Time)
-	wg.Go(func() { all = steady(rate, stop) })
-	time.Sleep(500 * time.Millisecond)
-	floorAt := time.Now()
-	crowd.run(b, "floor")
-	time.Sleep(time.Until(floorAt.Add(span)))
-	close(stop)
-	wg.Wait()
-	floor := within(all, floorAt, floorAt.Add(span))
+	var floorAt time.Time
+	samples = book(lead+window, func() {
+		time.Sleep(lead)
+		floorAt = time.Now()
+		crowd.run(b, "floor", nil)
+	})
+	floor := within(samples, floorAt, floorAt.Add(window))
 
 	assertNoOverlap(b, bd)
 	var held int
@@ -173,7 +137,7 @@ func BenchmarkSurge(b *testing.B) {
 		b.Errorf("hot lot: %d holds, final statuses %v", held, codes)
 	}
 	b.Logf("hot lot: final statuses %v, all attempts %v; the surge lasted %v, the other lots made %d requests meanwhile (max %.1f ms), %d in the %v from its start",
-		codes, attempts, surgeEnd.Sub(surgeAt).Round(time.Millisecond), len(inSurge.d), ms(inSurge.pct(1)), len(during.d), span.Round(time.Millisecond))
+		codes, attempts, surgeEnd.Sub(surgeAt).Round(time.Millisecond), len(inSurge.d), ms(inSurge.pct(1)), len(during.d), window)
 	b.ReportMetric(ms(acceptedLat.pct(.99)), "hot_accepted_p99_ms")
 	b.ReportMetric(ms(surgeLat.pct(.99)), "hot_all_p99_ms")
 	b.ReportMetric(ms(baseline.pct(.99)), "others_p99_before_ms")
@@ -318,140 +282,167 @@ type crowdResult struct {
 	Codes, Attempts map[int]int     // final status per driver; status per attempt
 }
 
-// crowd is the handle on the crowd process: one command at a time.
-type crowd struct {
-	in  io.Writer
-	out *bufio.Scanner
-}
-
-const crowdEnv = "PARKGATE_SURGE_CROWD"
-
-// startCrowd starts this test binary again as the crowd (TestSurgeCrowd)
-// and waits until every driver's connection is warm.
-func startCrowd(b *testing.B, cfg crowdConfig) *crowd {
-	b.Helper()
-	raw, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSurgeCrowd$", "-test.count=1", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), crowdEnv+"="+string(raw))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = in.Close() // the crowd ends at EOF
-		_ = cmd.Wait()
-	})
-	c := &crowd{in: in, out: bufio.NewScanner(out)}
-	c.out.Buffer(nil, 64<<20)
-	c.reply(b)
-	return c
-}
-
-// run sends a command to the crowd and waits for what it saw.
-func (c *crowd) run(b *testing.B, command string) crowdResult {
-	b.Helper()
-	if _, err := fmt.Fprintln(c.in, command); err != nil {
-		b.Fatal(err)
-	}
-	var res crowdResult
-	if err := json.Unmarshal(c.reply(b), &res); err != nil {
-		b.Fatal(err)
-	}
-	return res
-}
-
-// reply is the crowd's next line of its own; the test framework's are
-// skipped.
-func (c *crowd) reply(b *testing.B) []byte {
-	for c.out.Scan() {
-		if line, ok := bytes.CutPrefix(c.out.Bytes(), []byte("CROWD ")); ok {
-			return line
-		}
-	}
-	b.Fatalf("the crowd process ended: %v", c.out.Err())
-	return nil
-}
-
 // TestSurgeCrowd is not a test of its own: BenchmarkSurge runs it in a
 // child process as the hot lot's drivers, each on its own warm connection
 // (as a load balancer keeps them: the surge is of requests, not of TCP
-// handshakes). Commands come one per line on stdin: "floor" sends every
-// driver's GET /healthz at once, "surge" every driver's hold at once, a
-// driver told 429 coming back after Retry-After with jitter and the same
-// key, as a client should.
+// handshakes). Commands: "floor" sends every driver's GET /healthz at once,
+// "surge" every driver's hold at once, a driver told 429 coming back after
+// Retry-After with jitter and the same key, as a client should.
 func TestSurgeCrowd(t *testing.T) {
-	raw := os.Getenv(crowdEnv)
-	if raw == "" {
-		t.Skip("the surge's crowd; BenchmarkSurge runs it")
-	}
 	var cfg crowdConfig
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	drivers := make([]*driverConn, cfg.N)
-	for i := range drivers {
-		drivers[i] = dialDriver(t, cfg.URL)
-		defer drivers[i].close()
-		if _, err := drivers[i].do("GET", "/healthz", nil, nil); err != nil {
-			t.Fatal(err)
+	serveChild(t, &cfg, func(ready func()) func(command string) any {
+		drivers := make([]*driverConn, cfg.N)
+		for i := range drivers {
+			drivers[i] = dialDriver(t, cfg.URL)
+			t.Cleanup(drivers[i].close)
+			if _, err := drivers[i].do("GET", "/healthz", nil, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	say := func(v any) {
-		j, _ := json.Marshal(v)
-		fmt.Printf("CROWD %s\n", j)
-	}
-	say("ready")
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		res := crowdResult{Codes: map[int]int{}, Attempts: map[int]int{}}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i, d := range drivers {
-			wg.Go(func() {
-				<-start
-				if in.Text() == "floor" {
-					if _, err := d.do("GET", "/healthz", nil, nil); err != nil {
-						t.Error(err)
+		ready()
+		return func(command string) any {
+			res := crowdResult{Codes: map[int]int{}, Attempts: map[int]int{}}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i, d := range drivers {
+				wg.Go(func() {
+					<-start
+					if command == "floor" {
+						if _, err := d.do("GET", "/healthz", nil, nil); err != nil {
+							t.Error(err)
+						}
+						return
 					}
-					return
-				}
-				var r reply
-				for attempt := 0; ; attempt++ {
-					t0 := time.Now()
-					var err error
-					r, err = d.do("POST", "/v1/reservations", hold(cfg.Hot, fmt.Sprintf("HOT%05d", i), cfg.Base, cfg.Base.Add(3*time.Hour)), key(fmt.Sprint("hot-", i)))
-					took := time.Since(t0)
-					if err != nil {
-						t.Error(err) // counted below as status 0
+					var r reply
+					for attempt := 0; ; attempt++ {
+						t0 := time.Now()
+						var err error
+						r, err = d.do("POST", "/v1/reservations", hold(cfg.Hot, fmt.Sprintf("HOT%05d", i), cfg.Base, cfg.Base.Add(3*time.Hour)), key(fmt.Sprint("hot-", i)))
+						took := time.Since(t0)
+						if err != nil {
+							t.Error(err) // counted below as status 0
+						}
+						mu.Lock()
+						res.All = append(res.All, took)
+						if r.Status == 201 {
+							res.Accepted = append(res.Accepted, took)
+						}
+						res.Attempts[r.Status]++
+						mu.Unlock()
+						if r.Status != 429 || attempt == 20 {
+							break
+						}
+						time.Sleep(time.Second + time.Duration(mrand.IntN(1000))*time.Millisecond)
 					}
 					mu.Lock()
-					res.All = append(res.All, took)
-					if r.Status == 201 {
-						res.Accepted = append(res.Accepted, took)
-					}
-					res.Attempts[r.Status]++
+					res.Codes[r.Status]++
 					mu.Unlock()
-					if r.Status != 429 || attempt == 20 {
-						break
-					}
-					time.Sleep(time.Second + time.Duration(mrand.IntN(1000))*time.Millisecond)
-				}
-				mu.Lock()
-				res.Codes[r.Status]++
-				mu.Unlock()
-			})
+				})
+			}
+			close(start)
+			wg.Wait()
+			return res
 		}
-		close(start)
-		wg.Wait()
-		say(res)
+	})
+}
+
+// steadyConfig tells the steady drivers' process what to book.
+type steadyConfig struct {
+	URL    string
+	Others []string
+	Base   time.Time
+	Rate   int // holds per second over all the lots
+}
+
+// steadySample is one of the steady drivers' holds.
+type steadySample struct {
+	At   time.Time // when it was sent (the wall clock, shared by the processes)
+	Took time.Duration
+}
+
+type steadyResult struct {
+	Samples []steadySample
+	Failed  int // answers other than 201
+}
+
+// within is the latencies of the samples sent in [from, to).
+func within(samples []steadySample, from, to time.Time) *latencies {
+	l := &latencies{}
+	for _, s := range samples {
+		if !s.At.Before(from) && s.At.Before(to) {
+			l.d = append(l.d, s.Took)
+		}
 	}
+	return l
+}
+
+// TestSurgeSteady is not a test of its own: BenchmarkSurge runs it in a
+// child process as the other lots' drivers. "book MS" books the lots at
+// the configured rate, each hold a new driver on a pooled connection, for
+// MS milliseconds, and answers with every request's time.
+func TestSurgeSteady(t *testing.T) {
+	var cfg steadyConfig
+	serveChild(t, &cfg, func(ready func()) func(command string) any {
+		benchClient()
+		seq := 0
+		ready()
+		return func(command string) any {
+			msText, _ := strings.CutPrefix(command, "book ")
+			msecs, err := strconv.Atoi(msText)
+			if err != nil {
+				t.Fatalf("command %q", command)
+			}
+			var res steadyResult
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			tick := time.NewTicker(time.Second / time.Duration(cfg.Rate))
+			defer tick.Stop()
+			for end := time.Now().Add(time.Duration(msecs) * time.Millisecond); time.Now().Before(end); {
+				<-tick.C
+				i := seq
+				seq++
+				wg.Go(func() {
+					lot := cfg.Others[i%len(cfg.Others)]
+					w := cfg.Base.Add(time.Duration(i/len(cfg.Others)%300) * time.Hour)
+					t0 := time.Now()
+					st, err := postJSON(cfg.URL+"/v1/reservations", hold(lot, fmt.Sprintf("O%06d", i), w, w.Add(time.Hour)), key(fmt.Sprint("o-", i)))
+					took := time.Since(t0)
+					mu.Lock()
+					defer mu.Unlock()
+					res.Samples = append(res.Samples, steadySample{At: t0, Took: took})
+					if err != nil || st != 201 {
+						res.Failed++
+						t.Logf("steady hold: %d %v", st, err)
+					}
+				})
+			}
+			wg.Wait()
+			return res
+		}
+	})
+}
+
+// postJSON posts body with the headers through net/http's client and
+// returns the status, the response read to its end.
+func postJSON(url string, body any, hdr map[string]string) (int, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequest("POST", url, bytes.NewReader(raw))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
