@@ -380,7 +380,8 @@ func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest,
 		var full bool
 		if full, markFull = s.Guard.Full(ctx, lot.ID, req.StartsAt, req.EndsAt); full {
 			// Unless this is a retry of a request that got in before the
-			// lot filled: one indexed read, no lock, tells.
+			// lot filled: an indexed read, no lock, shared with the
+			// requests asking at the same moment, tells.
 			known, err := s.keyChecks.Do(ctx, key)
 			if err == nil && !known {
 				holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
