@@ -20,10 +20,14 @@ var lotGateRefused = promauto.NewCounter(prometheus.CounterOpts{
 // place (parked, holding nothing another lot needs) and is told to come
 // back (429) if none frees up. Measured in a stadium rush of a thousand
 // requests at once: without it, the hot lot's requests held most of the
-// Postgres pool (each full-lot answer needs an idempotency read) and the
-// other lots' holds queued behind them for a connection. The service's
-// own bulkhead (booking.Service.LotConcurrency) then bounds the holds of
-// a lot in the database.
+// Postgres pool (each full-lot answer needed an idempotency read, before
+// those were batched) and the other lots' holds queued behind them for a
+// connection. It also paces the rush so that most of it asks once the lot
+// is known full, and is told 409 at once: with 32 places instead of 8,
+// some 60-100 drivers reached the lot's rate limit first, were told 429
+// and came back, and the rush lasted 2.1 s instead of 0.2 s. The
+// service's own bulkhead (booking.Service.LotConcurrency) then bounds the
+// holds of a lot in the database.
 type lotGate struct {
 	cap  int
 	wait time.Duration
