@@ -117,10 +117,14 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 		}
 	}
 	pulse := 300 * time.Millisecond
+	var lotRate string
+	if sc.LotRate != nil {
+		lotRate = sc.LotRate(sz)
+	}
 	st, err := stack.Start(ctx, stack.Options{
 		CloudBin: opts.CloudBin, EdgeBin: opts.EdgeBin, Services: opts.Services,
 		DatabaseURL: opts.DatabaseURL, RedisURL: opts.RedisURL, Keep: opts.Keep, DBMaxConns: opts.DBMaxConns,
-		Lots: lots, HoldTTL: sc.HoldTTL, LotRate: sc.LotRate,
+		Lots: lots, HoldTTL: sc.HoldTTL, LotRate: lotRate,
 		EarlyGrace: sc.EarlyGrace, ExitGrace: sc.ExitGrace, Pulse: pulse,
 		Progress: opts.Progress,
 	})
