@@ -183,7 +183,7 @@ func (s *Service) holdGroup(lotID string) *groupcommit.Group[postgres.HoldParams
 // any of its callers is answered; the lock is released without making them
 // wait for it.
 func (s *Service) writeHolds(ctx context.Context, lotID string, batch []postgres.HoldParams) []postgres.HoldOutcome {
-	release := func() {}
+	var release func()
 	if s.Guard != nil {
 		start, end := batch[0].StartsAt, batch[0].EndsAt
 		for _, p := range batch[1:] {
@@ -202,7 +202,9 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []postgres
 		}
 	}
 	out := s.DB.Holds(ctx, batch)
-	go release()
+	if release != nil {
+		go release()
+	}
 	for _, o := range out {
 		if o.Err == nil && o.Outcome == postgres.HoldHeld {
 			s.invalidate(ctx, lotID)
@@ -425,20 +427,12 @@ func (s *Service) Replay(ctx context.Context, key string, req HoldRequest) (Resp
 	if err := req.Validate(s.Now()); err != nil {
 		return Response{}, false, nil // Hold says what is wrong with it
 	}
-	resp, ok, err := s.cached(ctx, key, req.hash())
-	return resp, ok || err != nil, err
-}
-
-func (s *Service) cached(ctx context.Context, key string, hash []byte) (Response, bool, error) {
-	if s.Guard == nil {
-		return Response{}, false, nil
-	}
 	stored, ok := s.Guard.LoadResponse(ctx, key)
 	if !ok {
 		return Response{}, false, nil
 	}
-	if string(stored.RequestHash) != string(hash) {
-		return Response{}, false, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+	if string(stored.RequestHash) != string(req.hash()) {
+		return Response{}, true, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
 	}
 	idempotentReplays.WithLabelValues("redis").Inc()
 	return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, true, nil

@@ -24,7 +24,7 @@ var lotGateRefused = promauto.NewCounter(prometheus.CounterOpts{
 // those were batched) and the other lots' holds queued behind them for a
 // connection. It also paces the rush so that most of it asks once the lot
 // is known full, and is told 409 at once: with 32 places instead of 8,
-// some 60-100 drivers reached the lot's rate limit first, were told 429
+// 56-101 drivers (three runs) reached the lot's rate limit first, were told 429
 // and came back, and the rush lasted 2.1 s instead of 0.2 s. The
 // service's own bulkhead (booking.Service.LotConcurrency) then bounds the
 // holds of a lot in the database.

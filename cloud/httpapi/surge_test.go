@@ -53,10 +53,11 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 
 // BenchmarkSurge: 1,000 drivers at once on one lot of 50 spots while 100
 // other lots book at a steady rate. Each of its rounds (BENCH_ROUNDS,
-// default 3) is a surge on a fresh lot, and measures the other lots' p99 in the 5 s before it and in
-// the 10 s from its start (an operator's resolution; the surge itself is
-// over in a fraction of a second), and checks the hot lot: exactly 50
-// holds, every other answer a quick 409 or 429, no overlap. The ratio
+// default 3) is a surge on a fresh lot, and measures the other lots' p99
+// in the 5 s before it and in the 10 s from its start (an operator's
+// resolution; the surge itself is over in a fraction of a second), and
+// checks the hot lot: exactly 50 holds, every other answer a quick 409 or
+// 429, no overlap. The ratio
 // reported is the median over the rounds: on a shared machine one round
 // can catch a neighbour's burst. Run it with -benchtime 1x. A last round
 // sends as many requests to /healthz, which does nothing: the floor this
@@ -82,16 +83,20 @@ func BenchmarkSurge(b *testing.B) {
 	steady := startChild(b, "TestSurgeSteady", steadyConfig{URL: bd.srv.URL, Others: others, Base: base, Rate: rate})
 	// round has the steady drivers book the other lots for 5 s, then sends
 	// the crowd its command, and returns the other lots' latencies before
-	// it and in the 10 s from it, and the moments it began and ended.
+	// it, in the 10 s from it and while it lasted, and how long it lasted.
 	const lead, window = 5 * time.Second, 10 * time.Second
-	round := func(command string, res any) (before, during, inside *latencies, at, end time.Time) {
+	type roundResult struct {
+		before, during, inside *latencies
+		took                   time.Duration
+	}
+	round := func(command string, res any) roundResult {
 		var out steadyResult
 		var wg sync.WaitGroup
 		wg.Go(func() { steady.run(b, fmt.Sprint("book ", (lead+window).Milliseconds()), &out) })
 		time.Sleep(lead)
-		at = time.Now()
+		at := time.Now()
 		crowd.run(b, command, res)
-		end = time.Now()
+		end := time.Now()
 		wg.Wait()
 		if out.Failed > 0 {
 			b.Errorf("%d of the other lots' holds were not 201", out.Failed)
@@ -99,7 +104,8 @@ func BenchmarkSurge(b *testing.B) {
 		if end.Sub(at) > window {
 			b.Errorf("%s lasted %v, longer than the window measured", command, end.Sub(at))
 		}
-		return within(out.Samples, at.Add(-lead), at), within(out.Samples, at, at.Add(window)), within(out.Samples, at, end), at, end
+		return roundResult{within(out.Samples, at.Add(-lead), at), within(out.Samples, at, at.Add(window)),
+			within(out.Samples, at, end), end.Sub(at)}
 	}
 	steady.run(b, "book 2000", nil) // warm up
 
@@ -113,7 +119,8 @@ func BenchmarkSurge(b *testing.B) {
 	for r := range rounds {
 		hot := bd.createLot(b, 50)
 		var res crowdResult
-		before, during, inside, at, end := round(fmt.Sprintf("surge %s %d", hot, r), &res)
+		rr := round(fmt.Sprintf("surge %s %d", hot, r), &res)
+		before, during, inside := rr.before, rr.during, rr.inside
 		accepted.d = append(accepted.d, res.Accepted...)
 		all.d = append(all.d, res.All...)
 		ratio := float64(during.pct(.99)) / float64(before.pct(.99))
@@ -128,12 +135,12 @@ func BenchmarkSurge(b *testing.B) {
 		}
 		worst = max(worst, inside.pct(1))
 		b.Logf("surge %d: final statuses %v, all attempts %v, over in %v; other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx), worst %.1f ms of %d while it lasted",
-			r+1, res.Codes, res.Attempts, end.Sub(at).Round(time.Millisecond), ms(before.pct(.99)), ms(during.pct(.99)), ratio, ms(inside.pct(1)), len(inside.d))
+			r+1, res.Codes, res.Attempts, rr.took.Round(time.Millisecond), ms(before.pct(.99)), ms(during.pct(.99)), ratio, ms(inside.pct(1)), len(inside.d))
 	}
 	b.StopTimer()
-	before, during, _, _, _ := round("floor", nil)
-	floorRatio := float64(during.pct(.99)) / float64(before.pct(.99))
-	b.Logf("floor: other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx)", ms(before.pct(.99)), ms(during.pct(.99)), floorRatio)
+	fr := round("floor", nil)
+	floorRatio := float64(fr.during.pct(.99)) / float64(fr.before.pct(.99))
+	b.Logf("floor: other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx)", ms(fr.before.pct(.99)), ms(fr.during.pct(.99)), floorRatio)
 	assertNoOverlap(b, bd)
 
 	b.ReportMetric(ms(accepted.pct(.99)), "hot_accepted_p99_ms")

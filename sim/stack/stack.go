@@ -527,15 +527,19 @@ func (s *Stack) startEdge(ctx context.Context, e *Edge) error {
 		if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
+		var env []string // the environment of the try that started
 		p, addr, err := s.startServing(ctx, "parkedge-"+e.Lot.Name, s.opts.EdgeBin, e.args,
-			func(addr string) []string { return append(slices.Clip(e.env), edgeEnv(s, e, addr)...) },
+			func(addr string) []string {
+				env = append(slices.Clip(e.env), edgeEnv(s, e, addr)...)
+				return env
+			},
 			"/healthz", 30*time.Second)
 		if err != nil {
 			return err
 		}
 		e.URL = "http://" + addr
 		e.Lot.EdgeURL = e.URL
-		e.env = append(e.env, edgeEnv(s, e, addr)...)
+		e.env = env
 		e.Proc = p
 	} else {
 		// A restart keeps its address: the cameras know it.
