@@ -3,6 +3,8 @@ package groupcommit_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,4 +67,69 @@ func TestErrorsAndCancel(t *testing.T) {
 	if err := <-done; !errors.Is(err, boom) {
 		t.Fatalf("failed write: %v", err)
 	}
+}
+
+// goid is the calling goroutine's number, from its stack header.
+func goid() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	return id
+}
+
+// TestWritersLinger: a writer with nothing to do waits for the next
+// request (it keeps the stack it grew) and ends once Linger has passed
+// with none. Not parallel: it counts the process's goroutines.
+func TestWritersLinger(t *testing.T) {
+	base := runtime.NumGoroutine()
+	var mu sync.Mutex
+	writers := map[string]bool{}
+	g := &groupcommit.Group[int, int]{MaxWriters: 1, Linger: 200 * time.Millisecond,
+		Write: func(_ context.Context, batch []int) ([]int, error) {
+			mu.Lock()
+			writers[goid()] = true
+			mu.Unlock()
+			return batch, nil
+		}}
+	for i := range 5 {
+		if v, err := g.Do(context.Background(), i); err != nil || v != i {
+			t.Fatalf("Do(%d) = %d, %v", i, v, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(writers) != 1 {
+		t.Errorf("5 requests apart, within Linger, were written by %d goroutines, want 1", len(writers))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines %v after Linger, %d before", runtime.NumGoroutine(), 10*time.Second, base)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLingerRace: writers ending as requests arrive, over and over; every
+// request is answered (a lost wake-up would leave a caller waiting).
+func TestLingerRace(t *testing.T) {
+	t.Parallel()
+	g := &groupcommit.Group[int, int]{MaxWriters: 2, Linger: time.Microsecond,
+		Write: func(_ context.Context, batch []int) ([]int, error) { return batch, nil }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				if i%50 == 0 {
+					time.Sleep(time.Duration(c) * time.Microsecond) // let writers time out
+				}
+				if v, err := g.Do(ctx, i); err != nil || v != i {
+					t.Errorf("Do(%d) = %d, %v", i, v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
