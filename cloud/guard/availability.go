@@ -100,9 +100,18 @@ func (g *Guard) Availability(ctx context.Context, lotID string, start, end time.
 	var res []any
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
-		res, err = lookupScript.Run(ctx, g.pipe, []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)}).Slice()
+		res, err = lookupScript.Run(ctx, g.pipe, g.lookupKeys(lotID, start, end)).Slice()
 		return err
 	})
+	return g.availability(res, err)
+}
+
+func (g *Guard) lookupKeys(lotID string, start, end time.Time) []string {
+	return []string{g.epochKey(), g.versionKey(lotID), g.entryKey(lotID, start, end)}
+}
+
+// availability reads the answer of lookupScript, and counts what it found.
+func (g *Guard) availability(res []any, err error) (available, total int, version Version, ok bool) {
 	// An invalidation lost while the lookup ran may concern this entry.
 	if err != nil || g.dirty() {
 		fallbacks.WithLabelValues(featureAvailability).Inc()

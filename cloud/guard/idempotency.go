@@ -55,9 +55,17 @@ func (g *Guard) LoadResponse(ctx context.Context, key string) (StoredResponse, b
 	var raw []byte
 	err := g.call(ctx, func(ctx context.Context) error {
 		var err error
-		raw, err = g.pipe.Get(ctx, g.key("idem", key)).Bytes()
+		raw, err = g.pipe.Get(ctx, g.idemKey(key)).Bytes()
 		return err
 	})
+	return storedResponse(raw, err)
+}
+
+func (g *Guard) idemKey(key string) string { return g.key("idem", key) }
+
+// storedResponse reads the answer to a GET of an idempotency key, and
+// counts what it found.
+func storedResponse(raw []byte, err error) (StoredResponse, bool) {
 	switch {
 	case err == nil:
 	case isMiss(err):
@@ -83,7 +91,7 @@ func (g *Guard) SaveResponse(ctx context.Context, key string, r StoredResponse) 
 	// Not cut short by a client that hung up: its retry wants the fast path.
 	ctx = context.WithoutCancel(ctx)
 	err := g.call(ctx, func(ctx context.Context) error {
-		return g.pipe.Set(ctx, g.key("idem", key), r.encode(), g.opts.IdempotencyTTL).Err()
+		return g.pipe.Set(ctx, g.idemKey(key), r.encode(), g.opts.IdempotencyTTL).Err()
 	})
 	if err != nil {
 		fallbacks.WithLabelValues(featureIdempotency).Inc()

@@ -21,14 +21,16 @@ import (
 // GCRA run on, and as Get and Set for the idempotency fast path. Every
 // command keeps its own answer and error; a caller whose context ends while
 // its command waits gets the context's error, and its command may still run.
+// A caller with several commands sends them together (sendAll): one round
+// trip and one wake-up for all of them.
 type autoPipe struct {
 	rdb   redis.UniversalClient
-	group groupcommit.Group[redis.Cmder, struct{}]
+	group groupcommit.Group[[]redis.Cmder, struct{}]
 }
 
 func newAutoPipe(rdb redis.UniversalClient, timeout time.Duration) *autoPipe {
 	p := &autoPipe{rdb: rdb}
-	p.group = groupcommit.Group[redis.Cmder, struct{}]{
+	p.group = groupcommit.Group[[]redis.Cmder, struct{}]{
 		Write:    p.write,
 		MaxBatch: 256,
 		// Redis runs one command at a time: a second pipeline in flight
@@ -40,18 +42,32 @@ func newAutoPipe(rdb redis.UniversalClient, timeout time.Duration) *autoPipe {
 	return p
 }
 
-func (p *autoPipe) write(ctx context.Context, cmds []redis.Cmder) ([]struct{}, error) {
+func (p *autoPipe) write(ctx context.Context, bundles [][]redis.Cmder) ([]struct{}, error) {
 	pipe := p.rdb.Pipeline()
-	_ = pipe.BatchProcess(ctx, cmds...)
+	for _, cmds := range bundles {
+		_ = pipe.BatchProcess(ctx, cmds...)
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return make([]struct{}, len(cmds)), nil
+	return make([]struct{}, len(bundles)), nil
 }
+
+// sendAll queues cmds for the next pipeline, together, and waits for them.
+// It returns ctx's error if ctx ends first (the commands are left to the
+// writer), nil once every command holds its answer or its own error.
+func (p *autoPipe) sendAll(ctx context.Context, cmds ...redis.Cmder) error {
+	_, err := p.group.Do(ctx, cmds)
+	return err
+}
+
+// build returns a pipeline to build commands with, unexecuted, so their
+// arguments are encoded exactly as the client encodes them.
+func (p *autoPipe) build() redis.Pipeliner { return p.rdb.Pipeline() }
 
 // send queues c for the next pipeline and waits for it. If ctx ends first
 // c is left to the writer, and the caller gets a fresh command holding the
 // error from newFailed.
 func send[C redis.Cmder](ctx context.Context, p *autoPipe, c C, newFailed func(context.Context, ...any) C) C {
-	if _, err := p.group.Do(ctx, c); err != nil {
+	if err := p.sendAll(ctx, c); err != nil {
 		failed := newFailed(ctx)
 		failed.SetErr(err)
 		return failed
@@ -59,31 +75,28 @@ func send[C redis.Cmder](ctx context.Context, p *autoPipe, c C, newFailed func(c
 	return c
 }
 
-// The commands are built by go-redis' own (unexecuted) pipeline, so their
-// arguments are encoded exactly as the client encodes them.
-
 func (p *autoPipe) Get(ctx context.Context, key string) *redis.StringCmd {
-	return send(ctx, p, p.rdb.Pipeline().Get(ctx, key), redis.NewStringCmd)
+	return send(ctx, p, p.build().Get(ctx, key), redis.NewStringCmd)
 }
 
 func (p *autoPipe) Set(ctx context.Context, key string, value any, ttl time.Duration) *redis.StatusCmd {
-	return send(ctx, p, p.rdb.Pipeline().Set(ctx, key, value, ttl), redis.NewStatusCmd)
+	return send(ctx, p, p.build().Set(ctx, key, value, ttl), redis.NewStatusCmd)
 }
 
 func (p *autoPipe) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return send(ctx, p, p.rdb.Pipeline().Eval(ctx, script, keys, args...), redis.NewCmd)
+	return send(ctx, p, p.build().Eval(ctx, script, keys, args...), redis.NewCmd)
 }
 
 func (p *autoPipe) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return send(ctx, p, p.rdb.Pipeline().EvalSha(ctx, sha1, keys, args...), redis.NewCmd)
+	return send(ctx, p, p.build().EvalSha(ctx, sha1, keys, args...), redis.NewCmd)
 }
 
 func (p *autoPipe) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return send(ctx, p, p.rdb.Pipeline().EvalRO(ctx, script, keys, args...), redis.NewCmd)
+	return send(ctx, p, p.build().EvalRO(ctx, script, keys, args...), redis.NewCmd)
 }
 
 func (p *autoPipe) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return send(ctx, p, p.rdb.Pipeline().EvalShaRO(ctx, sha1, keys, args...), redis.NewCmd)
+	return send(ctx, p, p.build().EvalShaRO(ctx, sha1, keys, args...), redis.NewCmd)
 }
 
 // The rest of redis.Scripter and redis_rate's interface are rare and go

@@ -38,7 +38,7 @@ func TestAutoPipeBatches(t *testing.T) {
 	rdb := pipeRedis(t, "")
 	p := newAutoPipe(rdb, 5*time.Second)
 	var writes atomic.Int64
-	p.group.Write = func(ctx context.Context, cmds []redis.Cmder) ([]struct{}, error) {
+	p.group.Write = func(ctx context.Context, cmds [][]redis.Cmder) ([]struct{}, error) {
 		writes.Add(1)
 		return p.write(ctx, cmds)
 	}

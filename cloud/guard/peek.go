@@ -1,0 +1,74 @@
+package guard
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Peeked is what Peek found.
+type Peeked struct {
+	// Response is the response stored under the key, when Stored.
+	Response StoredResponse
+	Stored   bool
+	// Available and Total are the lot's cached counts for the window, when
+	// Cached; on a miss Version is what to hand StoreAvailability.
+	Available, Total int
+	Cached           bool
+	Version          Version
+}
+
+// Peek is LoadResponse and Availability together, in one round trip and
+// one wait: a booking asks both before anything else, and in a surge every
+// round trip of every refused driver is paid for by the other lots' requests
+// waiting for the CPU. Each half degrades as its own method does.
+func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time) Peeked {
+	cache := g.recoverCache(ctx)
+	if !cache {
+		fallbacks.WithLabelValues(featureAvailability).Inc()
+	}
+	keys := g.lookupKeys(lotID, start, end)
+	var (
+		sent            bool
+		raw             []byte
+		res             []any
+		getErr, lookErr error
+	)
+	err := g.call(ctx, func(ctx context.Context) error {
+		b := g.pipe.build()
+		get := b.Get(ctx, g.idemKey(key))
+		cmds := []redis.Cmder{get}
+		var look *redis.Cmd
+		if cache {
+			look = b.EvalSha(ctx, lookupScript.Hash(), keys)
+			cmds = append(cmds, look)
+		}
+		// On an error here the commands are the writer's still: read none.
+		if err := g.pipe.sendAll(ctx, cmds...); err != nil {
+			return err
+		}
+		sent = true
+		raw, getErr = get.Bytes()
+		if look != nil {
+			if redis.HasErrorPrefix(look.Err(), "NOSCRIPT") {
+				// Redis restarted or flushed its scripts: Run loads it.
+				look = lookupScript.Run(ctx, g.pipe, keys)
+			}
+			res, lookErr = look.Slice()
+		}
+		if getErr != nil && !isMiss(getErr) {
+			return getErr
+		}
+		return lookErr
+	})
+	if !sent {
+		getErr, lookErr = err, err
+	}
+	var p Peeked
+	p.Response, p.Stored = storedResponse(raw, getErr)
+	if cache {
+		p.Available, p.Total, p.Version, p.Cached = g.availability(res, lookErr)
+	}
+	return p
+}
