@@ -60,11 +60,6 @@ func (a Guard) Lock(ctx context.Context, lotID string, start, end time.Time) (fu
 	return a.G.Lock(ctx, lotID, start, end)
 }
 
-func (a Guard) LoadResponse(ctx context.Context, key string) (booking.StoredResponse, bool) {
-	r, ok := a.G.LoadResponse(ctx, key)
-	return booking.StoredResponse{RequestHash: r.RequestHash, Status: r.Status, Body: r.Body}, ok
-}
-
 func (a Guard) SaveResponse(ctx context.Context, key string, r booking.StoredResponse) {
 	a.G.SaveResponse(ctx, key, guard.StoredResponse{RequestHash: r.RequestHash, Status: r.Status, Body: r.Body})
 }
@@ -83,9 +78,10 @@ func (a Cache) Availability(ctx context.Context, lotID string, start, end time.T
 	}
 }
 
-func (a Guard) Full(ctx context.Context, lotID string, start, end time.Time) (bool, func(int)) {
-	avail, _, ver, ok := a.G.Availability(ctx, lotID, start, end)
-	return ok && avail <= 0, func(total int) {
-		a.G.StoreAvailability(ctx, lotID, start, end, ver, 0, total)
+func (a Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time) (booking.StoredResponse, bool, bool, func(int)) {
+	p := a.G.Peek(ctx, key, lotID, start, end)
+	r := booking.StoredResponse{RequestHash: p.Response.RequestHash, Status: p.Response.Status, Body: p.Response.Body}
+	return r, p.Stored, p.Cached && p.Available <= 0, func(total int) {
+		a.G.StoreAvailability(ctx, lotID, start, end, p.Version, 0, total)
 	}
 }

@@ -67,14 +67,15 @@ type StoredResponse struct {
 // must degrade to a no-op when Redis is away; correctness never depends on it.
 type Guard interface {
 	Lock(ctx context.Context, lotID string, start, end time.Time) (release func(), err error)
-	LoadResponse(ctx context.Context, key string) (StoredResponse, bool)
 	SaveResponse(ctx context.Context, key string, r StoredResponse)
 	InvalidateLot(ctx context.Context, lotIDs ...string)
-	// Full reports whether the availability cache knows the window to be
-	// full, and returns a function that records it full; the function
-	// remembers the cache's state now, so a change committed before it is
-	// called leaves the record unreachable rather than wrong.
-	Full(ctx context.Context, lotID string, start, end time.Time) (full bool, markFull func(total int))
+	// Peek reads, in one round trip, the response stored under key (ok
+	// false when there is none or Redis cannot say) and whether the
+	// availability cache knows the window to be full. It returns a function
+	// that records the window full; the function remembers the cache's
+	// state now, so a change committed before it is called leaves the
+	// record unreachable rather than wrong.
+	Peek(ctx context.Context, key, lotID string, start, end time.Time) (stored StoredResponse, ok, full bool, markFull func(total int))
 }
 
 // Limits of what a driver may book.
@@ -336,23 +337,20 @@ var (
 // It returns the response to send (201 with the reservation, or a stored
 // answer replayed), or an error for answers that are not stored: invalid
 // input, a key in use or reused with another body, the provider away.
-func (s *Service) Hold(ctx context.Context, key string, req HoldRequest) (Response, error) {
-	if resp, ok, err := s.Replay(ctx, key, req); ok || err != nil {
-		return resp, err
-	}
-	return s.HoldUncached(ctx, key, req, nil)
-}
-
-// HoldUncached is Hold without the Redis fast path, for a caller that has
-// just asked Replay and been told no: one Redis read per hold, not two.
+//
+// One Redis round trip first asks for both a response stored under the key
+// and whether the lot is known full for the window. A replay costs nothing
+// more: no database, and no rate limit, since refusing it would leave the
+// driver without the hold the first attempt made. A lot known full answers
+// 409 at once, without queueing for the lot.
 //
 // admit, when not nil, is the caller's rate limit for the lot: it is asked
-// after a lot known to be full has been answered 409 and before the hold
-// queues for the lot, and an error from it is returned as it is. A driver
-// asking for a full lot in a surge thus learns at once that there is no
-// spot, and stops, rather than being told to come back to learn it; a
-// retry of a request that got in is not limited either.
-func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest, admit func(context.Context) error) (Response, error) {
+// after those answers, before the hold queues for the lot, and an error
+// from it is returned as it is. A driver asking for a full lot in a surge
+// thus learns at once that there is no spot, and stops, rather than being
+// told to come back to learn it; a retry of a request that got in is not
+// limited either.
+func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, admit func(context.Context) error) (Response, error) {
 	if key == "" {
 		return Response{}, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required")
 	}
@@ -372,24 +370,35 @@ func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest,
 		return Response{}, err
 	}
 
-	// A lot known to be full for this very window answers at once, without
-	// queueing for the lot: in a surge that is most requests. Nothing is
-	// stored under the key, so a retry asks again and may find a spot that
-	// came free.
 	var markFull func(int)
 	retry := false
-	if s.Guard != nil && req.SpotID == "" {
-		var full bool
-		if full, markFull = s.Guard.Full(ctx, lot.ID, req.StartsAt, req.EndsAt); full {
-			// Unless this is a retry of a request that got in before the
-			// lot filled: an indexed read, no lock, shared with the
-			// requests asking at the same moment, tells.
-			known, err := s.keyChecks.Do(ctx, key)
-			if err == nil && !known {
-				holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
-				return Response{}, errNoAvailability
+	if s.Guard != nil {
+		stored, ok, full, mf := s.Guard.Peek(ctx, key, lot.ID, req.StartsAt, req.EndsAt)
+		if ok {
+			if string(stored.RequestHash) != string(hash) {
+				return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
 			}
-			retry = known
+			idempotentReplays.WithLabelValues("redis").Inc()
+			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
+		}
+		// A window full in the cache is full for any spot; the others ask
+		// Postgres which spot is free. Nothing is stored under the key for
+		// the quick 409, so a retry asks again and may find a spot that
+		// came free.
+		if req.SpotID == "" {
+			markFull = mf
+			if full {
+				// Unless this is a retry of a request that got in before
+				// the lot filled, whose answer Redis did not have: an
+				// indexed read, no lock, shared with the requests asking
+				// at the same moment, tells.
+				known, err := s.keyChecks.Do(ctx, key)
+				if err == nil && !known {
+					holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+					return Response{}, errNoAvailability
+				}
+				retry = known
+			}
 		}
 	}
 	if admit != nil && !retry {
@@ -413,29 +422,6 @@ func (s *Service) HoldUncached(ctx context.Context, key string, req HoldRequest,
 		}
 	}
 	return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
-}
-
-// Replay answers a retry from the Redis fast path alone: the stored response
-// when one is kept under the key for the same request, ok false otherwise
-// (Redis away included). The API asks it before the lot's rate limit, so a
-// driver whose first attempt made a hold is given it back even in a surge
-// that refuses everyone else; a replay costs one Redis read, no database.
-func (s *Service) Replay(ctx context.Context, key string, req HoldRequest) (Response, bool, error) {
-	if s.Guard == nil || key == "" || len(key) > MaxKeyLen {
-		return Response{}, false, nil
-	}
-	if err := req.Validate(s.Now()); err != nil {
-		return Response{}, false, nil // Hold says what is wrong with it
-	}
-	stored, ok := s.Guard.LoadResponse(ctx, key)
-	if !ok {
-		return Response{}, false, nil
-	}
-	if string(stored.RequestHash) != string(req.hash()) {
-		return Response{}, true, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
-	}
-	idempotentReplays.WithLabelValues("redis").Inc()
-	return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, true, nil
 }
 
 // hold makes one attempt; markFull, when not nil, records in the cache

@@ -81,18 +81,10 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	// A retry of a request that already made its hold is answered before
-	// the lot's limits: refusing it would leave the driver without the
-	// hold the first attempt made, and replaying it costs no database.
-	resp, replayed, err := s.Booking.Replay(r.Context(), key, req)
-	if err != nil {
-		writeError(w, r, s.Log, err)
-		return
-	}
-	if replayed {
-		s.writeHold(w, resp)
-		return
-	}
+	// The lot's place in this replica first: in a rush, the lot's requests
+	// wait here, parked, for their turn to ask Redis and Postgres, rather
+	// than all asking at once and making every other lot's request wait
+	// for the CPU behind them.
 	leave, ok := s.gate.enter(r.Context(), req.LotID)
 	if !ok {
 		lotGateRefused.Inc()
@@ -100,17 +92,24 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer leave()
-	// The lot's rate limit is asked by the service once it has answered a
-	// lot known to be full (409 at once, not 429 to come back and learn it).
+	// The client's and the lot's rate limits are asked by the service once
+	// it has answered a replay or a lot known to be full: a driver in a
+	// rush is told 409 at once, not 429 to come back and learn it. Each of
+	// those answers costs one Redis round trip, as asking a limit would;
+	// the limits guard what costs more, a hold. (A client flooding one lot
+	// waits at its gate.)
 	var retryAfter time.Duration
 	admit := func(ctx context.Context) error {
 		if s.Limiter == nil {
 			return nil
 		}
-		ok, after := s.Limiter.AllowLot(ctx, req.LotID)
-		if !ok {
+		if ok, after := s.Limiter.AllowClient(ctx, clientID(r)); !ok {
 			retryAfter = after
-			return errLotLimited
+			return errLimited
+		}
+		if ok, after := s.Limiter.AllowLot(ctx, req.LotID); !ok {
+			retryAfter = after
+			return errLimited
 		}
 		return nil
 	}
@@ -119,8 +118,8 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	// the retry replays it instead of waiting out the key's lease.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
 	defer cancel()
-	resp, err = s.Booking.HoldUncached(ctx, key, req, admit)
-	if errors.Is(err, errLotLimited) {
+	resp, err := s.Booking.Hold(ctx, key, req, admit)
+	if errors.Is(err, errLimited) {
 		s.rateLimited(w, r, retryAfter)
 		return
 	}
@@ -131,7 +130,7 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	s.writeHold(w, resp)
 }
 
-var errLotLimited = errors.New("the lot's rate limit refused the hold")
+var errLimited = errors.New("the client's or the lot's rate limit refused the hold")
 
 func (s *Server) writeHold(w http.ResponseWriter, resp booking.Response) {
 	if resp.Replayed {

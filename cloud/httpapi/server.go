@@ -129,9 +129,10 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.limitClients).Group(func(r chi.Router) {
 			r.Get("/lots", s.searchLots)
 			r.Get("/lots/{id}/availability", s.availability)
-			r.Post("/reservations", s.createReservation)
 			r.Get("/reservations/{id}", s.getReservation)
 		})
+		// A hold asks the client's limit itself, after its cheap answers.
+		r.Post("/reservations", s.createReservation)
 		r.With(s.admin).Post("/lots", s.createLot)
 		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)

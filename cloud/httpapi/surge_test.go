@@ -248,6 +248,32 @@ func TestRateLimits(t *testing.T) {
 			t.Errorf("Content-Type = %q", got)
 		}
 	})
+	t.Run("ClientHolds", func(t *testing.T) {
+		t.Parallel()
+		// A client's limit refuses its holds, not the answers that cost no
+		// more than asking it: a replay, and a lot known to be full.
+		bd := setupGuarded(t, guard.Options{ClientRate: guard.Limit{Rate: 0.2, Burst: 2}})
+		full, room := bd.createLot(t, 1), bd.createLot(t, 5)
+		start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+		for i, want := range []int{201, 409} { // the second finds the lot full, and the cache learns it
+			if r := bd.do(t, "POST", "/v1/reservations", hold(full, fmt.Sprint("C", i), start, start.Add(time.Hour)), key(fmt.Sprint("c", i))); r.Status != want {
+				t.Fatalf("hold %d: %d %s, want %d", i, r.Status, r.Body, want)
+			}
+		}
+		r := bd.do(t, "POST", "/v1/reservations", hold(room, "C2", start, start.Add(time.Hour)), key("c2"))
+		if r.Status != 429 || r.code() != "rate_limited" || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("hold over the client's limit: %d Retry-After %q %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+		}
+		if r := bd.do(t, "POST", "/v1/reservations", hold(full, "C3", start, start.Add(time.Hour)), key("c3")); r.Status != 409 || r.code() != "no_availability" {
+			t.Fatalf("the full lot, the client's limit spent: %d %s", r.Status, r.Body)
+		}
+		if r := bd.do(t, "POST", "/v1/reservations", hold(full, "C0", start, start.Add(time.Hour)), key("c0")); r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry of the first hold, the client's limit spent: %d %s", r.Status, r.Body)
+		}
+		if r := bd.do(t, "GET", "/v1/lots/"+room+"/availability", nil, nil); r.Status != 429 {
+			t.Fatalf("search, the client's limit spent: %d %s", r.Status, r.Body)
+		}
+	})
 	t.Run("Lot", func(t *testing.T) {
 		t.Parallel()
 		bd := setupGuarded(t, guard.Options{LotRate: guard.Limit{Rate: 0.5, Burst: 1}, ClientRate: guard.Unlimited})
