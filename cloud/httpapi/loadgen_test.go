@@ -22,10 +22,11 @@ import (
 // them, and the other lots' latency measured the generator. Like wrk, this
 // writes the request and parses the answer on the caller's goroutine.
 type driverConn struct {
-	addr string
-	c    net.Conn
-	br   *bufio.Reader
-	wb   bytes.Buffer
+	addr         string
+	c            net.Conn
+	br           *bufio.Reader
+	wb           bytes.Buffer // the prepared request
+	method, path string
 }
 
 func dialDriver(t testing.TB, serverURL string) *driverConn {
@@ -50,17 +51,26 @@ func (d *driverConn) dial() error {
 	return nil
 }
 
-// do sends one request and reads its answer; a connection the server has
-// closed is dialled again once, as a client's pool would. It may run on any
-// goroutine: it reports rather than stops the test.
+// do sends one request and reads its answer: prepare, then send.
 func (d *driverConn) do(method, path string, body any, hdr map[string]string) (reply, error) {
+	if err := d.prepare(method, path, body, hdr); err != nil {
+		return reply{}, err
+	}
+	return d.send()
+}
+
+// prepare encodes the request that send sends (as often as asked): a crowd
+// encodes its requests before the signal, as wrk does, so the generator's
+// work in the rush is the network's alone.
+func (d *driverConn) prepare(method, path string, body any, hdr map[string]string) error {
 	var raw []byte
 	if body != nil {
 		var err error
 		if raw, err = json.Marshal(body); err != nil {
-			return reply{}, err
+			return err
 		}
 	}
+	d.method, d.path = method, path
 	d.wb.Reset()
 	fmt.Fprintf(&d.wb, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", method, path, d.addr, len(raw))
 	for k, v := range hdr {
@@ -68,17 +78,24 @@ func (d *driverConn) do(method, path string, body any, hdr map[string]string) (r
 	}
 	d.wb.WriteString("\r\n")
 	d.wb.Write(raw)
+	return nil
+}
+
+// send sends the prepared request and reads its answer; a connection the
+// server has closed is dialled again once, as a client's pool would. It may
+// run on any goroutine: it reports rather than stops the test.
+func (d *driverConn) send() (reply, error) {
 	for attempt := 0; ; attempt++ {
-		r, err := d.roundTrip(method)
+		r, err := d.roundTrip(d.method)
 		if err == nil {
 			return r, nil
 		}
 		_ = d.c.Close()
 		if attempt == 1 {
-			return reply{}, fmt.Errorf("%s %s: %w", method, path, err)
+			return reply{}, fmt.Errorf("%s %s: %w", d.method, d.path, err)
 		}
 		if err := d.dial(); err != nil {
-			return reply{}, fmt.Errorf("%s %s: redial: %w", method, path, err)
+			return reply{}, fmt.Errorf("%s %s: redial: %w", d.method, d.path, err)
 		}
 	}
 }
