@@ -70,12 +70,12 @@ type Guard interface {
 	SaveResponse(ctx context.Context, key string, r StoredResponse)
 	InvalidateLot(ctx context.Context, lotIDs ...string)
 	// Peek reads, in one round trip, the response stored under key (ok
-	// false when there is none or Redis cannot say) and whether the
-	// availability cache knows the window to be full. It returns a function
-	// that records the window full; the function remembers the cache's
-	// state now, so a change committed before it is called leaves the
-	// record unreachable rather than wrong.
-	Peek(ctx context.Context, key, lotID string, start, end time.Time) (stored StoredResponse, ok, full bool, markFull func(total int))
+	// false when there is none or Redis cannot say) and, when availability
+	// is true, whether the availability cache knows the window to be full.
+	// It returns a function that records the window full; the function
+	// remembers the cache's state now, so a change committed before it is
+	// called leaves the record unreachable rather than wrong.
+	Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) (stored StoredResponse, ok, full bool, markFull func(total int))
 }
 
 // Limits of what a driver may book.
@@ -242,12 +242,24 @@ var (
 		Name: "parkgate_reservation_transitions_total", Help: "Reservation status changes, by new status."}, []string{"to"})
 )
 
+func allow(ctx context.Context, limit func(context.Context) error) error {
+	if limit == nil {
+		return nil
+	}
+	return limit(ctx)
+}
+
+// cachedLot returns a lot this replica has read before.
+func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
+	s.lotsMu.RLock()
+	defer s.lotsMu.RUnlock()
+	l, ok := s.lots[id]
+	return l, ok
+}
+
 // Lot returns a lot, from the cache when it has been read before.
 func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
-	s.lotsMu.RLock()
-	l, ok := s.lots[id]
-	s.lotsMu.RUnlock()
-	if ok {
+	if l, ok := s.cachedLot(id); ok {
 		return l, nil
 	}
 	l, err := s.DB.Lot(ctx, id)
@@ -333,24 +345,30 @@ var (
 	noAvailabilityBody = cloud.MarshalError(errNoAvailability)
 )
 
+// Limits are a caller's rate limits, each returning the error to answer
+// with when it refuses; nil allows all.
+type Limits struct {
+	Client, Lot func(context.Context) error
+}
+
 // Hold makes a PENDING hold for a driver, exactly once per idempotency key.
 // It returns the response to send (201 with the reservation, or a stored
 // answer replayed), or an error for answers that are not stored: invalid
-// input, a key in use or reused with another body, the provider away.
+// input, a key in use or reused with another body, the provider away, or a
+// limit's.
 //
 // One Redis round trip first asks for both a response stored under the key
 // and whether the lot is known full for the window. A replay costs nothing
-// more: no database, and no rate limit, since refusing it would leave the
-// driver without the hold the first attempt made. A lot known full answers
-// 409 at once, without queueing for the lot.
-//
-// admit, when not nil, is the caller's rate limit for the lot: it is asked
-// after those answers, before the hold queues for the lot, and an error
-// from it is returned as it is. A driver asking for a full lot in a surge
-// thus learns at once that there is no spot, and stops, rather than being
-// told to come back to learn it; a retry of a request that got in is not
-// limited either.
-func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, admit func(context.Context) error) (Response, error) {
+// more, and is not limited: refusing it would leave the driver without the
+// hold the first attempt made. A lot known full answers 409 at once (after
+// a read of the key in Postgres, shared with the requests asking at the same
+// moment), without queueing for the lot and without its limits: a driver in
+// a rush learns there is no spot and stops, rather than being told to come
+// back to learn it. Everything else that costs the database asks the
+// client's limit first and, before it queues for the lot, the lot's: a lot
+// this replica has not seen yet is read from Postgres only after the
+// client's limit. A retry of a request that got in is not limited either.
+func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits Limits) (Response, error) {
 	if key == "" {
 		return Response{}, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required")
 	}
@@ -362,18 +380,17 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, admit f
 	}
 	hash := req.hash()
 
-	lot, err := s.Lot(ctx, req.LotID)
-	if err != nil {
-		if cloud.ErrorCode(err) == cloud.ENotFound {
-			return Response{}, &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
-		}
-		return Response{}, err
-	}
-
+	lot, known := s.cachedLot(req.LotID)
+	var full bool
 	var markFull func(int)
-	retry := false
 	if s.Guard != nil {
-		stored, ok, full, mf := s.Guard.Peek(ctx, key, lot.ID, req.StartsAt, req.EndsAt)
+		// Availability only for a lot known to exist (a lookup makes keys
+		// in Redis) and a request for any spot: a window full in the cache
+		// is full for any spot, and the others ask Postgres which spot is
+		// free.
+		var stored StoredResponse
+		var ok bool
+		stored, ok, full, markFull = s.Guard.Peek(ctx, key, req.LotID, req.StartsAt, req.EndsAt, known && req.SpotID == "")
 		if ok {
 			if string(stored.RequestHash) != string(hash) {
 				return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
@@ -381,28 +398,46 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, admit f
 			idempotentReplays.WithLabelValues("redis").Inc()
 			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
 		}
-		// A window full in the cache is full for any spot; the others ask
-		// Postgres which spot is free. Nothing is stored under the key for
-		// the quick 409, so a retry asks again and may find a spot that
-		// came free.
-		if req.SpotID == "" {
-			markFull = mf
-			if full {
-				// Unless this is a retry of a request that got in before
-				// the lot filled, whose answer Redis did not have: an
-				// indexed read, no lock, shared with the requests asking
-				// at the same moment, tells.
-				known, err := s.keyChecks.Do(ctx, key)
-				if err == nil && !known {
-					holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
-					return Response{}, errNoAvailability
-				}
-				retry = known
-			}
+		if !known || req.SpotID != "" {
+			markFull = nil
 		}
 	}
-	if admit != nil && !retry {
-		if err := admit(ctx); err != nil {
+	clientAsked := false
+	if !known {
+		if err := allow(ctx, limits.Client); err != nil {
+			return Response{}, err
+		}
+		clientAsked = true
+		var err error
+		if lot, err = s.Lot(ctx, req.LotID); err != nil {
+			if cloud.ErrorCode(err) == cloud.ENotFound {
+				return Response{}, &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
+			}
+			return Response{}, err
+		}
+	}
+
+	retry := false
+	if full {
+		// Unless this is a retry of a request that got in before the lot
+		// filled, whose answer Redis did not have: an indexed read, no
+		// lock, shared with the requests asking at the same moment, tells.
+		// Nothing is stored under the key for the quick 409, so a retry
+		// asks again and may find a spot that came free.
+		seen, err := s.keyChecks.Do(ctx, key)
+		if err == nil && !seen {
+			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+			return Response{}, errNoAvailability
+		}
+		retry = seen
+	}
+	if !retry {
+		if !clientAsked {
+			if err := allow(ctx, limits.Client); err != nil {
+				return Response{}, err
+			}
+		}
+		if err := allow(ctx, limits.Lot); err != nil {
 			return Response{}, err
 		}
 	}

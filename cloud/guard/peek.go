@@ -19,13 +19,15 @@ type Peeked struct {
 	Version          Version
 }
 
-// Peek is LoadResponse and Availability together, in one round trip and
-// one wait: a booking asks both before anything else, and in a surge every
-// round trip of every refused driver is paid for by the other lots' requests
-// waiting for the CPU. Each half degrades as its own method does.
-func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time) Peeked {
-	cache := g.recoverCache(ctx)
-	if !cache {
+// Peek is LoadResponse and, when availability is true, Availability
+// together, in one round trip and one wait: a booking asks both before
+// anything else, and in a surge every round trip of every refused driver is
+// paid for by the other lots' requests waiting for the CPU. Each half
+// degrades as its own method does. Ask for availability only for a lot known
+// to exist: a lookup makes the lot's version key.
+func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) Peeked {
+	cache := availability && g.recoverCache(ctx)
+	if availability && !cache {
 		fallbacks.WithLabelValues(featureAvailability).Inc()
 	}
 	keys := g.lookupKeys(lotID, start, end)
@@ -52,8 +54,8 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		raw, getErr = get.Bytes()
 		if look != nil {
 			if redis.HasErrorPrefix(look.Err(), "NOSCRIPT") {
-				// Redis restarted or flushed its scripts: Run loads it.
-				look = lookupScript.Run(ctx, g.pipe, keys)
+				// Redis restarted or flushed its scripts: EVAL loads it.
+				look = lookupScript.Eval(ctx, g.pipe, keys)
 			}
 			res, lookErr = look.Slice()
 		}

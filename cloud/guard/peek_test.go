@@ -37,7 +37,7 @@ func TestPeek(t *testing.T) {
 	t.Cleanup(func() { deleteNamespace(t, rdb, ns) })
 	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second})
 
-	p := g.Peek(ctx, "k1", "lot-1", start, end)
+	p := g.Peek(ctx, "k1", "lot-1", start, end, true)
 	if p.Stored || p.Cached || p.Version == (guard.Version{}) {
 		t.Fatalf("empty: %+v; want nothing stored or cached, a version to store with", p)
 	}
@@ -46,7 +46,7 @@ func TestPeek(t *testing.T) {
 	g.SaveResponse(ctx, "k1", want)
 
 	before := pipes.n.Load()
-	p = g.Peek(ctx, "k1", "lot-1", start, end)
+	p = g.Peek(ctx, "k1", "lot-1", start, end, true)
 	if n := pipes.n.Load() - before; n != 1 {
 		t.Errorf("a lone Peek sent %d pipelines, want 1", n)
 	}
@@ -56,12 +56,19 @@ func TestPeek(t *testing.T) {
 	if !p.Cached || p.Available != 0 || p.Total != 50 {
 		t.Errorf("cached: %+v; want 0 of 50", p)
 	}
-	if q := g.Peek(ctx, "k2", "lot-1", start, end); q.Stored || !q.Cached {
+	if q := g.Peek(ctx, "k2", "lot-1", start, end, true); q.Stored || !q.Cached {
 		t.Errorf("another key: %+v; want not stored, cached", q)
 	}
 
+	if q := g.Peek(ctx, "k1", "lot-2", start, end, false); !q.Stored || q.Cached || q.Version != (guard.Version{}) {
+		t.Errorf("without availability: %+v; want the response alone", q)
+	}
+	if n, err := rdb.Exists(ctx, ns+":avail:{lot-2}:ver").Result(); err != nil || n != 0 {
+		t.Errorf("a Peek without availability made the lot's version key (%d, %v)", n, err)
+	}
+
 	g.InvalidateLot(ctx, "lot-1")
-	if p = g.Peek(ctx, "k1", "lot-1", start, end); p.Cached || !p.Stored {
+	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored {
 		t.Fatalf("after InvalidateLot: %+v; want stored, not cached", p)
 	}
 
@@ -69,7 +76,7 @@ func TestPeek(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 3, 50)
-	if p = g.Peek(ctx, "k1", "lot-1", start, end); !p.Cached || p.Available != 3 || !p.Stored {
+	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 3 || !p.Stored {
 		t.Fatalf("after SCRIPT FLUSH: %+v; want 3 of 50 and the response", p)
 	}
 }

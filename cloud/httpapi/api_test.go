@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
@@ -24,6 +25,7 @@ type bundle struct {
 	srv    *httptest.Server
 	schema *pgtest.Schema
 	svc    *booking.Service
+	guard  *guard.Guard // setupGuarded's
 }
 
 func setup(t testing.TB) *bundle {

@@ -92,33 +92,30 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer leave()
-	// The client's and the lot's rate limits are asked by the service once
-	// it has answered a replay or a lot known to be full: a driver in a
-	// rush is told 409 at once, not 429 to come back and learn it. Each of
-	// those answers costs one Redis round trip, as asking a limit would;
-	// the limits guard what costs more, a hold. (A client flooding one lot
-	// waits at its gate.)
+	// The client's and the lot's rate limits are asked by the service, for
+	// what costs the database: not for a replay, nor for a lot known to be
+	// full (409 at once, not 429 to come back and learn it).
 	var retryAfter time.Duration
-	admit := func(ctx context.Context) error {
-		if s.Limiter == nil {
-			return nil
+	var limits booking.Limits
+	if s.Limiter != nil {
+		limit := func(allow func(context.Context, string) (bool, time.Duration), id string) func(context.Context) error {
+			return func(ctx context.Context) error {
+				ok, after := allow(ctx, id)
+				if !ok {
+					retryAfter = after
+					return errLimited
+				}
+				return nil
+			}
 		}
-		if ok, after := s.Limiter.AllowClient(ctx, clientID(r)); !ok {
-			retryAfter = after
-			return errLimited
-		}
-		if ok, after := s.Limiter.AllowLot(ctx, req.LotID); !ok {
-			retryAfter = after
-			return errLimited
-		}
-		return nil
+		limits = booking.Limits{Client: limit(s.Limiter.AllowClient, clientID(r)), Lot: limit(s.Limiter.AllowLot, req.LotID)}
 	}
 	// A client that hangs up must not cut a hold in half: the hold, its
 	// Checkout Session and the stored answer are finished regardless, so
 	// the retry replays it instead of waiting out the key's lease.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
 	defer cancel()
-	resp, err := s.Booking.Hold(ctx, key, req, admit)
+	resp, err := s.Booking.Hold(ctx, key, req, limits)
 	if errors.Is(err, errLimited) {
 		s.rateLimited(w, r, retryAfter)
 		return

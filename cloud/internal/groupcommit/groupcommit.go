@@ -33,10 +33,12 @@ type Group[T, R any] struct {
 	Timeout time.Duration
 	// Linger is how long a writer with nothing left to write waits for the
 	// next request before it ends (default 1s). A writer that lives on
-	// keeps the stack it grew in Write: a goroutine started afresh for each
-	// batch grew it again every time, through the client libraries' deep
-	// read paths, and in a surge that copying was near a tenth of the
-	// server's CPU (measured: runtime.copystack under the Redis pipeline).
+	// keeps the stack it grew in Write, until a collection finds it idle
+	// and shrinks it: a goroutine started afresh for each batch grew it
+	// again every time, through the client libraries' deep read paths, and
+	// that copying was near a tenth of the server's CPU over a surge
+	// benchmark (runtime.copystack under the Redis pipeline: 8.6% before,
+	// 0.8% after).
 	Linger time.Duration
 
 	mu      sync.Mutex
