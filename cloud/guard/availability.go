@@ -97,13 +97,45 @@ func (g *Guard) Availability(ctx context.Context, lotID string, start, end time.
 		fallbacks.WithLabelValues(featureAvailability).Inc()
 		return 0, 0, Version{}, false
 	}
+	keys := g.lookupKeys(lotID, start, end)
 	var res []any
 	err := g.call(ctx, func(ctx context.Context) error {
-		var err error
-		res, err = lookupScript.Run(ctx, g.pipe, g.lookupKeys(lotID, start, end)).Slice()
+		vals, err := g.pipe.MGet(ctx, keys...).Result()
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if res, ok = lookupFromMGet(vals); ok {
+			return nil
+		}
+		res, err = lookupScript.Run(ctx, g.pipe, keys).Slice()
 		return err
 	})
 	return g.availability(res, err)
+}
+
+// lookupFromMGet answers as lookupScript does from an MGET of its three
+// keys, when the epoch and the lot's version both exist: one plain read, a
+// fifteenth of a script's time in Redis (commandstats here: GET 0.9 µs a
+// call, EVALSHA 13 µs), which in a surge Redis spends on every refused
+// driver. ok is false when either is missing: only the script, which makes
+// them, can answer then.
+func lookupFromMGet(vals []any) (res []any, ok bool) {
+	if len(vals) != 3 {
+		return nil, false
+	}
+	e, ok1 := vals[0].(string)
+	v, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	value := ""
+	if entry, found := vals[2].(string); found {
+		if tag := e + ":" + v + ":"; strings.HasPrefix(entry, tag) {
+			value = entry[len(tag):]
+		}
+	}
+	return []any{e, v, value}, true
 }
 
 func (g *Guard) lookupKeys(lotID string, start, end time.Time) []string {

@@ -41,9 +41,9 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		b := g.pipe.build()
 		get := b.Get(ctx, g.idemKey(key))
 		cmds := []redis.Cmder{get}
-		var look *redis.Cmd
+		var look *redis.SliceCmd
 		if cache {
-			look = b.EvalSha(ctx, lookupScript.Hash(), keys)
+			look = b.MGet(ctx, keys...)
 			cmds = append(cmds, look)
 		}
 		// On an error here the commands are the writer's still: read none.
@@ -53,11 +53,15 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		sent = true
 		raw, getErr = get.Bytes()
 		if look != nil {
-			if redis.HasErrorPrefix(look.Err(), "NOSCRIPT") {
-				// Redis restarted or flushed its scripts: EVAL loads it.
-				look = lookupScript.Eval(ctx, g.pipe, keys)
+			var vals []any
+			if vals, lookErr = look.Result(); lookErr == nil {
+				var ok bool
+				if res, ok = lookupFromMGet(vals); !ok {
+					// A lot's first lookup since Redis started: the
+					// script makes its version.
+					res, lookErr = lookupScript.Run(ctx, g.pipe, keys).Slice()
+				}
 			}
-			res, lookErr = look.Slice()
 		}
 		if getErr != nil && !isMiss(getErr) {
 			return getErr

@@ -13,19 +13,34 @@ import (
 	"github.com/parkgate/parkgate/cloud/guard"
 )
 
-// pipelineCounter counts the pipelines a client sends.
-type pipelineCounter struct{ n atomic.Int64 }
+// pipelineCounter counts the pipelines a client sends, and the scripts in
+// them and alone.
+type pipelineCounter struct{ n, scripts atomic.Int64 }
 
-func (c *pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (c *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (c *pipelineCounter) count(cmds ...redis.Cmder) {
+	for _, cmd := range cmds {
+		if name := cmd.Name(); name == "eval" || name == "evalsha" {
+			c.scripts.Add(1)
+		}
+	}
+}
+
+func (c *pipelineCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.count(cmd); return next(ctx, cmd) }
+}
 func (c *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		c.count(cmds...)
+		return next(ctx, cmds)
+	}
 }
 
 // TestPeek: the stored response and the cached availability, read in one
-// round trip, are what LoadResponse and Availability read; a miss gives
-// the Version that stores; an invalidation is seen; scripts flushed from
-// Redis are loaded again.
+// round trip (a plain MGET once the lot has a version), are what
+// LoadResponse and Availability read; a miss gives the Version that stores;
+// an invalidation is seen; a lost version and lost scripts are made again.
 func TestPeek(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -45,10 +60,13 @@ func TestPeek(t *testing.T) {
 	want := guard.StoredResponse{RequestHash: []byte{1, 2}, Status: 201, Body: []byte(`{"id":"r-1"}`)}
 	g.SaveResponse(ctx, "k1", want)
 
-	before := pipes.n.Load()
+	before, scripts := pipes.n.Load(), pipes.scripts.Load()
 	p = g.Peek(ctx, "k1", "lot-1", start, end, true)
 	if n := pipes.n.Load() - before; n != 1 {
 		t.Errorf("a lone Peek sent %d pipelines, want 1", n)
+	}
+	if n := pipes.scripts.Load() - scripts; n != 0 {
+		t.Errorf("a Peek of a lot with its version ran %d scripts, want none (MGET)", n)
 	}
 	if !p.Stored || p.Response.Status != 201 || !bytes.Equal(p.Response.Body, want.Body) || !bytes.Equal(p.Response.RequestHash, want.RequestHash) {
 		t.Errorf("stored: %+v", p)
@@ -72,11 +90,25 @@ func TestPeek(t *testing.T) {
 		t.Fatalf("after InvalidateLot: %+v; want stored, not cached", p)
 	}
 
+	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 3, 50)
+	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 3 || !p.Stored {
+		t.Fatalf("refilled: %+v; want 3 of 50 and the response", p)
+	}
+
+	// Redis loses the lot's version (a restart, an eviction) and its
+	// scripts: the script makes a version again, which the old entry
+	// does not carry.
+	if err := rdb.Del(ctx, ns+":avail:{lot-1}:ver").Err(); err != nil {
+		t.Fatal(err)
+	}
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 3, 50)
-	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 3 || !p.Stored {
-		t.Fatalf("after SCRIPT FLUSH: %+v; want 3 of 50 and the response", p)
+	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored || p.Version == (guard.Version{}) {
+		t.Fatalf("version lost: %+v; want a miss with a version, and the response", p)
+	}
+	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 2, 50)
+	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 2 {
+		t.Fatalf("after the version was made again: %+v; want 2 of 50", p)
 	}
 }

@@ -79,6 +79,10 @@ func (p *autoPipe) Get(ctx context.Context, key string) *redis.StringCmd {
 	return send(ctx, p, p.build().Get(ctx, key), redis.NewStringCmd)
 }
 
+func (p *autoPipe) MGet(ctx context.Context, keys ...string) *redis.SliceCmd {
+	return send(ctx, p, p.build().MGet(ctx, keys...), redis.NewSliceCmd)
+}
+
 func (p *autoPipe) Set(ctx context.Context, key string, value any, ttl time.Duration) *redis.StatusCmd {
 	return send(ctx, p, p.build().Set(ctx, key, value, ttl), redis.NewStatusCmd)
 }
