@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parkgate/parkgate/cloud/adapt"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/guard"
@@ -119,6 +121,7 @@ func BenchmarkSurge(b *testing.B) {
 	}
 	for r := range rounds {
 		hot := bd.createLot(b, 50)
+		refusedBefore := refusals()
 		var res crowdResult
 		rr := round(fmt.Sprintf("surge %s %d", hot, r), &res)
 		before, during, inside := rr.before, rr.during, rr.inside
@@ -126,6 +129,7 @@ func BenchmarkSurge(b *testing.B) {
 		all.d = append(all.d, res.All...)
 		ratio := float64(during.pct(.99)) / float64(before.pct(.99))
 		ratios, befores, durings = append(ratios, ratio), append(befores, ms(before.pct(.99))), append(durings, ms(during.pct(.99)))
+		refused := refusals()
 		var held int
 		if err := bd.schema.DB.Pool.QueryRow(context.Background(),
 			`SELECT count(*) FROM reservations WHERE lot_id = $1 AND status = 'PENDING'`, hot).Scan(&held); err != nil {
@@ -137,6 +141,11 @@ func BenchmarkSurge(b *testing.B) {
 		worst = max(worst, inside.pct(1))
 		b.Logf("surge %d: final statuses %v, all attempts %v, over in %v; other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx), worst %.1f ms of %d while it lasted",
 			r+1, res.Codes, res.Attempts, rr.took.Round(time.Millisecond), ms(before.pct(.99)), ms(during.pct(.99)), ratio, ms(inside.pct(1)), len(inside.d))
+		if n := res.Attempts[429]; n > 0 {
+			d := func(k string) int { return int(refused[k] - refusedBefore[k]) }
+			b.Logf("surge %d: 429s from the lot gate %d, the lot's limit %d, the client's %d, the lot's bulkhead %d",
+				r+1, d("gate"), d("lot"), d("client"), d("bulkhead"))
+		}
 	}
 	b.StopTimer()
 	fr := round("floor", nil)
@@ -151,6 +160,32 @@ func BenchmarkSurge(b *testing.B) {
 	b.ReportMetric(median(ratios), "others_p99_ratio")
 	b.ReportMetric(ms(worst), "others_max_in_surge_ms")
 	b.ReportMetric(floorRatio, "floor_p99_ratio")
+}
+
+// refusals reads this process's counters of the reasons for a 429.
+func refusals() map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "parkgate_lot_gate_refused_total":
+				out["gate"] += m.GetCounter().GetValue()
+			case "parkgate_lot_busy_total":
+				out["bulkhead"] += m.GetCounter().GetValue()
+			case "parkgate_guard_rate_limited_total":
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "scope" {
+						out[l.GetValue()] += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func median(v []float64) float64 {
