@@ -419,11 +419,12 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 
 	retry := false
 	if full {
-		// Unless this is a retry of a request that got in before the lot
-		// filled, whose answer Redis did not have: an indexed read, no
-		// lock, shared with the requests asking at the same moment, tells.
-		// Nothing is stored under the key for the quick 409, so a retry
-		// asks again and may find a spot that came free.
+		// A lot known full answers 409 at once, unless this is a retry of
+		// a request that got in before the lot filled, whose answer Redis
+		// did not have: an indexed read, no lock, shared with the requests
+		// asking at the same moment, tells. Nothing is stored under the
+		// key for the quick 409, so a retry asks again and may find a spot
+		// that came free.
 		seen, err := s.keyChecks.Do(ctx, key)
 		if err == nil && !seen {
 			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
