@@ -81,6 +81,9 @@ func (a Cache) Availability(ctx context.Context, lotID string, start, end time.T
 func (a Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) (booking.StoredResponse, bool, bool, func(int)) {
 	p := a.G.Peek(ctx, key, lotID, start, end, availability)
 	r := booking.StoredResponse{RequestHash: p.Response.RequestHash, Status: p.Response.Status, Body: p.Response.Body}
+	if !availability {
+		return r, p.Stored, false, nil
+	}
 	return r, p.Stored, p.Cached && p.Available <= 0, func(total int) {
 		a.G.StoreAvailability(ctx, lotID, start, end, p.Version, 0, total)
 	}

@@ -71,10 +71,10 @@ type Guard interface {
 	InvalidateLot(ctx context.Context, lotIDs ...string)
 	// Peek reads, in one round trip, the response stored under key (ok
 	// false when there is none or Redis cannot say) and, when availability
-	// is true, whether the availability cache knows the window to be full.
-	// It returns a function that records the window full; the function
-	// remembers the cache's state now, so a change committed before it is
-	// called leaves the record unreachable rather than wrong.
+	// is true, whether the availability cache knows the window to be full,
+	// with a function that records the window full (nil without). The
+	// function remembers the cache's state now, so a change committed
+	// before it is called leaves the record unreachable rather than wrong.
 	Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) (stored StoredResponse, ok, full bool, markFull func(total int))
 }
 
@@ -398,16 +398,11 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 			idempotentReplays.WithLabelValues("redis").Inc()
 			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
 		}
-		if !known || req.SpotID != "" {
-			markFull = nil
-		}
 	}
-	clientAsked := false
 	if !known {
 		if err := allow(ctx, limits.Client); err != nil {
 			return Response{}, err
 		}
-		clientAsked = true
 		var err error
 		if lot, err = s.Lot(ctx, req.LotID); err != nil {
 			if cloud.ErrorCode(err) == cloud.ENotFound {
@@ -433,7 +428,7 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 		retry = seen
 	}
 	if !retry {
-		if !clientAsked {
+		if known { // else asked above, before the lot was read
 			if err := allow(ctx, limits.Client); err != nil {
 				return Response{}, err
 			}

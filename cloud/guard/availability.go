@@ -100,18 +100,24 @@ func (g *Guard) Availability(ctx context.Context, lotID string, start, end time.
 	keys := g.lookupKeys(lotID, start, end)
 	var res []any
 	err := g.call(ctx, func(ctx context.Context) error {
-		vals, err := g.pipe.MGet(ctx, keys...).Result()
-		if err != nil {
-			return err
-		}
-		var ok bool
-		if res, ok = lookupFromMGet(vals); ok {
-			return nil
-		}
-		res, err = lookupScript.Run(ctx, g.pipe, keys).Slice()
+		var err error
+		res, err = g.lookup(ctx, keys, g.pipe.MGet(ctx, keys...))
 		return err
 	})
 	return g.availability(res, err)
+}
+
+// lookup turns the answer to an MGET of keys (lookupKeys) into
+// lookupScript's, running the script only when a version is missing.
+func (g *Guard) lookup(ctx context.Context, keys []string, mget *redis.SliceCmd) ([]any, error) {
+	vals, err := mget.Result()
+	if err != nil {
+		return nil, err
+	}
+	if res, ok := lookupFromMGet(vals); ok {
+		return res, nil
+	}
+	return lookupScript.Run(ctx, g.pipe, keys).Slice()
 }
 
 // lookupFromMGet answers as lookupScript does from an MGET of its three

@@ -30,7 +30,6 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 	if availability && !cache {
 		fallbacks.WithLabelValues(featureAvailability).Inc()
 	}
-	keys := g.lookupKeys(lotID, start, end)
 	var (
 		sent            bool
 		raw             []byte
@@ -42,7 +41,9 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		get := b.Get(ctx, g.idemKey(key))
 		cmds := []redis.Cmder{get}
 		var look *redis.SliceCmd
+		var keys []string
 		if cache {
+			keys = g.lookupKeys(lotID, start, end)
 			look = b.MGet(ctx, keys...)
 			cmds = append(cmds, look)
 		}
@@ -53,15 +54,7 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		sent = true
 		raw, getErr = get.Bytes()
 		if look != nil {
-			var vals []any
-			if vals, lookErr = look.Result(); lookErr == nil {
-				var ok bool
-				if res, ok = lookupFromMGet(vals); !ok {
-					// A lot's first lookup since Redis started: the
-					// script makes its version.
-					res, lookErr = lookupScript.Run(ctx, g.pipe, keys).Slice()
-				}
-			}
+			res, lookErr = g.lookup(ctx, keys, look)
 		}
 		if getErr != nil && !isMiss(getErr) {
 			return getErr
