@@ -14,8 +14,8 @@ import (
 	"github.com/parkgate/parkgate/edge"
 	"github.com/parkgate/parkgate/edge/hw"
 	"github.com/parkgate/parkgate/edge/mqttlink"
+	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
-	"github.com/parkgate/parkgate/sim/broker"
 )
 
 func TestSignedChangeReachesStore(t *testing.T) {

@@ -25,11 +25,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/parkgate/parkgate/internal/testkit/broker"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
-	"github.com/parkgate/parkgate/sim/broker"
-	"github.com/parkgate/parkgate/sim/stripefake"
-	"github.com/parkgate/parkgate/sim/tcpproxy"
 )
 
 // DefaultDatabaseURL and DefaultRedisURL are what deploy/services.sh makes
