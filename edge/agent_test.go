@@ -13,13 +13,14 @@ import (
 	"github.com/parkgate/parkgate/edge"
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
 type agentBundle struct {
 	agent *edge.Agent
 	store *bolt.Store
-	pins  map[string]*hw.FakePin
+	pins  map[string]*hwtest.Pin
 	now   time.Time
 }
 
@@ -32,10 +33,10 @@ func setupAgent(t *testing.T, link edge.Link) *agentBundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	b := &agentBundle{store: s, pins: map[string]*hw.FakePin{}, now: t0.Add(time.Hour)}
+	b := &agentBundle{store: s, pins: map[string]*hwtest.Pin{}, now: t0.Add(time.Hour)}
 	var gates []edge.GateConfig
 	for _, g := range []edge.Gate{{ID: "entry-1", Direction: "entry"}, {ID: "entry-2", Direction: "entry"}, {ID: "exit-1", Direction: "exit"}} {
-		pin := hw.NewFakePin(g.ID + ".barrier")
+		pin := hwtest.NewPin(g.ID + ".barrier")
 		barrier, err := hw.NewBarrier(pin, time.Hour)
 		if err != nil {
 			t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/httpapi"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -123,17 +124,17 @@ func genPlates(n int) []string {
 // benchAgent opens the fixture and builds an agent with an entry and an
 // exit gate on fake pins. The pulse is long: the benchmark ends each pulse
 // itself so every open is a fresh rising edge.
-func benchAgent(b *testing.B) (*edge.Agent, *bolt.Store, map[string]*hw.FakePin, map[string]*hw.Barrier, []string) {
+func benchAgent(b *testing.B) (*edge.Agent, *bolt.Store, map[string]*hwtest.Pin, map[string]*hw.Barrier, []string) {
 	path, plates := fixture(b)
 	s, err := bolt.Open(path, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close() })
-	pins, barriers := map[string]*hw.FakePin{}, map[string]*hw.Barrier{}
+	pins, barriers := map[string]*hwtest.Pin{}, map[string]*hw.Barrier{}
 	var gates []edge.GateConfig
 	for _, g := range []edge.Gate{{ID: "entry-1", Direction: "entry"}, {ID: "exit-1", Direction: "exit"}, {ID: "busy-1", Direction: "entry"}} {
-		pins[g.ID] = hw.NewFakePin(g.ID + ".barrier")
+		pins[g.ID] = hwtest.NewPin(g.ID + ".barrier")
 		barriers[g.ID], _ = hw.NewBarrier(pins[g.ID], time.Hour)
 		gates = append(gates, edge.GateConfig{Gate: g, Barrier: barriers[g.ID]})
 	}
@@ -257,7 +258,7 @@ func rssChild() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	pin := hw.NewFakePin("b")
+	pin := hwtest.NewPin("b")
 	barrier, _ := hw.NewBarrier(pin, time.Millisecond)
 	a, _ := edge.NewAgent(edge.Config{LotID: "lot-1", Store: s, Policy: edge.DefaultPolicy(),
 		Gates: []edge.GateConfig{{Gate: edge.Gate{ID: "exit-1", Direction: "exit"}, Barrier: barrier}}})

@@ -7,9 +7,10 @@
 // Stripe stand-in, each edge's sync state.
 //
 // The subpackages do the work and import this one, never the other way
-// round: tcpproxy (the network links the simulator can cut), stack (bringing
-// up the whole system as real processes), traffic (drivers, cars and
-// cameras), check (the invariants, pure functions over a Run), report (the
-// terminal table, JSON and HTML page) and scenario (named scenarios and the
-// runner that ties them together). cmd/parksim only wires.
+// round: stack (bringing up the whole system as real processes), traffic
+// (drivers, cars and cameras), check (the invariants, pure functions over a
+// Run), report (the terminal table, JSON and HTML page) and scenario (named
+// scenarios and the runner that ties them together). cmd/parksim only wires.
+// The kits it shares with cloud and edge tests (the private broker, the
+// Stripe stand-in, the links it can cut) live in internal/testkit.
 package sim

@@ -18,8 +18,8 @@ import (
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
-	"github.com/parkgate/parkgate/sim/stripefake"
-	"github.com/parkgate/parkgate/sim/tcpproxy"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 )
 
 const whSecret = "whsec_test_secret"

@@ -13,7 +13,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
-	"github.com/parkgate/parkgate/sim/tcpproxy"
+	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 )
 
 // proxiedDB opens a store on s through a TCP proxy, which the test may cut

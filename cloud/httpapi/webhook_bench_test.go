@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 // BenchmarkWebhook measures webhook ingestion at the endpoint (verify,

@@ -15,7 +15,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 const testKey = "sk_test_stripepay"

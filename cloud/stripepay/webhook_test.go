@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 // completedEvent carries an api_version other than stripe-go's on purpose:

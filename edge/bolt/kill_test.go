@@ -16,6 +16,7 @@ import (
 	"github.com/parkgate/parkgate/edge"
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -36,9 +37,9 @@ func TestKillChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	pin := hw.NewFakePin("entry-1.barrier")
+	pin := hwtest.NewPin("entry-1.barrier")
 	barrier, _ := hw.NewBarrier(pin, time.Millisecond)
-	exitPin := hw.NewFakePin("exit-1.barrier")
+	exitPin := hwtest.NewPin("exit-1.barrier")
 	exitBarrier, _ := hw.NewBarrier(exitPin, time.Millisecond)
 	agent, err := edge.NewAgent(edge.Config{
 		LotID: "lot", Store: s, Policy: edge.DefaultPolicy(),

@@ -17,12 +17,13 @@ import (
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/httpapi"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
 type bundle struct {
 	srv   *httptest.Server
-	entry *hw.FakePin
+	entry *hwtest.Pin
 }
 
 func setup(t *testing.T) *bundle {
@@ -42,7 +43,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, exit := hw.NewFakePin("entry-1.barrier"), hw.NewFakePin("exit-1.barrier")
+	entry, exit := hwtest.NewPin("entry-1.barrier"), hwtest.NewPin("exit-1.barrier")
 	eb, _ := hw.NewBarrier(entry, time.Hour)
 	xb, _ := hw.NewBarrier(exit, time.Hour)
 	agent, err := edge.NewAgent(edge.Config{LotID: "lot-1", Store: s, Policy: edge.DefaultPolicy(), Observer: metrics,

@@ -3,7 +3,6 @@
 // that watches the induction loop (a car arriving triggers the camera) and a
 // Button for the manual override input, each taking the narrowest pin
 // interface it needs. OpenPin finds real pins by name through periph's host
-// drivers on a board; FakePin is an ordinary importable fake (in the manner
-// of periph's gpiotest) that records every edge with its time, so tests and
-// the simulator can measure plate read → barrier high and drive the inputs.
+// drivers on a board. Fakes live apart in hw/hwtest, so every type here is a
+// real adapter; anything that takes a gpio pin takes a hwtest.Pin as well.
 package hw

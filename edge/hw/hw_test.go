@@ -2,10 +2,6 @@ package hw_test
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,23 +9,24 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 )
 
 // waitEdge returns the next edge on ch or fails after a generous deadline.
-func waitEdge(t *testing.T, ch <-chan hw.Edge) hw.Edge {
+func waitEdge(t *testing.T, ch <-chan hwtest.Edge) hwtest.Edge {
 	t.Helper()
 	select {
 	case e := <-ch:
 		return e
 	case <-time.After(5 * time.Second):
 		t.Fatal("no edge within 5s")
-		return hw.Edge{}
+		return hwtest.Edge{}
 	}
 }
 
 func TestBarrier(t *testing.T) {
 	t.Run("PulsesHighThenLow", func(t *testing.T) {
-		pin := hw.NewFakePin("entry-1.barrier")
+		pin := hwtest.NewPin("entry-1.barrier")
 		b, err := hw.NewBarrier(pin, 20*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +49,7 @@ func TestBarrier(t *testing.T) {
 		}
 	})
 	t.Run("OpenDuringPulseExtendsWithoutEdge", func(t *testing.T) {
-		pin := hw.NewFakePin("b")
+		pin := hwtest.NewPin("b")
 		b, _ := hw.NewBarrier(pin, 50*time.Millisecond)
 		edges, stop := pin.Watch(4)
 		defer stop()
@@ -70,7 +67,7 @@ func TestBarrier(t *testing.T) {
 		}
 	})
 	t.Run("CloseEndsPulse", func(t *testing.T) {
-		pin := hw.NewFakePin("b")
+		pin := hwtest.NewPin("b")
 		b, _ := hw.NewBarrier(pin, time.Hour)
 		_ = b.Open()
 		if err := b.Close(); err != nil {
@@ -83,7 +80,7 @@ func TestBarrier(t *testing.T) {
 }
 
 func TestLoopTriggersCamera(t *testing.T) {
-	loop, camera := hw.NewFakePin("entry-1.loop"), hw.NewFakePin("entry-1.camera")
+	loop, camera := hwtest.NewPin("entry-1.loop"), hwtest.NewPin("entry-1.camera")
 	arrived := make(chan struct{}, 4)
 	l := &hw.Loop{Pin: loop, Camera: camera, Trigger: 10 * time.Millisecond, Holdoff: time.Hour,
 		OnArrival: func() { arrived <- struct{}{} }}
@@ -124,7 +121,7 @@ func TestLoopTriggersCamera(t *testing.T) {
 }
 
 func TestButtonActiveLow(t *testing.T) {
-	p := hw.NewFakePin("entry-1.override")
+	p := hwtest.NewPin("entry-1.override")
 	pressed := make(chan struct{}, 1)
 	b := &hw.Button{Pin: p, ActiveLow: true, OnPress: func() { pressed <- struct{}{} }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -157,46 +154,4 @@ func TestParsePins(t *testing.T) {
 			t.Errorf("ParsePins(%q) accepted", bad)
 		}
 	}
-}
-
-func TestFakePinsHandler(t *testing.T) {
-	loop := hw.NewFakePin("entry-1.loop")
-	_ = loop.In(gpio.PullDown, gpio.RisingEdge)
-	srv := httptest.NewServer(hw.FakePinsHandler("/v1/sim", map[string]*hw.FakePin{"entry-1.loop": loop}))
-	defer srv.Close()
-
-	resp, err := http.Post(srv.URL+"/v1/sim/pins/entry-1.loop", "application/json", strings.NewReader(`{"level":"high"}`))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("POST: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	if !loop.WaitForEdge(time.Second) || loop.Read() != gpio.High {
-		t.Fatal("POST did not drive the input")
-	}
-	resp, err = http.Get(srv.URL + "/v1/sim/pins")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Pins []struct {
-			Name  string `json:"name"`
-			Level string `json:"level"`
-			Edges []struct {
-				Level string    `json:"level"`
-				At    time.Time `json:"at"`
-			} `json:"edges"`
-		} `json:"pins"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Pins) != 1 || out.Pins[0].Level != "high" || len(out.Pins[0].Edges) != 1 || out.Pins[0].Edges[0].At.IsZero() {
-		t.Fatalf("GET pins = %+v", out)
-	}
-	resp2, _ := http.Post(srv.URL+"/v1/sim/pins/nope", "application/json", strings.NewReader(`{"level":"high"}`))
-	if resp2.StatusCode != 404 {
-		t.Fatalf("unknown pin: %d", resp2.StatusCode)
-	}
-	resp2.Body.Close()
 }

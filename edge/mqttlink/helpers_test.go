@@ -18,8 +18,8 @@ import (
 
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/mqttlink"
+	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
-	"github.com/parkgate/parkgate/sim/broker"
 )
 
 const lot = "lot-1"

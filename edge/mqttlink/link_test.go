@@ -13,9 +13,10 @@ import (
 
 	"github.com/parkgate/parkgate/edge"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/edge/mqttlink"
+	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
-	"github.com/parkgate/parkgate/sim/broker"
 )
 
 func TestSignedChangeReachesStore(t *testing.T) {
@@ -157,9 +158,9 @@ func TestCatchUpWrongTokenKeepsLiveApply(t *testing.T) {
 }
 
 // newAgent builds an agent with fake barriers on the bundle's store.
-func newAgent(t *testing.T, b *bundle, link edge.Link) (*edge.Agent, *hw.FakePin) {
+func newAgent(t *testing.T, b *bundle, link edge.Link) (*edge.Agent, *hwtest.Pin) {
 	t.Helper()
-	entryPin, exitPin := hw.NewFakePin("entry-1.barrier"), hw.NewFakePin("exit-1.barrier")
+	entryPin, exitPin := hwtest.NewPin("entry-1.barrier"), hwtest.NewPin("exit-1.barrier")
 	entry, _ := hw.NewBarrier(entryPin, 10*time.Millisecond)
 	exit, _ := hw.NewBarrier(exitPin, 10*time.Millisecond)
 	a, err := edge.NewAgent(edge.Config{LotID: lot, Store: b.store, Link: link, Policy: edge.DefaultPolicy(),

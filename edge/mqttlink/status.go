@@ -86,3 +86,14 @@ func (s *statusConn) publishLocked(state string) {
 	t := s.client.Publish(s.topic, 1, true, s.link.statusPayload(s.gate, state))
 	t.WaitTimeout(time.Second)
 }
+
+// statusPayload is a gate's retained status; an online one carries the applied
+// sequence number, so the cloud can see how far the lot has synced.
+func (l *Link) statusPayload(gate, state string) []byte {
+	st := protocol.GateStatus{V: protocol.Version, LotID: l.cfg.LotID, GateID: gate, State: state, At: time.Now().UTC()}
+	if state == protocol.StateOnline {
+		st.SyncSeq = l.applied.Load()
+	}
+	b, _ := protocol.Encode(st) // a struct of strings, ints and a time always encodes
+	return b
+}

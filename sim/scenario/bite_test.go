@@ -20,6 +20,7 @@ import (
 	"github.com/parkgate/parkgate/edge"
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/edge/mqttlink"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
@@ -209,7 +210,7 @@ func breakForged(ctx context.Context, st *stack.Stack, _ *sim.Run) error {
 		return err
 	}
 	defer store.Close()
-	barrier, err := hw.NewBarrier(hw.NewFakePin("entry-9.barrier"), 200*time.Millisecond)
+	barrier, err := hw.NewBarrier(hwtest.NewPin("entry-9.barrier"), 200*time.Millisecond)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // Pins plays the hardware of an edge running with fake pins, through the
-// HTTP endpoints the agent serves in sim mode (edge/hw.FakePinsHandler):
+// HTTP endpoints the agent serves in sim mode (edge/hw/hwtest.PinsHandler):
 // it drives the inputs (loop detector, override) and reads the edges the
 // agent made on the outputs (barrier relay, camera trigger).
 type Pins struct {

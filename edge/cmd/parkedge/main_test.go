@@ -12,8 +12,8 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
+	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
-	"github.com/parkgate/parkgate/sim/broker"
 )
 
 func testKeys() string {

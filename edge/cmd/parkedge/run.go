@@ -21,6 +21,7 @@ import (
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/httpapi"
 	"github.com/parkgate/parkgate/edge/hw"
+	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/edge/mqttlink"
 )
 
@@ -32,7 +33,7 @@ type Main struct {
 
 	// FakePins holds the pins by "gate.role" when Hardware is sim, for
 	// tests and for the simulator endpoints under /v1/sim.
-	FakePins map[string]*hw.FakePin
+	FakePins map[string]*hwtest.Pin
 
 	store    *bolt.Store
 	link     *mqttlink.Link
@@ -111,7 +112,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	hc := httpapi.Config{LotID: c.LotID, Agent: m.agent, Gatherer: reg, OperatorToken: c.OperatorToken, Logger: m.Logger}
 	if m.FakePins != nil {
-		hc.Mounts = map[string]http.Handler{"/v1/sim": hw.FakePinsHandler("/v1/sim", m.FakePins)}
+		hc.Mounts = map[string]http.Handler{"/v1/sim": hwtest.PinsHandler("/v1/sim", m.FakePins)}
 	}
 	m.listener, err = net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
@@ -176,9 +177,9 @@ func (m *Main) hardware() ([]edge.GateConfig, []func(context.Context) error, err
 	c := m.Config
 	open := func(gate, role, name string) (gpio.PinIO, error) {
 		if c.Hardware == HardwareSim {
-			p := hw.NewFakePin(gate + "." + role)
+			p := hwtest.NewPin(gate + "." + role)
 			if m.FakePins == nil {
-				m.FakePins = map[string]*hw.FakePin{}
+				m.FakePins = map[string]*hwtest.Pin{}
 			}
 			m.FakePins[p.Name()] = p
 			return p, nil

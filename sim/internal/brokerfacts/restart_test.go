@@ -7,7 +7,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/parkgate/parkgate/sim/broker"
+	"github.com/parkgate/parkgate/internal/testkit/broker"
 )
 
 func connect(t *testing.T, b *broker.Broker, id string, clean bool, got *atomic.Int32) mqtt.Client {

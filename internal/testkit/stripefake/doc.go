@@ -8,5 +8,8 @@
 // through methods such as Pay, PayAsync, Expire and Redeliver, and simulate
 // outages with SetOutage. It keeps everything in memory, ignores parameters
 // it does not model instead of refusing them as Stripe would, and is not a
-// faithful model of anything it does not list.
+// faithful model of anything it does not list. It stands in for a service
+// that cannot run here, for tests and the simulator only; it lives under
+// internal/testkit so cloud tests and the simulator import it from one
+// neutral place.
 package stripefake

@@ -1,4 +1,4 @@
-package hw
+package hwtest
 
 import (
 	"errors"
@@ -10,19 +10,19 @@ import (
 	"periph.io/x/conn/v3/pin"
 )
 
-// Edge is one level change of a FakePin and when it happened.
+// Edge is one level change of a Pin and when it happened.
 type Edge struct {
 	Level gpio.Level
 	At    time.Time
 }
 
-// FakePin implements gpio.PinIO in memory. The agent drives it like a real
+// Pin implements gpio.PinIO in memory. The agent drives it like a real
 // pin; a test or the simulator calls Set to play the hardware on an input and
 // reads Edges (or Watch) to see what the agent did on an output. Every level
 // change is recorded with time.Now(), so the recorded time of a barrier's
 // rising edge is when the relay would have closed. It is safe for concurrent
 // use.
-type FakePin struct {
+type Pin struct {
 	name string
 
 	mu       sync.Mutex
@@ -36,30 +36,30 @@ type FakePin struct {
 	pending  chan struct{} // one unconsumed input edge for WaitForEdge
 }
 
-var _ gpio.PinIO = (*FakePin)(nil)
+var _ gpio.PinIO = (*Pin)(nil)
 
-// NewFakePin returns a low pin named name.
-func NewFakePin(name string) *FakePin {
-	return &FakePin{name: name, pending: make(chan struct{}, 1), watchers: map[int]chan Edge{}}
+// NewPin returns a low pin named name.
+func NewPin(name string) *Pin {
+	return &Pin{name: name, pending: make(chan struct{}, 1), watchers: map[int]chan Edge{}}
 }
 
 // String implements conn.Resource.
-func (p *FakePin) String() string { return p.name }
+func (p *Pin) String() string { return p.name }
 
 // Halt implements conn.Resource.
-func (p *FakePin) Halt() error { return nil }
+func (p *Pin) Halt() error { return nil }
 
 // Name implements pin.Pin.
-func (p *FakePin) Name() string { return p.name }
+func (p *Pin) Name() string { return p.name }
 
 // Number implements pin.Pin; a fake pin has no number.
-func (p *FakePin) Number() int { return -1 }
+func (p *Pin) Number() int { return -1 }
 
 // Function implements pin.Pin.
-func (p *FakePin) Function() string { return string(p.Func()) }
+func (p *Pin) Function() string { return string(p.Func()) }
 
 // Func implements pin.PinFunc.
-func (p *FakePin) Func() pin.Func {
+func (p *Pin) Func() pin.Func {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.output {
@@ -71,7 +71,7 @@ func (p *FakePin) Func() pin.Func {
 // In implements gpio.PinIn. A pull resistor sets the idle level, as it would
 // on a board with nothing driving the pin; edges not yet waited for are
 // dropped.
-func (p *FakePin) In(pull gpio.Pull, edge gpio.Edge) error {
+func (p *Pin) In(pull gpio.Pull, edge gpio.Edge) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.output, p.pull, p.mode = false, pull, edge
@@ -89,7 +89,7 @@ func (p *FakePin) In(pull gpio.Pull, edge gpio.Edge) error {
 }
 
 // Read implements gpio.PinIn.
-func (p *FakePin) Read() gpio.Level {
+func (p *Pin) Read() gpio.Level {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.level
@@ -97,7 +97,7 @@ func (p *FakePin) Read() gpio.Level {
 
 // WaitForEdge implements gpio.PinIn: it returns true as soon as an edge of
 // the kind given to In has been Set, false after timeout (-1 waits forever).
-func (p *FakePin) WaitForEdge(timeout time.Duration) bool {
+func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	if timeout < 0 {
 		<-p.pending
 		return true
@@ -113,17 +113,17 @@ func (p *FakePin) WaitForEdge(timeout time.Duration) bool {
 }
 
 // Pull implements gpio.PinIn.
-func (p *FakePin) Pull() gpio.Pull {
+func (p *Pin) Pull() gpio.Pull {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.pull
 }
 
 // DefaultPull implements gpio.PinIn.
-func (p *FakePin) DefaultPull() gpio.Pull { return gpio.Float }
+func (p *Pin) DefaultPull() gpio.Pull { return gpio.Float }
 
 // Out implements gpio.PinOut and records the edge if the level changes.
-func (p *FakePin) Out(l gpio.Level) error {
+func (p *Pin) Out(l gpio.Level) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.output = true
@@ -132,13 +132,13 @@ func (p *FakePin) Out(l gpio.Level) error {
 }
 
 // PWM implements gpio.PinOut; a fake pin has no PWM.
-func (p *FakePin) PWM(gpio.Duty, physic.Frequency) error {
-	return errors.New("hw: fake pin has no PWM")
+func (p *Pin) PWM(gpio.Duty, physic.Frequency) error {
+	return errors.New("hwtest: pin has no PWM")
 }
 
 // Set plays the hardware on an input: the level changes, the edge is
 // recorded, and a WaitForEdge for that kind of edge returns.
-func (p *FakePin) Set(l gpio.Level) {
+func (p *Pin) Set(l gpio.Level) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.setLocked(l) {
@@ -152,7 +152,7 @@ func (p *FakePin) Set(l gpio.Level) {
 	}
 }
 
-func (p *FakePin) setLocked(l gpio.Level) bool {
+func (p *Pin) setLocked(l gpio.Level) bool {
 	if p.level == l {
 		return false
 	}
@@ -169,7 +169,7 @@ func (p *FakePin) setLocked(l gpio.Level) bool {
 }
 
 // Edges returns a copy of every recorded edge, oldest first.
-func (p *FakePin) Edges() []Edge {
+func (p *Pin) Edges() []Edge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Edge(nil), p.edges...)
@@ -177,7 +177,7 @@ func (p *FakePin) Edges() []Edge {
 
 // TakeEdges returns the recorded edges and forgets them, so a long run does
 // not keep every edge in memory.
-func (p *FakePin) TakeEdges() []Edge {
+func (p *Pin) TakeEdges() []Edge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.edges
@@ -187,7 +187,7 @@ func (p *FakePin) TakeEdges() []Edge {
 
 // Watch delivers each future edge on a channel with room for buf edges; an
 // edge that finds the channel full is not delivered. Call stop to end it.
-func (p *FakePin) Watch(buf int) (edges <-chan Edge, stop func()) {
+func (p *Pin) Watch(buf int) (edges <-chan Edge, stop func()) {
 	ch := make(chan Edge, buf)
 	p.mu.Lock()
 	id := p.nextID

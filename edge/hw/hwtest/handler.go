@@ -1,4 +1,4 @@
-package hw
+package hwtest
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 )
 
-// FakePinsHandler lets a simulator in another process play the hardware of
+// PinsHandler lets a simulator in another process play the hardware of
 // an agent running with fake pins. Mounted under a prefix it serves:
 //
 //	GET  {prefix}/pins          every pin: name, level, recorded edges (and
@@ -21,7 +21,7 @@ import (
 // Pin names are "gate.role", e.g. "entry-1.barrier". Times are RFC 3339
 // with nanoseconds, so a simulator can subtract them from its own clock on
 // the same machine.
-func FakePinsHandler(prefix string, pins map[string]*FakePin) http.Handler {
+func PinsHandler(prefix string, pins map[string]*Pin) http.Handler {
 	type edgeJSON struct {
 		Level string    `json:"level"`
 		At    time.Time `json:"at"`

@@ -18,7 +18,7 @@ import (
 	"github.com/stripe/stripe-go/v76/client"
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 const (

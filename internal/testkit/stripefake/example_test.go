@@ -6,7 +6,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
-	"github.com/parkgate/parkgate/sim/stripefake"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 // Point stripe-go at the fake, open a session, and play the driver's part.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkgate/parkgate/sim/tcpproxy"
+	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 )
 
 // echoServer answers each line with the same line.

@@ -1,0 +1,193 @@
+package report
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/parkgate/parkgate/protocol"
+	"github.com/parkgate/parkgate/sim"
+)
+
+// span is the time from the first to the last of ts, at least a second.
+type span struct{ first, last time.Time }
+
+func (p *span) add(t time.Time) {
+	if p.first.IsZero() || t.Before(p.first) {
+		p.first = t
+	}
+	if t.After(p.last) {
+		p.last = t
+	}
+}
+
+func (p *span) seconds() float64 { return max(1, p.last.Sub(p.first).Seconds()) }
+
+// throughput is each rate over the time that kind of work was going on, so
+// the tail of the last cars' stays does not dilute the booking rate.
+func throughput(run *sim.Run, h Holds) *Load {
+	var holds, reads, entries span
+	nEntries := 0
+	for _, j := range run.Journeys {
+		for _, a := range j.Holds {
+			holds.add(a.At)
+		}
+	}
+	for _, rd := range run.Reads {
+		reads.add(rd.SentAt)
+		if rd.Direction == protocol.DirectionEntry && rd.Open() {
+			entries.add(rd.SentAt)
+			nEntries++
+		}
+	}
+	return &Load{Seconds: run.Ended.Sub(run.Started).Seconds(),
+		HoldsPerSec: float64(h.Created) / holds.seconds(), ReadsPerSec: float64(len(run.Reads)) / reads.seconds(),
+		EntriesPerS: float64(nEntries) / entries.seconds(), HoldRequests: h.Requests}
+}
+
+func (s *Summary) journeys(run *sim.Run) {
+	j := &s.Journeys
+	j.Drivers = len(run.Journeys)
+	plans := map[string]int{}
+	earlyDeny := map[int]bool{}
+	for _, rd := range run.Reads {
+		if rd.Direction == protocol.DirectionEntry && rd.Reason == protocol.ReasonTooEarly {
+			earlyDeny[rd.Driver] = true
+		}
+	}
+	for _, jn := range run.Journeys {
+		plans[string(jn.Plan.Arrival)+"/"+string(jn.Plan.Payment)]++
+		if jn.Plan.Arrival == sim.ArrivalIntruder {
+			j.Intruders++
+			if jn.Entered() {
+				j.IntrudersIn++
+			}
+			continue
+		}
+		if jn.ReservationID != "" {
+			j.Booked++
+		} else {
+			j.HoldRefused++
+		}
+		switch {
+		case jn.Paid():
+			j.Paid++
+			if !jn.WebhookAt.IsZero() && jn.WebhookAt.After(jn.HoldExpiresAt) {
+				j.PaidLate++
+			}
+		case jn.PayErr != "":
+			j.PayRefused++
+		case jn.ReservationID != "":
+			j.PayAbandoned++
+		}
+		if jn.Entered() {
+			j.Entered++
+		}
+		if !jn.ExitedAt.IsZero() {
+			j.Exited++
+			if !jn.EndsAt.IsZero() && jn.ExitedAt.After(jn.EndsAt.Add(run.Config.ExitGrace)) {
+				j.Overstayed++
+			}
+		}
+		if earlyDeny[jn.Driver] {
+			j.TooEarly++
+		}
+		if jn.Paid() && jn.Plan.Arrival == sim.ArrivalNoShow {
+			j.NoShow++
+		}
+		if jn.Plan.Arrival == sim.ArrivalLate && jn.Paid() {
+			j.CameLate++
+		}
+	}
+	j.Plans = counts(plans)
+}
+
+func (s *Summary) holds(run *sim.Run) {
+	h := &s.Holds
+	out := map[string]int{}
+	var lat []time.Duration
+	for _, jn := range run.Journeys {
+		for k, a := range jn.Holds {
+			if a.Status == 0 && k+1 < len(jn.Holds) {
+				h.Retried++ // no answer, then the same key again
+				break
+			}
+		}
+		for _, a := range jn.Holds {
+			h.Requests++
+			if a.Replayed {
+				h.Replayed++
+			}
+			key := "timeout/error"
+			if a.Status != 0 {
+				key = strconv.Itoa(a.Status)
+				if a.Code != "" {
+					key += " " + a.Code
+				}
+				lat = append(lat, a.Latency)
+			}
+			out[key]++
+		}
+		if jn.ReservationID != "" {
+			h.Created++
+		}
+	}
+	h.Outcomes = counts(out)
+	h.Latency = NewStats(lat)
+	given := map[string]bool{}
+	plates := map[string]bool{}
+	for _, jn := range run.Journeys {
+		given[jn.ReservationID] = true
+		plates[jn.Plate] = true
+	}
+	for _, r := range run.Reservations {
+		if plates[r.Plate] && !given[r.ID] {
+			h.Orphans++
+		}
+	}
+}
+
+func (s *Summary) decisions(run *sim.Run) {
+	m := map[string]int{}
+	for _, rd := range run.Reads {
+		if rd.Decision == "" {
+			if rd.Err == "camera missed" {
+				m[rd.Direction+" camera missed"]++
+			} else {
+				m[rd.Direction+" no answer"]++
+			}
+			continue
+		}
+		m[rd.Direction+" "+rd.Decision+" "+rd.Reason]++
+		if rd.Offline {
+			s.Offline.Decisions++
+			if rd.Open() {
+				s.Offline.Opens++
+			}
+		}
+	}
+	s.Decisions = counts(m)
+	for _, ge := range run.GateEvents {
+		if ge.Offline {
+			s.Offline.Flagged++
+		}
+	}
+}
+
+func (s *Summary) refunds(run *sim.Run) {
+	honoured := map[string]bool{}
+	for _, r := range run.Reservations {
+		switch r.Status {
+		case protocol.StatusConfirmed, protocol.StatusCheckedIn, protocol.StatusCompleted:
+			honoured[r.ID] = true
+		}
+	}
+	for _, p := range run.Payments {
+		if p.Paid() && !honoured[p.ReservationID] {
+			s.Refunds.Expected++
+		}
+	}
+	for _, r := range run.Refunds {
+		s.Refunds.Count++
+		s.Refunds.Amount += r.Amount
+	}
+}
