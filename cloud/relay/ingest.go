@@ -300,9 +300,9 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
 	return res
 }
 
-// retry runs f until it succeeds, fails for good, or ctx ends. Transient
-// failures (deadlock, serialization failure, database unreachable) are
-// retried with jittered backoff for as long as it takes rather than a fixed
+// retry runs f until it succeeds, fails for good, or ctx ends. Failures
+// the store calls unavailable (deadlock, serialization failure, database
+// unreachable) are retried with jittered backoff for as long as it takes rather than a fixed
 // number of times: an MQTT 3.1.1 broker redelivers an unacknowledged message
 // only on the next connection, so giving up would strand it, while holding
 // it keeps one of the broker's in-flight slots busy, which is the
