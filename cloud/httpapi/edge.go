@@ -9,9 +9,6 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// changesPage is how many changes one catch-up answer carries at most.
-const changesPage = 1000
-
 func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 	if s.EdgeTokens == nil {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
@@ -59,7 +56,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	page, err := s.Feed.Changes(r.Context(), lotID, after, changesPage)
+	// As many as the store gives in one page: an edge catching up after a
+	// long outage needs few round trips.
+	page, err := s.Feed.Changes(r.Context(), lotID, after, cloud.MaxChangesLimit)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
