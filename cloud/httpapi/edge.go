@@ -9,11 +9,8 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// changesPage is how many changes one catch-up answer carries at most.
-const changesPage = 1000
-
 func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
-	if s.Edge == nil {
+	if s.EdgeTokens == nil {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
 		return
 	}
@@ -22,7 +19,7 @@ func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	tok, err := s.Edge.CreateEdgeToken(r.Context(), lotID)
+	tok, err := s.EdgeTokens.CreateEdgeToken(r.Context(), lotID)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
@@ -31,7 +28,7 @@ func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
-	if s.Edge == nil {
+	if s.EdgeTokens == nil || s.Feed == nil {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
 		return
 	}
@@ -40,7 +37,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	ok := false
 	if tok != "" {
 		var err error
-		if ok, err = s.Edge.VerifyEdgeToken(r.Context(), lotID, tok); err != nil {
+		if ok, err = s.EdgeTokens.VerifyEdgeToken(r.Context(), lotID, tok); err != nil {
 			writeError(w, r, s.Log, err)
 			return
 		}
@@ -59,7 +56,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	page, err := s.Edge.Changes(r.Context(), lotID, after, changesPage)
+	// As many as the store gives in one page: an edge catching up after a
+	// long outage needs few round trips.
+	page, err := s.Feed.Changes(r.Context(), lotID, after, cloud.MaxChangesLimit)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return

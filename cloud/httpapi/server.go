@@ -15,21 +15,10 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/postgres"
-	"github.com/parkgate/parkgate/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// EdgeSync serves the edges: their credentials and the change log.
-type EdgeSync interface {
-	// Changes returns signed changes of a lot after seq, at most limit.
-	Changes(ctx context.Context, lotID string, after int64, limit int) (protocol.ChangesPage, error)
-	// CreateEdgeToken issues a new credential for a lot's edge agent.
-	CreateEdgeToken(ctx context.Context, lotID string) (string, error)
-	// VerifyEdgeToken reports whether token is a live credential of lotID.
-	VerifyEdgeToken(ctx context.Context, lotID, token string) (bool, error)
-}
 
 // Webhooks takes Stripe's webhook calls.
 type Webhooks interface {
@@ -66,7 +55,8 @@ type Check struct {
 type Server struct {
 	Booking    *booking.Service
 	DB         *postgres.DB
-	Edge       EdgeSync          // nil: edge endpoints answer 503
+	EdgeTokens cloud.EdgeTokens  // nil: edge endpoints answer 503
+	Feed       cloud.ChangeFeed  // nil: the catch-up endpoint answers 503
 	Webhooks   Webhooks          // nil: webhook answers 503
 	Limiter    Limiter           // nil: no rate limits
 	Cache      AvailabilityCache // nil: availability always from Postgres

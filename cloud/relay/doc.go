@@ -1,12 +1,10 @@
-// Package relay is the cloud side of the edge sync: the outbox relay that
-// publishes each lot's change log to its reservations topic, signed and in
-// sequence order, marking rows published only once the broker acknowledged
-// them on the connection they went out on; the catch-up read of that log for
-// edges that missed messages, with the lot-scoped edge tokens that guard it;
-// and the gate-event ingest, which consumes the events topic through a shared
-// subscription, stores each event once by its event id, moves reservations to
-// CHECKED_IN and COMPLETED in the same transaction (with their outbox rows),
-// and acknowledges the MQTT message only after that commit, so a crash
-// redelivers rather than loses. Several replicas may run all of it at once:
-// per-lot leases keep one publisher per lot and the broker splits the events.
+// Package relay is the cloud side of the edge sync, in three jobs that talk
+// to the store only through the ports of package cloud: the publisher
+// (publisher.go) sends each lot's change log (cloud.Outbox) to the lot's
+// reservations topic, signed and in seq order, with per-lot leases so that
+// several replicas share the lots; the catch-up feed (feed.go) signs the
+// same log (cloud.ChangeLog) for edges that missed messages; and the ingest
+// (ingest.go) stores gate events and gate status (cloud.GateEventStore),
+// acknowledging each MQTT message only after its commit. The edge tokens
+// that guard the catch-up read are the store's (cloud.EdgeTokens).
 package relay

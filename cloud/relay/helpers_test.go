@@ -14,13 +14,14 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
 // sharedBrokerURL is the Mosquitto that deploy/services.sh runs and other
 // tests share: tests use fresh lot ids and client ids on it and never
-// restart it (sim/broker gives a private one for that).
+// restart it (internal/testkit/broker gives a private one for that).
 func sharedBrokerURL() string {
 	if u := os.Getenv("TEST_MQTT_URL"); u != "" {
 		return u
@@ -30,13 +31,14 @@ func sharedBrokerURL() string {
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// fixture is what most tests need: a fresh schema and a signing key.
+// fixture is what most tests need: a fresh schema, its store and a
+// signing key.
 type fixture struct {
-	tb    testing.TB
-	pool  *pgxpool.Pool
-	key   ed25519.PrivateKey
-	pub   ed25519.PublicKey
-	store *Store
+	tb   testing.TB
+	db   *postgres.DB
+	pool *pgxpool.Pool
+	key  ed25519.PrivateKey
+	pub  ed25519.PublicKey
 }
 
 func setup(tb testing.TB) *fixture {
@@ -45,8 +47,7 @@ func setup(tb testing.TB) *fixture {
 	seed := make([]byte, ed25519.SeedSize)
 	copy(seed, "parkgate relay test signing key")
 	key := ed25519.NewKeyFromSeed(seed)
-	return &fixture{tb: tb, pool: s.DB.Pool, key: key, pub: key.Public().(ed25519.PublicKey),
-		store: NewStore(s.DB.Pool, key)}
+	return &fixture{tb: tb, db: s.DB, pool: s.DB.Pool, key: key, pub: key.Public().(ed25519.PublicKey)}
 }
 
 func (f *fixture) exec(sql string, args ...any) {
@@ -315,7 +316,7 @@ func startRelay(tb testing.TB, f *fixture, url string, opts Options) (stop func(
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
-	r, err := New(f.pool, MQTTConfig{Brokers: []string{url}, ClientID: uniqueID("relay")}, f.key, opts)
+	r, err := New(f.db, MQTTConfig{Brokers: []string{url}, ClientID: uniqueID("relay")}, f.key, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

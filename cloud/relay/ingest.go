@@ -1,5 +1,13 @@
 package relay
 
+// The ingest consumes what the gates report. Gate events arrive through a
+// shared subscription (the broker hands each to one replica); each is stored
+// once by its event id, and an open at a gate moves its reservation to
+// CHECKED_IN or COMPLETED in the same transaction, with the outbox row, so
+// the edge hears of it like any other change. The MQTT message is
+// acknowledged only after that commit: a crash redelivers rather than loses.
+// The gates' retained status (online, offline, applied seq) is recorded too.
+
 import (
 	"bytes"
 	"context"
@@ -11,7 +19,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/google/uuid"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -48,9 +57,10 @@ type IngestOptions struct {
 	OnChange func(ctx context.Context, lotID string)
 }
 
-// Ingest consumes gate events from the broker into Postgres.
+// Ingest consumes gate events and gate status from the broker into the
+// store.
 type Ingest struct {
-	store *Store
+	store cloud.GateEventStore
 	cfg   MQTTConfig
 	opts  IngestOptions
 	log   *slog.Logger
@@ -73,11 +83,11 @@ type ingestResult struct {
 	transition string // the status a reservation moved to
 }
 
-// NewIngest returns an ingest writing through pool and reading from the
+// NewIngest returns an ingest writing to store and reading from the
 // broker in cfg. cfg.ClientID is required and must stay the same across
 // restarts of a replica: it names the persistent session in which the broker
 // keeps the events that arrive while the replica is away.
-func NewIngest(pool *pgxpool.Pool, cfg MQTTConfig, opts IngestOptions) (*Ingest, error) {
+func NewIngest(store cloud.GateEventStore, cfg MQTTConfig, opts IngestOptions) (*Ingest, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("relay: ingest needs a fixed MQTT client id")
 	}
@@ -94,7 +104,7 @@ func NewIngest(pool *pgxpool.Pool, cfg MQTTConfig, opts IngestOptions) (*Ingest,
 		opts.Logger = slog.Default()
 	}
 	return &Ingest{
-		store: NewStore(pool, nil),
+		store: store,
 		cfg:   cfg,
 		opts:  opts,
 		log:   opts.Logger,
@@ -256,32 +266,32 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
 	if e.LotID != lot || e.GateID != gate {
 		return in.reject(res, "topic_mismatch", fmt.Errorf("event of lot %q gate %q on topic of lot %q gate %q", e.LotID, e.GateID, lot, gate))
 	}
-	if _, ok := canonicalUUID(lot); !ok {
+	if !isUUID(lot) {
 		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
 	}
-	var out ingestOutcome
+	var out cloud.GateEventResult
 	err = in.retry(ctx, func() error {
 		var err error
-		out, err = in.store.ingestEvent(ctx, &e)
+		out, err = in.store.IngestGateEvent(ctx, &e, transitionFor(&e))
 		return err
 	})
 	switch {
 	case ctx.Err() != nil:
 		res.outcome = "abandoned"
 		return res
-	case err != nil && sqlState(err) == "23503":
+	case cloud.ErrorCode(err) == cloud.ENotFound:
 		return in.reject(res, "unknown_lot", err)
 	case err != nil:
 		return in.reject(res, "database", err)
-	case out.duplicate:
+	case out.Duplicate:
 		ingestEvents.WithLabelValues("duplicate").Inc()
 		res.outcome = "duplicate"
 	default:
 		ingestEvents.WithLabelValues("stored").Inc()
 		res.outcome = "stored"
-		if out.transition != "" {
-			ingestTransitions.WithLabelValues(out.transition).Inc()
-			res.transition = out.transition
+		if out.Moved != "" {
+			ingestTransitions.WithLabelValues(string(out.Moved)).Inc()
+			res.transition = string(out.Moved)
 			if in.opts.OnChange != nil {
 				in.opts.OnChange(ctx, lot)
 			}
@@ -290,9 +300,9 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
 	return res
 }
 
-// retry runs f until it succeeds, fails for good, or ctx ends. Transient
-// failures (deadlock, serialization failure, database unreachable) are
-// retried with jittered backoff for as long as it takes rather than a fixed
+// retry runs f until it succeeds, fails for good, or ctx ends. Failures
+// the store calls unavailable (deadlock, serialization failure, database
+// unreachable) are retried with jittered backoff for as long as it takes rather than a fixed
 // number of times: an MQTT 3.1.1 broker redelivers an unacknowledged message
 // only on the next connection, so giving up would strand it, while holding
 // it keeps one of the broker's in-flight slots busy, which is the
@@ -301,7 +311,7 @@ func (in *Ingest) retry(ctx context.Context, f func() error) error {
 	bo := backoff{min: 5 * time.Millisecond, max: 2 * time.Second}
 	for {
 		err := f()
-		if err == nil || ctx.Err() != nil || permanent(err) {
+		if err == nil || ctx.Err() != nil || cloud.ErrorCode(err) != cloud.EUnavailable {
 			return err
 		}
 		ingestErrors.Inc()
@@ -336,21 +346,17 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 	if (st.LotID != "" && st.LotID != lot) || (st.GateID != "" && st.GateID != gate) {
 		return in.reject(res, "topic_mismatch", fmt.Errorf("status of lot %q gate %q on topic of lot %q gate %q", st.LotID, st.GateID, lot, gate))
 	}
-	if _, ok := canonicalUUID(lot); !ok {
+	if !isUUID(lot) {
 		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
 	}
 	if st.At.IsZero() {
 		st.At = time.Now()
 	}
-	var seq *int64
-	if st.SyncSeq != 0 {
-		seq = &st.SyncSeq
-	}
-	err := in.retry(ctx, func() error { return in.store.upsertGateStatus(ctx, lot, gate, st.State, seq, st.At) })
+	err := in.retry(ctx, func() error { return in.store.RecordGateStatus(ctx, lot, gate, st) })
 	switch {
 	case ctx.Err() != nil:
 		res.outcome = "abandoned"
-	case err != nil && sqlState(err) == "23503":
+	case cloud.ErrorCode(err) == cloud.ENotFound:
 		return in.reject(res, "unknown_lot", err)
 	case err != nil:
 		return in.reject(res, "database", err)
@@ -358,4 +364,35 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 		ingestStatuses.Inc()
 	}
 	return res
+}
+
+// transitionFor says which move, if any, an event asks for: an open at an
+// entry checks in a confirmed reservation; an open at an exit completes one
+// that is checked in, or confirmed when the entry read was missed — a car
+// that is leaving has been inside.
+func transitionFor(e *protocol.GateEvent) cloud.Transition {
+	if e.Decision != protocol.DecisionOpen || (e.Kind != "" && e.Kind != protocol.KindDecision) {
+		return cloud.Transition{}
+	}
+	if !isUUID(e.ReservationID) {
+		return cloud.Transition{}
+	}
+	switch e.Direction {
+	case protocol.DirectionEntry:
+		return cloud.Transition{From: []cloud.Status{cloud.StatusConfirmed}, To: cloud.StatusCheckedIn}
+	case protocol.DirectionExit:
+		return cloud.Transition{From: []cloud.Status{cloud.StatusCheckedIn, cloud.StatusConfirmed}, To: cloud.StatusCompleted}
+	}
+	return cloud.Transition{}
+}
+
+// isUUID reports whether s is a uuid in its 36-character text form, the only
+// form the store's ids take: anything else names no lot or reservation, and
+// is refused before a database round trip.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }

@@ -3,14 +3,13 @@ package relay
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -30,7 +29,7 @@ type ingestRun struct {
 // test ends or stop is called, and waits until its subscription works.
 func startIngest(tb testing.TB, f *fixture, url, clientID, group string) *ingestRun {
 	tb.Helper()
-	in, err := NewIngest(f.pool, MQTTConfig{Brokers: []string{url}, ClientID: clientID},
+	in, err := NewIngest(f.db, MQTTConfig{Brokers: []string{url}, ClientID: clientID},
 		IngestOptions{Group: group, Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)
@@ -373,7 +372,7 @@ func testIngestBrokerRestart(t *testing.T, unshared bool) {
 	}
 	clientID := uniqueID("ingest")
 	start := func(wait bool) *ingestRun {
-		in, err := NewIngest(f.pool, MQTTConfig{Brokers: []string{b.URL()}, ClientID: clientID},
+		in, err := NewIngest(f.db, MQTTConfig{Brokers: []string{b.URL()}, ClientID: clientID},
 			IngestOptions{Group: "parkcloud", Unshared: unshared, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
@@ -475,23 +474,8 @@ func TestTransitionFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		e := protocol.GateEvent{Direction: tt.direction, Decision: tt.decision, Kind: tt.kind, ReservationID: tt.id}
-		if _, got := transitionFor(&e); got != tt.want {
+		if got := transitionFor(&e).To; got != cloud.Status(tt.want) {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
-	}
-}
-
-func TestPermanent(t *testing.T) {
-	t.Parallel()
-	for code, want := range map[string]bool{
-		"40P01": false, "40001": false, "08006": false, "57P01": false, "53300": false,
-		"23503": true, "22021": true, "42P01": true,
-	} {
-		if got := permanent(&pgconn.PgError{Code: code}); got != want {
-			t.Errorf("permanent(%s) = %v", code, got)
-		}
-	}
-	if permanent(errors.New("connection reset")) {
-		t.Error("a network error is permanent")
 	}
 }

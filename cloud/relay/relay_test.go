@@ -20,7 +20,7 @@ func TestRelayPublishesInOrder(t *testing.T) {
 	sub, _ := newSubscriber(t, url, f.pub, true, lotA, lotB)
 
 	// Some changes wait before the relay starts, the rest arrive while it
-	// runs and are picked up by notification.
+	// runs and are picked up at its poll.
 	f.addChanges(lotA, 30)
 	startRelay(t, f, url, Options{BatchSize: 7})
 	for range 10 {
@@ -185,14 +185,14 @@ func TestRelayReconnectGuard(t *testing.T) {
 	f := setup(t)
 	lot := f.lot()
 	f.addChanges(lot, 3)
-	r, err := New(f.pool, MQTTConfig{Brokers: []string{"tcp://127.0.0.1:1"}}, f.key, Options{Logger: quiet})
+	r, err := New(f.db, MQTTConfig{Brokers: []string{"tcp://127.0.0.1:1"}}, f.key, Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fake := &fakePublisher{trap: 1}
 	r.pub = fake
 	ctx := context.Background()
-	if _, err := r.store.claimLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
 
@@ -202,7 +202,7 @@ func TestRelayReconnectGuard(t *testing.T) {
 	if got := f.unpublished(lot); got != 3 {
 		t.Fatalf("%d rows unpublished after the untrusted completion, want 3", got)
 	}
-	if _, err := r.store.claimLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.drain(ctx, lot); err != nil {

@@ -2,41 +2,9 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
-
-func sqlState(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
-}
-
-// permanent reports whether running the same statements again cannot
-// succeed: the database understood the request and refused it for what it
-// says (bad data, an unknown lot, ...). Anything else — a deadlock (40P01),
-// a serialization failure (40001), a lost connection, a database starting
-// up or shutting down, a full pool — may pass on another try.
-func permanent(err error) bool {
-	code := sqlState(err)
-	if code == "" {
-		return false // no answer from the server: network, pool, timeout
-	}
-	switch code[:2] {
-	case "08", // connection exception
-		"40", // transaction rollback: deadlock, serialization failure
-		"53", // insufficient resources: too many connections, out of memory
-		"57", // operator intervention: shutdown, query cancelled
-		"55": // object not in prerequisite state: lock not available
-		return false
-	}
-	return true
-}
 
 // backoff is capped exponential backoff with full jitter, so replicas that
 // collided (two transactions that deadlocked) do not collide again in step.

@@ -4,7 +4,7 @@
 // of Stripe's webhook events. It wraps stripe-go v76 with go-retryablehttp as
 // the only retry layer (stripe-go's own retries are off, so attempts do not
 // multiply), points at a configurable API base so tests and the simulator can
-// use sim/stripefake, and reduces Stripe's many failure shapes to the few the
+// use internal/testkit/stripefake, and reduces Stripe's many failure shapes to the few the
 // service acts on: ErrUnavailable (answer 503, try later),
 // ErrSessionCompleted (a payment got through) and ErrInvalidSignature.
 package stripepay

@@ -4,15 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/sim"
 )
 
@@ -44,113 +42,62 @@ func (s *Stack) Collect(ctx context.Context, run *sim.Run) error {
 	return nil
 }
 
+// store reads the run's schema through the cloud store's audit API, so the
+// simulator holds no SQL of its own.
+func (s *Stack) store() *postgres.DB { return postgres.New(s.DB) }
+
 // Reservations reads every reservation of the run.
 func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {
-	rows, err := s.DB.Query(ctx, `
-		SELECT id::text, lot_id::text, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
-		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at
-		  FROM reservations ORDER BY created_at, id`)
+	rows, err := s.store().AllReservations(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read reservations: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []sim.Reservation
-	for rows.Next() {
-		var r sim.Reservation
-		if err := rows.Scan(&r.ID, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.Status, &r.HoldExpiresAt,
-			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt); err != nil {
-			return nil, fmt.Errorf("read reservations: %w", err)
-		}
-		out = append(out, r)
+	for _, r := range rows {
+		out = append(out, sim.Reservation(r))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Changes reads every lot's change log.
 func (s *Stack) Changes(ctx context.Context) ([]sim.Change, error) {
-	rows, err := s.DB.Query(ctx, `SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox ORDER BY lot_id, seq`)
+	rows, err := s.store().AllChanges(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []sim.Change
-	for rows.Next() {
-		var c sim.Change
-		if err := rows.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt); err != nil {
-			return nil, fmt.Errorf("read outbox: %w", err)
-		}
-		out = append(out, c)
+	for _, c := range rows {
+		out = append(out, sim.Change(c))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // GateEvents reads every gate event the cloud ingested.
 func (s *Stack) GateEvents(ctx context.Context) ([]sim.GateEvent, error) {
-	rows, err := s.DB.Query(ctx, `
-		SELECT event_id, lot_id::text, gate_id, direction, kind, plate, decision, reason, coalesce(reservation_id, ''),
-		       offline, occurred_at, received_at, decided_in_us
-		  FROM gate_events ORDER BY occurred_at, event_id`)
+	rows, err := s.store().AllGateEvents(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read gate events: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []sim.GateEvent
-	for rows.Next() {
-		var g sim.GateEvent
-		if err := rows.Scan(&g.EventID, &g.LotID, &g.GateID, &g.Direction, &g.Kind, &g.Plate, &g.Decision, &g.Reason,
-			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs); err != nil {
-			return nil, fmt.Errorf("read gate events: %w", err)
-		}
-		out = append(out, g)
+	for _, g := range rows {
+		out = append(out, sim.GateEvent(g))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // GateEventIDs returns the ids of the gate events the cloud has.
 func (s *Stack) GateEventIDs(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.DB.Query(ctx, `SELECT event_id FROM gate_events`)
-	if err != nil {
-		return nil, fmt.Errorf("read gate events: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out[id] = true
-	}
-	return out, rows.Err()
+	return s.store().GateEventIDs(ctx)
 }
 
 // LotSeqs returns each lot's last change-log sequence number.
 func (s *Stack) LotSeqs(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.DB.Query(ctx, `SELECT id::text, seq FROM lots`)
-	if err != nil {
-		return nil, fmt.Errorf("read lots: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var id string
-		var seq int64
-		if err := rows.Scan(&id, &seq); err != nil {
-			return nil, err
-		}
-		out[id] = seq
-	}
-	return out, rows.Err()
+	return s.store().LotSeqs(ctx)
 }
 
 // ReservationStatus reads one reservation's status ("" when absent).
 func (s *Stack) ReservationStatus(ctx context.Context, id string) (string, error) {
-	var st string
-	err := s.DB.QueryRow(ctx, `SELECT status FROM reservations WHERE id = $1`, id).Scan(&st)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	return st, err
+	return s.store().ReservationStatus(ctx, id)
 }
 
 // StripeState reads the stand-in's sessions, refunds and events.

@@ -186,8 +186,7 @@ func (m *Main) Run(ctx context.Context) error {
 		},
 	}
 
-	edgeStore := relay.NewStore(db.Pool, key)
-	api := &httpapi.Server{Booking: svc, DB: db, Edge: edgeStore, Log: m.Log, AdminToken: m.AdminToken,
+	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
 		LotInFlight: m.LotInFlight}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks
@@ -225,7 +224,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	if brokers := split(m.MQTTURLs); len(brokers) > 0 {
-		rl, err := relay.New(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
+		rl, err := relay.New(db, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
 			key, relay.Options{Owner: m.ReplicaID, Logger: m.Log})
 		if err != nil {
 			stopBG()
@@ -233,7 +232,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		goBG("relay", rl.Run)
 		svc.Changed = func(string) { rl.Wake() }
-		in, err := relay.NewIngest(db.Pool, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
+		in, err := relay.NewIngest(db, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
 			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
 				OnChange: func(ctx context.Context, lotID string) {
 					if g != nil {

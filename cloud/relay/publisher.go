@@ -1,5 +1,12 @@
 package relay
 
+// The publisher sends each lot's change log to the lot's reservations topic:
+// signed, at QoS 1, in seq order, marking changes published only once the
+// broker acknowledged them on the connection they went out on. Per-lot
+// leases in the outbox give each lot to one replica at a time; the booking
+// service wakes its own replica's publisher (Wake) when it commits changes,
+// and a poll finds the changes other replicas committed.
+
 import (
 	"context"
 	"crypto/ed25519"
@@ -13,14 +20,9 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/protocol"
 )
-
-// NotifyChannel is the Postgres channel on which migration 003's trigger
-// announces each new outbox row, with the lot id as payload.
-const NotifyChannel = "parkgate_outbox"
 
 // Options tune a Relay; zero values take the defaults.
 type Options struct {
@@ -32,8 +34,8 @@ type Options struct {
 	// (default 15s). Keep it above PublishTimeout, or a slow batch loses
 	// its lot to another replica half-way (harmless, but sent twice).
 	LeaseTTL time.Duration
-	// PollInterval is how often the relay looks for rows it was not woken
-	// for: changes committed by other replicas (default 500ms).
+	// PollInterval is how often the relay looks for changes it was not
+	// woken for: those committed by other replicas (default 500ms).
 	PollInterval time.Duration
 	// PublishTimeout bounds the wait for the broker to acknowledge one
 	// batch (default 10s).
@@ -78,23 +80,23 @@ func (o *Options) defaults() {
 // broker acknowledged them. Any number of replicas may run against one
 // database; a lease gives each lot to one of them at a time.
 type Relay struct {
-	store *Store
-	pool  *pgxpool.Pool
-	pub   publisher
-	opts  Options
-	log   *slog.Logger
-	wake  chan struct{}
+	outbox cloud.Outbox
+	key    ed25519.PrivateKey
+	pub    publisher
+	opts   Options
+	log    *slog.Logger
+	wake   chan struct{}
 }
 
 // Wake tells the relay that changes were committed, so it publishes them
 // now rather than at its next poll. It never blocks.
 func (r *Relay) Wake() { notify(r.wake) }
 
-// New returns a relay reading the outbox through pool and publishing to
-// the broker in cfg, signing with key. A relay needs its own client id
+// New returns a relay reading outbox and publishing to the broker in cfg,
+// signing with key. A relay needs its own client id
 // (one is made up when cfg.ClientID is empty); it must differ from the
 // ingest's, or the two would keep taking the connection from each other.
-func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Options) (*Relay, error) {
+func New(outbox cloud.Outbox, cfg MQTTConfig, key ed25519.PrivateKey, opts Options) (*Relay, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("relay: signing key missing")
 	}
@@ -106,12 +108,12 @@ func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Option
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{store: NewStore(pool, key), pool: pool, pub: pub, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}, nil
+	return &Relay{outbox: outbox, key: key, pub: pub, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}, nil
 }
 
 // Run publishes until ctx ends, then gives its leases back and disconnects;
-// it returns nil then. Call it once per Relay. Broker and database failures are logged and retried,
-// never returned.
+// it returns nil then. Call it once per Relay. Broker and database failures
+// are logged and retried, never returned.
 //
 // Each claimed lot is drained by its own goroutine, so a busy lot never
 // holds up the others; a drain hands its lot back after a few batches so
@@ -119,11 +121,6 @@ func New(pool *pgxpool.Pool, cfg MQTTConfig, key ed25519.PrivateKey, opts Option
 func (r *Relay) Run(ctx context.Context) error {
 	wake := r.wake
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.listen(ctx, wake)
-	}()
 	defer func() {
 		wg.Wait()
 		r.pub.close()
@@ -131,7 +128,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		// out the leases.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := r.store.releaseLeases(cctx, r.opts.Owner); err != nil {
+		if err := r.outbox.ReleaseOutboxLeases(cctx, r.opts.Owner); err != nil {
 			r.log.Warn("relay: release leases", "err", err)
 		}
 	}()
@@ -152,7 +149,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				return nil
 			case <-wake:
 			case <-poll.C:
-				if n, err := r.store.backlog(ctx); err == nil {
+				if n, err := r.outbox.OutboxBacklog(ctx); err == nil {
 					relayBacklog.Set(float64(n))
 				}
 			}
@@ -213,7 +210,7 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 	if free <= 0 {
 		return nil
 	}
-	claimed, err := r.store.claimLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free)
+	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free)
 	if err != nil {
 		return err
 	}
@@ -248,19 +245,19 @@ func (r *Relay) drain(ctx context.Context, lot string) error {
 	defer func() {
 		cctx, cancel := context.WithTimeout(bg, 5*time.Second)
 		defer cancel()
-		if err := r.store.releaseLease(cctx, lot, r.opts.Owner); err != nil {
+		if err := r.outbox.ReleaseOutboxLease(cctx, lot, r.opts.Owner); err != nil {
 			r.log.Warn("relay: release lease", "lot", lot, "err", err)
 		}
 	}()
 	for range batchesPerTurn {
-		rows, err := r.store.unpublished(ctx, lot, r.opts.BatchSize)
+		rows, err := r.outbox.UnpublishedChanges(ctx, lot, r.opts.BatchSize)
 		if err != nil || len(rows) == 0 {
 			return err
 		}
 		n, perr := r.publishBatch(ctx, lot, rows)
 		if n > 0 {
 			cctx, cancel := context.WithTimeout(bg, 5*time.Second)
-			lags, held, err := r.store.markPublished(cctx, lot, r.opts.Owner, rows[0].seq, rows[n-1].seq, r.opts.LeaseTTL)
+			lags, held, err := r.outbox.MarkPublished(cctx, lot, r.opts.Owner, rows[0].Seq, rows[n-1].Seq, r.opts.LeaseTTL)
 			cancel()
 			if err != nil {
 				return err
@@ -291,7 +288,7 @@ var errReconnected = errors.New("connection changed before the acknowledgement")
 // many of them, from the first, the broker acknowledged on the connection
 // they went out on. Only that prefix may be marked: marking a later row
 // while an earlier one is re-sent would let an edge see them out of order.
-func (r *Relay) publishBatch(ctx context.Context, lot string, rows []changeRow) (int, error) {
+func (r *Relay) publishBatch(ctx context.Context, lot string, rows []cloud.Change) (int, error) {
 	type inflight struct {
 		tok   mqtt.Token
 		epoch uint64
@@ -299,7 +296,7 @@ func (r *Relay) publishBatch(ctx context.Context, lot string, rows []changeRow) 
 	topic := protocol.ReservationsTopic(lot)
 	fl := make([]inflight, 0, len(rows))
 	for i := range rows {
-		c := rows[i].change(lot, r.store.key)
+		c := sign(&rows[i], lot, r.key)
 		payload, err := protocol.Encode(&c)
 		if err != nil {
 			return 0, err
@@ -313,61 +310,23 @@ func (r *Relay) publishBatch(ctx context.Context, lot string, rows []changeRow) 
 		select {
 		case <-f.tok.Done():
 		case <-timeout.C:
-			return i, fmt.Errorf("seq %d: no acknowledgement within %s", rows[i].seq, r.opts.PublishTimeout)
+			return i, fmt.Errorf("seq %d: no acknowledgement within %s", rows[i].Seq, r.opts.PublishTimeout)
 		case <-ctx.Done():
 			return i, ctx.Err()
 		}
 		if err := f.tok.Error(); err != nil {
-			return i, fmt.Errorf("seq %d: %w", rows[i].seq, err)
+			return i, fmt.Errorf("seq %d: %w", rows[i].Seq, err)
 		}
 		if f.epoch != r.pub.epoch() {
 			relayUntrusted.Inc()
-			return i, fmt.Errorf("seq %d: %w", rows[i].seq, errReconnected)
+			return i, fmt.Errorf("seq %d: %w", rows[i].Seq, errReconnected)
 		}
 	}
 	return len(fl), nil
 }
 
-// listen turns notifications of new outbox rows into wake-ups, on a
-// connection of its own (not one of the pool's, which it would hold for
-// good). It reconnects until ctx ends; meanwhile the poll keeps the relay
-// going.
-func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
-	bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
-	for {
-		err := r.listenOnce(ctx, wake, &bo)
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Warn("relay: listen for outbox notifications", "err", err)
-		if !sleep(ctx, bo.next()) {
-			return
-		}
-	}
-}
-
-func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}, bo *backoff) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	bo.reset()
-	// Rows may have arrived while nobody listened.
-	notify(wake)
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		notify(wake)
-	}
-}
-
-// notify sets the wake flag; a round that starts after it sees every row
-// committed before the notification.
+// notify sets the wake flag; a round that starts after it sees every change
+// committed before the call.
 func notify(wake chan<- struct{}) {
 	select {
 	case wake <- struct{}{}:

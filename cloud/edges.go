@@ -1,0 +1,134 @@
+package cloud
+
+import (
+	"context"
+	"time"
+
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// The ports of the edge sync. The store (cloud/postgres) implements the
+// change log, the outbox leases, edge tokens and gate events; the relay
+// (cloud/relay) signs and publishes what they hold.
+
+// Page sizes of a change-log read.
+const (
+	DefaultChangesLimit = 500
+	MaxChangesLimit     = 1000
+)
+
+// EdgeTokenPrefix starts every edge token, so a leaked one is recognisable
+// (secret scanners, logs) and a request can be refused before a database
+// round trip when it does not even look like one.
+const EdgeTokenPrefix = "pgedge_"
+
+// Change is one row of a lot's change log (the outbox): a reservation as
+// one change left it, numbered in the lot's sequence. It is unsigned; the
+// relay signs it on the way out.
+type Change struct {
+	Seq           int64
+	ReservationID string
+	Op            protocol.Op
+	Status        Status
+	Plate         string
+	StartsAt      time.Time
+	EndsAt        time.Time
+}
+
+// ChangePage is one read of a lot's change log.
+type ChangePage struct {
+	LotID   string // in canonical form, however the caller spelled it
+	LastSeq int64  // the lot's newest seq, from the same snapshot as Changes
+	More    bool   // further changes wait beyond this page
+	Changes []Change
+}
+
+// ChangeLog is the catch-up read of a lot's change log.
+type ChangeLog interface {
+	// ReadChanges returns the lot's changes after seq after, in seq
+	// order, at most limit of them (DefaultChangesLimit when limit <= 0,
+	// never more than MaxChangesLimit). An unknown lot is a not_found
+	// error, a negative after an invalid_request.
+	ReadChanges(ctx context.Context, lotID string, after int64, limit int) (ChangePage, error)
+}
+
+// ChangeFeed is what an edge catching up reads: the change log, each change
+// signed with the cloud's key.
+type ChangeFeed interface {
+	// Changes returns the lot's signed changes after seq after, with the
+	// paging and errors of ChangeLog.ReadChanges.
+	Changes(ctx context.Context, lotID string, after int64, limit int) (protocol.ChangesPage, error)
+}
+
+// EdgeTokens are the lot-scoped credentials of edge agents.
+type EdgeTokens interface {
+	// CreateEdgeToken makes a new credential for the lot's edge agent and
+	// returns it; it cannot be read again later. Earlier tokens stay valid
+	// until revoked, which is how they are rotated. An unknown lot is a
+	// not_found error.
+	CreateEdgeToken(ctx context.Context, lotID string) (string, error)
+	// VerifyEdgeToken reports whether token is a live (not revoked) edge
+	// token of the lot. A malformed token or lot id is simply not valid;
+	// an error means the answer is unknown.
+	VerifyEdgeToken(ctx context.Context, lotID, token string) (bool, error)
+	// RevokeEdgeToken makes token invalid for good. A token that is not a
+	// live token of the lot is a not_found error.
+	RevokeEdgeToken(ctx context.Context, lotID, token string) error
+}
+
+// Outbox is the change log as its publishers see it. Any number of
+// publishers (one per replica) share it: a lease gives each lot to one of
+// them at a time, so a lot's changes go out in order.
+type Outbox interface {
+	// ClaimOutboxLots takes, for owner, the lease of up to max lots with
+	// unpublished changes that nobody else holds (or whose lease ran out),
+	// oldest backlog first, and returns their ids. A lease lasts ttl unless
+	// renewed.
+	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int) ([]string, error)
+	// UnpublishedChanges returns the lot's first unpublished changes in
+	// seq order, at most limit: a gap-free run starting at the first
+	// change not yet delivered, as long as every publisher marks only a
+	// prefix of what it sent.
+	UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]Change, error)
+	// MarkPublished stamps the lot's changes from..to as published and
+	// renews owner's lease for ttl. It returns how long each marked change
+	// waited since it was written, in seconds by the store's clock, and
+	// whether owner still holds the lease. Changes marked already are left
+	// as they are.
+	MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration) (lags []float64, held bool, err error)
+	// ReleaseOutboxLease gives the lot back if owner holds it.
+	ReleaseOutboxLease(ctx context.Context, lotID, owner string) error
+	// ReleaseOutboxLeases gives back every lot owner holds.
+	ReleaseOutboxLeases(ctx context.Context, owner string) error
+	// OutboxBacklog counts the changes not yet published, of every lot.
+	OutboxBacklog(ctx context.Context) (int64, error)
+}
+
+// Transition is a status change asked of a reservation: from one of From
+// to To. The zero Transition asks for none.
+type Transition struct {
+	From []Status
+	To   Status
+}
+
+// GateEventResult is what storing one gate event did.
+type GateEventResult struct {
+	Duplicate bool   // the event was stored before; nothing was done
+	Moved     Status // the status the reservation moved to, or ""
+	Seq       int64  // the change's seq when it moved
+}
+
+// GateEventStore keeps what the gates report.
+type GateEventStore interface {
+	// IngestGateEvent stores a validated event once by its event id and,
+	// the first time only, moves the event's reservation as t says — in
+	// one transaction, so a redelivered event can neither be lost nor move
+	// a reservation twice. Only a reservation of the event's lot moves, and
+	// only from one of t.From. An unknown lot is a not_found error; a
+	// failure that may pass on another try is an unavailable error.
+	IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t Transition) (GateEventResult, error)
+	// RecordGateStatus records a gate's status (st.State, st.SyncSeq with 0
+	// for none, st.At) unless a newer one is stored. Errors as for
+	// IngestGateEvent.
+	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus) error
+}

@@ -1,0 +1,169 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The audit reads: whole tables as plain rows, for the simulator's checks
+// after a run (sim/stack). They read everything at once, so they are for
+// test and simulation schemas, never for a service path.
+
+// AuditReservation is a reservation row as stored.
+type AuditReservation struct {
+	ID              string
+	LotID           string
+	SpotID          int64
+	Plate           string
+	StartsAt        time.Time
+	EndsAt          time.Time
+	Status          string
+	HoldExpiresAt   time.Time
+	SessionID       string
+	PaymentIntentID string
+	RefundID        string
+	CreatedAt       time.Time
+}
+
+// AuditChange is an outbox row: one status change in its lot's sequence.
+type AuditChange struct {
+	LotID         string
+	Seq           int64
+	ReservationID string
+	Status        string
+	CreatedAt     time.Time
+}
+
+// AuditGateEvent is a gate_events row.
+type AuditGateEvent struct {
+	EventID       string
+	LotID         string
+	GateID        string
+	Direction     string
+	Kind          string
+	Plate         string
+	Decision      string
+	Reason        string
+	ReservationID string
+	Offline       bool
+	OccurredAt    time.Time
+	ReceivedAt    time.Time
+	DecidedInUs   int64
+}
+
+// AllReservations returns every reservation, oldest first.
+func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT id::text, lot_id::text, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
+		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at
+		  FROM reservations ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("read reservations: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditReservation, error) {
+		var r AuditReservation
+		err := row.Scan(&r.ID, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.Status, &r.HoldExpiresAt,
+			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read reservations: %w", err)
+	}
+	return out, nil
+}
+
+// AllChanges returns every lot's change log, by lot and seq.
+func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
+	rows, err := db.Pool.Query(ctx,
+		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox ORDER BY lot_id, seq`)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditChange, error) {
+		var c AuditChange
+		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// AllGateEvents returns every gate event stored, in the order they occurred.
+func (db *DB) AllGateEvents(ctx context.Context) ([]AuditGateEvent, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT event_id, lot_id::text, gate_id, direction, kind, plate, decision, reason, coalesce(reservation_id, ''),
+		       offline, occurred_at, received_at, decided_in_us
+		  FROM gate_events ORDER BY occurred_at, event_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read gate events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditGateEvent, error) {
+		var g AuditGateEvent
+		err := row.Scan(&g.EventID, &g.LotID, &g.GateID, &g.Direction, &g.Kind, &g.Plate, &g.Decision, &g.Reason,
+			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs)
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read gate events: %w", err)
+	}
+	return out, nil
+}
+
+// GateEventIDs returns the ids of every gate event stored.
+func (db *DB) GateEventIDs(ctx context.Context) (map[string]bool, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT event_id FROM gate_events`)
+	if err != nil {
+		return nil, fmt.Errorf("read gate events: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read gate events: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// LotSeqs returns each lot's last change-log sequence number.
+func (db *DB) LotSeqs(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id::text, seq FROM lots`)
+	if err != nil {
+		return nil, fmt.Errorf("read lots: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, fmt.Errorf("read lots: %w", err)
+		}
+		out[id] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read lots: %w", err)
+	}
+	return out, nil
+}
+
+// ReservationStatus returns one reservation's status as stored, or "" when
+// there is no such reservation.
+func (db *DB) ReservationStatus(ctx context.Context, id string) (string, error) {
+	var st string
+	err := db.Pool.QueryRow(ctx, `SELECT status FROM reservations WHERE id = $1`, id).Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read reservation status: %w", err)
+	}
+	return st, nil
+}

@@ -1,0 +1,211 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// The outbox is each lot's change log: the catch-up read of it, and the
+// leases and marks of the relay that publishes it.
+
+var (
+	_ cloud.ChangeLog = (*DB)(nil)
+	_ cloud.Outbox    = (*DB)(nil)
+)
+
+// canonicalUUID returns s in Postgres' text form of a uuid, so lot ids the
+// store hands out (and the relay signs) read the same whichever way a caller
+// spelled them, and false for anything that is not a uuid.
+func canonicalUUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// One statement, so LastSeq and the rows come from one snapshot: an edge
+// that reads LastSeq = n has been handed every change up to n it asked for.
+const sqlReadChanges = `
+SELECT l.seq, o.seq, o.reservation_id::text, o.op, o.status, o.plate, o.starts_at, o.ends_at
+  FROM lots l
+  LEFT JOIN LATERAL (
+        SELECT x.seq, x.reservation_id, x.op, x.status, x.plate, x.starts_at, x.ends_at
+          FROM outbox x
+         WHERE x.lot_id = l.id AND x.seq > $2
+         ORDER BY x.seq
+         LIMIT $3) o ON true
+ WHERE l.id = $1
+ ORDER BY o.seq`
+
+// ReadChanges implements cloud.ChangeLog.
+func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit int) (cloud.ChangePage, error) {
+	lot, ok := canonicalUUID(lotID)
+	if !ok {
+		return cloud.ChangePage{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
+	}
+	if after < 0 {
+		return cloud.ChangePage{}, cloud.FieldError("after", "must not be negative")
+	}
+	if limit <= 0 {
+		limit = cloud.DefaultChangesLimit
+	}
+	limit = min(limit, cloud.MaxChangesLimit)
+
+	// One row more than asked tells whether another page waits.
+	rows, err := db.Pool.Query(ctx, sqlReadChanges, lot, after, limit+1)
+	if err != nil {
+		return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	page := cloud.ChangePage{LotID: lot, Changes: []cloud.Change{}}
+	found := false
+	for rows.Next() {
+		found = true
+		var (
+			seq              *int64
+			id, plate        *string
+			op               *protocol.Op
+			status           *cloud.Status
+			startsAt, endsAt *time.Time
+		)
+		if err := rows.Scan(&page.LastSeq, &seq, &id, &op, &status, &plate, &startsAt, &endsAt); err != nil {
+			return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+		}
+		if seq == nil {
+			continue // the lot has no changes after after
+		}
+		if len(page.Changes) == limit {
+			page.More = true
+			continue
+		}
+		page.Changes = append(page.Changes, cloud.Change{Seq: *seq, ReservationID: *id, Op: *op, Status: *status,
+			Plate: *plate, StartsAt: *startsAt, EndsAt: *endsAt})
+	}
+	if err := rows.Err(); err != nil {
+		return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+	}
+	if !found {
+		return cloud.ChangePage{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
+	}
+	return page, nil
+}
+
+// sqlClaimLots takes the lease of up to $3 lots with unpublished changes
+// that nobody holds (or whose lease ran out: its owner died), oldest backlog
+// first so no lot starves. The upsert inserts in lot order so that two
+// replicas claiming overlapping sets lock rows in the same order; its WHERE
+// re-checks the lease after waiting for a concurrent claim, so a lot goes to
+// one owner.
+const sqlClaimLots = `
+WITH pending AS (
+    SELECT o.lot_id
+      FROM outbox o
+     WHERE o.published_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM relay_leases r WHERE r.lot_id = o.lot_id AND r.expires_at > now())
+     GROUP BY o.lot_id
+     ORDER BY min(o.created_at)
+     LIMIT $3
+)
+INSERT INTO relay_leases AS r (lot_id, owner, expires_at)
+SELECT p.lot_id, $1, now() + $2 * interval '1 millisecond' FROM pending p ORDER BY p.lot_id
+ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE r.expires_at <= now()
+RETURNING r.lot_id::text`
+
+// ClaimOutboxLots implements cloud.Outbox.
+func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int) ([]string, error) {
+	rows, err := db.Pool.Query(ctx, sqlClaimLots, owner, ttl.Milliseconds(), max)
+	if err != nil {
+		return nil, fmt.Errorf("claim lots: %w", err)
+	}
+	lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("claim lots: %w", err)
+	}
+	return lots, nil
+}
+
+// UnpublishedChanges implements cloud.Outbox. The run is gap-free because a
+// lot's rows commit in seq order: the lot row lock orders its writers.
+func (db *DB) UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]cloud.Change, error) {
+	rows, err := db.Pool.Query(ctx, `
+SELECT seq, reservation_id::text, op, status, plate, starts_at, ends_at
+  FROM outbox
+ WHERE lot_id = $1 AND published_at IS NULL
+ ORDER BY seq
+ LIMIT $2`, lotID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cloud.Change, error) {
+		var c cloud.Change
+		err := row.Scan(&c.Seq, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// MarkPublished implements cloud.Outbox, in one round trip. The lags are
+// by the database's clock, so app clock skew does not show up as lag.
+func (db *DB) MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration) (lags []float64, held bool, err error) {
+	var b pgx.Batch
+	b.Queue(`
+UPDATE outbox SET published_at = clock_timestamp()
+ WHERE lot_id = $1 AND seq BETWEEN $2 AND $3 AND published_at IS NULL
+RETURNING extract(epoch FROM published_at - created_at)::float8`, lotID, from, to).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			lags, err = pgx.CollectRows(rows, pgx.RowTo[float64])
+			return err
+		})
+	b.Queue(`UPDATE relay_leases SET expires_at = now() + $3 * interval '1 millisecond' WHERE lot_id = $1 AND owner = $2`,
+		lotID, owner, ttl.Milliseconds()).
+		Exec(func(tag pgconn.CommandTag) error {
+			held = tag.RowsAffected() == 1
+			return nil
+		})
+	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, false, fmt.Errorf("mark published: %w", err)
+	}
+	return lags, held, nil
+}
+
+// ReleaseOutboxLease implements cloud.Outbox; a released lot may be taken
+// at once by any replica woken by its next change.
+func (db *DB) ReleaseOutboxLease(ctx context.Context, lotID, owner string) error {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM relay_leases WHERE lot_id = $1 AND owner = $2`, lotID, owner); err != nil {
+		return fmt.Errorf("release lease: %w", err)
+	}
+	return nil
+}
+
+// ReleaseOutboxLeases implements cloud.Outbox.
+func (db *DB) ReleaseOutboxLeases(ctx context.Context, owner string) error {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM relay_leases WHERE owner = $1`, owner); err != nil {
+		return fmt.Errorf("release leases: %w", err)
+	}
+	return nil
+}
+
+// OutboxBacklog implements cloud.Outbox.
+func (db *DB) OutboxBacklog(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count backlog: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,154 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+func TestReadChanges(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	lot, empty := f.lot(), f.lot()
+	// Real changes through the database's change function (seqs 1-3),
+	// then some more (4-8).
+	res := f.reservation(lot, protocol.StatusPending, "AB123C", 0)
+	for _, step := range [][2]string{{"{PENDING}", "CONFIRMED"}, {"{CONFIRMED}", "CHECKED_IN"}, {"{CHECKED_IN}", "COMPLETED"}} {
+		f.exec(`SELECT * FROM parkgate_change($1, $2::text[], $3)`, res, step[0], step[1])
+	}
+	f.addChanges(lot, 5)
+
+	t.Run("Paging", func(t *testing.T) {
+		var all []cloud.Change
+		after := int64(0)
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+			page, err := f.db.ReadChanges(ctx, lot, after, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page.LotID != lot || page.LastSeq != 8 {
+				t.Fatalf("page lot %s last %d", page.LotID, page.LastSeq)
+			}
+			all = append(all, page.Changes...)
+			if !page.More {
+				break
+			}
+			after = page.Changes[len(page.Changes)-1].Seq
+		}
+		if len(all) != 8 {
+			t.Fatalf("%d changes, want 8", len(all))
+		}
+		for i, c := range all {
+			if c.Seq != int64(i+1) {
+				t.Errorf("change %d has seq %d", i, c.Seq)
+			}
+		}
+		if c := all[0]; c.Op != protocol.OpUpsert || c.ReservationID != res ||
+			c.Status != cloud.StatusConfirmed || c.Plate != "AB123C" || !c.EndsAt.After(c.StartsAt) {
+			t.Errorf("seq 1 = %+v", c)
+		}
+		if c := all[2]; c.Op != protocol.OpDelete || c.Status != cloud.StatusCompleted {
+			t.Errorf("seq 3 = %+v", c)
+		}
+	})
+
+	t.Run("CaughtUp", func(t *testing.T) {
+		page, err := f.db.ReadChanges(ctx, lot, 8, 0)
+		if err != nil || len(page.Changes) != 0 || page.More || page.LastSeq != 8 {
+			t.Errorf("got %+v, %v", page, err)
+		}
+		page, err = f.db.ReadChanges(ctx, empty, 0, 0)
+		if err != nil || len(page.Changes) != 0 || page.Changes == nil || page.LastSeq != 0 {
+			t.Errorf("empty lot: %+v, %v", page, err)
+		}
+	})
+
+	t.Run("Errors", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, lot string
+			after     int64
+			code      string
+		}{
+			{"UnknownLot", uuid.NewString(), 0, cloud.ENotFound},
+			{"NotUUID", "lot-1", 0, cloud.ENotFound},
+			{"NegativeAfter", lot, -1, cloud.EInvalid},
+		} {
+			if _, err := f.db.ReadChanges(ctx, tt.lot, tt.after, 10); cloud.ErrorCode(err) != tt.code {
+				t.Errorf("%s: %v, want %s", tt.name, err, tt.code)
+			}
+		}
+	})
+
+	t.Run("UppercaseLotID", func(t *testing.T) {
+		page, err := f.db.ReadChanges(ctx, strings.ToUpper(lot), 0, 1)
+		if err != nil || page.LotID != lot || len(page.Changes) != 1 {
+			t.Errorf("got %+v, %v", page, err)
+		}
+	})
+}
+
+// TestOutboxLeases walks one publisher's round: claim, read, mark, and the
+// lease that keeps a second publisher off the lot until it is given back.
+func TestOutboxLeases(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	lot, quiet := f.lot(), f.lot()
+	f.addChanges(lot, 5)
+
+	claimed, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10)
+	if err != nil || len(claimed) != 1 || claimed[0] != lot {
+		t.Fatalf("claim: %v, %v; want only %s (not %s, which has no changes)", claimed, err, lot, quiet)
+	}
+	if again, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10); err != nil || len(again) != 0 {
+		t.Fatalf("second owner claimed %v, %v while the lease holds", again, err)
+	}
+	if n, err := f.db.OutboxBacklog(ctx); err != nil || n != 5 {
+		t.Fatalf("backlog %d, %v", n, err)
+	}
+
+	rows, err := f.db.UnpublishedChanges(ctx, lot, 3)
+	if err != nil || len(rows) != 3 || rows[0].Seq != 1 || rows[2].Seq != 3 {
+		t.Fatalf("unpublished: %+v, %v", rows, err)
+	}
+	lags, held, err := f.db.MarkPublished(ctx, lot, "a", 1, 3, time.Minute)
+	if err != nil || len(lags) != 3 || !held {
+		t.Fatalf("mark: lags %v held %v, %v", lags, held, err)
+	}
+	// A second mark of the same rows marks nothing; another owner's mark
+	// does not hold the lease.
+	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 1, 3, time.Minute); err != nil || len(lags) != 0 || held {
+		t.Fatalf("mark again by another owner: lags %v held %v, %v", lags, held, err)
+	}
+	if rows, err := f.db.UnpublishedChanges(ctx, lot, 10); err != nil || len(rows) != 2 || rows[0].Seq != 4 {
+		t.Fatalf("unpublished after the mark: %+v, %v", rows, err)
+	}
+
+	if err := f.db.ReleaseOutboxLease(ctx, lot, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 1 {
+		t.Fatalf("another owner released the lease: %d left", n)
+	}
+	if err := f.db.ReleaseOutboxLease(ctx, lot, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10); err != nil || len(claimed) != 1 {
+		t.Fatalf("claim after release: %v, %v", claimed, err)
+	}
+	if err := f.db.ReleaseOutboxLeases(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 0 {
+		t.Fatalf("%d leases left after releasing all", n)
+	}
+}
