@@ -70,7 +70,7 @@ func (r *changeRow) change(lotID string, key ed25519.PrivateKey) protocol.Reserv
 			Plate:    r.plate,
 			StartsAt: r.startsAt.UTC(),
 			EndsAt:   r.endsAt.UTC(),
-			Status:   r.status,
+			Status:   protocol.Status(r.status),
 		},
 	}
 	c.Sign(key)
@@ -381,9 +381,9 @@ func transitionFor(e *protocol.GateEvent) (from []string, to string) {
 	}
 	switch e.Direction {
 	case protocol.DirectionEntry:
-		return []string{protocol.StatusConfirmed}, protocol.StatusCheckedIn
+		return []string{string(protocol.StatusConfirmed)}, string(protocol.StatusCheckedIn)
 	case protocol.DirectionExit:
-		return []string{protocol.StatusCheckedIn, protocol.StatusConfirmed}, protocol.StatusCompleted
+		return []string{string(protocol.StatusCheckedIn), string(protocol.StatusConfirmed)}, string(protocol.StatusCompleted)
 	}
 	return nil, ""
 }
