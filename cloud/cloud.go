@@ -2,27 +2,26 @@ package cloud
 
 import (
 	"time"
+
+	"github.com/parkgate/parkgate/protocol"
 )
 
-// Status is where a reservation is in its life.
-type Status string
+// Status is where a reservation is in its life. It is protocol's type, so the
+// cloud and the edges share one vocabulary and one copy of its rules
+// (Active, OpensGate).
+type Status = protocol.Status
 
 // Reservation statuses. Active ones hold their spot: the database refuses two
 // active reservations of one spot whose windows overlap.
 const (
-	StatusPending   Status = "PENDING"
-	StatusConfirmed Status = "CONFIRMED"
-	StatusCheckedIn Status = "CHECKED_IN"
-	StatusCompleted Status = "COMPLETED"
-	StatusExpired   Status = "EXPIRED"
-	StatusCancelled Status = "CANCELLED"
-	StatusRefunded  Status = "REFUNDED"
+	StatusPending   = protocol.StatusPending
+	StatusConfirmed = protocol.StatusConfirmed
+	StatusCheckedIn = protocol.StatusCheckedIn
+	StatusCompleted = protocol.StatusCompleted
+	StatusExpired   = protocol.StatusExpired
+	StatusCancelled = protocol.StatusCancelled
+	StatusRefunded  = protocol.StatusRefunded
 )
-
-// Active reports whether the status holds a spot.
-func (s Status) Active() bool {
-	return s == StatusPending || s == StatusConfirmed || s == StatusCheckedIn
-}
 
 // Money is an amount in the currency's minor unit (cents), as Stripe counts.
 type Money struct {

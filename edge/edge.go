@@ -103,7 +103,7 @@ type Reservation struct {
 	Plate    string
 	StartsAt time.Time
 	EndsAt   time.Time
-	Status   string // protocol.StatusConfirmed or protocol.StatusCheckedIn
+	Status   protocol.Status // one that opens the gate: CONFIRMED or CHECKED_IN
 }
 
 // Presence records that a plate is inside the lot, for anti-passback and to

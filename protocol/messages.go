@@ -21,24 +21,49 @@ const (
 	OpDelete Op = "delete"
 )
 
-// Reservation statuses as the cloud names them. The edge stores only what it
-// may open the gate for (CONFIRMED, CHECKED_IN); the rest arrive as deletes.
+// Status is where a reservation is in its life, as the cloud names it. The
+// cloud stores it, the change log carries it to the edges, and the rules over
+// it (Active, OpensGate) are written here once for both sides.
+type Status string
+
+// Reservation statuses.
 const (
-	StatusPending   = "PENDING"
-	StatusConfirmed = "CONFIRMED"
-	StatusCheckedIn = "CHECKED_IN"
-	StatusCompleted = "COMPLETED"
-	StatusExpired   = "EXPIRED"
-	StatusCancelled = "CANCELLED"
-	StatusRefunded  = "REFUNDED"
+	StatusPending   Status = "PENDING"
+	StatusConfirmed Status = "CONFIRMED"
+	StatusCheckedIn Status = "CHECKED_IN"
+	StatusCompleted Status = "COMPLETED"
+	StatusExpired   Status = "EXPIRED"
+	StatusCancelled Status = "CANCELLED"
+	StatusRefunded  Status = "REFUNDED"
 )
 
+// Statuses returns every status, in the order of a reservation's life. Tests
+// walk it to hold each copy of a rule that lives outside Go (the database's
+// constraints and functions) to the rule here.
+func Statuses() []Status {
+	return []Status{StatusPending, StatusConfirmed, StatusCheckedIn, StatusCompleted,
+		StatusExpired, StatusCancelled, StatusRefunded}
+}
+
+// Active reports whether the status holds a spot: the database refuses two
+// active reservations of one spot whose windows overlap.
+func (s Status) Active() bool {
+	return s == StatusPending || s == StatusConfirmed || s == StatusCheckedIn
+}
+
+// OpensGate reports whether a gate may open for a reservation with the
+// status: paid and not yet over. A PENDING hold is not paid, so it never
+// opens one.
+func (s Status) OpensGate() bool {
+	return s == StatusConfirmed || s == StatusCheckedIn
+}
+
 // OpFor is the op under which a change to a reservation with the given status
-// reaches the edges. Only CONFIRMED and CHECKED_IN may open a gate, so only
-// they are upserts; every other status (a PENDING hold included, which is not
-// paid) is a delete, so an edge can never store an unpaid reservation.
-func OpFor(status string) Op {
-	if status == StatusConfirmed || status == StatusCheckedIn {
+// reaches the edges. The edge stores only what may open the gate, so only
+// those statuses are upserts; every other status (a PENDING hold included)
+// is a delete, so an edge can never store an unpaid reservation.
+func OpFor(status Status) Op {
+	if status.OpensGate() {
 		return OpUpsert
 	}
 	return OpDelete
@@ -50,7 +75,7 @@ type Reservation struct {
 	Plate    string    `json:"plate"`
 	StartsAt time.Time `json:"starts_at"`
 	EndsAt   time.Time `json:"ends_at"`
-	Status   string    `json:"status"`
+	Status   Status    `json:"status"`
 }
 
 // ReservationChange is one entry of a lot's change log, published on

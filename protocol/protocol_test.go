@@ -248,7 +248,7 @@ func ExampleNormalizePlate() {
 
 func TestOpFor(t *testing.T) {
 	t.Parallel()
-	for status, want := range map[string]protocol.Op{
+	for status, want := range map[protocol.Status]protocol.Op{
 		protocol.StatusPending: protocol.OpDelete, protocol.StatusConfirmed: protocol.OpUpsert,
 		protocol.StatusCheckedIn: protocol.OpUpsert, protocol.StatusCompleted: protocol.OpDelete,
 		protocol.StatusExpired: protocol.OpDelete, protocol.StatusRefunded: protocol.OpDelete,
@@ -256,6 +256,36 @@ func TestOpFor(t *testing.T) {
 	} {
 		if got := protocol.OpFor(status); got != want {
 			t.Errorf("OpFor(%q) = %q, want %q", status, got, want)
+		}
+	}
+}
+
+func TestStatusRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status            protocol.Status
+		active, opensGate bool
+	}{
+		{protocol.StatusPending, true, false},
+		{protocol.StatusConfirmed, true, true},
+		{protocol.StatusCheckedIn, true, true},
+		{protocol.StatusCompleted, false, false},
+		{protocol.StatusExpired, false, false},
+		{protocol.StatusCancelled, false, false},
+		{protocol.StatusRefunded, false, false},
+	}
+	if len(tests) != len(protocol.Statuses()) {
+		t.Fatalf("%d statuses tested, protocol has %d", len(tests), len(protocol.Statuses()))
+	}
+	for i, tt := range tests {
+		if got := protocol.Statuses()[i]; got != tt.status {
+			t.Errorf("Statuses()[%d] = %s, want %s", i, got, tt.status)
+		}
+		if got := tt.status.Active(); got != tt.active {
+			t.Errorf("%s.Active() = %t, want %t", tt.status, got, tt.active)
+		}
+		if got := tt.status.OpensGate(); got != tt.opensGate {
+			t.Errorf("%s.OpensGate() = %t, want %t", tt.status, got, tt.opensGate)
 		}
 	}
 }

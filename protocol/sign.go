@@ -30,7 +30,7 @@ func (c *ReservationChange) SigningBytes() []byte {
 		r.Plate,
 		strconv.FormatInt(r.StartsAt.UnixNano(), 10),
 		strconv.FormatInt(r.EndsAt.UnixNano(), 10),
-		r.Status,
+		string(r.Status),
 	} {
 		b.WriteByte(0)
 		b.WriteString(f)

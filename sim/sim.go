@@ -2,6 +2,8 @@ package sim
 
 import (
 	"time"
+
+	"github.com/parkgate/parkgate/protocol"
 )
 
 // Arrival is how a driver's car keeps to its booked window.
@@ -173,28 +175,28 @@ type Sample struct {
 
 // Reservation is a row of the reservations table.
 type Reservation struct {
-	ID              string    `json:"id"`
-	LotID           string    `json:"lot_id"`
-	SpotID          int64     `json:"spot_id"`
-	Plate           string    `json:"plate"`
-	StartsAt        time.Time `json:"starts_at"`
-	EndsAt          time.Time `json:"ends_at"`
-	Status          string    `json:"status"`
-	HoldExpiresAt   time.Time `json:"hold_expires_at"`
-	SessionID       string    `json:"session_id,omitempty"`
-	PaymentIntentID string    `json:"payment_intent_id,omitempty"`
-	RefundID        string    `json:"refund_id,omitempty"`
-	CreatedAt       time.Time `json:"created_at"`
+	ID              string          `json:"id"`
+	LotID           string          `json:"lot_id"`
+	SpotID          int64           `json:"spot_id"`
+	Plate           string          `json:"plate"`
+	StartsAt        time.Time       `json:"starts_at"`
+	EndsAt          time.Time       `json:"ends_at"`
+	Status          protocol.Status `json:"status"`
+	HoldExpiresAt   time.Time       `json:"hold_expires_at"`
+	SessionID       string          `json:"session_id,omitempty"`
+	PaymentIntentID string          `json:"payment_intent_id,omitempty"`
+	RefundID        string          `json:"refund_id,omitempty"`
+	CreatedAt       time.Time       `json:"created_at"`
 }
 
 // Change is a row of the per-lot change log (outbox): one status change of
 // one reservation, in the lot's sequence.
 type Change struct {
-	LotID         string    `json:"lot_id"`
-	Seq           int64     `json:"seq"`
-	ReservationID string    `json:"reservation_id"`
-	Status        string    `json:"status"`
-	CreatedAt     time.Time `json:"created_at"`
+	LotID         string          `json:"lot_id"`
+	Seq           int64           `json:"seq"`
+	ReservationID string          `json:"reservation_id"`
+	Status        protocol.Status `json:"status"`
+	CreatedAt     time.Time       `json:"created_at"`
 }
 
 // GateEvent is a row of the cloud's gate_events table.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/cloud"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,7 +22,7 @@ type AuditReservation struct {
 	Plate           string
 	StartsAt        time.Time
 	EndsAt          time.Time
-	Status          string
+	Status          cloud.Status
 	HoldExpiresAt   time.Time
 	SessionID       string
 	PaymentIntentID string
@@ -34,7 +35,7 @@ type AuditChange struct {
 	LotID         string
 	Seq           int64
 	ReservationID string
-	Status        string
+	Status        cloud.Status
 	CreatedAt     time.Time
 }
 
@@ -156,8 +157,8 @@ func (db *DB) LotSeqs(ctx context.Context) (map[string]int64, error) {
 
 // ReservationStatus returns one reservation's status as stored, or "" when
 // there is no such reservation.
-func (db *DB) ReservationStatus(ctx context.Context, id string) (string, error) {
-	var st string
+func (db *DB) ReservationStatus(ctx context.Context, id string) (cloud.Status, error) {
+	var st cloud.Status
 	err := db.Pool.QueryRow(ctx, `SELECT status FROM reservations WHERE id = $1`, id).Scan(&st)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil

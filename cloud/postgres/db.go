@@ -19,8 +19,11 @@ import (
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
-//go:embed migration/*.sql
-var migrations embed.FS
+// Migrations change the schema and run once each; functions are the
+// current text of every PL/pgSQL function, re-applied on every migrate.
+//
+//go:embed migration/*.sql functions/*.sql
+var sqlFiles embed.FS
 
 // DB is the Postgres store.
 // Times that decide holds (expiry, leases) are the database's now(), one
@@ -93,7 +96,7 @@ type migration struct {
 }
 
 func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrations, "migration")
+	entries, err := fs.ReadDir(sqlFiles, "migration")
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +111,7 @@ func loadMigrations() ([]migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("migration %q: name must start with a number and _", name)
 		}
-		b, err := migrations.ReadFile("migration/" + name)
+		b, err := sqlFiles.ReadFile("migration/" + name)
 		if err != nil {
 			return nil, err
 		}
@@ -123,14 +126,56 @@ func loadMigrations() ([]migration, error) {
 	return out, nil
 }
 
-// Migrate applies the embedded migrations not yet applied, each in its own
-// transaction, holding a session advisory lock (keyed by the schema, so test
-// schemas do not wait on each other) so that replicas starting at once apply
-// each migration exactly once. It returns the versions it applied.
+// function is one file of functions/: a CREATE OR REPLACE FUNCTION, the
+// whole current text of the function the file is named for.
+type function struct {
+	name string
+	sql  string
+}
+
+func loadFunctions() ([]function, error) {
+	entries, err := fs.ReadDir(sqlFiles, "functions")
+	if err != nil {
+		return nil, err
+	}
+	var out []function // ReadDir sorts by name, so the order is fixed
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".sql")
+		if !ok {
+			continue
+		}
+		b, err := sqlFiles.ReadFile("functions/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, function{name: name, sql: string(b)})
+	}
+	return out, nil
+}
+
+// Migrate brings the schema up to date, holding a session advisory lock
+// (keyed by the schema, so test schemas do not wait on each other) so that
+// replicas starting at once apply each migration exactly once. First the
+// embedded migrations not yet applied, each in its own transaction; it
+// returns their versions. Then every function of functions/, all in one
+// transaction, whether or not anything changed: CREATE OR REPLACE makes that
+// a no-op for an unchanged function, and a changed file takes effect with
+// no migration to write.
+//
+// Functions come after the migrations because their text may use what the
+// migrations make (a function's %ROWTYPE needs its table at creation), so no
+// migration may call one or create a trigger on one: a trigger goes in its
+// function's file (CREATE OR REPLACE TRIGGER), to be re-applied with it. A
+// change CREATE OR REPLACE cannot make (another return type, fewer
+// arguments) needs a migration that drops the old signature first.
 func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 	ms, err := loadMigrations()
 	if err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	fns, err := loadFunctions()
+	if err != nil {
+		return nil, fmt.Errorf("load functions: %w", err)
 	}
 	conn, err := db.Pool.Acquire(ctx)
 	if err != nil {
@@ -175,6 +220,17 @@ func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 			return done, fmt.Errorf("migrate %s: %w", m.name, err)
 		}
 		done = append(done, m.version)
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, f := range fns {
+			if _, err := tx.Exec(ctx, f.sql); err != nil {
+				return fmt.Errorf("function %s: %w", f.name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return done, fmt.Errorf("migrate: %w", err)
 	}
 	return done, nil
 }

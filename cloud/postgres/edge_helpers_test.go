@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"github.com/parkgate/parkgate/protocol"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func (f *edgeFixture) lot() string {
 
 // reservation inserts a reservation of the lot's spot with the given status
 // in the i-th two-hour slot from now (so several never overlap).
-func (f *edgeFixture) reservation(lot, status, plate string, i int) string {
+func (f *edgeFixture) reservation(lot string, status protocol.Status, plate string, i int) string {
 	f.tb.Helper()
 	id := uuid.NewString()
 	start := time.Now().Add(time.Duration(i) * 2 * time.Hour).Truncate(time.Second)

@@ -34,7 +34,7 @@ func TestIngestGateEvent(t *testing.T) {
 	if err != nil || out.Duplicate || out.Moved != cloud.StatusCheckedIn || out.Seq != 1 {
 		t.Fatalf("first delivery: %+v, %v", out, err)
 	}
-	if st := f.queryString(`SELECT status FROM reservations WHERE id = $1`, res); st != protocol.StatusCheckedIn {
+	if st := f.queryString(`SELECT status FROM reservations WHERE id = $1`, res); protocol.Status(st) != protocol.StatusCheckedIn {
 		t.Fatalf("status %s after the entry", st)
 	}
 	if kind := f.queryString(`SELECT kind FROM gate_events WHERE event_id = $1`, e.EventID); kind != protocol.KindDecision {

@@ -2,9 +2,18 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -50,5 +59,182 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 	if seen[1] != 1 {
 		t.Errorf("migration 1 not applied: %v", seen)
+	}
+}
+
+// released is the last migration of the releases whose migrations still
+// carried the functions' text; testdata keeps those files as they were, as
+// every database deployed before the functions moved has run them.
+const released = 10
+
+// changedSinceRelease lists the functions whose text was changed on purpose
+// after release 010; any other function must be what those migrations made
+// of it, byte for byte. Add a function here when you change its file.
+var changedSinceRelease = map[string]bool{}
+
+// TestMigrateFromRelease: a database that ran the released migrations
+// migrates cleanly, keeps its functions as they were (moving them to
+// functions/ changed no behaviour), and ends with the same schema and the
+// same functions, no stale overload among them, as a fresh database.
+// Migrating again changes nothing.
+func TestMigrateFromRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	old := pgtest.Empty(t, 2)
+	applyReleased(t, old)
+	before := snapshot(t, old)
+	vs, err := old.DB.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("migrate a released database: %v", err)
+	}
+	if len(vs) == 0 || slices.ContainsFunc(vs, func(v int) bool { return v <= released }) {
+		t.Errorf("migrated versions %v, want only some after %d", vs, released)
+	}
+	after := snapshot(t, old)
+	for sig, def := range before.functions {
+		name, _, _ := strings.Cut(sig, "(")
+		if got, ok := after.functions[sig]; ok && got != def && !changedSinceRelease[name] {
+			t.Errorf("function %s changed from its released text:\n--- released\n%s\n--- now\n%s", sig, def, got)
+		}
+	}
+
+	fresh := pgtest.New(t, 2)
+	diffSnapshots(t, "released then migrated", after, "fresh", snapshot(t, fresh))
+
+	if vs, err := fresh.DB.Migrate(ctx); err != nil || len(vs) != 0 {
+		t.Errorf("second migrate: applied %v, %v; want nothing", vs, err)
+	}
+	diffSnapshots(t, "released then migrated", after, "fresh, migrated twice", snapshot(t, fresh))
+}
+
+// applyReleased runs testdata's released migrations on an empty schema as
+// the migrator of that release did: each in its own transaction, recorded
+// in schema_migrations.
+func applyReleased(t *testing.T, s *pgtest.Schema) {
+	t.Helper()
+	ctx := context.Background()
+	pool := connect(t, s)
+	dir := filepath.Join("testdata", fmt.Sprintf("released-%03d", released))
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		num, _, _ := strings.Cut(f.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("%s: %v", f.Name(), err)
+		}
+		sql, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, v, f.Name())
+			return err
+		})
+		if err != nil {
+			t.Fatalf("released %s: %v", f.Name(), err)
+		}
+	}
+}
+
+// connect opens a pool of its own on the schema, so these tests need
+// nothing of the store but Migrate.
+func connect(t *testing.T, s *pgtest.Schema) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// schemaSnapshot is what a schema consists of, each definition as Postgres
+// prints it with the schema's name taken out, so two schemas compare.
+type schemaSnapshot struct {
+	functions map[string]string // signature -> pg_get_functiondef
+	objects   []string          // columns, constraints, indexes, triggers, sorted
+}
+
+func snapshot(t *testing.T, s *pgtest.Schema) schemaSnapshot {
+	t.Helper()
+	ctx := context.Background()
+	pool := connect(t, s)
+	unqualify := strings.NewReplacer(s.Name+".", "")
+	query := func(sql string) [][2]string {
+		rows, err := pool.Query(ctx, sql, s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+			var a, b string
+			err := r.Scan(&a, &b)
+			return [2]string{a, unqualify.Replace(b)}, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	snap := schemaSnapshot{functions: map[string]string{}}
+	for _, r := range query(`SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', pg_get_functiondef(p.oid)
+		  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1`) {
+		snap.functions[r[0]] = r[1]
+	}
+	for _, q := range []string{
+		`SELECT 'column ' || table_name || '.' || column_name,
+		        concat_ws(' ', ordinal_position, data_type, is_nullable, column_default)
+		   FROM information_schema.columns WHERE table_schema = $1`,
+		`SELECT 'constraint ' || c.conrelid::regclass || '.' || c.conname, pg_get_constraintdef(c.oid)
+		   FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1`,
+		`SELECT 'index ' || indexname, indexdef FROM pg_indexes WHERE schemaname = $1`,
+		`SELECT 'trigger ' || g.tgname, pg_get_triggerdef(g.oid)
+		   FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		  WHERE n.nspname = $1 AND NOT g.tgisinternal`,
+	} {
+		for _, r := range query(q) {
+			snap.objects = append(snap.objects, r[0]+": "+r[1])
+		}
+	}
+	sort.Strings(snap.objects)
+	return snap
+}
+
+func diffSnapshots(t *testing.T, aName string, a schemaSnapshot, bName string, b schemaSnapshot) {
+	t.Helper()
+	for sig, def := range a.functions {
+		if other, ok := b.functions[sig]; !ok {
+			t.Errorf("function %s in %s, not in %s", sig, aName, bName)
+		} else if other != def {
+			t.Errorf("function %s differs:\n--- %s\n%s\n--- %s\n%s", sig, aName, def, bName, other)
+		}
+	}
+	for sig := range b.functions {
+		if _, ok := a.functions[sig]; !ok {
+			t.Errorf("function %s in %s, not in %s", sig, bName, aName)
+		}
+	}
+	for _, o := range a.objects {
+		if !slices.Contains(b.objects, o) {
+			t.Errorf("%s: in %s, not in %s", o, aName, bName)
+		}
+	}
+	for _, o := range b.objects {
+		if !slices.Contains(a.objects, o) {
+			t.Errorf("%s: in %s, not in %s", o, bName, aName)
+		}
+	}
+	if len(a.functions) == 0 {
+		t.Errorf("%s has no functions", aName)
 	}
 }

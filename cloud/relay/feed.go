@@ -55,7 +55,7 @@ func sign(c *cloud.Change, lotID string, key ed25519.PrivateKey) protocol.Reserv
 			Plate:    c.Plate,
 			StartsAt: c.StartsAt.UTC(),
 			EndsAt:   c.EndsAt.UTC(),
-			Status:   string(c.Status),
+			Status:   c.Status,
 		},
 	}
 	m.Sign(key)

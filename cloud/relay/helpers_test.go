@@ -87,19 +87,19 @@ func (f *fixture) lot() string {
 
 // reservation inserts a reservation of the lot's spot with the given status
 // in the i-th two-hour slot from now (so several never overlap).
-func (f *fixture) reservation(lot, status, plate string, i int) string {
+func (f *fixture) reservation(lot string, status protocol.Status, plate string, i int) string {
 	f.tb.Helper()
 	id := uuid.NewString()
 	start := time.Now().Add(time.Duration(i) * 2 * time.Hour).Truncate(time.Second)
 	f.exec(`INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at, price_amount, currency)
 	        SELECT $1, $2, s.id, $3, $4, $5, $6, now() + interval '10 minutes', 300, 'eur' FROM spots s WHERE s.lot_id = $2`,
-		id, lot, plate, start, start.Add(time.Hour), status)
+		id, lot, plate, start, start.Add(time.Hour), string(status))
 	return id
 }
 
-func (f *fixture) status(reservation string) string {
+func (f *fixture) status(reservation string) protocol.Status {
 	f.tb.Helper()
-	return f.queryString(`SELECT status FROM reservations WHERE id = $1`, reservation)
+	return protocol.Status(f.queryString(`SELECT status FROM reservations WHERE id = $1`, reservation))
 }
 
 // addChanges appends n changes to the lot's log in one transaction, as the

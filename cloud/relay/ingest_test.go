@@ -182,7 +182,8 @@ func TestIngestTransitions(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		name, id, want string
+		name, id string
+		want     protocol.Status
 	}{
 		{"ExitAfterEntry", rIn, protocol.StatusCompleted},
 		{"ExitWithoutEntry", rMissed, protocol.StatusCompleted},
@@ -217,8 +218,8 @@ func TestIngestTransitions(t *testing.T) {
 		}
 		log = append(log, r)
 	}
-	if len(log) != 3 || log[0] != (logRow{1, rIn, "upsert", protocol.StatusCheckedIn}) ||
-		log[1].seq != 2 || log[2].seq != 3 || log[1].op != "delete" || log[2].status != protocol.StatusCompleted {
+	if len(log) != 3 || log[0] != (logRow{1, rIn, "upsert", string(protocol.StatusCheckedIn)}) ||
+		log[1].seq != 2 || log[2].seq != 3 || log[1].op != "delete" || log[2].status != string(protocol.StatusCompleted) {
 		t.Errorf("outbox = %+v", log)
 	}
 	if n := f.queryInt(`SELECT count(*) FROM outbox WHERE lot_id = $1`, other); n != 0 {
@@ -464,9 +465,9 @@ func TestTransitionFor(t *testing.T) {
 		direction, decision, kind, id string
 		want                          string
 	}{
-		{"EntryOpen", "entry", "open", "decision", id, protocol.StatusCheckedIn},
-		{"EntryOpenNoKind", "entry", "open", "", id, protocol.StatusCheckedIn},
-		{"ExitOpen", "exit", "open", "decision", id, protocol.StatusCompleted},
+		{"EntryOpen", "entry", "open", "decision", id, string(protocol.StatusCheckedIn)},
+		{"EntryOpenNoKind", "entry", "open", "", id, string(protocol.StatusCheckedIn)},
+		{"ExitOpen", "exit", "open", "decision", id, string(protocol.StatusCompleted)},
 		{"EntryDeny", "entry", "deny", "decision", id, ""},
 		{"Override", "entry", "open", protocol.KindOverride, id, ""},
 		{"NoReservation", "entry", "open", "decision", "", ""},

@@ -317,7 +317,7 @@ func applyChange(tx *bolt.Tx, c *protocol.ReservationChange) error {
 	if err := deleteReservation(tx, r.ID); err != nil {
 		return err
 	}
-	if c.Op == protocol.OpDelete || (r.Status != protocol.StatusConfirmed && r.Status != protocol.StatusCheckedIn) {
+	if c.Op == protocol.OpDelete || !r.Status.OpensGate() {
 		// Only what may open the gate is kept; any other status is a delete
 		// whatever the op says.
 		return nil
@@ -396,7 +396,7 @@ func decodeReservation(plate, id string, v []byte) (edge.Reservation, error) {
 		Plate:    plate,
 		StartsAt: time.Unix(0, int64(binary.BigEndian.Uint64(v[0:]))).UTC(),
 		EndsAt:   time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
-		Status:   string(v[16:]),
+		Status:   protocol.Status(v[16:]),
 	}, nil
 }
 

@@ -71,14 +71,10 @@ func Passed(rs []Result) bool {
 	return true
 }
 
-func active(status string) bool {
-	return status == protocol.StatusPending || status == protocol.StatusConfirmed || status == protocol.StatusCheckedIn
-}
-
 // honoured is a reservation that was paid for and kept: one a gate may open
 // for (or did).
-func honoured(status string) bool {
-	return status == protocol.StatusConfirmed || status == protocol.StatusCheckedIn || status == protocol.StatusCompleted
+func honoured(status protocol.Status) bool {
+	return status.OpensGate() || status == protocol.StatusCompleted
 }
 
 func overlaps(a, b *sim.Reservation) bool {
@@ -104,7 +100,7 @@ func NoOverlap(run *sim.Run) Result {
 	for i := range run.Reservations {
 		res := &run.Reservations[i]
 		byID[res.ID] = res
-		if active(res.Status) {
+		if res.Status.Active() {
 			bySpot[res.SpotID] = append(bySpot[res.SpotID], res)
 		}
 	}
@@ -147,7 +143,7 @@ func NoOverlap(run *sim.Run) Result {
 			set = map[string]bool{}
 			live[res.SpotID] = set
 		}
-		if !active(c.Status) {
+		if !c.Status.Active() {
 			delete(set, res.ID)
 			continue
 		}
@@ -437,7 +433,7 @@ func LatePaymentRefundedOnce(run *sim.Run) Result {
 		if !ok || res.Status != protocol.StatusRefunded {
 			status := "missing"
 			if ok {
-				status = res.Status
+				status = string(res.Status)
 			}
 			r.fail("driver %d's payment reached the cloud %s after the hold ended, yet the reservation is %s",
 				j.Driver, j.WebhookAt.Sub(j.HoldExpiresAt).Round(time.Millisecond), status)

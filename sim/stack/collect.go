@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/sim"
 )
@@ -96,7 +97,7 @@ func (s *Stack) LotSeqs(ctx context.Context) (map[string]int64, error) {
 }
 
 // ReservationStatus reads one reservation's status ("" when absent).
-func (s *Stack) ReservationStatus(ctx context.Context, id string) (string, error) {
+func (s *Stack) ReservationStatus(ctx context.Context, id string) (cloud.Status, error) {
 	return s.store().ReservationStatus(ctx, id)
 }
 

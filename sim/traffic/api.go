@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/parkgate/parkgate/protocol"
 )
 
 // apiError is the cloud's error body.
@@ -105,7 +107,7 @@ func (w *World) holdOnce(ctx context.Context, base, key string, body map[string]
 }
 
 // reservationStatus is what the driver's app shows.
-func (w *World) reservationStatus(ctx context.Context, id string) (string, error) {
+func (w *World) reservationStatus(ctx context.Context, id string) (protocol.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.cfg.CloudURL+"/v1/reservations/"+id, nil)
@@ -121,7 +123,7 @@ func (w *World) reservationStatus(ctx context.Context, id string) (string, error
 		return "", fmt.Errorf("reservation %s: %s", id, resp.Status)
 	}
 	var r struct {
-		Status string `json:"status"`
+		Status protocol.Status `json:"status"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		return "", err

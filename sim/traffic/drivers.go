@@ -198,7 +198,7 @@ func (w *World) pay(ctx context.Context, i int, rng *mrand.Rand) bool {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		st, err := w.reservationStatus(ctx, j.ReservationID)
-		if err == nil && (st == protocol.StatusConfirmed || st == protocol.StatusCheckedIn) {
+		if err == nil && st.OpensGate() {
 			w.ledger.Update(i, func(j *sim.Journey) { j.ConfirmedAt = time.Now() })
 			return true
 		}

@@ -1,5 +1,5 @@
 // Package pgbus is the Postgres backend of the payment-event bus and its
-// default: an inbox table (payment_events, migration 002; its claim, 005) in the database
+// default: an inbox table (payment_events, migration 002; its claim, a function) in the database
 // the service already has, so recording a webhook event costs one round
 // trip and no other system. Publish inserts the event by its Stripe id (a
 // second copy is a no-op), then wakes consumers: its own process's

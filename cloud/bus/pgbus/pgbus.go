@@ -77,7 +77,7 @@ type Bus struct {
 	onListen func(pid uint32)
 }
 
-// New returns a bus on pool, whose schema must have migrations 002 and 005 applied
+// New returns a bus on pool, whose schema must have payment_events and parkgate_claim_events
 // (postgres.DB.Migrate does).
 func New(pool *pgxpool.Pool, opts Options) *Bus {
 	if opts.Workers <= 0 {

@@ -28,7 +28,7 @@ RETURNING id`
 const notifySQL = `SELECT pg_notify('` + Channel + `', '')`
 
 // claimSQL leases up to $2 of the oldest claimable events, one key's
-// events one at a time; parkgate_claim_events (migration 005) says what
+// events one at a time; parkgate_claim_events (cloud/postgres/functions) says what
 // claimable means and why it is a function.
 const claimSQL = `SELECT id, key, type, payload, created_at, attempts FROM parkgate_claim_events($1, $2)`
 

@@ -40,6 +40,19 @@ type Schema struct {
 // it, with a pool of at most maxConns connections (0 for pgx's default).
 func New(t testing.TB, maxConns int32) *Schema {
 	t.Helper()
+	s := Empty(t, maxConns)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.DB.Migrate(ctx); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return s
+}
+
+// Empty is New without the migrations: a schema with nothing in it, for
+// tests of the migrations themselves.
+func Empty(t testing.TB, maxConns int32) *Schema {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -65,9 +78,6 @@ func New(t testing.TB, maxConns int32) *Schema {
 
 	db, err := postgres.Open(ctx, u.String(), maxConns)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {

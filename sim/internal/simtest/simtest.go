@@ -35,7 +35,7 @@ func Run() *sim.Run {
 			{Index: 1, ID: LotB, Name: "lot-2", Spots: 1, Entry: []string{"entry-1"}, Exit: []string{"exit-1"}},
 		},
 	}
-	res := func(id, lot string, spot int64, plate string, from, to float64, status, pi string) sim.Reservation {
+	res := func(id, lot string, spot int64, plate string, from, to float64, status protocol.Status, pi string) sim.Reservation {
 		return sim.Reservation{ID: id, LotID: lot, SpotID: spot, Plate: plate, StartsAt: at(from), EndsAt: at(to),
 			Status: status, HoldExpiresAt: at(9), SessionID: "cs_" + id, PaymentIntentID: pi, CreatedAt: at(1)}
 	}
@@ -45,7 +45,7 @@ func Run() *sim.Run {
 		res("r2", LotB, 3, "CCC333C", 10, 40, protocol.StatusExpired, ""),
 		res("r4", LotA, 1, "EEE555E", 40, 70, protocol.StatusConfirmed, "pi_4"),
 	}
-	ch := func(lot string, seq int64, id, status string) sim.Change {
+	ch := func(lot string, seq int64, id string, status protocol.Status) sim.Change {
 		return sim.Change{LotID: lot, Seq: seq, ReservationID: id, Status: status}
 	}
 	run.Changes = []sim.Change{

@@ -1,0 +1,49 @@
+-- parkgate_change moves one reservation to a new status and appends the
+-- change to its lot's log, in one round trip. It locks the lot row first:
+-- every writer of a lot takes that lock before touching its reservations,
+-- so they queue instead of deadlocking on the exclusion constraint's index.
+-- Returns no row when the reservation is not in one of p_from, or when
+-- p_held_at is given and the hold no longer stands at that time (a payment
+-- confirms a PENDING hold with this one statement instead of a read and a
+-- write; when the hold has lapsed nothing changes and the caller goes the
+-- refund way). The payment columns are set in the same statement when
+-- given, so a payment event costs one round trip.
+--
+-- The change log's op says whether the edges may open the gate for the new
+-- status: 'upsert' for exactly the statuses protocol.Status.OpensGate names.
+-- TestChangeOpensGateAsProtocol holds this copy of the rule to that one.
+CREATE OR REPLACE FUNCTION parkgate_change(p_id uuid, p_from text[], p_to text,
+    p_payment_intent text DEFAULT NULL, p_refund text DEFAULT NULL, p_session_closed boolean DEFAULT false,
+    p_held_at timestamptz DEFAULT NULL)
+RETURNS TABLE (lot_id uuid, seq bigint, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_lot uuid;
+    v_seq bigint;
+    r     reservations%ROWTYPE;
+BEGIN
+    SELECT x.lot_id INTO v_lot FROM reservations x WHERE x.id = p_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The lot row first, as every writer of the lot takes it (see 001).
+    UPDATE lots l SET seq = l.seq + 1 WHERE l.id = v_lot RETURNING l.seq INTO v_seq;
+    UPDATE reservations x SET status = p_to, updated_at = now(),
+        checked_in_at = CASE WHEN p_to = 'CHECKED_IN' THEN now() ELSE x.checked_in_at END,
+        checked_out_at = CASE WHEN p_to = 'COMPLETED' THEN now() ELSE x.checked_out_at END,
+        payment_intent_id = coalesce(nullif(p_payment_intent, ''), x.payment_intent_id),
+        refund_id = coalesce(nullif(p_refund, ''), x.refund_id),
+        session_closed_at = CASE WHEN p_session_closed THEN coalesce(x.session_closed_at, now()) ELSE x.session_closed_at END
+     WHERE x.id = p_id AND x.status = ANY (p_from)
+       AND (p_held_at IS NULL OR x.hold_expires_at > p_held_at)
+    RETURNING x.* INTO r;
+    IF NOT FOUND THEN
+        -- Nothing changed: give the number back so the log stays gap-free.
+        UPDATE lots l SET seq = l.seq - 1 WHERE l.id = v_lot;
+        RETURN;
+    END IF;
+    INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
+    VALUES (v_lot, v_seq, r.id,
+            CASE WHEN p_to IN ('CONFIRMED', 'CHECKED_IN') THEN 'upsert' ELSE 'delete' END,
+            p_to, r.plate, r.starts_at, r.ends_at);
+    RETURN QUERY SELECT v_lot, v_seq, p_to;
+END $$;
