@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
 
