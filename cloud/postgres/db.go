@@ -16,11 +16,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
 //go:embed migration/*.sql
 var migrations embed.FS
+
+var _ cloud.Store = (*DB)(nil)
 
 // DB is the Postgres store.
 // Times that decide holds (expiry, leases) are the database's now(), one
@@ -206,6 +209,16 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// fail wraps err with op and, when it says the database could not be
+// reached, with cloud.ErrStoreUnavailable: the store speaks cloud codes, so
+// callers never look at pgx errors to tell an outage from a fault.
+func fail(op string, err error) error {
+	if Unreachable(err) {
+		return fmt.Errorf("%s: %w: %w", op, cloud.ErrStoreUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // Unreachable reports whether err says the database could not be reached
