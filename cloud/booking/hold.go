@@ -43,9 +43,17 @@ type Response struct {
 }
 
 // Validate normalises the request and checks it; errors name the field.
+// It is the one check of a hold's fields (and CheckKey of its key): call it
+// once per request, before Hold.
 func (r *HoldRequest) Validate(now time.Time) error {
 	if r.LotID == "" {
 		return cloud.FieldError("lot_id", "lot_id is required")
+	}
+	if id, err := uuid.Parse(r.LotID); err == nil {
+		// One spelling per lot (upper case, braces and urn:uuid: parse
+		// too), so the bulkheads, the rate limit and the request hash all
+		// see the same lot the database does.
+		r.LotID = id.String()
 	}
 	if r.Plate == "" {
 		return cloud.FieldError("plate", "plate is required")
@@ -105,8 +113,9 @@ type Limits struct {
 }
 
 // Hold makes a PENDING hold for a driver, exactly once per idempotency key.
-// It is the one place a hold request is checked: the key (CheckKey), then
-// the fields (HoldRequest.Validate). It returns the response to send (201 with the reservation, or a stored
+// key must have passed CheckKey and req Validate, once, before: the caller
+// checks them before it queues the request anywhere. It returns the response
+// to send (201 with the reservation, or a stored
 // answer replayed), or an error for answers that are not stored: invalid
 // input, a key in use or reused with another body, the provider away, or a
 // limit's.
@@ -123,12 +132,6 @@ type Limits struct {
 // this replica has not seen yet is read from Postgres only after the
 // client's limit. A retry of a request that got in is not limited either.
 func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits Limits) (Response, error) {
-	if err := CheckKey(key); err != nil {
-		return Response{}, err
-	}
-	if err := req.Validate(s.Now()); err != nil {
-		return Response{}, err
-	}
 	hash := req.hash()
 
 	lot, known := s.cachedLot(req.LotID)

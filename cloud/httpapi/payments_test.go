@@ -9,13 +9,10 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
-	"github.com/parkgate/parkgate/cloud/adapt"
 	"github.com/parkgate/parkgate/cloud/booking"
-	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/pgbus"
 	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
-	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
 	"github.com/parkgate/parkgate/sim/stripefake"
@@ -62,22 +59,15 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := booking.New(db, adapt.Stripe{C: sp}, nil, nil, holdTTL)
+	svc := booking.New(db, sp, nil, nil, holdTTL)
 	if g != nil {
-		svc.Guard = adapt.Guard{G: g}
+		svc.Guard = g
 	}
 	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 16, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
-	wh := &booking.Webhooks{
-		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
-			return adapt.VerifyStripe(p, sig, []string{whSecret})
-		},
-		Publish: func(ctx context.Context, e booking.VerifiedEvent, p []byte) (bool, error) {
-			return pb.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: p, CreatedAt: e.CreatedAt})
-		},
-	}
+	wh := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: []string{whSecret}}.Verify, Bus: pb}
 	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh}
 	if g != nil {
-		api.Cache = adapt.Cache{G: g}
+		api.Cache = g
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
@@ -88,7 +78,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = pb.Run(ctx, func(ctx context.Context, m bus.Message) error { return svc.HandlePaymentEvent(ctx, m.Payload) })
+			_ = pb.Run(ctx, svc.HandleMessage)
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -344,7 +334,7 @@ func TestAvailabilityCacheWriteThrough(t *testing.T) {
 	}
 	avail(0, "after refund of another hold")
 	// Checked out early: the spot is free again for the rest.
-	if _, _, err := b.schema.DB.Change(ctx, id2, []cloud.Status{cloud.StatusConfirmed}, cloud.StatusCompleted, postgres.PaymentFields{}); err != nil {
+	if _, _, err := b.schema.DB.Change(ctx, id2, []cloud.Status{cloud.StatusConfirmed}, cloud.StatusCompleted, cloud.PaymentFields{}); err != nil {
 		t.Fatal(err)
 	}
 	g.InvalidateLot(ctx, lot) // what parkcloud wires as the ingest's OnChange
