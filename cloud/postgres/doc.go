@@ -1,8 +1,12 @@
 // Package postgres is the authoritative store of the reservation service, on
-// pgx. Migrations are numbered SQL files embedded in the binary and applied
-// under an advisory lock, so replicas starting together apply each once. The
-// SQL of each noun lives in one file (lots.go, reservations.go, outbox.go …);
-// the two hot paths, making a hold and changing a status, are plpgsql
-// functions (parkgate_hold, parkgate_change in migration 001) so that each is
-// one round trip and takes its locks in one fixed order: lot row first.
+// pgx: DB implements cloud.Store. Migrations are numbered SQL files embedded
+// in the binary and applied under an advisory lock, so replicas starting
+// together apply each once. The SQL of each noun lives in one file (lots.go,
+// reservations.go); the hot paths, making a hold, confirming holds and
+// changing a status, are PL/pgSQL functions (parkgate_hold,
+// parkgate_confirm_holds, parkgate_change) so that each is one round trip and
+// takes its locks in one fixed order: lot row first. The store answers in
+// cloud error codes: not_found for a missing row, and an error wrapping
+// cloud.ErrStoreUnavailable when the database cannot be reached, so no
+// caller looks at a pgx error.
 package postgres
