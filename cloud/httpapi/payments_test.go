@@ -10,6 +10,7 @@ import (
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/pgbus"
 	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
@@ -25,6 +26,7 @@ type payBundle struct {
 	*bundle
 	fake  *stripefake.Fake
 	proxy *tcpproxy.Proxy // between the service and Postgres, when asked for
+	bus   *pgbus.Bus
 }
 
 // setupPayments wires the cloud as parkcloud does with payments on: the
@@ -60,6 +62,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 		t.Fatal(err)
 	}
 	svc := booking.New(db, sp, nil, nil, holdTTL)
+	svc.DecodeLegacy = stripepay.DecodeEvent // as parkcloud does
 	if g != nil {
 		svc.Guard = g
 	}
@@ -82,7 +85,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy}
+	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy, bus: pb}
 }
 
 func (b *payBundle) waitStatus(t testing.TB, id, want string) {
@@ -174,6 +177,28 @@ func TestPaymentJourney(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d CONFIRMED changes, want 1", n)
 	}
+}
+
+// TestLegacyBusEvent: an event the bus recorded raw, as the release before
+// decoded events did, is still handled.
+func TestLegacyBusEvent(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "OLD1", start, start.Add(time.Hour)), key("old1"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	id := r.json(t)["id"].(string)
+	raw := fmt.Sprintf(`{"id":"evt_legacy_1","object":"event","type":"checkout.session.completed","created":%d,
+		"data":{"object":{"id":"cs_legacy_1","object":"checkout.session","client_reference_id":%q,
+		"payment_status":"paid","payment_intent":"pi_legacy_1"}}}`, time.Now().Unix(), id)
+	if _, err := b.bus.Publish(context.Background(), bus.Message{ID: "evt_legacy_1", Key: id,
+		Type: "checkout.session.completed", Payload: []byte(raw)}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "CONFIRMED")
 }
 
 // TestLatePaymentRefundedOnce: a payment that completes after the hold
