@@ -115,10 +115,9 @@ type Limits struct {
 // Hold makes a PENDING hold for a driver, exactly once per idempotency key.
 // key must have passed CheckKey and req Validate, once, before: the caller
 // checks them before it queues the request anywhere. It returns the response
-// to send (201 with the reservation, or a stored
-// answer replayed), or an error for answers that are not stored: invalid
-// input, a key in use or reused with another body, the provider away, or a
-// limit's.
+// to send (201 with the reservation, or a stored answer replayed), or an
+// error for answers that are not stored: an unknown lot or spot, a key in
+// use or reused with another body, the provider away, or a limit's.
 //
 // One Redis round trip first asks for both a response stored under the key
 // and whether the lot is known full for the window. A replay costs nothing

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-var lotGateRefused = promauto.NewCounter(prometheus.CounterOpts{
+var lotBulkheadRefused = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "parkgate_lot_gate_refused_total",
 	Help: "Hold requests answered 429 because their lot had LotInFlight requests in this replica for longer than LotWait.",
 })
@@ -96,7 +96,7 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	// the database.
 	leave, ok := s.lots.Enter(r.Context(), req.LotID)
 	if !ok {
-		lotGateRefused.Inc()
+		lotBulkheadRefused.Inc()
 		s.rateLimited(w, r, time.Second)
 		return
 	}
