@@ -23,6 +23,12 @@ const (
 	EInternal          = "internal"
 )
 
+// ErrStoreUnavailable is in the chain of a store error that says the
+// database could not be reached or went away mid-statement: "retry", not
+// "internal error". A hold whose commit may or may not have happened is
+// settled by the client's retry with the same key.
+var ErrStoreUnavailable = &Error{Code: EUnavailable, Message: "the database cannot be reached; retry in a moment (with the same Idempotency-Key)"}
+
 // Error is a failure the caller can act on: a code from the list above, a
 // message for people, and the request field at fault where there is one.
 type Error struct {

@@ -2,7 +2,11 @@ package booking
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/parkgate/parkgate/cloud"
 )
 
 // RunWorkers runs the background work of one replica until ctx ends: ending
@@ -37,7 +41,7 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 			s.Log.Warn("close checkout sessions", "err", err)
 		}
 		if time.Since(lastPurge) > 10*time.Minute {
-			if n, err := s.DB.PurgeKeys(ctx); err != nil {
+			if n, err := s.Store.PurgeKeys(ctx); err != nil {
 				if ctx.Err() == nil {
 					s.Log.Warn("purge idempotency keys", "err", err)
 				}
@@ -49,4 +53,54 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// ExpireDueHolds ends PENDING holds whose time is up, at most limit of them,
+// and reports how many it ended. Each is its own small transaction that
+// re-checks the status under the lot's lock, so replicas running this at
+// once, or a payment confirming the same hold, never fight: one wins, the
+// others change nothing.
+func (s *Service) ExpireDueHolds(ctx context.Context, limit int) (int, error) {
+	ids, err := s.Store.DueHolds(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		changed, lotID, err := s.Store.Change(ctx, id, []cloud.Status{cloud.StatusPending}, cloud.StatusExpired, cloud.PaymentFields{})
+		if err != nil {
+			return n, err
+		}
+		if changed {
+			n++
+			transitions.WithLabelValues(string(cloud.StatusExpired)).Inc()
+			s.invalidate(ctx, lotID)
+		}
+	}
+	return n, nil
+}
+
+// CloseSessions expires at Stripe the Checkout Sessions of holds that ended,
+// so Stripe stops taking money for them. A session found paid is left to
+// its completed event, which refunds it.
+func (s *Service) CloseSessions(ctx context.Context, limit int) (int, error) {
+	if s.Payments == nil {
+		return 0, nil
+	}
+	open, err := s.Store.SessionsToClose(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range open {
+		err := s.Payments.ExpireSession(ctx, o.SessionID, "parkgate-expire-"+o.ReservationID)
+		if err != nil && !errors.Is(err, cloud.ErrSessionCompleted) {
+			return n, fmt.Errorf("expire session %s: %w", o.SessionID, err)
+		}
+		if err := s.Store.SetPaymentFields(ctx, o.ReservationID, cloud.PaymentFields{SessionClosed: true}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

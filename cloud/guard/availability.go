@@ -107,6 +107,16 @@ func (g *Guard) Availability(ctx context.Context, lotID string, start, end time.
 	return g.availability(res, err)
 }
 
+// CachedAvailability is Availability in the shape of
+// cloud.AvailabilityCache: on a miss, a function that stores the counts the
+// caller computes under the version read now.
+func (g *Guard) CachedAvailability(ctx context.Context, lotID string, start, end time.Time) (available, total int, ok bool, store func(available, total int)) {
+	available, total, ver, ok := g.Availability(ctx, lotID, start, end)
+	return available, total, ok, func(available, total int) {
+		g.StoreAvailability(ctx, lotID, start, end, ver, available, total)
+	}
+}
+
 // lookup turns the answer to an MGET of keys (lookupKeys) into
 // lookupScript's, running the script only when a version is missing.
 func (g *Guard) lookup(ctx context.Context, keys []string, mget *redis.SliceCmd) ([]any, error) {

@@ -91,7 +91,7 @@ func TestRedisUnreachable(t *testing.T) {
 			t.Fatalf("Availability = %v, %v; want a bypass with no version", v, ok)
 		}
 		g.StoreAvailability(ctx, "lot-1", at(0, 10), at(0, 12), v, 1, 1) // a no-op, not a panic
-		if p := g.Peek(ctx, "k", "lot-1", at(0, 10), at(0, 12), true); p.Stored || p.Cached || p.Version != (guard.Version{}) {
+		if p := g.PeekState(ctx, "k", "lot-1", at(0, 10), at(0, 12), true); p.Stored || p.Cached || p.Version != (guard.Version{}) {
 			t.Fatalf("Peek = %+v; want nothing, and no version", p)
 		}
 	})

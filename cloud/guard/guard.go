@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -108,6 +109,12 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+var (
+	_ cloud.Guard             = (*Guard)(nil)
+	_ cloud.Limiter           = (*Guard)(nil)
+	_ cloud.AvailabilityCache = (*Guard)(nil)
+)
 
 // Guard is the hot-lot guard. Create it with New.
 type Guard struct {

@@ -4,23 +4,19 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+
+	"github.com/parkgate/parkgate/cloud"
 )
 
 // StoredResponse is the response to an idempotent request, kept so a replay
 // answers with the same status and body, byte for byte.
-type StoredResponse struct {
-	// RequestHash identifies the request body the key was first used with:
-	// a replay with another body is idempotency_key_reused, not a replay.
-	RequestHash []byte
-	Status      int
-	Body        []byte
-}
+type StoredResponse = cloud.StoredResponse
 
 // Encoding of a StoredResponse: format byte, status (2 bytes big endian),
 // uvarint hash length, hash, body. Compact, and the body needs no escaping.
 const responseFormat = 1
 
-func (r StoredResponse) encode() []byte {
+func encodeResponse(r StoredResponse) []byte {
 	b := make([]byte, 0, 3+binary.MaxVarintLen64+len(r.RequestHash)+len(r.Body))
 	b = append(b, responseFormat)
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Status))
@@ -91,7 +87,7 @@ func (g *Guard) SaveResponse(ctx context.Context, key string, r StoredResponse) 
 	// Not cut short by a client that hung up: its retry wants the fast path.
 	ctx = context.WithoutCancel(ctx)
 	err := g.call(ctx, func(ctx context.Context) error {
-		return g.pipe.Set(ctx, g.idemKey(key), r.encode(), g.opts.IdempotencyTTL).Err()
+		return g.pipe.Set(ctx, g.idemKey(key), encodeResponse(r), g.opts.IdempotencyTTL).Err()
 	})
 	if err != nil {
 		fallbacks.WithLabelValues(featureIdempotency).Inc()

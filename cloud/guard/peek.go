@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Peeked is what Peek found.
+// Peeked is what PeekState found.
 type Peeked struct {
 	// Response is the response stored under the key, when Stored.
 	Response StoredResponse
@@ -19,13 +19,13 @@ type Peeked struct {
 	Version          Version
 }
 
-// Peek is LoadResponse and, when availability is true, Availability
+// PeekState is LoadResponse and, when availability is true, Availability
 // together, in one round trip and one wait: a booking asks both before
 // anything else, and in a surge every round trip of every refused driver is
 // paid for by the other lots' requests waiting for the CPU. Each half
 // degrades as its own method does. Ask for availability only for a lot known
 // to exist: a lookup makes the lot's version key.
-func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) Peeked {
+func (g *Guard) PeekState(ctx context.Context, key, lotID string, start, end time.Time, availability bool) Peeked {
 	cache := availability && g.recoverCache(ctx)
 	if availability && !cache {
 		fallbacks.WithLabelValues(featureAvailability).Inc()
@@ -70,4 +70,18 @@ func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Tim
 		p.Available, p.Total, p.Version, p.Cached = g.availability(res, lookErr)
 	}
 	return p
+}
+
+// Peek is PeekState in the shape of cloud.Guard: the stored response, and
+// whether the window is known full with the function that records it full
+// (the version read now, so a change committed before the call leaves the
+// record unreachable).
+func (g *Guard) Peek(ctx context.Context, key, lotID string, start, end time.Time, availability bool) (stored StoredResponse, ok, full bool, markFull func(total int)) {
+	p := g.PeekState(ctx, key, lotID, start, end, availability)
+	if !availability {
+		return p.Response, p.Stored, false, nil
+	}
+	return p.Response, p.Stored, p.Cached && p.Available <= 0, func(total int) {
+		g.StoreAvailability(ctx, lotID, start, end, p.Version, 0, total)
+	}
 }

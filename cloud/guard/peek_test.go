@@ -52,7 +52,7 @@ func TestPeek(t *testing.T) {
 	t.Cleanup(func() { deleteNamespace(t, rdb, ns) })
 	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second})
 
-	p := g.Peek(ctx, "k1", "lot-1", start, end, true)
+	p := g.PeekState(ctx, "k1", "lot-1", start, end, true)
 	if p.Stored || p.Cached || p.Version == (guard.Version{}) {
 		t.Fatalf("empty: %+v; want nothing stored or cached, a version to store with", p)
 	}
@@ -61,7 +61,7 @@ func TestPeek(t *testing.T) {
 	g.SaveResponse(ctx, "k1", want)
 
 	before, scripts := pipes.n.Load(), pipes.scripts.Load()
-	p = g.Peek(ctx, "k1", "lot-1", start, end, true)
+	p = g.PeekState(ctx, "k1", "lot-1", start, end, true)
 	if n := pipes.n.Load() - before; n != 1 {
 		t.Errorf("a lone Peek sent %d pipelines, want 1", n)
 	}
@@ -74,11 +74,11 @@ func TestPeek(t *testing.T) {
 	if !p.Cached || p.Available != 0 || p.Total != 50 {
 		t.Errorf("cached: %+v; want 0 of 50", p)
 	}
-	if q := g.Peek(ctx, "k2", "lot-1", start, end, true); q.Stored || !q.Cached {
+	if q := g.PeekState(ctx, "k2", "lot-1", start, end, true); q.Stored || !q.Cached {
 		t.Errorf("another key: %+v; want not stored, cached", q)
 	}
 
-	if q := g.Peek(ctx, "k1", "lot-2", start, end, false); !q.Stored || q.Cached || q.Version != (guard.Version{}) {
+	if q := g.PeekState(ctx, "k1", "lot-2", start, end, false); !q.Stored || q.Cached || q.Version != (guard.Version{}) {
 		t.Errorf("without availability: %+v; want the response alone", q)
 	}
 	if n, err := rdb.Exists(ctx, ns+":avail:{lot-2}:ver").Result(); err != nil || n != 0 {
@@ -86,12 +86,12 @@ func TestPeek(t *testing.T) {
 	}
 
 	g.InvalidateLot(ctx, "lot-1")
-	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored {
+	if p = g.PeekState(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored {
 		t.Fatalf("after InvalidateLot: %+v; want stored, not cached", p)
 	}
 
 	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 3, 50)
-	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 3 || !p.Stored {
+	if p = g.PeekState(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 3 || !p.Stored {
 		t.Fatalf("refilled: %+v; want 3 of 50 and the response", p)
 	}
 
@@ -104,11 +104,11 @@ func TestPeek(t *testing.T) {
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored || p.Version == (guard.Version{}) {
+	if p = g.PeekState(ctx, "k1", "lot-1", start, end, true); p.Cached || !p.Stored || p.Version == (guard.Version{}) {
 		t.Fatalf("version lost: %+v; want a miss with a version, and the response", p)
 	}
 	g.StoreAvailability(ctx, "lot-1", start, end, p.Version, 2, 50)
-	if p = g.Peek(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 2 {
+	if p = g.PeekState(ctx, "k1", "lot-1", start, end, true); !p.Cached || p.Available != 2 {
 		t.Fatalf("after the version was made again: %+v; want 2 of 50", p)
 	}
 }

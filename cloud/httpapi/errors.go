@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/parkgate/parkgate/cloud"
-	"github.com/parkgate/parkgate/cloud/postgres"
 )
 
 // StatusOf is the one mapping from error codes to HTTP statuses.
@@ -41,14 +40,11 @@ type tooLarge struct{ error }
 
 func (t tooLarge) Unwrap() error { return t.error }
 
-// errUnreachable is what a client hears while Postgres is away.
-var errUnreachable = cloud.Errorf(cloud.EUnavailable, "the database cannot be reached; retry in a moment (with the same Idempotency-Key)")
-
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	if cloud.ErrorCode(err) == cloud.EInternal && postgres.Unreachable(err) {
+	if errors.Is(err, cloud.ErrStoreUnavailable) {
+		// The store has said it is away: a retry in a moment may well work.
 		log.Warn("database unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "1")
-		err = errUnreachable
 	}
 	status := StatusOf(err)
 	var tl tooLarge

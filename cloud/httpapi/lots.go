@@ -220,7 +220,7 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
 	if s.Cache != nil {
 		var avail, total int
 		var ok bool
-		if avail, total, ok, store = s.Cache.Availability(r.Context(), lotID, start, end); ok {
+		if avail, total, ok, store = s.Cache.CachedAvailability(r.Context(), lotID, start, end); ok {
 			writeJSON(w, http.StatusOK, availabilityBody(lotID, avail, total, start, end))
 			return
 		}

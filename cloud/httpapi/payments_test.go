@@ -9,13 +9,11 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
-	"github.com/parkgate/parkgate/cloud/adapt"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/pgbus"
 	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
-	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
@@ -28,6 +26,7 @@ type payBundle struct {
 	*bundle
 	fake  *stripefake.Fake
 	proxy *tcpproxy.Proxy // between the service and Postgres, when asked for
+	bus   *pgbus.Bus
 }
 
 // setupPayments wires the cloud as parkcloud does with payments on: the
@@ -62,22 +61,16 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := booking.New(db, adapt.Stripe{C: sp}, nil, nil, holdTTL)
+	svc := booking.New(db, sp, nil, nil, holdTTL)
+	svc.DecodeLegacy = stripepay.DecodeEvent // as parkcloud does
 	if g != nil {
-		svc.Guard = adapt.Guard{G: g}
+		svc.Guard = g
 	}
 	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 16, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
-	wh := &booking.Webhooks{
-		Verify: func(p []byte, sig string) (booking.VerifiedEvent, error) {
-			return adapt.VerifyStripe(p, sig, []string{whSecret})
-		},
-		Publish: func(ctx context.Context, e booking.VerifiedEvent, p []byte) (bool, error) {
-			return pb.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: p, CreatedAt: e.CreatedAt})
-		},
-	}
+	wh := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: []string{whSecret}}.Verify, Bus: pb}
 	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh}
 	if g != nil {
-		api.Cache = adapt.Cache{G: g}
+		api.Cache = g
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
@@ -88,11 +81,11 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = pb.Run(ctx, func(ctx context.Context, m bus.Message) error { return svc.HandlePaymentEvent(ctx, m.Payload) })
+			_ = pb.Run(ctx, svc.HandleMessage)
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy}
+	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy, bus: pb}
 }
 
 func (b *payBundle) waitStatus(t testing.TB, id, want string) {
@@ -184,6 +177,28 @@ func TestPaymentJourney(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d CONFIRMED changes, want 1", n)
 	}
+}
+
+// TestLegacyBusEvent: an event the bus recorded raw, as the release before
+// decoded events did, is still handled.
+func TestLegacyBusEvent(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "OLD1", start, start.Add(time.Hour)), key("old1"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	id := r.json(t)["id"].(string)
+	raw := fmt.Sprintf(`{"id":"evt_legacy_1","object":"event","type":"checkout.session.completed","created":%d,
+		"data":{"object":{"id":"cs_legacy_1","object":"checkout.session","client_reference_id":%q,
+		"payment_status":"paid","payment_intent":"pi_legacy_1"}}}`, time.Now().Unix(), id)
+	if _, err := b.bus.Publish(context.Background(), bus.Message{ID: "evt_legacy_1", Key: id,
+		Type: "checkout.session.completed", Payload: []byte(raw)}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "CONFIRMED")
 }
 
 // TestLatePaymentRefundedOnce: a payment that completes after the hold
@@ -344,7 +359,7 @@ func TestAvailabilityCacheWriteThrough(t *testing.T) {
 	}
 	avail(0, "after refund of another hold")
 	// Checked out early: the spot is free again for the rest.
-	if _, _, err := b.schema.DB.Change(ctx, id2, []cloud.Status{cloud.StatusConfirmed}, cloud.StatusCompleted, postgres.PaymentFields{}); err != nil {
+	if _, _, err := b.schema.DB.Change(ctx, id2, []cloud.Status{cloud.StatusConfirmed}, cloud.StatusCompleted, cloud.PaymentFields{}); err != nil {
 		t.Fatal(err)
 	}
 	g.InvalidateLot(ctx, lot) // what parkcloud wires as the ingest's OnChange

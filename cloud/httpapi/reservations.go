@@ -8,10 +8,16 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
+
+var lotBulkheadRefused = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "parkgate_lot_gate_refused_total",
+	Help: "Hold requests answered 429 because their lot had LotInFlight requests in this replica for longer than LotWait.",
+})
 
 // holdTimeout bounds the work of one hold request once started, whatever
 // the client does meanwhile.
@@ -25,9 +31,11 @@ type holdBody struct {
 	SpotID   *string `json:"spot_id"`
 }
 
+// parseTime reads an RFC 3339 time; absent is the zero time, which
+// HoldRequest.Validate refuses as required.
 func parseTime(field string, v *string) (time.Time, error) {
 	if v == nil || *v == "" {
-		return time.Time{}, cloud.FieldError(field, "%s is required (RFC 3339)", field)
+		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339, *v)
 	if err != nil {
@@ -36,39 +44,31 @@ func parseTime(field string, v *string) (time.Time, error) {
 	return t, nil
 }
 
+// request reads the body into a request; the checks of its fields are
+// booking's (HoldRequest.Validate).
 func (b holdBody) request() (booking.HoldRequest, error) {
 	var req booking.HoldRequest
-	if b.LotID == nil || *b.LotID == "" {
-		return req, cloud.FieldError("lot_id", "lot_id is required")
-	}
-	if b.Plate == nil || *b.Plate == "" {
-		return req, cloud.FieldError("plate", "plate is required")
-	}
-	req.LotID, req.Plate = *b.LotID, *b.Plate
-	if id, err := uuid.Parse(req.LotID); err == nil {
-		// One spelling per lot (upper case, braces and urn:uuid: parse
-		// too), so the gate, the rate limit and the request hash all see
-		// the same lot the database does.
-		req.LotID = id.String()
+	for _, f := range []struct {
+		dst *string
+		src *string
+	}{{&req.LotID, b.LotID}, {&req.Plate, b.Plate}, {&req.SpotID, b.SpotID}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
 	}
 	var err error
 	if req.StartsAt, err = parseTime("starts_at", b.StartsAt); err != nil {
 		return req, err
 	}
-	if req.EndsAt, err = parseTime("ends_at", b.EndsAt); err != nil {
-		return req, err
-	}
-	if b.SpotID != nil {
-		req.SpotID = *b.SpotID
-	}
-	return req, nil
+	req.EndsAt, err = parseTime("ends_at", b.EndsAt)
+	return req, err
 }
 
 func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
 	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
-		writeError(w, r, s.Log, cloud.Errorf(cloud.EIdempotencyMiss, "the Idempotency-Key header is required"))
+	if err := booking.CheckKey(key); err != nil {
+		writeError(w, r, s.Log, err)
 		return
 	}
 	var body holdBody
@@ -77,17 +77,26 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := body.request()
+	if err == nil {
+		err = req.Validate(s.Booking.Now())
+	}
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	// The lot's place in this replica first: in a rush, the lot's requests
-	// wait here, parked, for their turn to ask Redis and Postgres, rather
-	// than all asking at once and making every other lot's request wait
-	// for the CPU behind them.
-	leave, ok := s.gate.enter(r.Context(), req.LotID)
+	// The lot's place in this replica first, counted from the moment the
+	// body names the lot, before any rate-limit, cache or database call: in
+	// a rush, the lot's requests wait here, parked, holding nothing another
+	// lot needs, for their turn to ask Redis and Postgres, rather than all
+	// asking at once and making every other lot's request wait for the CPU
+	// (and the connection pool) behind them. It also paces the rush so that
+	// most of it asks once the lot is known full, and is told 409 at once
+	// rather than 429 by the lot's rate limit. The service's own bulkhead
+	// (booking.Service.LotConcurrency) then bounds the holds of a lot in
+	// the database.
+	leave, ok := s.lots.Enter(r.Context(), req.LotID)
 	if !ok {
-		lotGateRefused.Inc()
+		lotBulkheadRefused.Inc()
 		s.rateLimited(w, r, time.Second)
 		return
 	}

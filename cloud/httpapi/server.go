@@ -14,7 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
-	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/cloud/internal/bulkhead"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,22 +28,6 @@ type Webhooks interface {
 	Receive(ctx context.Context, payload []byte, signature string) (duplicate bool, err error)
 }
 
-// Limiter is the distributed rate limiter (Redis), falling back to a local
-// one when Redis is away.
-type Limiter interface {
-	AllowLot(ctx context.Context, lotID string) (ok bool, retryAfter time.Duration)
-	AllowClient(ctx context.Context, clientID string) (ok bool, retryAfter time.Duration)
-}
-
-// AvailabilityCache keeps availability answers.
-type AvailabilityCache interface {
-	// Availability returns a cached answer (ok), or a function that stores
-	// the answer the caller then computes. The function remembers the
-	// cache's state before the computation, so that a change committed in
-	// between leaves the stored answer unreachable rather than stale.
-	Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, ok bool, store func(available, total int))
-}
-
 // Check is one named readiness check; Required ones fail /readyz.
 type Check struct {
 	Name     string
@@ -54,12 +38,12 @@ type Check struct {
 // Server is the cloud HTTP API.
 type Server struct {
 	Booking    *booking.Service
-	DB         *postgres.DB
-	EdgeTokens cloud.EdgeTokens  // nil: edge endpoints answer 503
-	Feed       cloud.ChangeFeed  // nil: the catch-up endpoint answers 503
-	Webhooks   Webhooks          // nil: webhook answers 503
-	Limiter    Limiter           // nil: no rate limits
-	Cache      AvailabilityCache // nil: availability always from Postgres
+	DB         cloud.Store
+	EdgeTokens cloud.EdgeTokens        // nil: edge endpoints answer 503
+	Feed       cloud.ChangeFeed        // nil: the catch-up endpoint answers 503
+	Webhooks   Webhooks                // nil: webhook answers 503
+	Limiter    cloud.Limiter           // nil: no rate limits
+	Cache      cloud.AvailabilityCache // nil: availability always from Postgres
 	AdminToken string
 	Checks     []Check
 	Log        *slog.Logger
@@ -69,13 +53,14 @@ type Server struct {
 	// LotInFlight bounds one lot's hold requests in this replica at once
 	// (default 8); more wait up to LotWait (default 250ms) for a place,
 	// holding nothing, and are answered 429 if none comes free (see
-	// lotGate). Keep it well under the Postgres pool: each may hold a
+	// Server.lots). Keep it well under the Postgres pool: each may hold a
 	// connection, and the pool is every lot's.
 	LotInFlight int
 	LotWait     time.Duration
 	Now         func() time.Time
 
-	gate lotGate
+	// lots is the per-lot bulkhead of hold requests (see createReservation).
+	lots bulkhead.PerKey
 }
 
 var (
@@ -106,7 +91,7 @@ func (s *Server) Handler() http.Handler {
 	if s.LotWait <= 0 {
 		s.LotWait = 250 * time.Millisecond
 	}
-	s.gate.cap, s.gate.wait = s.LotInFlight, s.LotWait
+	s.lots.Cap, s.lots.Wait = s.LotInFlight, s.LotWait
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer, s.metrics)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {

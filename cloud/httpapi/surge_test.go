@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/parkgate/parkgate/cloud/adapt"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
@@ -46,8 +45,8 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 	_, _ = rand.Read(ns[:])
 	opts.Namespace = "bench-" + hex.EncodeToString(ns[:])
 	g := guard.New(rdb, opts)
-	svc := booking.New(s.DB, nil, adapt.Guard{G: g}, nil, 10*time.Minute)
-	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Limiter: g, Cache: adapt.Cache{G: g}}
+	svc := booking.New(s.DB, nil, g, nil, 10*time.Minute)
+	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Limiter: g, Cache: g}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return &bundle{srv: srv, schema: s, svc: svc, guard: g}
@@ -250,7 +249,7 @@ func TestHoldChecksOrder(t *testing.T) {
 	// Another replica, fresh (no lot read yet), its Postgres cut.
 	db, proxy := proxiedDB(t, bd.schema, 2)
 	proxy.Cut()
-	svc := booking.New(db, nil, adapt.Guard{G: bd.guard}, nil, 10*time.Minute)
+	svc := booking.New(db, nil, bd.guard, nil, 10*time.Minute)
 	other := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Limiter: bd.guard}).Handler())
 	t.Cleanup(other.Close)
 	replica := &bundle{srv: other}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
-	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -41,10 +40,10 @@ func TestConfirmHoldsTogether(t *testing.T) {
 	var cases []want
 	for i := range 45 {
 		id := uuid.NewString()
-		res, err := s.DB.Hold(ctx, postgres.HoldParams{ID: id, LotID: lots[i%3], Plate: fmt.Sprint("C", i),
+		res, err := s.DB.Hold(ctx, cloud.HoldParams{ID: id, LotID: lots[i%3], Plate: fmt.Sprint("C", i),
 			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
 			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: "k" + id, RequestHash: []byte{1}, Lease: time.Minute})
-		if err != nil || res.Outcome != postgres.HoldHeld {
+		if err != nil || res.Outcome != cloud.HoldHeld {
 			t.Fatalf("hold %d: %v %v", i, res.Outcome, err)
 		}
 		switch i % 3 {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
@@ -24,6 +25,8 @@ import (
 //
 //go:embed migration/*.sql functions/*.sql
 var sqlFiles embed.FS
+
+var _ cloud.Store = (*DB)(nil)
 
 // DB is the Postgres store.
 // Times that decide holds (expiry, leases) are the database's now(), one
@@ -262,6 +265,16 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// fail wraps err with op and, when it says the database could not be
+// reached, with cloud.ErrStoreUnavailable: the store speaks cloud codes, so
+// callers never look at pgx errors to tell an outage from a fault.
+func fail(op string, err error) error {
+	if Unreachable(err) {
+		return fmt.Errorf("%s: %w: %w", op, cloud.ErrStoreUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // Unreachable reports whether err says the database could not be reached

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"fmt"
 	"strings"
 
 	"github.com/parkgate/parkgate/cloud"
@@ -34,14 +33,14 @@ func (db *DB) CreateEdgeToken(ctx context.Context, lotID string) (string, error)
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("create edge token: %w", err)
+		return "", fail("create edge token", err)
 	}
 	token := cloud.EdgeTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	tag, err := db.Pool.Exec(ctx,
 		`INSERT INTO edge_tokens (token_hash, lot_id) SELECT $1, l.id FROM lots l WHERE l.id = $2`,
 		hashToken(token), lot)
 	if err != nil {
-		return "", fmt.Errorf("create edge token: %w", err)
+		return "", fail("create edge token", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return "", cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
@@ -61,7 +60,7 @@ func (db *DB) VerifyEdgeToken(ctx context.Context, lotID, token string) (bool, e
 		`SELECT EXISTS (SELECT 1 FROM edge_tokens WHERE token_hash = $1 AND lot_id = $2 AND revoked_at IS NULL)`,
 		hashToken(token), lot).Scan(&valid)
 	if err != nil {
-		return false, fmt.Errorf("verify edge token: %w", err)
+		return false, fail("verify edge token", err)
 	}
 	return valid, nil
 }
@@ -76,7 +75,7 @@ func (db *DB) RevokeEdgeToken(ctx context.Context, lotID, token string) error {
 		`UPDATE edge_tokens SET revoked_at = now() WHERE token_hash = $1 AND lot_id = $2 AND revoked_at IS NULL`,
 		hashToken(token), lot)
 	if err != nil {
-		return fmt.Errorf("revoke edge token: %w", err)
+		return fail("revoke edge token", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return cloud.Errorf(cloud.ENotFound, "no live edge token of lot %q matches", lotID)

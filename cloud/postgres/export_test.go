@@ -6,3 +6,6 @@ func (db *DB) TakeSearchTurn() (release func()) {
 	db.searches <- struct{}{}
 	return func() { <-db.searches }
 }
+
+// Fail is fail, the store's translation of its errors.
+var Fail = fail

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
-	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -26,22 +25,22 @@ func TestHoldsTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
-	params := func(lotID, key string) postgres.HoldParams {
-		return postgres.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
+	params := func(lotID, key string) cloud.HoldParams {
+		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
 			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
 			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
 			Lease: time.Minute, ConflictBody: []byte(`{}`)}
 	}
 
-	batch := []postgres.HoldParams{params(lot.ID, "a"), params(lot.ID, "b"), params(lot.ID, "a"), params(lot.ID, "c"), params(lot.ID, "d")}
-	want := []string{postgres.HoldHeld, postgres.HoldHeld, postgres.HoldKeyExists, postgres.HoldHeld, postgres.HoldNoAvailability}
+	batch := []cloud.HoldParams{params(lot.ID, "a"), params(lot.ID, "b"), params(lot.ID, "a"), params(lot.ID, "c"), params(lot.ID, "d")}
+	want := []string{cloud.HoldHeld, cloud.HoldHeld, cloud.HoldKeyExists, cloud.HoldHeld, cloud.HoldNoAvailability}
 	out := s.DB.Holds(ctx, batch)
 	spots := map[string]bool{}
 	for i, o := range out {
 		if o.Err != nil || o.Outcome != want[i] {
 			t.Fatalf("request %d: %q %v, want %q", i, o.Outcome, o.Err, want[i])
 		}
-		if o.Outcome == postgres.HoldHeld {
+		if o.Outcome == cloud.HoldHeld {
 			if spots[o.SpotID] || o.SpotID == "" {
 				t.Errorf("request %d given spot %q twice or none", i, o.SpotID)
 			}
@@ -63,8 +62,8 @@ func TestHoldsTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out = s.DB.Holds(ctx, []postgres.HoldParams{params(other.ID, "e"), params(uuid.NewString(), "f"), params(other.ID, "g")})
-	for i, w := range []string{postgres.HoldHeld, "", postgres.HoldHeld} {
+	out = s.DB.Holds(ctx, []cloud.HoldParams{params(other.ID, "e"), params(uuid.NewString(), "f"), params(other.ID, "g")})
+	for i, w := range []string{cloud.HoldHeld, "", cloud.HoldHeld} {
 		o := out[i]
 		if w == "" {
 			if cloud.ErrorCode(o.Err) != cloud.ENotFound {
@@ -98,9 +97,9 @@ func TestKnownKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
-	var batch []postgres.HoldParams
+	var batch []cloud.HoldParams
 	for _, key := range []string{"made", "refused"} {
-		batch = append(batch, postgres.HoldParams{ID: uuid.NewString(), LotID: lot.ID, Plate: "P" + key,
+		batch = append(batch, cloud.HoldParams{ID: uuid.NewString(), LotID: lot.ID, Plate: "P" + key,
 			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
 			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
 			Lease: time.Minute, ConflictBody: []byte(`{}`)})

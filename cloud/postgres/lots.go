@@ -35,7 +35,7 @@ func (db *DB) CreateLot(ctx context.Context, lot cloud.Lot) (cloud.Lot, error) {
 		if sqlState(err) == codeUniqueViolation {
 			return cloud.Lot{}, cloud.FieldError("spots", "spot labels must be unique")
 		}
-		return cloud.Lot{}, fmt.Errorf("create lot: %w", err)
+		return cloud.Lot{}, fail("create lot", err)
 	}
 	lot.CreatedAt = lot.CreatedAt.UTC()
 	return lot, nil
@@ -56,7 +56,7 @@ func (db *DB) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
 	if err != nil {
-		return cloud.Lot{}, fmt.Errorf("get lot: %w", err)
+		return cloud.Lot{}, fail("get lot", err)
 	}
 	l.CreatedAt = l.CreatedAt.UTC()
 	return l, nil
@@ -84,23 +84,16 @@ func (db *DB) Availability(ctx context.Context, lotID string, start, end time.Ti
 		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("availability: %w", err)
+		return 0, 0, fail("availability", err)
 	}
 	return available, total, nil
-}
-
-// LotMatch is one search result.
-type LotMatch struct {
-	Lot       cloud.Lot
-	DistanceM float64
-	Available int
 }
 
 // SearchLots returns the lots within radiusM metres of (lat, lng), nearest
 // first, at most limit, with their availability over [start, end). A
 // bounding box on the indexed coordinates narrows the candidates before the
 // exact great-circle distance is computed.
-func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error) {
+func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]cloud.LotMatch, error) {
 	const metresPerDegree = 111_320.0
 	dLat := radiusM / metresPerDegree
 	cosLat := math.Cos(lat * math.Pi / 180)
@@ -136,17 +129,17 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 		LIMIT $8`,
 		start, end, lat, lng, radiusM, dLat, dLng, limit)
 	if err != nil {
-		return nil, fmt.Errorf("search lots: %w", err)
+		return nil, fail("search lots", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LotMatch, error) {
-		var m LotMatch
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cloud.LotMatch, error) {
+		var m cloud.LotMatch
 		l := &m.Lot
 		err := r.Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone, &l.HourlyRate.Amount,
 			&l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &m.DistanceM, &m.Available)
 		return m, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("search lots: %w", err)
+		return nil, fail("search lots", err)
 	}
 	return out, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,7 +64,7 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 	// One row more than asked tells whether another page waits.
 	rows, err := db.Pool.Query(ctx, sqlReadChanges, lot, after, limit+1)
 	if err != nil {
-		return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+		return cloud.ChangePage{}, fail("read changes", err)
 	}
 	defer rows.Close()
 	page := cloud.ChangePage{LotID: lot, Changes: []cloud.Change{}}
@@ -80,7 +79,7 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 			startsAt, endsAt *time.Time
 		)
 		if err := rows.Scan(&page.LastSeq, &seq, &id, &op, &status, &plate, &startsAt, &endsAt); err != nil {
-			return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+			return cloud.ChangePage{}, fail("read changes", err)
 		}
 		if seq == nil {
 			continue // the lot has no changes after after
@@ -93,7 +92,7 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 			Plate: *plate, StartsAt: *startsAt, EndsAt: *endsAt})
 	}
 	if err := rows.Err(); err != nil {
-		return cloud.ChangePage{}, fmt.Errorf("read changes: %w", err)
+		return cloud.ChangePage{}, fail("read changes", err)
 	}
 	if !found {
 		return cloud.ChangePage{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
@@ -127,11 +126,11 @@ RETURNING r.lot_id::text`
 func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int) ([]string, error) {
 	rows, err := db.Pool.Query(ctx, sqlClaimLots, owner, ttl.Milliseconds(), max)
 	if err != nil {
-		return nil, fmt.Errorf("claim lots: %w", err)
+		return nil, fail("claim lots", err)
 	}
 	lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("claim lots: %w", err)
+		return nil, fail("claim lots", err)
 	}
 	return lots, nil
 }
@@ -146,7 +145,7 @@ SELECT seq, reservation_id::text, op, status, plate, starts_at, ends_at
  ORDER BY seq
  LIMIT $2`, lotID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fail("read outbox", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cloud.Change, error) {
 		var c cloud.Change
@@ -154,7 +153,7 @@ SELECT seq, reservation_id::text, op, status, plate, starts_at, ends_at
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fail("read outbox", err)
 	}
 	return out, nil
 }
@@ -179,7 +178,7 @@ RETURNING extract(epoch FROM published_at - created_at)::float8`, lotID, from, t
 			return nil
 		})
 	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, false, fmt.Errorf("mark published: %w", err)
+		return nil, false, fail("mark published", err)
 	}
 	return lags, held, nil
 }
@@ -188,7 +187,7 @@ RETURNING extract(epoch FROM published_at - created_at)::float8`, lotID, from, t
 // at once by any replica woken by its next change.
 func (db *DB) ReleaseOutboxLease(ctx context.Context, lotID, owner string) error {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM relay_leases WHERE lot_id = $1 AND owner = $2`, lotID, owner); err != nil {
-		return fmt.Errorf("release lease: %w", err)
+		return fail("release lease", err)
 	}
 	return nil
 }
@@ -196,7 +195,7 @@ func (db *DB) ReleaseOutboxLease(ctx context.Context, lotID, owner string) error
 // ReleaseOutboxLeases implements cloud.Outbox.
 func (db *DB) ReleaseOutboxLeases(ctx context.Context, owner string) error {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM relay_leases WHERE owner = $1`, owner); err != nil {
-		return fmt.Errorf("release leases: %w", err)
+		return fail("release leases", err)
 	}
 	return nil
 }
@@ -205,7 +204,7 @@ func (db *DB) ReleaseOutboxLeases(ctx context.Context, owner string) error {
 func (db *DB) OutboxBacklog(ctx context.Context) (int64, error) {
 	var n int64
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count backlog: %w", err)
+		return 0, fail("count backlog", err)
 	}
 	return n, nil
 }

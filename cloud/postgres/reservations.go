@@ -13,68 +13,21 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// HoldParams is one request for a PENDING hold.
-type HoldParams struct {
-	ID       string // the new reservation's id, chosen by the caller
-	LotID    string
-	SpotID   string // a spot label, or "" for any free spot
-	Plate    string // normalised
-	StartsAt time.Time
-	EndsAt   time.Time
-	HoldTTL  time.Duration
-	Price    cloud.Money
-
-	// Idempotency: the key, a hash of the request it was first used with,
-	// how long the request may stay in flight before a retry may take it
-	// over, and the body stored for a 409 no_availability answer.
-	Key          string
-	RequestHash  []byte
-	Lease        time.Duration
-	ConflictBody []byte
-	// FinalStatus, when not 0, stores the key done with this status and no
-	// body in the hold's own transaction: for a hold that is final as soon
-	// as it is made, whose body is the reservation as made.
-	FinalStatus int
-}
-
-// Hold outcomes, as parkgate_hold names them.
-const (
-	HoldHeld           = "held"
-	HoldKeyExists      = "key_exists"
-	HoldUnknownSpot    = "unknown_spot"
-	HoldNoAvailability = "no_availability"
-)
-
-// HoldResult is what parkgate_hold decided.
-type HoldResult struct {
-	Outcome       string
-	SpotID        string
-	HoldExpiresAt time.Time
-	CreatedAt     time.Time
-	Seq           int64
-}
-
 // Hold makes a hold in one round trip (see parkgate_hold), running the
 // whole transaction again when it lost a race the database detected
 // (deadlock, serialization failure, exclusion conflict): those are
 // concurrency, not answers, and must never reach a client as an error.
-func (db *DB) Hold(ctx context.Context, p HoldParams) (HoldResult, error) {
-	var res HoldResult
+func (db *DB) Hold(ctx context.Context, p cloud.HoldParams) (cloud.HoldResult, error) {
+	var res cloud.HoldResult
 	err := retry(ctx, func() error {
 		var err error
-		res, err = scanHold(db.Pool.QueryRow(ctx, holdSQL, p.args()...))
+		res, err = scanHold(db.Pool.QueryRow(ctx, holdSQL, holdArgs(&p)...))
 		return err
 	})
 	if err != nil {
-		return HoldResult{}, p.holdError(err)
+		return cloud.HoldResult{}, holdError(&p, err)
 	}
 	return res, nil
-}
-
-// HoldOutcome is one answer of Holds.
-type HoldOutcome struct {
-	HoldResult
-	Err error
 }
 
 // Holds makes several holds of one lot in one transaction: one round trip
@@ -83,13 +36,13 @@ type HoldOutcome struct {
 // wait for one. If the transaction fails as a whole (a deadlock with
 // another replica, a lot that does not exist), each request is made again
 // on its own, so one request's failure is never another's.
-func (db *DB) Holds(ctx context.Context, ps []HoldParams) []HoldOutcome {
-	out := make([]HoldOutcome, len(ps))
+func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutcome {
+	out := make([]cloud.HoldOutcome, len(ps))
 	if len(ps) > 1 {
 		// A batch runs as one implicit transaction: one Sync, one commit.
 		b := &pgx.Batch{}
 		for i := range ps {
-			b.Queue(holdSQL, ps[i].args()...).QueryRow(func(row pgx.Row) error {
+			b.Queue(holdSQL, holdArgs(&ps[i])...).QueryRow(func(row pgx.Row) error {
 				var err error
 				out[i].HoldResult, err = scanHold(row)
 				return err
@@ -107,7 +60,7 @@ func (db *DB) Holds(ctx context.Context, ps []HoldParams) []HoldOutcome {
 
 const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
 
-func (p *HoldParams) args() []any {
+func holdArgs(p *cloud.HoldParams) []any {
 	var key, spot, final any
 	if p.Key != "" {
 		key = p.Key
@@ -122,24 +75,24 @@ func (p *HoldParams) args() []any {
 		key, p.RequestHash, p.Lease, p.ConflictBody, final}
 }
 
-func (p *HoldParams) holdError(err error) error {
+func holdError(p *cloud.HoldParams, err error) error {
 	if sqlState(err) == codeForeignKeyViolation {
 		return cloud.Errorf(cloud.ENotFound, "lot %q not found", p.LotID)
 	}
-	return fmt.Errorf("hold: %w", err)
+	return fail("hold", err)
 }
 
 // scanHold reads parkgate_hold's row, whose columns but the first are
 // NULL unless the hold was made.
-func scanHold(row pgx.Row) (HoldResult, error) {
+func scanHold(row pgx.Row) (cloud.HoldResult, error) {
 	var outcome string
 	var label pgtype.Text
 	var exp, created pgtype.Timestamptz
 	var seq pgtype.Int8
 	if err := row.Scan(&outcome, &label, &exp, &created, &seq); err != nil {
-		return HoldResult{}, err
+		return cloud.HoldResult{}, err
 	}
-	return HoldResult{Outcome: outcome, SpotID: label.String, HoldExpiresAt: exp.Time.UTC(),
+	return cloud.HoldResult{Outcome: outcome, SpotID: label.String, HoldExpiresAt: exp.Time.UTC(),
 		CreatedAt: created.Time.UTC(), Seq: seq.Int64}, nil
 }
 
@@ -162,20 +115,8 @@ func retry(ctx context.Context, f func() error) error {
 	return err
 }
 
-// KeyRecord is a stored idempotency key.
-type KeyRecord struct {
-	Key            string
-	RequestHash    []byte
-	ReservationID  string
-	ResponseStatus int // 0 while in flight
-	ResponseBody   []byte
-}
-
-// Done reports whether the key has its final response.
-func (k KeyRecord) Done() bool { return k.ResponseStatus != 0 }
-
 // IdempotencyKey returns a stored key, or ok false when there is none.
-func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok bool, err error) {
+func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec cloud.KeyRecord, ok bool, err error) {
 	var rid pgtype.UUID
 	var status pgtype.Int4
 	err = db.Pool.QueryRow(ctx, `
@@ -183,10 +124,10 @@ func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok
 		  FROM idempotency_keys WHERE key = $1 AND expires_at > now()`, key,
 	).Scan(&rec.Key, &rec.RequestHash, &rid, &status, &rec.ResponseBody)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return KeyRecord{}, false, nil
+		return cloud.KeyRecord{}, false, nil
 	}
 	if err != nil {
-		return KeyRecord{}, false, fmt.Errorf("get idempotency key: %w", err)
+		return cloud.KeyRecord{}, false, fail("get idempotency key", err)
 	}
 	if rid.Valid {
 		rec.ReservationID = uuid.UUID(rid.Bytes).String()
@@ -203,11 +144,11 @@ func (db *DB) KnownKeys(ctx context.Context, keys []string) ([]bool, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT key FROM idempotency_keys WHERE key = ANY($1) AND expires_at > now()`, keys)
 	if err != nil {
-		return nil, fmt.Errorf("known idempotency keys: %w", err)
+		return nil, fail("known idempotency keys", err)
 	}
 	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("known idempotency keys: %w", err)
+		return nil, fail("known idempotency keys", err)
 	}
 	known := make(map[string]bool, len(found))
 	for _, k := range found {
@@ -228,7 +169,7 @@ func (db *DB) TakeOverKey(ctx context.Context, key string, lease time.Duration) 
 		UPDATE idempotency_keys SET locked_until = now() + $2
 		 WHERE key = $1 AND response_status IS NULL AND locked_until < now()`, key, lease)
 	if err != nil {
-		return false, fmt.Errorf("take over idempotency key: %w", err)
+		return false, fail("take over idempotency key", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -236,7 +177,7 @@ func (db *DB) TakeOverKey(ctx context.Context, key string, lease time.Duration) 
 // DeleteKey forgets a key, so that a retry starts afresh.
 func (db *DB) DeleteKey(ctx context.Context, key string) error {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1`, key); err != nil {
-		return fmt.Errorf("delete idempotency key: %w", err)
+		return fail("delete idempotency key", err)
 	}
 	return nil
 }
@@ -271,7 +212,7 @@ func (db *DB) FinishHold(ctx context.Context, reservationID, sessionID, sessionU
 			reservationID, sessionID, sessionURL, key, status, body)
 	}
 	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("finish hold: %w", err)
+		return fail("finish hold", err)
 	}
 	return nil
 }
@@ -280,17 +221,21 @@ func (db *DB) FinishHold(ctx context.Context, reservationID, sessionID, sessionU
 // provider and forgets its key, so the spot is free again at once and the
 // client's retry with the same key starts afresh.
 func (db *DB) AbandonHold(ctx context.Context, reservationID, key string) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT * FROM parkgate_change($1, '{PENDING}', 'CANCELLED')`, reservationID); err != nil {
-			return fmt.Errorf("abandon hold: %w", err)
+			return err
 		}
 		if key != "" {
 			if _, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1`, key); err != nil {
-				return fmt.Errorf("abandon hold: %w", err)
+				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return fail("abandon hold", err)
+	}
+	return nil
 }
 
 const reservationColumns = `
@@ -326,7 +271,7 @@ func (db *DB) Reservation(ctx context.Context, id string) (cloud.Reservation, er
 		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "reservation %q not found", id)
 	}
 	if err != nil {
-		return cloud.Reservation{}, fmt.Errorf("get reservation: %w", err)
+		return cloud.Reservation{}, fail("get reservation", err)
 	}
 	return r, nil
 }
@@ -341,7 +286,7 @@ func (db *DB) ReservationBySession(ctx context.Context, sessionID string) (cloud
 		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "no reservation for session %q", sessionID)
 	}
 	if err != nil {
-		return cloud.Reservation{}, fmt.Errorf("get reservation by session: %w", err)
+		return cloud.Reservation{}, fail("get reservation by session", err)
 	}
 	return r, nil
 }
@@ -351,7 +296,7 @@ func (db *DB) ReservationBySession(ctx context.Context, sessionID string) (cloud
 // only), in one statement. It reports whether the status changed; a
 // reservation in none of from is left alone, which is what makes replays of
 // the same event harmless.
-func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields) (changed bool, lotID string, err error) {
+func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay cloud.PaymentFields) (changed bool, lotID string, err error) {
 	return db.change(ctx, id, from, to, pay, nil)
 }
 
@@ -367,7 +312,7 @@ func (db *DB) ConfirmHold(ctx context.Context, id, paymentIntentID string, at ti
 	}
 	res, err := db.confirms.Do(ctx, confirmReq{id: id, intent: paymentIntentID, at: at})
 	if err != nil {
-		return false, "", fmt.Errorf("confirm reservation %s: %w", id, err)
+		return false, "", fail("confirm reservation "+id, err)
 	}
 	return res.changed, res.lotID, nil
 }
@@ -422,7 +367,7 @@ func (db *DB) confirmHolds(ctx context.Context, batch []confirmReq) ([]confirmRe
 }
 
 // change is Change, with heldAt (a time.Time, or nil) as the hold condition.
-func (db *DB) change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay PaymentFields, heldAt any) (changed bool, lotID string, err error) {
+func (db *DB) change(ctx context.Context, id string, from []cloud.Status, to cloud.Status, pay cloud.PaymentFields, heldAt any) (changed bool, lotID string, err error) {
 	fromText := make([]string, len(from))
 	for i, s := range from {
 		fromText[i] = string(s)
@@ -444,21 +389,14 @@ func (db *DB) change(ctx context.Context, id string, from []cloud.Status, to clo
 		return nil
 	})
 	if err != nil {
-		return false, "", fmt.Errorf("change reservation %s to %s: %w", id, to, err)
+		return false, "", fail(fmt.Sprintf("change reservation %s to %s", id, to), err)
 	}
 	return changed, lotID, nil
 }
 
-// PaymentFields are bookkeeping columns set alongside a status change.
-type PaymentFields struct {
-	PaymentIntentID string
-	RefundID        string
-	SessionClosed   bool
-}
-
 // SetPaymentFields records payment bookkeeping without a status change.
-func (db *DB) SetPaymentFields(ctx context.Context, id string, p PaymentFields) error {
-	if p == (PaymentFields{}) {
+func (db *DB) SetPaymentFields(ctx context.Context, id string, p cloud.PaymentFields) error {
+	if p == (cloud.PaymentFields{}) {
 		return nil
 	}
 	_, err := db.Pool.Exec(ctx, `
@@ -468,7 +406,7 @@ func (db *DB) SetPaymentFields(ctx context.Context, id string, p PaymentFields) 
 		       session_closed_at = CASE WHEN $4 THEN coalesce(session_closed_at, now()) ELSE session_closed_at END
 		 WHERE id = $1`, id, p.PaymentIntentID, p.RefundID, p.SessionClosed)
 	if err != nil {
-		return fmt.Errorf("set payment fields: %w", err)
+		return fail("set payment fields", err)
 	}
 	return nil
 }
@@ -480,35 +418,28 @@ func (db *DB) DueHolds(ctx context.Context, limit int) ([]string, error) {
 		 WHERE status = 'PENDING' AND hold_expires_at <= now()
 		 ORDER BY hold_expires_at LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("due holds: %w", err)
+		return nil, fail("due holds", err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("due holds: %w", err)
+		return nil, fail("due holds", err)
 	}
 	return ids, nil
 }
 
-// OpenSession is a Checkout Session whose hold ended but which Stripe may
-// still take money through.
-type OpenSession struct {
-	ReservationID string
-	SessionID     string
-}
-
 // SessionsToClose returns sessions of ended holds not yet expired at Stripe.
-func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error) {
+func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]cloud.OpenSession, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT id::text, checkout_session_id FROM reservations
 		 WHERE checkout_session_id IS NOT NULL AND session_closed_at IS NULL
 		   AND status IN ('EXPIRED', 'CANCELLED')
 		 ORDER BY updated_at LIMIT $1`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sessions to close: %w", err)
+		return nil, fail("sessions to close", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OpenSession])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[cloud.OpenSession])
 	if err != nil {
-		return nil, fmt.Errorf("sessions to close: %w", err)
+		return nil, fail("sessions to close", err)
 	}
 	return out, nil
 }
@@ -517,7 +448,7 @@ func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]OpenSession, er
 func (db *DB) PurgeKeys(ctx context.Context) (int64, error) {
 	tag, err := db.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= now()`)
 	if err != nil {
-		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+		return 0, fail("purge idempotency keys", err)
 	}
 	return tag.RowsAffected(), nil
 }

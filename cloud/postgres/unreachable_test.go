@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 )
 
@@ -34,5 +35,24 @@ func TestUnreachable(t *testing.T) {
 				t.Errorf("Unreachable(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFailSpeaksCloudCodes: an outage leaves the store as the unavailable
+// code the API answers 503 with; any other failure stays internal.
+func TestFailSpeaksCloudCodes(t *testing.T) {
+	t.Parallel()
+	down := postgres.Fail("get lot", &pgconn.PgError{Code: "57P01"})
+	if !errors.Is(down, cloud.ErrStoreUnavailable) || cloud.ErrorCode(down) != cloud.EUnavailable ||
+		cloud.ErrorMessage(down) != cloud.ErrStoreUnavailable.Message {
+		t.Errorf("outage: %v (code %s)", down, cloud.ErrorCode(down))
+	}
+	var pe *pgconn.PgError
+	if !errors.As(down, &pe) {
+		t.Error("outage: the driver's error is no longer in the chain")
+	}
+	refused := postgres.Fail("get lot", &pgconn.PgError{Code: "23505"})
+	if errors.Is(refused, cloud.ErrStoreUnavailable) || cloud.ErrorCode(refused) != cloud.EInternal {
+		t.Errorf("refused statement: %v (code %s)", refused, cloud.ErrorCode(refused))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 )
@@ -42,14 +43,12 @@ var (
 	// timeouts, 5xx and 429 answers after retries. The operation may be
 	// retried later with the same idempotency key.
 	ErrUnavailable = errors.New("stripepay: stripe unavailable")
-	// ErrSessionCompleted is returned by ExpireSession when the session was
-	// already completed: the driver paid (or started an async payment), and
-	// a checkout.session.completed event is on its way.
-	ErrSessionCompleted = errors.New("stripepay: checkout session already completed")
 )
 
 // *slog.Logger already has retryablehttp's leveled-logger methods.
 var _ retryablehttp.LeveledLogger = (*slog.Logger)(nil)
+
+var _ cloud.Payments = (*Client)(nil)
 
 // Config configures a Client. SecretKey and SuccessURL are required.
 type Config struct {
@@ -159,48 +158,25 @@ func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Durati
 	return min(retryablehttp.DefaultBackoff(lo, hi, attempt, resp), hi)
 }
 
-// CheckoutRequest describes the payment for one held reservation.
-type CheckoutRequest struct {
-	ReservationID string
-	LotID         string
-	// Description is the line item's name shown to the driver.
-	Description string
-	// Amount is in the currency's smallest unit (cents).
-	Amount   int64
-	Currency string
-	// ExpiresAt is the end of the hold. Stripe accepts 30 minutes to 24 hours
-	// from creation; a value outside is clamped into that window, so a hold
-	// shorter than 30 minutes must be ended with ExpireSession. Zero leaves
-	// Stripe's default of 24 hours.
-	ExpiresAt time.Time
-	// IdempotencyKey must be derived from the hold, so that a retry after a
-	// crash reuses it and cannot create a second session. Required.
-	IdempotencyKey string
-}
-
-// Session is what the caller keeps of a created Checkout Session.
-type Session struct {
-	ID        string
-	URL       string
-	ExpiresAt time.Time
-}
-
 // CreateCheckoutSession opens a payment-mode Checkout Session with one line
 // item, client_reference_id set to the reservation, and reservation_id and
 // lot_id in the metadata of both the session and its payment intent.
-func (c *Client) CreateCheckoutSession(ctx context.Context, r CheckoutRequest) (Session, error) {
+// Stripe accepts an expiry of 30 minutes to 24 hours from creation; r's
+// ExpiresAt outside is clamped into that window, so a hold shorter than 30
+// minutes must be ended with ExpireSession. r.IdempotencyKey is required.
+func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (cloud.Session, error) {
 	const op = "create checkout session"
 	currency := strings.ToLower(r.Currency)
 	switch {
 	case r.ReservationID == "":
-		return Session{}, fmt.Errorf("stripepay: %s: reservation id required", op)
+		return cloud.Session{}, fmt.Errorf("stripepay: %s: reservation id required", op)
 	case r.Amount <= 0:
-		return Session{}, fmt.Errorf("stripepay: %s: amount must be positive, got %d", op, r.Amount)
+		return cloud.Session{}, fmt.Errorf("stripepay: %s: amount must be positive, got %d", op, r.Amount)
 	case len(currency) != 3:
-		return Session{}, fmt.Errorf("stripepay: %s: invalid currency %q", op, r.Currency)
+		return cloud.Session{}, fmt.Errorf("stripepay: %s: invalid currency %q", op, r.Currency)
 	}
 	if err := checkKey(op, r.IdempotencyKey); err != nil {
-		return Session{}, err
+		return cloud.Session{}, err
 	}
 	name := r.Description
 	if name == "" {
@@ -241,9 +217,9 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r CheckoutRequest) (
 
 	s, err := c.api.CheckoutSessions.New(p)
 	if err != nil {
-		return Session{}, classify(op, err)
+		return cloud.Session{}, classify(op, err)
 	}
-	return Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
+	return cloud.Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
 }
 
 // clampExpiry moves want into the window Stripe accepts when now is the
@@ -263,7 +239,7 @@ func clampExpiry(want, now time.Time) time.Time {
 
 // ExpireSession expires an open session so it can no longer be paid. A
 // session that already expired is success; one that completed returns
-// ErrSessionCompleted. idempotencyKey may be empty: expiring is idempotent in
+// cloud.ErrSessionCompleted. idempotencyKey may be empty: expiring is idempotent in
 // effect, and the outcome is read back from the session either way.
 func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey string) error {
 	const op = "expire checkout session"
@@ -302,7 +278,7 @@ func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey st
 	case stripe.CheckoutSessionStatusExpired:
 		return nil
 	case stripe.CheckoutSessionStatusComplete:
-		return fmt.Errorf("%w: %s", ErrSessionCompleted, sessionID)
+		return fmt.Errorf("stripepay: %w: %s", cloud.ErrSessionCompleted, sessionID)
 	}
 	return classify(op, err)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
@@ -65,8 +66,8 @@ func newClient(t *testing.T, base string, timeout time.Duration) *Client {
 	return c
 }
 
-func checkout(ref string, expiresAt time.Time) CheckoutRequest {
-	return CheckoutRequest{
+func checkout(ref string, expiresAt time.Time) cloud.Checkout {
+	return cloud.Checkout{
 		ReservationID:  ref,
 		LotID:          "lot-7",
 		Description:    "Parking at Lot 7",
@@ -245,12 +246,12 @@ func TestCreateCheckoutSessionRejects(t *testing.T) {
 	b := setup(t, nil)
 	tests := []struct {
 		name string
-		edit func(*CheckoutRequest)
+		edit func(*cloud.Checkout)
 	}{
-		{"NoReservation", func(r *CheckoutRequest) { r.ReservationID = "" }},
-		{"ZeroAmount", func(r *CheckoutRequest) { r.Amount = 0 }},
-		{"BadCurrency", func(r *CheckoutRequest) { r.Currency = "euro" }},
-		{"NoIdempotencyKey", func(r *CheckoutRequest) { r.IdempotencyKey = "" }},
+		{"NoReservation", func(r *cloud.Checkout) { r.ReservationID = "" }},
+		{"ZeroAmount", func(r *cloud.Checkout) { r.Amount = 0 }},
+		{"BadCurrency", func(r *cloud.Checkout) { r.Currency = "euro" }},
+		{"NoIdempotencyKey", func(r *cloud.Checkout) { r.IdempotencyKey = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,7 +299,7 @@ func TestExpireSession(t *testing.T) {
 		if _, err := b.fake.Pay(s.ID); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.client.ExpireSession(ctx, s.ID, "expire:res-e2"); !errors.Is(err, ErrSessionCompleted) {
+		if err := b.client.ExpireSession(ctx, s.ID, "expire:res-e2"); !errors.Is(err, cloud.ErrSessionCompleted) {
 			t.Errorf("got %v", err)
 		}
 	})

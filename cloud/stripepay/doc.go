@@ -6,5 +6,7 @@
 // multiply), points at a configurable API base so tests and the simulator can
 // use internal/testkit/stripefake, and reduces Stripe's many failure shapes to the few the
 // service acts on: ErrUnavailable (answer 503, try later),
-// ErrSessionCompleted (a payment got through) and ErrInvalidSignature.
+// cloud.ErrSessionCompleted (a payment got through) and
+// cloud.ErrInvalidSignature. Client implements cloud.Payments; webhook
+// events are decoded once, into cloud.PaymentEvent, where they are verified.
 package stripepay

@@ -11,35 +11,34 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parkgate/parkgate/cloud"
 )
 
 // DefaultTolerance is how far a signature's timestamp may be from now, either
 // way, before the event is refused as a possible replay.
 const DefaultTolerance = 5 * time.Minute
 
-// ErrInvalidSignature is returned for a webhook whose Stripe-Signature header
-// is missing, malformed, matches no configured secret, or is too old or too
-// far in the future.
-var ErrInvalidSignature = errors.New("stripepay: invalid webhook signature")
+// Verifier checks Stripe webhook calls against the endpoint's secrets; its
+// Verify is what booking.Webhooks calls.
+type Verifier struct {
+	Secrets   []string
+	Tolerance time.Duration    // 0: DefaultTolerance
+	Now       func() time.Time // nil: time.Now
+}
 
-// Event is a verified webhook event with the Checkout Session fields parkgate
-// acts on. The session fields are empty for events of other types.
-type Event struct {
-	ID      string
-	Type    string
-	Created time.Time
-
-	SessionID       string
-	ReservationID   string // client_reference_id, else metadata reservation_id
-	PaymentStatus   string // paid, unpaid or no_payment_required
-	PaymentIntentID string
-
-	// Raw is the payload as received, for the inbox.
-	Raw []byte
+// Verify is VerifyWebhook with the verifier's secrets, tolerance and clock.
+func (v Verifier) Verify(payload []byte, sigHeader string) (cloud.PaymentEvent, error) {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	return VerifyWebhook(payload, sigHeader, v.Secrets, v.Tolerance, now())
 }
 
 // VerifyWebhook checks payload against sigHeader (t=<unix>,v1=<hex>,...) and
-// decodes it. Any v1 signature made with any of secrets is accepted, so an
+// decodes it, the one decode of a Stripe event: a signature that does not
+// verify is an error wrapping cloud.ErrInvalidSignature. Any v1 signature made with any of secrets is accepted, so an
 // endpoint's secret can be rolled: Stripe signs with old and new while both
 // are live. The event's api_version is not checked: parsing is limited to
 // fields stable across versions. tolerance <= 0 means DefaultTolerance.
@@ -47,32 +46,27 @@ type Event struct {
 // It does not use stripe-go's webhook.ConstructEvent: that reads the wall
 // clock (no injected now), accepts timestamps from the future, and would
 // parse the header and the body once per secret.
-func VerifyWebhook(payload []byte, sigHeader string, secrets []string, tolerance time.Duration, now time.Time) (Event, error) {
+func VerifyWebhook(payload []byte, sigHeader string, secrets []string, tolerance time.Duration, now time.Time) (cloud.PaymentEvent, error) {
 	if tolerance <= 0 {
 		tolerance = DefaultTolerance
 	}
 	if len(secrets) == 0 {
-		return Event{}, errors.New("stripepay: no webhook secrets configured")
+		return cloud.PaymentEvent{}, errors.New("stripepay: no webhook secrets configured")
 	}
 	if sigHeader == "" {
-		return Event{}, fmt.Errorf("%w: no signature header", ErrInvalidSignature)
+		return cloud.PaymentEvent{}, fmt.Errorf("stripepay: %w: no signature header", cloud.ErrInvalidSignature)
 	}
 	ts, sigs, err := parseSignatureHeader(sigHeader)
 	if err != nil {
-		return Event{}, err
+		return cloud.PaymentEvent{}, err
 	}
 	if !signedByAny(payload, ts, sigs, secrets) {
-		return Event{}, fmt.Errorf("%w: no signature matches", ErrInvalidSignature)
+		return cloud.PaymentEvent{}, fmt.Errorf("stripepay: %w: no signature matches", cloud.ErrInvalidSignature)
 	}
 	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
-		return Event{}, fmt.Errorf("%w: timestamp %d is %v from now", ErrInvalidSignature, ts, d.Round(time.Second))
+		return cloud.PaymentEvent{}, fmt.Errorf("stripepay: %w: timestamp %d is %v from now", cloud.ErrInvalidSignature, ts, d.Round(time.Second))
 	}
-	ev, err := decodeEvent(payload)
-	if err != nil {
-		return Event{}, err
-	}
-	ev.Raw = payload
-	return ev, nil
+	return DecodeEvent(payload)
 }
 
 // parseSignatureHeader reads the timestamp and the v1 signatures, ignoring
@@ -85,13 +79,13 @@ func parseSignatureHeader(h string) (int64, [][]byte, error) {
 	for _, pair := range strings.Split(h, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
 		if !ok {
-			return 0, nil, fmt.Errorf("%w: malformed header", ErrInvalidSignature)
+			return 0, nil, fmt.Errorf("stripepay: %w: malformed header", cloud.ErrInvalidSignature)
 		}
 		switch k {
 		case "t":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || haveTS {
-				return 0, nil, fmt.Errorf("%w: malformed timestamp", ErrInvalidSignature)
+				return 0, nil, fmt.Errorf("stripepay: %w: malformed timestamp", cloud.ErrInvalidSignature)
 			}
 			ts, haveTS = n, true
 		case "v1":
@@ -101,10 +95,10 @@ func parseSignatureHeader(h string) (int64, [][]byte, error) {
 		}
 	}
 	if !haveTS {
-		return 0, nil, fmt.Errorf("%w: no timestamp", ErrInvalidSignature)
+		return 0, nil, fmt.Errorf("stripepay: %w: no timestamp", cloud.ErrInvalidSignature)
 	}
 	if len(sigs) == 0 {
-		return 0, nil, fmt.Errorf("%w: no v1 signature", ErrInvalidSignature)
+		return 0, nil, fmt.Errorf("stripepay: %w: no v1 signature", cloud.ErrInvalidSignature)
 	}
 	return ts, sigs, nil
 }
@@ -146,21 +140,24 @@ type wireSession struct {
 	PaymentIntent     json.RawMessage   `json:"payment_intent"`
 }
 
-func decodeEvent(payload []byte) (Event, error) {
+// DecodeEvent reads a Stripe event without checking its signature: for a
+// payload verified before, such as one the payment-event bus recorded raw
+// before it carried decoded events.
+func DecodeEvent(payload []byte) (cloud.PaymentEvent, error) {
 	var w wireEvent
 	if err := json.Unmarshal(payload, &w); err != nil {
-		return Event{}, fmt.Errorf("stripepay: decode webhook event: %w", err)
+		return cloud.PaymentEvent{}, fmt.Errorf("stripepay: decode webhook event: %w", err)
 	}
 	if w.ID == "" || w.Type == "" {
-		return Event{}, errors.New("stripepay: decode webhook event: missing id or type")
+		return cloud.PaymentEvent{}, errors.New("stripepay: decode webhook event: missing id or type")
 	}
-	ev := Event{ID: w.ID, Type: w.Type, Created: time.Unix(w.Created, 0)}
+	ev := cloud.PaymentEvent{ID: w.ID, Type: w.Type, Created: time.Unix(w.Created, 0)}
 	if !strings.HasPrefix(w.Type, "checkout.session.") {
 		return ev, nil
 	}
 	var s wireSession
 	if err := json.Unmarshal(w.Data.Object, &s); err != nil || s.Object != "checkout.session" {
-		return Event{}, fmt.Errorf("stripepay: decode %s event %s: data.object is not a checkout session", w.Type, w.ID)
+		return cloud.PaymentEvent{}, fmt.Errorf("stripepay: decode %s event %s: data.object is not a checkout session", w.Type, w.ID)
 	}
 	ev.SessionID = s.ID
 	ev.ReservationID = s.ClientReferenceID

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parkgate/parkgate/cloud/adapt"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/kafkabus"
@@ -76,7 +76,9 @@ func (m *Main) signingKey() (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// Run serves until ctx ends, then shuts down within a deadline.
+// Run serves until ctx ends, then shuts down within a deadline. It only
+// wires: every constructor is called here, and every background loop is its
+// owner's, started here.
 func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("starting parkcloud",
 		"http_addr", m.HTTPAddr, "database_url", maskURL(m.DatabaseURL), "redis_url", maskURL(m.RedisURL),
@@ -84,107 +86,34 @@ func (m *Main) Run(ctx context.Context) error {
 		"stripe_webhook_secret", mask(m.StripeWebhookSecret), "admin_token", mask(m.AdminToken),
 		"hold_ttl", m.HoldTTL.String(), "bus", m.Bus, "replica", m.ReplicaID)
 
-	db, err := postgres.Open(ctx, m.DatabaseURL, int32(m.DBMaxConns))
+	db, err := m.openStore(ctx)
 	if err != nil {
 		return err
-	}
-	db.LimitSearches(m.SearchConcurrency)
-	m.db = db
-	m.closers = append(m.closers, db.Close)
-	if vs, err := db.Migrate(ctx); err != nil {
-		return err
-	} else if len(vs) > 0 {
-		m.Log.Info("migrated", "applied", vs)
 	}
 	key, err := m.signingKey()
 	if err != nil {
 		return err
 	}
-
-	// Payments.
-	var payments booking.Payments
-	if m.StripeSecretKey != "" {
-		sp, err := stripepay.New(stripepay.Config{SecretKey: m.StripeSecretKey, APIBase: m.StripeAPIBase,
-			SuccessURL: m.CheckoutSuccessURL, CancelURL: m.CheckoutCancelURL, Logger: m.Log})
-		if err != nil {
-			return err
-		}
-		payments = adapt.Stripe{C: sp}
-	} else {
-		m.Log.Warn("no STRIPE_SECRET_KEY: payments disabled; holds can never be confirmed")
+	payments, err := m.payments()
+	if err != nil {
+		return err
 	}
-
-	// Hot-lot guard.
-	var g *guard.Guard
-	if m.RedisURL != "" {
-		rdb, err := guard.NewClient(m.RedisURL)
-		if err != nil {
-			return err
-		}
-		m.closers = append(m.closers, func() { _ = rdb.Close() })
-		opts := guard.Options{Namespace: m.RedisNamespace}
-		if opts.LotRate, err = guard.ParseLimit(m.LotRate); err != nil {
-			return fmt.Errorf("PARKGATE_LOT_RATE: %w", err)
-		}
-		if opts.ClientRate, err = guard.ParseLimit(m.ClientRate); err != nil {
-			return fmt.Errorf("PARKGATE_CLIENT_RATE: %w", err)
-		}
-		if m.LotRates != "" {
-			if opts.LotRates, err = guard.ParseLimits(m.LotRates); err != nil {
-				return fmt.Errorf("PARKGATE_LOT_RATES: %w", err)
-			}
-		}
-		g = guard.New(rdb, opts)
+	g, err := m.guard()
+	if err != nil {
+		return err
 	}
-
 	svc := booking.New(db, payments, nil, m.Log, m.HoldTTL)
 	if g != nil {
-		svc.Guard = adapt.Guard{G: g}
+		svc.Guard = g
 	}
-
-	// Payment-event bus.
-	var pub bus.Publisher
-	var cons bus.Consumer
-	var purgeBus func(context.Context) error
-	switch m.Bus {
-	case "kafka":
-		kb, err := kafkabus.New(kafkabus.Config{Brokers: split(m.KafkaBrokers), Topic: m.KafkaTopic, Group: "parkcloud", Logger: m.Log})
-		if err != nil {
-			return err
-		}
-		m.closers = append(m.closers, kb.Close)
-		pub, cons = kb, kb
-	default:
-		pb := pgbus.New(db.Pool, pgbus.Options{Workers: m.BusWorkers, Logger: m.Log})
-		pub, cons = pb, pb
-		purgeBus = func(ctx context.Context) error {
-			// Longer than Stripe's three days of retries: a purged id no
-			// longer counts as a duplicate.
-			t := time.NewTicker(6 * time.Hour)
-			defer t.Stop()
-			for {
-				if n, err := pb.Purge(ctx, 30*24*time.Hour); err != nil && ctx.Err() == nil {
-					m.Log.Warn("purge payment events", "err", err)
-				} else if n > 0 {
-					m.Log.Info("purged payment events", "n", n)
-				}
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-				}
-			}
-		}
+	// Events the bus recorded before it carried decoded ones.
+	svc.DecodeLegacy = stripepay.DecodeEvent
+	pub, cons, purgeBus, err := m.bus(db)
+	if err != nil {
+		return err
 	}
 	secrets := split(m.StripeWebhookSecret)
-	webhooks := &booking.Webhooks{
-		Verify: func(payload []byte, sig string) (booking.VerifiedEvent, error) {
-			return adapt.VerifyStripe(payload, sig, secrets)
-		},
-		Publish: func(ctx context.Context, e booking.VerifiedEvent, payload []byte) (bool, error) {
-			return pub.Publish(ctx, bus.Message{ID: e.ID, Key: e.Key, Type: e.Type, Payload: payload, CreatedAt: e.CreatedAt})
-		},
-	}
+	webhooks := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: secrets}.Verify, Bus: pub}
 
 	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
 		LotInFlight: m.LotInFlight}
@@ -193,7 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if g != nil {
 		api.Limiter = g
-		api.Cache = adapt.Cache{G: g}
+		api.Cache = g
 		api.Checks = append(api.Checks, httpapi.Check{Name: "redis", Check: func(context.Context) error {
 			if !g.Healthy() {
 				return errors.New("unreachable: limits are per replica, caches bypassed")
@@ -248,18 +177,96 @@ func (m *Main) Run(ctx context.Context) error {
 		goBG("ingest", in.Run)
 	}
 	goBG("workers", func(ctx context.Context) error { svc.RunWorkers(ctx, m.WorkerEvery); return nil })
-	goBG("payment-events", func(ctx context.Context) error {
-		return cons.Run(ctx, func(ctx context.Context, msg bus.Message) error {
-			return svc.HandlePaymentEvent(ctx, msg.Payload)
-		})
-	})
+	goBG("payment-events", func(ctx context.Context) error { return cons.Run(ctx, svc.HandleMessage) })
 	if purgeBus != nil {
-		goBG("purge-payment-events", purgeBus)
+		goBG("purge-payment-events", func(ctx context.Context) error { purgeBus(ctx); return nil })
 	}
 	if g != nil {
 		goBG("guard", func(ctx context.Context) error { g.Run(ctx); return nil })
 	}
+	return m.serve(ctx, srv, func() {
+		stopBG()
+		wg.Wait()
+	})
+}
 
+// openStore connects to Postgres and applies the migrations.
+func (m *Main) openStore(ctx context.Context) (*postgres.DB, error) {
+	db, err := postgres.Open(ctx, m.DatabaseURL, int32(m.DBMaxConns))
+	if err != nil {
+		return nil, err
+	}
+	db.LimitSearches(m.SearchConcurrency)
+	m.db = db
+	m.closers = append(m.closers, db.Close)
+	if vs, err := db.Migrate(ctx); err != nil {
+		return nil, err
+	} else if len(vs) > 0 {
+		m.Log.Info("migrated", "applied", vs)
+	}
+	return db, nil
+}
+
+// payments returns the Stripe client, or nil when payments are off.
+func (m *Main) payments() (cloud.Payments, error) {
+	if m.StripeSecretKey == "" {
+		m.Log.Warn("no STRIPE_SECRET_KEY: payments disabled; holds can never be confirmed")
+		return nil, nil
+	}
+	sp, err := stripepay.New(stripepay.Config{SecretKey: m.StripeSecretKey, APIBase: m.StripeAPIBase,
+		SuccessURL: m.CheckoutSuccessURL, CancelURL: m.CheckoutCancelURL, Logger: m.Log})
+	if err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+// guard returns the Redis hot-lot guard, or nil without Redis.
+func (m *Main) guard() (*guard.Guard, error) {
+	if m.RedisURL == "" {
+		return nil, nil
+	}
+	rdb, err := guard.NewClient(m.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, func() { _ = rdb.Close() })
+	opts := guard.Options{Namespace: m.RedisNamespace}
+	if opts.LotRate, err = guard.ParseLimit(m.LotRate); err != nil {
+		return nil, fmt.Errorf("PARKGATE_LOT_RATE: %w", err)
+	}
+	if opts.ClientRate, err = guard.ParseLimit(m.ClientRate); err != nil {
+		return nil, fmt.Errorf("PARKGATE_CLIENT_RATE: %w", err)
+	}
+	if m.LotRates != "" {
+		if opts.LotRates, err = guard.ParseLimits(m.LotRates); err != nil {
+			return nil, fmt.Errorf("PARKGATE_LOT_RATES: %w", err)
+		}
+	}
+	return guard.New(rdb, opts), nil
+}
+
+// bus returns the payment-event bus, and for the Postgres one its purge
+// loop (nil for Kafka, which expires events itself).
+func (m *Main) bus(db *postgres.DB) (bus.Publisher, bus.Consumer, func(context.Context), error) {
+	if m.Bus == "kafka" {
+		kb, err := kafkabus.New(kafkabus.Config{Brokers: split(m.KafkaBrokers), Topic: m.KafkaTopic, Group: "parkcloud", Logger: m.Log})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		m.closers = append(m.closers, kb.Close)
+		return kb, kb, nil, nil
+	}
+	pb := pgbus.New(db.Pool, pgbus.Options{Workers: m.BusWorkers, Logger: m.Log})
+	// Kept longer than Stripe's three days of retries: a purged id no
+	// longer counts as a duplicate.
+	purge := func(ctx context.Context) { pb.RunPurge(ctx, 6*time.Hour, 30*24*time.Hour) }
+	return pb, pb, purge, nil
+}
+
+// serve runs srv until ctx ends or it fails, then shuts it down within a
+// deadline and stops the background tasks with stop.
+func (m *Main) serve(ctx context.Context, srv *http.Server, stop func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		m.Log.Info("listening", "addr", m.HTTPAddr)
@@ -270,18 +277,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	select {
 	case err := <-errc:
-		stopBG()
-		wg.Wait()
+		stop()
 		return err
 	case <-ctx.Done():
 	}
 	m.Log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	stopBG()
+	err := srv.Shutdown(shutdownCtx)
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { stop(); close(done) }()
 	select {
 	case <-done:
 	case <-shutdownCtx.Done():

@@ -1,4 +1,4 @@
-package httpapi
+package bulkhead
 
 import (
 	"context"
@@ -6,27 +6,27 @@ import (
 	"time"
 )
 
-func TestLotGate(t *testing.T) {
+func TestPerKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g := lotGate{cap: 2, wait: 20 * time.Millisecond}
-	a1, ok1 := g.enter(ctx, "a")
-	a2, ok2 := g.enter(ctx, "a")
+	g := &PerKey{Cap: 2, Wait: 20 * time.Millisecond}
+	a1, ok1 := g.Enter(ctx, "a")
+	a2, ok2 := g.Enter(ctx, "a")
 	if !ok1 || !ok2 {
 		t.Fatal("refused under the cap")
 	}
-	if _, ok := g.enter(ctx, "a"); ok {
+	if _, ok := g.Enter(ctx, "a"); ok {
 		t.Fatal("admitted over the cap with nobody leaving")
 	}
-	b1, ok := g.enter(ctx, "b")
+	b1, ok := g.Enter(ctx, "b")
 	if !ok {
 		t.Fatal("a full lot refused another lot")
 	}
 	// A waiter gets the place that frees up while it waits.
-	g.wait = 5 * time.Second
+	g.Wait = 5 * time.Second
 	got := make(chan bool)
 	go func() {
-		leave, ok := g.enter(ctx, "a")
+		leave, ok := g.Enter(ctx, "a")
 		if ok {
 			leave()
 		}
@@ -38,20 +38,20 @@ func TestLotGate(t *testing.T) {
 		t.Fatal("a waiter did not get the place that came free")
 	}
 	// A waiter whose request has ended gives up at once.
-	a3, ok := g.enter(ctx, "a")
+	a3, ok := g.Enter(ctx, "a")
 	if !ok {
 		t.Fatal("refused with a place free")
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	start := time.Now()
-	if _, ok := g.enter(cctx, "a"); ok || time.Since(start) > time.Second {
+	if _, ok := g.Enter(cctx, "a"); ok || time.Since(start) > time.Second {
 		t.Fatalf("entered a full lot, or waited %v, for a request that had ended", time.Since(start))
 	}
 	a3()
 	a2()
 	b1()
-	if len(g.slots) != 0 {
+	if g.Len() != 0 {
 		t.Fatalf("lots left in the map after all left: %v", g.slots)
 	}
 }

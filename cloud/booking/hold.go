@@ -1,0 +1,333 @@
+package booking
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/protocol"
+)
+
+// Limits of what a driver may book.
+const (
+	// ClockSkew is how far in the past a window may start: a phone's clock
+	// and a slow network should not turn "now" into an error.
+	ClockSkew = 5 * time.Minute
+	// MaxWindow is the longest booking.
+	MaxWindow = 30 * 24 * time.Hour
+	// MaxAdvance is how far ahead a booking may start.
+	MaxAdvance = 366 * 24 * time.Hour
+)
+
+// HoldRequest is the body of POST /v1/reservations.
+type HoldRequest struct {
+	LotID    string    `json:"lot_id"`
+	Plate    string    `json:"plate"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+	SpotID   string    `json:"spot_id,omitempty"`
+}
+
+// Response is an HTTP answer the service made and may have to repeat byte
+// for byte.
+type Response struct {
+	Status   int
+	Body     []byte
+	Replayed bool
+}
+
+// Validate normalises the request and checks it; errors name the field.
+// It is the one check of a hold's fields (and CheckKey of its key): call it
+// once per request, before Hold.
+func (r *HoldRequest) Validate(now time.Time) error {
+	if r.LotID == "" {
+		return cloud.FieldError("lot_id", "lot_id is required")
+	}
+	if id, err := uuid.Parse(r.LotID); err == nil {
+		// One spelling per lot (upper case, braces and urn:uuid: parse
+		// too), so the bulkheads, the rate limit and the request hash all
+		// see the same lot the database does.
+		r.LotID = id.String()
+	}
+	if r.Plate == "" {
+		return cloud.FieldError("plate", "plate is required")
+	}
+	p, err := protocol.NormalizePlate(r.Plate)
+	if err != nil {
+		return cloud.FieldError("plate", "plate must be 2 to 10 letters and digits")
+	}
+	r.Plate = p
+	// Postgres keeps microseconds: so does the request, before it is
+	// checked (two instants a nanosecond apart would pass as a window and
+	// reach the database as an empty one), and so that what is answered now
+	// and what is rebuilt from the row later are the same.
+	r.StartsAt, r.EndsAt = r.StartsAt.UTC().Truncate(time.Microsecond), r.EndsAt.UTC().Truncate(time.Microsecond)
+	switch {
+	case r.StartsAt.IsZero():
+		return cloud.FieldError("starts_at", "starts_at is required (RFC 3339)")
+	case r.EndsAt.IsZero():
+		return cloud.FieldError("ends_at", "ends_at is required (RFC 3339)")
+	case !r.StartsAt.Before(r.EndsAt):
+		return cloud.FieldError("ends_at", "ends_at must be after starts_at")
+	case r.StartsAt.Before(now.Add(-ClockSkew)):
+		return cloud.FieldError("starts_at", "starts_at is in the past")
+	case r.EndsAt.Sub(r.StartsAt) > MaxWindow:
+		return cloud.FieldError("ends_at", "a booking may last at most %s", MaxWindow)
+	case r.StartsAt.After(now.Add(MaxAdvance)):
+		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
+	}
+	return nil
+}
+
+// hash identifies a request's meaning, so that the same booking sent with
+// other whitespace, field order or plate spelling counts as the same body.
+func (r *HoldRequest) hash() []byte {
+	h := sha256.New()
+	for _, f := range []string{r.LotID, r.Plate, r.SpotID} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(r.StartsAt.UnixNano()))
+	binary.BigEndian.PutUint64(b[8:], uint64(r.EndsAt.UnixNano()))
+	h.Write(b[:])
+	return h.Sum(nil)
+}
+
+var (
+	errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
+	// noAvailabilityBody is the 409 stored under a key, made once.
+	noAvailabilityBody = cloud.MarshalError(errNoAvailability)
+)
+
+// Limits are a caller's rate limits, each returning the error to answer
+// with when it refuses; nil allows all.
+type Limits struct {
+	Client, Lot func(context.Context) error
+}
+
+// Hold makes a PENDING hold for a driver, exactly once per idempotency key.
+// key must have passed CheckKey and req Validate, once, before: the caller
+// checks them before it queues the request anywhere. It returns the response
+// to send (201 with the reservation, or a stored answer replayed), or an
+// error for answers that are not stored: an unknown lot or spot, a key in
+// use or reused with another body, the provider away, or a limit's.
+//
+// One Redis round trip first asks for both a response stored under the key
+// and whether the lot is known full for the window. A replay costs nothing
+// more, and is not limited: refusing it would leave the driver without the
+// hold the first attempt made. A lot known full answers 409 at once (after
+// a read of the key in Postgres, shared with the requests asking at the same
+// moment), without queueing for the lot and without its limits: a driver in
+// a rush learns there is no spot and stops, rather than being told to come
+// back to learn it. Everything else that costs the database asks the
+// client's limit first and, before it queues for the lot, the lot's: a lot
+// this replica has not seen yet is read from Postgres only after the
+// client's limit. A retry of a request that got in is not limited either.
+func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits Limits) (Response, error) {
+	hash := req.hash()
+
+	lot, known := s.cachedLot(req.LotID)
+	var full bool
+	var markFull func(int)
+	if s.Guard != nil {
+		// Availability only for a lot known to exist (a lookup makes keys
+		// in Redis) and a request for any spot: a window full in the cache
+		// is full for any spot, and the others ask Postgres which spot is
+		// free.
+		var stored cloud.StoredResponse
+		var ok bool
+		stored, ok, full, markFull = s.Guard.Peek(ctx, key, req.LotID, req.StartsAt, req.EndsAt, known && req.SpotID == "")
+		if ok {
+			if string(stored.RequestHash) != string(hash) {
+				return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+			}
+			idempotentReplays.WithLabelValues("redis").Inc()
+			return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
+		}
+	}
+	if !known {
+		if err := allow(ctx, limits.Client); err != nil {
+			return Response{}, err
+		}
+		var err error
+		if lot, err = s.Lot(ctx, req.LotID); err != nil {
+			if cloud.ErrorCode(err) == cloud.ENotFound {
+				return Response{}, &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
+			}
+			return Response{}, err
+		}
+	}
+
+	retry := false
+	if full {
+		// A lot known full answers 409 at once, unless this is a retry of
+		// a request that got in before the lot filled, whose answer Redis
+		// did not have: an indexed read, no lock, shared with the requests
+		// asking at the same moment, tells. Nothing is stored under the
+		// key for the quick 409, so a retry asks again and may find a spot
+		// that came free.
+		seen, err := s.keyChecks.Do(ctx, key)
+		if err == nil && !seen {
+			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+			return Response{}, errNoAvailability
+		}
+		retry = seen
+	}
+	if !retry {
+		if known { // else asked above, before the lot was read
+			if err := allow(ctx, limits.Client); err != nil {
+				return Response{}, err
+			}
+		}
+		if err := allow(ctx, limits.Lot); err != nil {
+			return Response{}, err
+		}
+	}
+
+	leave, err := s.enter(ctx, lot.ID)
+	if err != nil {
+		return Response{}, err
+	}
+	defer leave()
+
+	// Two rounds at most: the second only when a stale key was found whose
+	// hold has lapsed, and was deleted so this request can start afresh.
+	for range 2 {
+		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull)
+		if !again {
+			return resp, err
+		}
+	}
+	return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a request with this Idempotency-Key is in progress")
+}
+
+// hold makes one attempt; markFull, when not nil, records in the cache
+// that the window is full.
+func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
+	id := uuid.NewString()
+	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	// Without a payment provider the hold is the whole answer: its key is
+	// stored done in the same transaction, one round trip in all.
+	final := 0
+	if s.Payments == nil {
+		final = http.StatusCreated
+	}
+	out, err := s.holdGroup(lot.ID).Do(ctx, cloud.HoldParams{
+		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
+		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
+		FinalStatus: final,
+	})
+	if err == nil {
+		err = out.Err
+	}
+	if err != nil {
+		return Response{}, false, err
+	}
+	res := out.HoldResult
+	switch res.Outcome {
+	case cloud.HoldKeyExists:
+		return s.existingKey(ctx, key, hash, lot, req)
+	case cloud.HoldUnknownSpot:
+		holdConflicts.WithLabelValues(cloud.EInvalid).Inc()
+		return Response{}, false, cloud.FieldError("spot_id", "lot has no spot %q", req.SpotID)
+	case cloud.HoldNoAvailability:
+		holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
+		if markFull != nil {
+			markFull(lot.TotalSpots)
+		}
+		resp := Response{Status: http.StatusConflict, Body: noAvailabilityBody}
+		s.saveResponse(ctx, key, hash, resp)
+		return resp, false, nil
+	case cloud.HoldHeld:
+	default:
+		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
+	}
+	holdsCreated.Inc() // and the batch's writer has invalidated the lot
+	r := cloud.Reservation{
+		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
+		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
+	}
+	if final != 0 {
+		body, err := holdBody(r)
+		if err != nil {
+			return Response{}, false, err
+		}
+		resp := Response{Status: final, Body: body}
+		s.saveResponse(ctx, key, hash, resp)
+		return resp, false, nil
+	}
+	resp, err = s.handOff(ctx, key, hash, lot, r)
+	return resp, false, err
+}
+
+// handOff creates the Checkout Session of a fresh hold (or finds it again,
+// through the provider's idempotency, when resuming a crashed request) and
+// stores the final response under the key.
+func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot cloud.Lot, r cloud.Reservation) (Response, error) {
+	if s.Payments != nil {
+		sess, err := s.Payments.CreateCheckoutSession(ctx, cloud.Checkout{
+			ReservationID: r.ID, LotID: lot.ID,
+			Description: fmt.Sprintf("Parking at %s, %s to %s", lot.Name,
+				r.StartsAt.Format(time.RFC3339), r.EndsAt.Format(time.RFC3339)),
+			Amount: r.Price.Amount, Currency: r.Price.Currency, ExpiresAt: r.HoldExpiresAt,
+			IdempotencyKey: "parkgate-checkout-" + r.ID,
+		})
+		if err != nil {
+			s.Log.Warn("checkout session failed; releasing hold", "reservation", r.ID, "err", err)
+			if aerr := s.Store.AbandonHold(context.WithoutCancel(ctx), r.ID, key); aerr != nil {
+				// The lease on the key runs out and the hold expires: the
+				// spot comes back either way, only later.
+				s.Log.Error("release hold", "reservation", r.ID, "err", aerr)
+			} else {
+				s.invalidate(ctx, lot.ID)
+			}
+			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
+			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
+		}
+		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sess.ID, URL: sess.URL}
+	}
+	body, err := holdBody(r)
+	if err != nil {
+		return Response{}, err
+	}
+	var sid, surl string
+	if r.Payment != nil {
+		sid, surl = r.Payment.SessionID, r.Payment.URL
+	}
+	if err := s.Store.FinishHold(ctx, r.ID, sid, surl, key, http.StatusCreated, body); err != nil {
+		return Response{}, err
+	}
+	resp := Response{Status: http.StatusCreated, Body: body}
+	s.saveResponse(ctx, key, hash, resp)
+	return resp, nil
+}
+
+// holdBody is the 201 body of a hold: the reservation as it was made,
+// PENDING and never updated, whatever has happened to it since. A replay
+// rebuilds it from the row; only columns that never change go in, so the
+// rebuilt body is the first one byte for byte.
+func holdBody(r cloud.Reservation) ([]byte, error) {
+	r.Status = cloud.StatusPending
+	r.UpdatedAt = r.CreatedAt
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode reservation: %w", err)
+	}
+	return body, nil
+}
+
+func allow(ctx context.Context, limit func(context.Context) error) error {
+	if limit == nil {
+		return nil
+	}
+	return limit(ctx)
+}

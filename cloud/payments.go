@@ -1,0 +1,88 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Checkout asks the payment provider for a hosted payment page for one held
+// reservation.
+type Checkout struct {
+	ReservationID string
+	LotID         string
+	// Description is the line item's name shown to the driver.
+	Description string
+	// Amount is in the currency's minor unit (cents).
+	Amount   int64
+	Currency string
+	// ExpiresAt is the end of the hold; zero leaves the provider's default.
+	ExpiresAt time.Time
+	// IdempotencyKey must be derived from the hold, so that a retry after a
+	// crash reuses it and cannot create a second session. Required.
+	IdempotencyKey string
+}
+
+// Session is a hosted payment page.
+type Session struct {
+	ID        string
+	URL       string
+	ExpiresAt time.Time
+}
+
+// ErrSessionCompleted is what Payments.ExpireSession returns (wrapped) when
+// the session was paid before it could be expired.
+var ErrSessionCompleted = errors.New("checkout session already completed")
+
+// ErrInvalidSignature is what a webhook verification returns (wrapped) for
+// a payload that is not signed by the provider.
+var ErrInvalidSignature = errors.New("invalid webhook signature")
+
+// Payments is the payment provider (Stripe). Every call takes an
+// idempotency key so that a retry after a crash never charges or refunds
+// twice.
+type Payments interface {
+	// CreateCheckoutSession returns the session for the key, creating it
+	// once.
+	CreateCheckoutSession(ctx context.Context, c Checkout) (Session, error)
+	// ExpireSession stops the session from taking money; nil when it is
+	// expired (now or before), ErrSessionCompleted when it was paid.
+	ExpireSession(ctx context.Context, sessionID, idempotencyKey string) error
+	// Refund returns a payment in full and the refund's id; nil also when
+	// it was refunded before.
+	Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error)
+}
+
+// Payment event types the service acts on; others are recorded and ignored.
+const (
+	EventSessionCompleted      = "checkout.session.completed"
+	EventAsyncPaymentSucceeded = "checkout.session.async_payment_succeeded"
+	EventAsyncPaymentFailed    = "checkout.session.async_payment_failed"
+	EventSessionExpired        = "checkout.session.expired"
+)
+
+// PaymentEvent is a verified payment-provider event, decoded once where it
+// is verified: what the payment-event bus carries (as JSON) and the service
+// acts on. The session fields are empty for events of other types.
+type PaymentEvent struct {
+	ID      string    `json:"id"`
+	Type    string    `json:"type"`
+	Created time.Time `json:"created"`
+
+	SessionID       string `json:"session_id,omitempty"`
+	ReservationID   string `json:"reservation_id,omitempty"` // client_reference_id, else metadata reservation_id
+	PaymentStatus   string `json:"payment_status,omitempty"` // paid, unpaid or no_payment_required
+	PaymentIntentID string `json:"payment_intent_id,omitempty"`
+}
+
+// Key orders one reservation's events: the reservation id, else the
+// session id, else the event's own.
+func (e PaymentEvent) Key() string {
+	switch {
+	case e.ReservationID != "":
+		return e.ReservationID
+	case e.SessionID != "":
+		return e.SessionID
+	}
+	return e.ID
+}

@@ -1,0 +1,169 @@
+package cloud
+
+import (
+	"context"
+	"time"
+)
+
+// HoldParams is one request for a PENDING hold.
+type HoldParams struct {
+	ID       string // the new reservation's id, chosen by the caller
+	LotID    string
+	SpotID   string // a spot label, or "" for any free spot
+	Plate    string // normalised
+	StartsAt time.Time
+	EndsAt   time.Time
+	HoldTTL  time.Duration
+	Price    Money
+
+	// Idempotency: the key, a hash of the request it was first used with,
+	// how long the request may stay in flight before a retry may take it
+	// over, and the body stored for a 409 no_availability answer.
+	Key          string
+	RequestHash  []byte
+	Lease        time.Duration
+	ConflictBody []byte
+	// FinalStatus, when not 0, stores the key done with this status and no
+	// body in the hold's own transaction: for a hold that is final as soon
+	// as it is made, whose body is the reservation as made.
+	FinalStatus int
+}
+
+// Hold outcomes: what the store decided about one HoldParams.
+const (
+	HoldHeld           = "held"            // the hold was made
+	HoldKeyExists      = "key_exists"      // the key is stored already; nothing was made
+	HoldUnknownSpot    = "unknown_spot"    // SpotID names no spot of the lot
+	HoldNoAvailability = "no_availability" // no spot is free for the window; ConflictBody is stored under the key
+)
+
+// HoldResult is what the store decided about one hold; the fields but
+// Outcome are set only when it is HoldHeld.
+type HoldResult struct {
+	Outcome       string
+	SpotID        string
+	HoldExpiresAt time.Time
+	CreatedAt     time.Time
+	Seq           int64
+}
+
+// HoldOutcome is one answer of ReservationStore.Holds: a result, or the
+// error of that one request.
+type HoldOutcome struct {
+	HoldResult
+	Err error
+}
+
+// KeyRecord is a stored idempotency key.
+type KeyRecord struct {
+	Key            string
+	RequestHash    []byte
+	ReservationID  string
+	ResponseStatus int // 0 while in flight
+	ResponseBody   []byte
+}
+
+// Done reports whether the key has its final response.
+func (k KeyRecord) Done() bool { return k.ResponseStatus != 0 }
+
+// PaymentFields are bookkeeping columns set alongside a status change; the
+// zero value of a field leaves it as it is.
+type PaymentFields struct {
+	PaymentIntentID string
+	RefundID        string
+	SessionClosed   bool
+}
+
+// OpenSession is a Checkout Session whose hold ended but which the payment
+// provider may still take money through.
+type OpenSession struct {
+	ReservationID string
+	SessionID     string
+}
+
+// LotMatch is one search result.
+type LotMatch struct {
+	Lot       Lot
+	DistanceM float64
+	Available int
+}
+
+// LotStore keeps lots and answers questions about their spots. Lots never
+// change once made.
+type LotStore interface {
+	// CreateLot stores a lot and its spots and returns it with its new id,
+	// its TotalSpots and CreatedAt; an invalid_request error on spots when
+	// the labels are not unique.
+	CreateLot(ctx context.Context, lot Lot) (Lot, error)
+	// Lot returns a lot without its spot list, or a not_found error (also
+	// for an id that is not a UUID).
+	Lot(ctx context.Context, id string) (Lot, error)
+	// Availability returns how many of a lot's spots are free for the whole
+	// of [start, end), and how many it has; a not_found error for no lot.
+	Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, err error)
+	// SearchLots returns the lots within radiusM metres of (lat, lng),
+	// nearest first, at most limit, with their availability over
+	// [start, end); an empty list when there are none.
+	SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error)
+}
+
+// ReservationStore is the authoritative store of reservations and their
+// idempotency keys. It decides every question of who gets a spot. Errors it
+// returns carry cloud codes where the caller can act on them: not_found,
+// and unavailable when the store cannot be reached (the caller answers
+// "retry", settled by the client's retry with the same key).
+type ReservationStore interface {
+	// Holds makes holds of one lot, one outcome per request in order; one
+	// request's failure (in its outcome's Err) is never another's.
+	Holds(ctx context.Context, ps []HoldParams) []HoldOutcome
+	// IdempotencyKey returns a live stored key, or ok false when there is
+	// none.
+	IdempotencyKey(ctx context.Context, key string) (rec KeyRecord, ok bool, err error)
+	// KnownKeys reports, for each key, whether it is stored (done or in
+	// flight).
+	KnownKeys(ctx context.Context, keys []string) ([]bool, error)
+	// TakeOverKey claims an in-flight key whose lease has run out for
+	// another lease; false when the key is done, still leased, or gone.
+	TakeOverKey(ctx context.Context, key string, lease time.Duration) (bool, error)
+	// DeleteKey forgets a key, so that a retry starts afresh.
+	DeleteKey(ctx context.Context, key string) error
+	// FinishHold stores the payment session (when sessionID is not empty)
+	// on the reservation and the final response under its key.
+	FinishHold(ctx context.Context, reservationID, sessionID, sessionURL, key string, status int, body []byte) error
+	// AbandonHold cancels a PENDING hold and forgets its key (when not
+	// empty), so the spot is free again at once.
+	AbandonHold(ctx context.Context, reservationID, key string) error
+	// Reservation returns a reservation by id, or a not_found error.
+	Reservation(ctx context.Context, id string) (Reservation, error)
+	// ReservationBySession returns the reservation paid through a Checkout
+	// Session, or a not_found error.
+	ReservationBySession(ctx context.Context, sessionID string) (Reservation, error)
+	// Change moves a reservation from one of the statuses in from to to and
+	// sets the payment fields given. It reports whether the status changed
+	// (false, nil for a reservation in none of from) and, when it did, the
+	// reservation's lot.
+	Change(ctx context.Context, id string, from []Status, to Status, pay PaymentFields) (changed bool, lotID string, err error)
+	// ConfirmHold moves a PENDING reservation whose hold still stands at
+	// the given time to CONFIRMED, recording the payment; false when it
+	// was not such a hold (or no reservation at all).
+	ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error)
+	// SetPaymentFields records payment bookkeeping without a status change.
+	SetPaymentFields(ctx context.Context, id string, p PaymentFields) error
+	// DueHolds returns the ids of up to limit PENDING holds whose time is
+	// up, oldest first.
+	DueHolds(ctx context.Context, limit int) ([]string, error)
+	// SessionsToClose returns up to limit sessions of ended holds not yet
+	// closed at the payment provider.
+	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)
+	// PurgeKeys deletes the idempotency keys past their lifetime and
+	// reports how many.
+	PurgeKeys(ctx context.Context) (int64, error)
+}
+
+// Store is the whole store the service and the API use.
+type Store interface {
+	LotStore
+	ReservationStore
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+}
