@@ -27,7 +27,7 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: services stripe-mock vet build ## all tests, race detector on, against the real services
+test: services stripe-mock vet build ## all tests, race detector on, against the real services (services installs gcc, git, ... when missing)
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 test-short: services ## quick tests without the race detector
@@ -48,8 +48,15 @@ bench-edge: ## plate read → barrier, change applied, memory with 1M reservatio
 bench-surge: services ## hot-lot surge (issue 6)
 	$(GO) test -run '^$$' -bench Surge -benchtime 1x -timeout 20m ./cloud/httpapi/
 
-fuzz: ## a short fuzzing pass over the parsers that face the outside
-	$(GO) test -run '^$$' -fuzz FuzzNormalizePlate -fuzztime 20s ./protocol/
+FUZZTIME ?= 10s
+fuzz: ## a short fuzzing pass (FUZZTIME each, default 10s) over every Fuzz target: the parsers that face the outside
+	@# Found by name, so a new Fuzz target is fuzzed without editing this file.
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort -u); do \
+			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 lint: vet ## vet + staticcheck (when installed)
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed; vet only"

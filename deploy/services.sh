@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016,SC2317 # single-quoted bash -c bodies; functions called by name
 # deploy/services.sh — make PostgreSQL, Redis and Mosquitto answer on 127.0.0.1
-# for parkgate development and tests.
+# for parkgate development and tests, and install the build tools a fresh Debian
+# lacks for `make test`: gcc (cgo, which the race detector needs), make, git,
+# ca-certificates and curl. Go itself (1.26) is not in Debian's packages at that
+# version: install it from go.dev first.
 #
 # For each service: if it already answers on 127.0.0.1, use it; otherwise
 # install it from Debian's packages when missing and start it without systemd
@@ -301,6 +304,38 @@ pg_check() {
   PG_DETAIL="PostgreSQL $ver, role+db $DB_USER, btree_gist $ext"
 }
 
+# --- build tools --------------------------------------------------------------------
+
+# missing_tools ARRAY: appends to ARRAY the Debian packages of the build tools
+# that are missing. gcc: `go test -race` needs cgo ("-race requires cgo");
+# git: go modules fetched directly and the build's VCS stamp; ca-certificates:
+# the Go module proxy over TLS; curl: fetching Go and stripe-mock by hand.
+missing_tools() {
+  local -n out=$1
+  have gcc || out+=(gcc libc6-dev)
+  have make || out+=(make)
+  have git || out+=(git)
+  have curl || out+=(curl)
+  [[ -s /etc/ssl/certs/ca-certificates.crt ]] || out+=(ca-certificates)
+  return 0
+}
+
+tools_line() { # the one line about the build tools, after setup or in --check
+  local missing=()
+  missing_tools missing
+  local gov=
+  have go && gov=$(go env GOVERSION 2>/dev/null)
+  if ((${#missing[@]})); then
+    say tools "MISSING  packages ${missing[*]}${gov:+; $gov}"
+    return 1
+  fi
+  if [[ -z $gov ]]; then
+    say tools "MISSING  go (1.26 from go.dev; Debian's golang package is older); gcc make git curl ok"
+    return 1
+  fi
+  say tools "ok       $gov, gcc make git curl ca-certificates"
+}
+
 # --- main ---------------------------------------------------------------------------
 
 if [[ $MODE == setup ]]; then
@@ -316,6 +351,9 @@ if [[ $MODE == setup ]]; then
 
   # Install what is missing in one apt-get run, so `apt-get update` happens at most once.
   pkgs=()
+  # Without root the tools line below names what is missing instead: a
+  # developer whose services run needs no root for them.
+  if ((EUID == 0)); then missing_tools pkgs; fi
   if ! pg_up && ! pg_installed; then pkgs+=(postgresql) JUST_INSTALLED[postgres]=1; fi
   if pg_up && ! have psql; then pkgs+=(postgresql-client); fi
   if ! redis_up && ! redis_installed; then pkgs+=(redis-server) JUST_INSTALLED[redis]=1; fi
@@ -353,6 +391,9 @@ for svc in redis:$REDIS_PORT mosquitto:$MQTT_PORT; do
     say "$name" "ok       $HOST:$port  ${STATE[$name]}"
   fi
 done
+
+# A missing Go is reported, not fatal: the services are ready all the same.
+if ! tools_line && [[ $MODE == check ]]; then failed=1; fi
 
 if ((ENV_ONLY)); then
   printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\nexport MQTT_URL=%q\n' "$DATABASE_URL" "$REDIS_URL" "$MQTT_URL"

@@ -41,6 +41,7 @@ type Result struct {
 	GateID    string
 	DecidedIn time.Duration // from the read arriving to the barrier relay set
 	At        time.Time
+	Note      string // the operator's reason, for a remote open
 }
 
 // GateState is one gate as GET /v1/gates shows it.
@@ -204,6 +205,23 @@ func (a *Agent) HandleRead(ctx context.Context, read PlateRead) (Result, error) 
 // barrier. The barrier is opened here too, so an override wired only to the
 // agent (not to the barrier controller) still works.
 func (a *Agent) Override(ctx context.Context, gateID string) (Result, error) {
+	return a.open(ctx, gateID, "")
+}
+
+// RemoteOpen opens a gate's barrier at an operator's request (a driver at
+// the intercom, a broken camera) and records it like the override button:
+// a gate event with decision open and reason manual_override, through the
+// same outbox as every decision, so the cloud learns who was let in and
+// why. note is the operator's reason and travels on the event; it must not
+// be empty, because an open nobody can explain later is what an audit is for.
+func (a *Agent) RemoteOpen(ctx context.Context, gateID, note string) (Result, error) {
+	if note == "" {
+		return Result{}, Errorf(EInvalid, "reason", "a remote open needs a reason")
+	}
+	return a.open(ctx, gateID, note)
+}
+
+func (a *Agent) open(ctx context.Context, gateID, note string) (Result, error) {
 	start := time.Now()
 	g, ok := a.gates[gateID]
 	if !ok {
@@ -216,12 +234,13 @@ func (a *Agent) Override(ctx context.Context, gateID string) (Result, error) {
 	d := Decision{Decision: protocol.DecisionOpen, Reason: protocol.ReasonManualOverride}
 	decidedIn := time.Since(start)
 	ev := a.event(g, protocol.KindOverride, now, d, decidedIn, offline)
+	ev.Note = note
 	done := a.store.Record(Record{Event: ev})
 	a.mu.Unlock()
 	if barrierErr != nil {
 		a.log.Error("barrier did not open on override", "gate", g.ID, "err", barrierErr)
 	}
-	res := Result{Decision: d, EventID: ev.EventID, GateID: g.ID, DecidedIn: decidedIn, At: now}
+	res := Result{Decision: d, EventID: ev.EventID, GateID: g.ID, DecidedIn: decidedIn, At: now, Note: note}
 	g.setLast(res)
 	if a.observer != nil {
 		a.observer.Decided(g.ID, d, decidedIn)

@@ -183,6 +183,44 @@ func TestAgent(t *testing.T) {
 			t.Fatalf("events %+v", evs)
 		}
 	})
+	t.Run("RemoteOpenRecordsReason", func(t *testing.T) {
+		b := setupAgent(t, nil)
+		res, err := b.agent.RemoteOpen(context.Background(), "entry-2", "driver at intercom, camera fogged")
+		if err != nil || !res.Open() || res.Reason != protocol.ReasonManualOverride || res.Note == "" {
+			t.Fatalf("remote open %+v %v", res, err)
+		}
+		if b.pins["entry-2"].Read() != gpio.High {
+			t.Fatal("remote open did not open the barrier")
+		}
+		evs := b.events(t)
+		if len(evs) != 1 || evs[0].Kind != protocol.KindOverride || evs[0].Decision != protocol.DecisionOpen ||
+			evs[0].Note != "driver at intercom, camera fogged" || evs[0].GateID != "entry-2" || evs[0].Validate() != nil {
+			t.Fatalf("events %+v", evs)
+		}
+		if _, err := b.agent.RemoteOpen(context.Background(), "side-door", "x"); edge.ErrorCode(err) != edge.ENotFound {
+			t.Fatalf("unknown gate: %v", err)
+		}
+		if _, err := b.agent.RemoteOpen(context.Background(), "entry-1", ""); edge.ErrorCode(err) != edge.EInvalid {
+			t.Fatalf("no reason: %v", err)
+		}
+	})
+	t.Run("StaleReadDeniedAndRecorded", func(t *testing.T) {
+		b := setupAgent(t, nil)
+		res, err := b.agent.HandleRead(context.Background(), edge.PlateRead{GateID: "entry-1", Plate: "AB123C", Confidence: 0.95,
+			CapturedAt: b.now.Add(-3 * time.Hour)})
+		if err != nil || res.Open() || res.Reason != edge.ReasonStaleRead {
+			t.Fatalf("stale read %+v %v", res, err)
+		}
+		if b.pins["entry-1"].Read() == gpio.High {
+			t.Fatal("a stale read opened the barrier")
+		}
+		if evs := b.events(t); len(evs) != 1 || evs[0].Reason != edge.ReasonStaleRead || evs[0].Decision != protocol.DecisionDeny {
+			t.Fatalf("events %+v", evs)
+		}
+		if res := b.read(t, "entry-1", "AB123C"); !res.Open() {
+			t.Fatalf("a fresh read after the stale one: %+v", res)
+		}
+	})
 	t.Run("BadInput", func(t *testing.T) {
 		b := setupAgent(t, nil)
 		for _, tt := range []struct {

@@ -6,6 +6,20 @@ import (
 	"github.com/parkgate/parkgate/protocol"
 )
 
+// ReasonStaleRead denies a read whose captured_at is too old or too far
+// ahead of the edge's clock: a camera message replayed, or held back in a
+// queue, must not open a gate for whoever stands there now. (It sits here
+// rather than among protocol's reasons only to keep this change apart from
+// others to that file; the cloud counts it like any other reason.)
+const ReasonStaleRead = "stale_read"
+
+// Read-age bounds. DefaultMaxReadAge is PARKGATE_MAX_READ_AGE's default;
+// MaxReadAhead is fixed, as it only absorbs clock skew between camera and edge.
+const (
+	DefaultMaxReadAge = 10 * time.Second
+	MaxReadAhead      = 10 * time.Second
+)
+
 // Decide is the gate's whole judgement: a pure function of the read, what the
 // store knows (v), the clock and the policy. It never fails: whatever it
 // cannot vouch for it denies with a reason, and a person at the intercom takes
@@ -20,6 +34,13 @@ import (
 // worse than a call to the intercom. At an exit the candidates are first
 // narrowed to the plates inside: only a car that is inside can stand at the
 // exit, so one inside candidate opens even if other plates fold alike.
+//
+// A read captured more than MaxReadAge before now, or more than MaxReadAhead
+// after it, is denied (stale_read) before anything else, at entry and exit
+// alike: the read no longer says who is at the gate. A read with no
+// captured_at is taken as captured now: many cameras push without a
+// timestamp, and the camera token is what keeps strangers from sending
+// reads at all.
 //
 // Entry opens when now is in [starts_at - EarlyGrace, ends_at): exactly at
 // starts_at - EarlyGrace opens, at ends_at it is expired. A plate inside is
@@ -37,6 +58,9 @@ import (
 //   - anything else is denied: low_confidence for an unsure read, not_inside
 //     for a known plate, no_reservation for a plate the lot has never heard of.
 func Decide(r PlateRead, v View, now time.Time, p Policy) Decision {
+	if stale(r.CapturedAt, now, p) {
+		return deny(ReasonStaleRead, r.Plate, "", false)
+	}
 	if r.Direction == protocol.DirectionExit {
 		return decideExit(r, v, now, p)
 	}
@@ -144,6 +168,20 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 		return deny(protocol.ReasonNotInside, ps.Plate, nearest.ID, fuzzy)
 	}
 	return deny(protocol.ReasonNotInside, ps.Plate, "", fuzzy)
+}
+
+// stale reports whether a read captured at capturedAt is outside
+// [now - MaxReadAge, now + MaxReadAhead]. Both bounds are inclusive: a read
+// exactly MaxReadAge old is still fresh.
+func stale(capturedAt, now time.Time, p Policy) bool {
+	if capturedAt.IsZero() {
+		return false
+	}
+	maxAge := p.MaxReadAge
+	if maxAge <= 0 {
+		maxAge = DefaultMaxReadAge
+	}
+	return now.Sub(capturedAt) > maxAge || capturedAt.Sub(now) > MaxReadAhead
 }
 
 // resolve picks the plate a read means: the exact plate when the store knows

@@ -174,6 +174,51 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestDecideStaleRead is finding 11: a read captured hours ago, or stamped in
+// the future, opened the barrier. Both bounds are inclusive; the policy's
+// MaxReadAge applies, zero meaning the 10 s default; a missing captured_at is
+// taken as now.
+func TestDecideStaleRead(t *testing.T) {
+	ab := state("AB123C", res("r1", "AB123C", t0, t1))
+	now := t0.Add(time.Hour)
+	long := policy
+	long.MaxReadAge = time.Minute
+	read := func(dir string, capturedAt time.Time) edge.PlateRead {
+		return edge.PlateRead{GateID: "g", Direction: dir, Plate: "AB123C", Confidence: 0.95, CapturedAt: capturedAt}
+	}
+	tests := []struct {
+		name       string
+		dir        string
+		capturedAt time.Time
+		p          edge.Policy
+		reason     string
+	}{
+		{"Fresh", protocol.DirectionEntry, now.Add(-time.Second), policy, protocol.ReasonValid},
+		{"NoCapturedAtIsNow", protocol.DirectionEntry, time.Time{}, policy, protocol.ReasonValid},
+		{"ExactlyDefaultAge", protocol.DirectionEntry, now.Add(-edge.DefaultMaxReadAge), policy, protocol.ReasonValid},
+		{"JustOverDefaultAge", protocol.DirectionEntry, now.Add(-edge.DefaultMaxReadAge - 1), policy, edge.ReasonStaleRead},
+		{"ThreeHoursOld", protocol.DirectionEntry, now.Add(-3 * time.Hour), policy, edge.ReasonStaleRead},
+		{"Year2099", protocol.DirectionEntry, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), policy, edge.ReasonStaleRead},
+		{"ExactlyMaxAhead", protocol.DirectionEntry, now.Add(edge.MaxReadAhead), policy, protocol.ReasonValid},
+		{"JustOverMaxAhead", protocol.DirectionEntry, now.Add(edge.MaxReadAhead + 1), policy, edge.ReasonStaleRead},
+		{"PolicyAgeLonger", protocol.DirectionEntry, now.Add(-30 * time.Second), long, protocol.ReasonValid},
+		{"PolicyAgeExceeded", protocol.DirectionEntry, now.Add(-time.Minute - 1), long, edge.ReasonStaleRead},
+		{"ExitStaleToo", protocol.DirectionExit, now.Add(-time.Hour), policy, edge.ReasonStaleRead},
+		{"ExitFresh", protocol.DirectionExit, now, policy, protocol.ReasonValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := edge.Decide(read(tt.dir, tt.capturedAt), view(ab), now, tt.p)
+			if d.Reason != tt.reason {
+				t.Fatalf("Decide = %+v, want reason %s", d, tt.reason)
+			}
+			if tt.reason == edge.ReasonStaleRead && (d.Open() || d.Presence != edge.PresenceKeep || d.Plate != "AB123C") {
+				t.Fatalf("stale read decided %+v: want a deny that changes no presence", d)
+			}
+		})
+	}
+}
+
 func TestParseGates(t *testing.T) {
 	gates, err := edge.ParseGates(" entry-1=entry, exit-1=exit ")
 	if err != nil || len(gates) != 2 || gates[0] != (edge.Gate{ID: "entry-1", Direction: "entry"}) || gates[1].Direction != "exit" {

@@ -61,6 +61,9 @@ type Policy struct {
 	MinConfidence float64
 	// Pulse is how long the barrier relay is held closed to open the barrier.
 	Pulse time.Duration
+	// MaxReadAge is how old a read's captured_at may be before the read is
+	// refused as stale_read; zero means DefaultMaxReadAge.
+	MaxReadAge time.Duration
 }
 
 // DefaultPolicy is what a lot gets when the operator sets nothing.
@@ -70,6 +73,7 @@ func DefaultPolicy() Policy {
 		ExitGrace:     15 * time.Minute,
 		MinConfidence: 0.8,
 		Pulse:         500 * time.Millisecond,
+		MaxReadAge:    DefaultMaxReadAge,
 	}
 }
 
@@ -78,6 +82,8 @@ func (p Policy) Validate() error {
 	switch {
 	case p.EarlyGrace < 0 || p.ExitGrace < 0:
 		return fmt.Errorf("policy: negative grace")
+	case p.MaxReadAge < 0:
+		return fmt.Errorf("policy: negative max read age")
 	case p.MinConfidence < 0 || p.MinConfidence > 1:
 		return fmt.Errorf("policy: min confidence %v outside 0..1", p.MinConfidence)
 	case p.Pulse <= 0:

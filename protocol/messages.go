@@ -174,6 +174,9 @@ type GateEvent struct {
 	Offline         bool      `json:"offline,omitempty"`
 	OccurredAt      time.Time `json:"occurred_at"`
 	DecidedInUs     int64     `json:"decided_in_us"`
+	// Note is free text an operator gave with a remote open (the audit's
+	// "why"); empty on every event a gate decided itself.
+	Note string `json:"note,omitempty"`
 }
 
 // Validate checks a gate event as the cloud receives it.

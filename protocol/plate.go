@@ -3,6 +3,12 @@ package protocol
 import (
 	"errors"
 	"strings"
+	"sync"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Plate length bounds after normalisation. Real plates run from 2 characters
@@ -17,22 +23,99 @@ const (
 var ErrInvalidPlate = errors.New("protocol: invalid plate")
 
 // NormalizePlate turns what a driver typed or a camera read into the one form
-// both sides store and compare: upper case, separators (space, hyphen, dot,
-// middle dot) removed, only A–Z and 0–9 allowed. "ab-123 c" and "AB123C" are
-// the same plate.
+// both sides store and compare: upper case, separators (space, tab, hyphen,
+// dot, middle dot) removed, diacritics folded to the base letter (Ü→U, Å→A,
+// Ñ→N, and Ø→O, which does not decompose), Cyrillic letters that have a
+// Latin twin on plates (А В Е К М Н О Р С Т У Х) read as that twin, and then
+// 2–10 characters of A–Z and 0–9. "mü-ab 12" and "MUAB12" are the same
+// plate: a German driver books with the umlaut that a camera does not read.
 func NormalizePlate(s string) (string, error) {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return normalizeUnicode(s)
+		}
+	}
+	return normalizeASCII(s)
+}
+
+// normalizeASCII is the path almost every camera read takes: no transformer,
+// one allocation for the result.
+func normalizeASCII(s string) (string, error) {
+	var buf [MaxPlateLen]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
-		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r >= 'a' && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
-		case r == ' ' || r == '-' || r == '.' || r == '·' || r == '\t':
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		case c == ' ' || c == '-' || c == '.' || c == '\t':
 			// separators vary by country and by camera; they carry no identity
+			continue
 		default:
 			return "", ErrInvalidPlate
+		}
+		if n == MaxPlateLen {
+			return "", ErrInvalidPlate
+		}
+		buf[n] = c
+		n++
+	}
+	if n < MinPlateLen {
+		return "", ErrInvalidPlate
+	}
+	return string(buf[:n]), nil
+}
+
+// foldPool holds the diacritic-stripping transformers: a transform.Chain
+// keeps state between calls, so each goroutine needs its own, and making one
+// per read would cost more than the rest of the normalisation.
+var foldPool = sync.Pool{New: func() any {
+	return transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+}}
+
+// latinTwin is the deliberate table of what the Unicode decomposition does
+// not fold: Ø (a letter of its own, not O with a mark) and the Cyrillic
+// capitals that plates in Cyrillic-script countries share with Latin ones,
+// so that a booking typed on a Russian or Bulgarian keyboard matches the
+// camera's Latin read. Cyrillic letters without a twin stay invalid.
+var latinTwin = map[rune]byte{
+	'Ø': 'O',
+	'А': 'A', 'В': 'B', 'Е': 'E', 'К': 'K', 'М': 'M', 'Н': 'H',
+	'О': 'O', 'Р': 'P', 'С': 'C', 'Т': 'T', 'У': 'Y', 'Х': 'X',
+}
+
+func normalizeUnicode(s string) (string, error) {
+	t := foldPool.Get().(transform.Transformer)
+	folded, _, err := transform.String(t, s)
+	foldPool.Put(t)
+	if err != nil {
+		return "", ErrInvalidPlate
+	}
+	var b strings.Builder
+	b.Grow(MaxPlateLen)
+	for _, r := range folded {
+		switch {
+		case r < 0x80:
+			c := byte(r)
+			switch {
+			case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			case c >= 'a' && c <= 'z':
+				c -= 'a' - 'A'
+			case c == ' ' || c == '-' || c == '.' || c == '\t':
+				continue
+			default:
+				return "", ErrInvalidPlate
+			}
+			b.WriteByte(c)
+		case r == '·':
+			continue
+		default:
+			c, ok := latinTwin[unicode.ToUpper(r)]
+			if !ok {
+				return "", ErrInvalidPlate
+			}
+			b.WriteByte(c)
 		}
 		if b.Len() > MaxPlateLen {
 			return "", ErrInvalidPlate

@@ -26,7 +26,22 @@ func TestNormalizePlate(t *testing.T) {
 		{in: "", err: true},
 		{in: "- -", err: true},
 		{in: "ABCDEFGHIJK", err: true},
-		{in: "AB12Ü", err: true},
+		{in: "AB12Ü", want: "AB12U"},
+		{in: "MÜ-AB 12", want: "MUAB12"},
+		{in: "mü-ab 12", want: "MUAB12"},
+		{in: "ÖÅÑ 1", want: "OAN1"},
+		{in: "Ø-123", want: "O123"},
+		{in: "ø-123", want: "O123"},
+		{in: "U\u0308AB", want: "UAB"}, // Ü typed as U + combining diaeresis
+		{in: "АВ123", want: "AB123"},   // Cyrillic А В
+		{in: "авекмн", want: "ABEKMH"}, // lower-case Cyrillic
+		{in: "ОРСТУХ 77", want: "OPCTYX77"},
+		{in: "ЁЕ12", want: "EE12"},    // Ё decomposes to Е + diaeresis
+		{in: "ЖК123", err: true},      // Ж has no Latin twin
+		{in: "ÆB12", err: true},       // Æ is not a letter with a mark
+		{in: "AB\u00a012", err: true}, // a no-break space is no separator we know
+		{in: "１２AB", err: true},       // full-width digits are not folded
+		{in: "ABCDEFGHIÜK", err: true},
 		{in: "AB_12", err: true},
 		{in: "AB12\x00", err: true},
 	}
@@ -291,7 +306,7 @@ func TestStatusRules(t *testing.T) {
 }
 
 func FuzzNormalizePlate(f *testing.F) {
-	for _, s := range []string{"AB-123 C", "m.ab·12", "", "ÄÖ", "0123456789AB"} {
+	for _, s := range []string{"AB-123 C", "m.ab·12", "", "ÄÖ", "0123456789AB", "MÜ-AB 12", "АВ123", "Ø\u0301x", "ЖЁ"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -306,4 +321,42 @@ func FuzzNormalizePlate(f *testing.F) {
 			t.Fatalf("fold changed length: %q -> %q", n, f)
 		}
 	})
+}
+
+// TestNormalizePlateBookedEqualsRead is the rule the gate depends on: what a
+// driver books with diacritics or Cyrillic letters and what a Latin-only
+// camera reads are one plate.
+func TestNormalizePlateBookedEqualsRead(t *testing.T) {
+	t.Parallel()
+	for booked, read := range map[string]string{"MÜ-AB 12": "MUAB12", "АВ123": "AB123", "ØSTERÅ 1": "OSTERA1", "PEÑA 7": "PENA7"} {
+		b, errB := protocol.NormalizePlate(booked)
+		r, errR := protocol.NormalizePlate(read)
+		if errB != nil || errR != nil || b != r {
+			t.Errorf("booked %q -> %q (%v), read %q -> %q (%v): want one plate", booked, b, errB, read, r, errR)
+		}
+	}
+}
+
+// TestNormalizePlateASCIIAllocs keeps the camera's path cheap: a pure ASCII
+// read allocates only its result.
+func TestNormalizePlateASCIIAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation count")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = protocol.NormalizePlate("ab-123 c") }); n > 1 {
+		t.Errorf("NormalizePlate on ASCII allocates %v times, want at most 1", n)
+	}
+}
+
+func BenchmarkNormalizePlate(b *testing.B) {
+	for _, in := range []string{"AB-123 C", "MÜ-AB 12", "АВ123"} {
+		b.Run(in, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := protocol.NormalizePlate(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

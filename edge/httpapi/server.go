@@ -1,13 +1,14 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,15 +17,18 @@ import (
 	"github.com/parkgate/parkgate/edge"
 )
 
-// Config is what NewHandler needs; Gatherer, OperatorToken, Mounts and
-// Logger may be left zero.
+// Config is what NewHandler needs; Gatherer, CameraToken, OperatorToken,
+// Mounts and Logger may be left zero.
 type Config struct {
 	LotID    string
 	Agent    *edge.Agent
 	Gatherer prometheus.Gatherer // served on /metrics
-	// OperatorToken, when set, is required as a bearer token by operator
-	// endpoints (the presence reset): cameras on the same network must not
-	// be able to undo anti-passback.
+	// CameraToken, when set, is required of camera calls (plate reads) as a
+	// bearer token or as the password of HTTP Basic.
+	CameraToken string
+	// OperatorToken is required as a bearer token by operator calls
+	// (presence reset, remote open); without one they answer 403
+	// operator_disabled, so a lot that never set one has no open door.
 	OperatorToken string
 	Mounts        map[string]http.Handler // extra handlers by path prefix (the simulator's pins)
 	Logger        *slog.Logger
@@ -41,9 +45,10 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	s := &server{Config: cfg}
 	r := chi.NewRouter()
-	r.Post("/v1/plate-reads", s.plateRead)
+	r.Post("/v1/plate-reads", s.camera(s.plateRead))
 	r.Get("/v1/gates", s.gates)
-	r.Post("/v1/presence/{plate}/reset", s.resetPresence)
+	r.Post("/v1/gates/{gate_id}/open", s.operator(s.openGate))
+	r.Post("/v1/presence/{plate}/reset", s.operator(s.resetPresence))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -62,13 +67,6 @@ func NewHandler(cfg Config) http.Handler {
 	return r
 }
 
-type plateReadRequest struct {
-	GateID     string   `json:"gate_id"`
-	Plate      string   `json:"plate"`
-	Confidence *float64 `json:"confidence"`
-	CapturedAt string   `json:"captured_at"`
-}
-
 type decisionJSON struct {
 	Decision        string    `json:"decision"`
 	Reason          string    `json:"reason"`
@@ -80,6 +78,7 @@ type decisionJSON struct {
 	EventID         string    `json:"event_id"`
 	GateID          string    `json:"gate_id,omitempty"`
 	At              time.Time `json:"at"`
+	Note            string    `json:"note,omitempty"`
 }
 
 func toJSON(r edge.Result) decisionJSON {
@@ -94,34 +93,15 @@ func toJSON(r edge.Result) decisionJSON {
 		EventID:         r.EventID,
 		GateID:          r.GateID,
 		At:              r.At.UTC(),
+		Note:            r.Note,
 	}
 }
 
 func (s *server) plateRead(w http.ResponseWriter, r *http.Request) {
-	var req plateReadRequest
-	if err := decode(w, r, &req); err != nil {
+	read, err := parsePlateRead(w, r.Body)
+	if err != nil {
 		writeError(w, err)
 		return
-	}
-	switch {
-	case req.GateID == "":
-		writeError(w, edge.Errorf(edge.EInvalid, "gate_id", "gate_id is required"))
-		return
-	case req.Plate == "":
-		writeError(w, edge.Errorf(edge.EInvalid, "plate", "plate is required"))
-		return
-	case req.Confidence == nil:
-		writeError(w, edge.Errorf(edge.EInvalid, "confidence", "confidence is required"))
-		return
-	}
-	read := edge.PlateRead{GateID: req.GateID, Plate: req.Plate, Confidence: *req.Confidence}
-	if req.CapturedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, req.CapturedAt)
-		if err != nil {
-			writeError(w, edge.Errorf(edge.EInvalid, "captured_at", "captured_at must be RFC 3339"))
-			return
-		}
-		read.CapturedAt = t
 	}
 	res, err := s.Agent.HandleRead(r.Context(), read)
 	if err != nil {
@@ -170,19 +150,12 @@ func (s *server) gates(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *server) resetPresence(w http.ResponseWriter, r *http.Request) {
-	if s.OperatorToken != "" {
-		got := r.Header.Get("Authorization")
-		want := "Bearer " + s.OperatorToken
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: errorDetail{Code: "unauthorized", Message: "operator token required"}})
-			return
-		}
-	}
 	var req struct {
 		GateID string `json:"gate_id"`
 	}
 	if r.ContentLength != 0 {
-		if err := decode(w, r, &req); err != nil && !errors.Is(err, io.EOF) {
+		// The body is optional: an empty one names no gate.
+		if err := decode(w, r.Body, &req); err != nil && !isEmptyBody(err) {
 			writeError(w, err)
 			return
 		}
@@ -192,26 +165,49 @@ func (s *server) resetPresence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.Logger.Info("presence reset", "plate", res.Plate, "gate", res.GateID, "event_id", res.EventID, "remote_addr", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]string{
 		"plate": res.Plate, "gate_id": res.GateID, "event_id": res.EventID, "reservation_id": res.ReservationID,
 	})
 }
 
-// decode reads a small JSON body; what is wrong with it is the client's
-// fault and comes back as an EInvalid error.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return edge.Errorf(edge.EInvalid, "", "empty body")
-		}
-		var tErr *json.UnmarshalTypeError
-		if errors.As(err, &tErr) {
-			return edge.Errorf(edge.EInvalid, tErr.Field, "%s has the wrong type", tErr.Field)
-		}
-		return edge.Errorf(edge.EInvalid, "", "body is not valid JSON")
+// maxReasonRunes bounds a remote open's reason: enough for a sentence, not
+// a place to store documents in every gate event.
+const maxReasonRunes = 200
+
+func (s *server) openGate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason string `json:"reason"`
 	}
-	return nil
+	if err := decode(w, r.Body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	reason := strings.TrimSpace(req.Reason)
+	switch {
+	case reason == "":
+		writeError(w, edge.Errorf(edge.EInvalid, "reason", "reason is required: say why the gate is opened"))
+		return
+	case utf8.RuneCountInString(reason) > maxReasonRunes:
+		writeError(w, edge.Errorf(edge.EInvalid, "reason", "reason longer than %d characters", maxReasonRunes))
+		return
+	case strings.IndexFunc(reason, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0:
+		writeError(w, edge.Errorf(edge.EInvalid, "reason", "reason may hold printable characters only"))
+		return
+	}
+	gateID := chi.URLParam(r, "gate_id")
+	res, err := s.Agent.RemoteOpen(r.Context(), gateID, reason)
+	if err != nil {
+		if res.EventID != "" {
+			s.Logger.Error("remote open not recorded", "gate", gateID, "event_id", res.EventID, "err", err)
+		}
+		writeError(w, err)
+		return
+	}
+	// The audit trail: the event reaches the cloud through the outbox, and
+	// the log keeps where the request came from, which the event does not.
+	s.Logger.Info("remote open", "gate", res.GateID, "event_id", res.EventID, "reason", reason, "remote_addr", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, toJSON(res))
 }
 
 type errorBody struct {
@@ -244,7 +240,12 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &e) {
 		d.Message, d.Field = e.Message, e.Field
 	}
-	writeJSON(w, errorStatus(code), errorBody{Error: d})
+	status := errorStatus(code)
+	var se *statusError
+	if errors.As(err, &se) {
+		status = se.status
+	}
+	writeJSON(w, status, errorBody{Error: d})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -24,9 +24,12 @@ import (
 type bundle struct {
 	srv   *httptest.Server
 	entry *hwtest.Pin
+	store *bolt.Store
 }
 
-func setup(t *testing.T) *bundle {
+// setup serves the API with an operator token "op-secret" and no camera
+// token; opts change the configuration before the server starts.
+func setup(t *testing.T, opts ...func(*httpapi.Config)) *bundle {
 	t.Helper()
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "edge.db"), nil)
 	if err != nil {
@@ -54,9 +57,13 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{LotID: "lot-1", Agent: agent, Gatherer: reg, OperatorToken: "op-secret"}))
+	cfg := httpapi.Config{LotID: "lot-1", Agent: agent, Gatherer: reg, OperatorToken: "op-secret"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := httptest.NewServer(httpapi.NewHandler(cfg))
 	t.Cleanup(srv.Close)
-	return &bundle{srv: srv, entry: entry}
+	return &bundle{srv: srv, entry: entry, store: s}
 }
 
 func (b *bundle) do(t *testing.T, method, path, body string, header ...string) (int, map[string]any) {
@@ -85,7 +92,8 @@ func (b *bundle) do(t *testing.T, method, path, body string, header ...string) (
 
 func TestPlateReads(t *testing.T) {
 	b := setup(t)
-	status, out := b.do(t, "POST", "/v1/plate-reads", `{"gate_id":"entry-1","plate":"ab-123 c","confidence":0.93,"captured_at":"2026-11-25T10:00:00Z"}`)
+	status, out := b.do(t, "POST", "/v1/plate-reads", `{"gate_id":"entry-1","plate":"ab-123 c","confidence":0.93,"captured_at":"`+
+		time.Now().Add(-time.Second).Format(time.RFC3339Nano)+`"}`)
 	if status != 200 || out["decision"] != "open" || out["reason"] != "valid" || out["reservation_id"] != "r1" || out["fuzzy"] != false {
 		t.Fatalf("open: %d %v", status, out)
 	}
@@ -114,6 +122,13 @@ func TestPlateReads(t *testing.T) {
 		{"BadPlate", `{"gate_id":"entry-1","plate":"AB!23","confidence":0.9}`, "invalid_request", "plate", 400},
 		{"BadTime", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9,"captured_at":"yesterday"}`, "invalid_request", "captured_at", 400},
 		{"UnknownGate", `{"gate_id":"side-door","plate":"AB123C","confidence":0.9}`, "not_found", "gate_id", 404},
+		// Finding 9: unknown fields and trailing data were accepted, and an
+		// oversize body was answered 400 "not valid JSON".
+		{"UnknownField", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9,"colour":"red"}`, "invalid_request", "colour", 400},
+		{"TrailingObject", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9}{"gate_id":"exit-1"}`, "invalid_request", "", 400},
+		{"TrailingGarbage", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9} x`, "invalid_request", "", 400},
+		{"Oversize", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9,"pad":"` + strings.Repeat("x", 9<<10) + `"}`, "invalid_request", "", 413},
+		{"OversizeWhitespace", `{"gate_id":"entry-1","plate":"AB123C","confidence":0.9}` + strings.Repeat(" ", 9<<10), "invalid_request", "", 413},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			status, out := b.do(t, "POST", "/v1/plate-reads", tt.body)

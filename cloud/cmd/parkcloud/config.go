@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -94,10 +96,10 @@ func hostname() string {
 // ParseFlags reads the configuration from args and the environment.
 func (c *Config) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("parkcloud", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: parkcloud [serve|migrate|keygen] [flags]\n\nEvery flag falls back to the environment variable in its help.\n\n")
-		fs.PrintDefaults()
-	}
+	// -help prints the page on stdout (main exits 0); a mistake is one line
+	// from main, not the whole list on stderr.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	e := envFlags{fs}
 	e.str(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable", "Postgres URL")
 	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL for the hot-lot guard; empty disables it")
@@ -127,10 +129,16 @@ func (c *Config) ParseFlags(args []string) error {
 	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
 	fs.BoolVar(&c.SharedIngest, "shared-ingest", shared, "split gate events between replicas with an MQTT shared subscription (env PARKGATE_SHARED_INGEST); off by default because Mosquitto 2.0 keeps sending shares to departed members and drops $share subscriptions on restart: every replica then reads every event and Postgres keeps each once")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(os.Stdout, usage+"\nFlags of serve and migrate; each falls back to the environment variable in its help:\n\n")
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (parkcloud help lists every flag)", err)}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if c.Bus != "postgres" && c.Bus != "kafka" {
 		return fmt.Errorf("PARKGATE_BUS must be postgres or kafka, not %q", c.Bus)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -32,6 +34,7 @@ type Config struct {
 	ActiveLowOver bool
 	Policy        edge.Policy
 	OperatorToken string
+	CameraToken   string
 	LogLevel      slog.Level
 }
 
@@ -45,7 +48,11 @@ const (
 // and then to a default that serves the local machine.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("parkedge", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	// The flag package would print the whole list after every mistake;
+	// main prints the mistake once with a pointer to -help, and -help gets
+	// the page on stdout.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	def := edge.DefaultPolicy()
 	var (
 		lot       = str(fs, "lot-id", "PARKGATE_LOT_ID", "", "lot this agent serves (required)")
@@ -64,11 +71,17 @@ func (m *Main) ParseFlags(args []string) error {
 		exitGrace = str(fs, "exit-grace", "PARKGATE_EXIT_GRACE", def.ExitGrace.String(), "leaving within this long after ends_at is no overstay")
 		minConf   = str(fs, "min-confidence", "PARKGATE_MIN_CONFIDENCE", strconv.FormatFloat(def.MinConfidence, 'g', -1, 64), "camera confidence (0..1) below which an entry is refused")
 		pulse     = str(fs, "pulse", "PARKGATE_PULSE", def.Pulse.String(), "barrier relay pulse length")
-		opToken   = secret(fs, "operator-token", "PARKGATE_OPERATOR_TOKEN", "bearer token required by operator endpoints when set")
+		maxAge    = str(fs, "max-read-age", "PARKGATE_MAX_READ_AGE", def.MaxReadAge.String(), "a read whose captured_at is older than this is denied (stale_read)")
+		camToken  = secret(fs, "camera-token", "PARKGATE_CAMERA_TOKEN", "when set, cameras must send it with every read, as a bearer token or as the HTTP Basic password")
+		opToken   = secret(fs, "operator-token", "PARKGATE_OPERATOR_TOKEN", "bearer token of operator calls (presence reset, remote open); unset turns them off (403)")
 		logLevel  = str(fs, "log-level", "PARKGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			m.usage(fs)
+			return err
+		}
+		return fmt.Errorf("%w (parkedge -help lists every flag)", err)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -78,12 +91,15 @@ func (m *Main) ParseFlags(args []string) error {
 	if !set["operator-token"] {
 		*opToken = os.Getenv("PARKGATE_OPERATOR_TOKEN")
 	}
+	if !set["camera-token"] {
+		*camToken = os.Getenv("PARKGATE_CAMERA_TOKEN")
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
 	c := Config{LotID: *lot, DataDir: *dataDir, ClientID: *clientID, CloudURL: strings.TrimRight(*cloudURL, "/"),
-		EdgeToken: *token, Hardware: *hardware, HTTPAddr: *httpAddr, OperatorToken: *opToken}
+		EdgeToken: *token, Hardware: *hardware, HTTPAddr: *httpAddr, OperatorToken: *opToken, CameraToken: *camToken}
 	var err error
 	if c.LotID == "" || strings.ContainsAny(c.LotID, "/+# ") {
 		return fmt.Errorf("-lot-id (PARKGATE_LOT_ID) is required and may not contain '/', '+', '#' or spaces")
@@ -138,6 +154,12 @@ func (m *Main) ParseFlags(args []string) error {
 	if c.Policy.Pulse, err = time.ParseDuration(*pulse); err != nil {
 		return fmt.Errorf("-pulse: %w", err)
 	}
+	if c.Policy.MaxReadAge, err = time.ParseDuration(*maxAge); err != nil {
+		return fmt.Errorf("-max-read-age: %w", err)
+	}
+	if c.Policy.MaxReadAge <= 0 {
+		return fmt.Errorf("-max-read-age: must be positive")
+	}
 	if err := c.Policy.Validate(); err != nil {
 		return err
 	}
@@ -147,6 +169,35 @@ func (m *Main) ParseFlags(args []string) error {
 	m.Config = c
 	m.Logger = slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: c.LogLevel}))
 	return nil
+}
+
+// usage is the -help page. It goes to stdout (Stdout, when set), so
+// `parkedge -help | less` works; the exit status is 0.
+func (m *Main) usage(fs *flag.FlagSet) {
+	w := m.Stdout
+	if w == nil {
+		w = os.Stdout
+	}
+	fmt.Fprint(w, `parkedge: the gate agent of one parking lot. It decides on each camera read
+from its own store in microseconds, online or offline, pulses the barrier,
+and keeps its store in step with the cloud over MQTT (HTTP catch-up).
+
+Usage: parkedge [flags]
+
+Every flag falls back to the environment variable named in its line (the
+systemd unit reads them from /etc/parkgate/parkedge.env); a flag given on
+the command line wins. Secrets are best left to the environment.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, `
+Edge API on -http-addr: POST /v1/plate-reads (camera), GET /v1/gates,
+POST /v1/gates/{gate_id}/open and POST /v1/presence/{plate}/reset
+(operator), GET /healthz, GET /metrics.
+`)
 }
 
 // str defines a string flag whose default comes from env when it is set,
@@ -195,7 +246,8 @@ func (c Config) logAttrs() []any {
 		"mqtt_url", strings.Join(brokers, ","), "cloud_url", c.CloudURL, "edge_token", mask(c.EdgeToken),
 		"cloud_public_keys", strings.Join(keys, ","), "hardware", c.Hardware, "http_addr", c.HTTPAddr,
 		"early_grace", c.Policy.EarlyGrace.String(), "exit_grace", c.Policy.ExitGrace.String(),
-		"min_confidence", c.Policy.MinConfidence, "pulse", c.Policy.Pulse.String(), "operator_token", mask(c.OperatorToken),
+		"min_confidence", c.Policy.MinConfidence, "pulse", c.Policy.Pulse.String(), "max_read_age", c.Policy.MaxReadAge.String(),
+		"operator_token", mask(c.OperatorToken), "camera_token", mask(c.CameraToken),
 	}
 }
 

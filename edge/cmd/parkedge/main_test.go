@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,53 @@ import (
 	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
 )
+
+// TestMain lets TestHelpExitsZero run this package's main as parkedge
+// itself, without building a binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("PARKEDGE_RUN_MAIN") == "1" {
+		os.Args = append([]string{"parkedge"}, strings.Fields(os.Getenv("PARKEDGE_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestHelpExitsZero is finding 17: -help must exit 0 and print the page,
+// every flag with its environment variable, on stdout.
+func TestHelpExitsZero(t *testing.T) {
+	for _, arg := range []string{"-help", "--help", "-h"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "PARKEDGE_RUN_MAIN=1", "PARKEDGE_ARGS="+arg, "PARKGATE_OPERATOR_TOKEN=op-secret")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("parkedge %s: %v\n%s", arg, err, stderr.String())
+		}
+		out := stdout.String()
+		if !strings.Contains(out, "Usage: parkedge") || !strings.Contains(out, "-max-read-age") || strings.Contains(out, "op-secret") {
+			t.Fatalf("parkedge %s printed:\n%s\nstderr:\n%s", arg, out, stderr.String())
+		}
+		// Every flag's entry (its line and the indented lines under it)
+		// names its environment variable.
+		flags := 0
+		entries := strings.Split(out, "\n  -")
+		for _, e := range entries[1:] {
+			flags++
+			if !strings.Contains(e, "(env ") {
+				t.Errorf("flag -%s has no environment variable", strings.Fields(e)[0])
+			}
+		}
+		if flags < 20 {
+			t.Fatalf("parkedge %s listed %d flags:\n%s", arg, flags, out)
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PARKEDGE_RUN_MAIN=1", "PARKEDGE_ARGS=-no-such-flag")
+	if err := cmd.Run(); err == nil {
+		t.Fatal("an unknown flag exited 0")
+	}
+}
 
 func testKeys() string {
 	k := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
@@ -42,7 +91,7 @@ func TestParseFlags(t *testing.T) {
 		t.Setenv("PARKGATE_EDGE_TOKEN", "tok-secret")
 		t.Setenv("PARKGATE_OPERATOR_TOKEN", "op-secret")
 		out := &bytes.Buffer{}
-		m := &Main{Stderr: out}
+		m := &Main{Stderr: out, Stdout: out}
 		_ = m.ParseFlags([]string{"-help"})
 		help := out.String()
 		if strings.Contains(help, "secret\"") || strings.Contains(help, "tok-secret") || strings.Contains(help, "op-secret") {
@@ -50,10 +99,29 @@ func TestParseFlags(t *testing.T) {
 		}
 		for _, env := range []string{"PARKGATE_LOT_ID", "PARKGATE_GATES", "PARKGATE_DATA_DIR", "MQTT_URL", "PARKGATE_CLOUD_URL",
 			"PARKGATE_EDGE_TOKEN", "PARKGATE_CLOUD_PUBLIC_KEYS", "PARKGATE_HARDWARE", "PARKGATE_HTTP_ADDR", "PARKGATE_PINS",
-			"PARKGATE_EARLY_GRACE", "PARKGATE_EXIT_GRACE", "PARKGATE_MIN_CONFIDENCE", "PARKGATE_PULSE"} {
+			"PARKGATE_EARLY_GRACE", "PARKGATE_EXIT_GRACE", "PARKGATE_MIN_CONFIDENCE", "PARKGATE_PULSE",
+			"PARKGATE_MAX_READ_AGE", "PARKGATE_CAMERA_TOKEN", "PARKGATE_OPERATOR_TOKEN"} {
 			if !strings.Contains(help, "env "+env+")") {
 				t.Errorf("help does not name %s", env)
 			}
+		}
+	})
+	t.Run("TokensAndReadAge", func(t *testing.T) {
+		t.Setenv("PARKGATE_CAMERA_TOKEN", "cam-secret")
+		t.Setenv("PARKGATE_OPERATOR_TOKEN", "op-secret")
+		t.Setenv("PARKGATE_MAX_READ_AGE", "30s")
+		m := &Main{Stderr: &bytes.Buffer{}}
+		if err := m.ParseFlags([]string{"-lot-id", "l", "-cloud-public-keys", testKeys()}); err != nil {
+			t.Fatal(err)
+		}
+		if c := m.Config; c.CameraToken != "cam-secret" || c.OperatorToken != "op-secret" || c.Policy.MaxReadAge != 30*time.Second {
+			t.Fatalf("config %+v", c)
+		}
+		def := &Main{Stderr: &bytes.Buffer{}}
+		t.Setenv("PARKGATE_MAX_READ_AGE", "")
+		if err := def.ParseFlags([]string{"-lot-id", "l", "-cloud-public-keys", testKeys(), "-max-read-age", "10s"}); err != nil ||
+			def.Config.Policy.MaxReadAge != 10*time.Second {
+			t.Fatalf("max read age %v %v", def.Config.Policy.MaxReadAge, err)
 		}
 	})
 	t.Run("Invalid", func(t *testing.T) {
@@ -67,6 +135,7 @@ func TestParseFlags(t *testing.T) {
 			"PinsUnknownGate": {"-lot-id", "l", "-cloud-public-keys", keys, "-pins", "side.barrier=GPIO17"},
 			"BadConfidence":   {"-lot-id", "l", "-cloud-public-keys", keys, "-min-confidence", "2"},
 			"BadPulse":        {"-lot-id", "l", "-cloud-public-keys", keys, "-pulse", "0s"},
+			"BadReadAge":      {"-lot-id", "l", "-cloud-public-keys", keys, "-max-read-age", "0s"},
 		} {
 			t.Run(name, func(t *testing.T) {
 				m := &Main{Stderr: &bytes.Buffer{}}
@@ -169,6 +238,22 @@ func TestRun(t *testing.T) {
 		if p.Name == "exit-1.barrier" && (len(p.Edges) == 0 || p.Edges[0].Level != "high" || p.Edges[0].At.IsZero()) {
 			t.Fatalf("barrier edges over HTTP: %+v", p)
 		}
+	}
+	// Finding 9: the edge took 100 KB of headers. Finding 10: with no
+	// operator token configured, operator calls are off, not open.
+	req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
+	req.Header.Set("X-Pad", strings.Repeat("a", 100<<10))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("100 KB of headers: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/v1/gates/entry-1/open", "/v1/presence/ZZ1234/reset"} {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(`{"reason":"test"}`))
+		if err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s without an operator token configured: %v %v", path, resp, err)
+		}
+		resp.Body.Close()
 	}
 	if strings.Contains(logs.String(), "tok-") {
 		t.Fatal("secret in log")

@@ -30,6 +30,11 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 	Stderr io.Writer
+	// Stdout takes the -help page; nil means os.Stdout.
+	Stdout io.Writer
+	// Limits are the edge API's timeouts and header bound; zero fields take
+	// httpapi.DefaultLimits (tests set short ones).
+	Limits httpapi.Limits
 
 	// FakePins holds the pins by "gate.role" when Hardware is sim, for
 	// tests and for the simulator endpoints under /v1/sim.
@@ -110,7 +115,8 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 
-	hc := httpapi.Config{LotID: c.LotID, Agent: m.agent, Gatherer: reg, OperatorToken: c.OperatorToken, Logger: m.Logger}
+	hc := httpapi.Config{LotID: c.LotID, Agent: m.agent, Gatherer: reg, CameraToken: c.CameraToken,
+		OperatorToken: c.OperatorToken, Logger: m.Logger}
 	if m.FakePins != nil {
 		hc.Mounts = map[string]http.Handler{"/v1/sim": hwtest.PinsHandler("/v1/sim", m.FakePins)}
 	}
@@ -118,7 +124,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.HTTPAddr, err)
 	}
-	m.server = &http.Server{Handler: httpapi.NewHandler(hc), ReadHeaderTimeout: 5 * time.Second}
+	m.server = httpapi.NewServer(httpapi.NewHandler(hc), m.Limits)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -127,6 +133,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	m.Logger.Info("parkedge ready", "http_addr", m.listener.Addr().String())
+	if c.OperatorToken == "" {
+		m.Logger.Warn("no operator token: remote open and presence reset answer 403 (set PARKGATE_OPERATOR_TOKEN)")
+	}
 	return nil
 }
 
