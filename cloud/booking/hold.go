@@ -14,16 +14,9 @@ import (
 	"github.com/parkgate/parkgate/protocol"
 )
 
-// Limits of what a driver may book.
-const (
-	// ClockSkew is how far in the past a window may start: a phone's clock
-	// and a slow network should not turn "now" into an error.
-	ClockSkew = 5 * time.Minute
-	// MaxWindow is the longest booking.
-	MaxWindow = 30 * 24 * time.Hour
-	// MaxAdvance is how far ahead a booking may start.
-	MaxAdvance = 366 * 24 * time.Hour
-)
+// ClockSkew is how far in the past a hold may start: a phone's clock and a
+// slow network should not turn "now" into an error.
+const ClockSkew = 5 * time.Minute
 
 // HoldRequest is the body of POST /v1/reservations.
 type HoldRequest struct {
@@ -49,11 +42,10 @@ func (r *HoldRequest) Validate(now time.Time) error {
 	if r.LotID == "" {
 		return cloud.FieldError("lot_id", "lot_id is required")
 	}
-	if id, err := uuid.Parse(r.LotID); err == nil {
-		// One spelling per lot (upper case, braces and urn:uuid: parse
-		// too), so the bulkheads, the rate limit and the request hash all
-		// see the same lot the database does.
-		r.LotID = id.String()
+	if r.SpotID != "" {
+		if err := CheckText("spot_id", r.SpotID, MaxSpotLabelLen); err != nil {
+			return err
+		}
 	}
 	if r.Plate == "" {
 		return cloud.FieldError("plate", "plate is required")
@@ -73,15 +65,24 @@ func (r *HoldRequest) Validate(now time.Time) error {
 		return cloud.FieldError("starts_at", "starts_at is required (RFC 3339)")
 	case r.EndsAt.IsZero():
 		return cloud.FieldError("ends_at", "ends_at is required (RFC 3339)")
-	case !r.StartsAt.Before(r.EndsAt):
-		return cloud.FieldError("ends_at", "ends_at must be after starts_at")
-	case r.StartsAt.Before(now.Add(-ClockSkew)):
-		return cloud.FieldError("starts_at", "starts_at is in the past")
-	case r.EndsAt.Sub(r.StartsAt) > MaxWindow:
-		return cloud.FieldError("ends_at", "a booking may last at most %s", MaxWindow)
-	case r.StartsAt.After(now.Add(MaxAdvance)):
-		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
 	}
+	if err := CheckWindow(now, r.StartsAt, r.EndsAt); err != nil {
+		return err
+	}
+	if r.StartsAt.Before(now.Add(-ClockSkew)) {
+		// A search may look at a window under way; a booking pays for
+		// time not yet spent.
+		return cloud.FieldError("starts_at", "starts_at is in the past")
+	}
+	// One spelling per lot (upper case, braces and urn:uuid: parse too), so
+	// the bulkheads, the rate limit and the request hash all see the same
+	// lot the database does. A malformed id is no lot's: 404, as an unknown
+	// one, but after the checks of the other fields as before.
+	id, err := LotID(r.LotID)
+	if err != nil {
+		return &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
+	}
+	r.LotID = id
 	return nil
 }
 
@@ -212,7 +213,10 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 // that the window is full.
 func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
 	id := uuid.NewString()
-	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	price, err := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	if err != nil {
+		return Response{}, false, err
+	}
 	// Without a payment provider the hold is the whole answer: its key is
 	// stored done in the same transaction, one round trip in all.
 	final := 0
