@@ -217,10 +217,11 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	if err != nil {
 		return Response{}, false, err
 	}
-	// Without a payment provider the hold is the whole answer: its key is
-	// stored done in the same transaction, one round trip in all.
+	// Without a payment provider, or with nothing to pay (a free lot: the
+	// store makes it CONFIRMED at once), the hold is the whole answer: its
+	// key is stored done in the same transaction, one round trip in all.
 	final := 0
-	if s.Payments == nil {
+	if s.Payments == nil || price.Amount == 0 {
 		final = http.StatusCreated
 	}
 	out, err := s.holdGroup(lot.ID).Do(ctx, cloud.HoldParams{
@@ -256,7 +257,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	}
 	holdsCreated.Inc() // and the batch's writer has invalidated the lot
 	r := cloud.Reservation{
-		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
+		ID: id, Status: madeAs(price), LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
 		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
 	}
@@ -294,6 +295,12 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 			} else {
 				s.invalidate(ctx, lot.ID)
 			}
+			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
+				// The provider refused the request: a retry would be
+				// refused too. Its message says why.
+				holdConflicts.WithLabelValues(cloud.EPaymentProvider).Inc()
+				return Response{}, err
+			}
 			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
 			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
 		}
@@ -315,14 +322,35 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 	return resp, nil
 }
 
+// madeAs is the status a hold is made with: CONFIRMED when there is nothing
+// to pay (as parkgate_hold decides it), else PENDING.
+func madeAs(price cloud.Money) cloud.Status {
+	if price.Amount == 0 {
+		return cloud.StatusConfirmed
+	}
+	return cloud.StatusPending
+}
+
+// freeHold is the body of a hold with nothing to pay: "payment":null says
+// so, where a hold made without a payment provider has no payment field.
+type freeHold struct {
+	cloud.Reservation
+	Payment *cloud.Payment `json:"payment"`
+}
+
 // holdBody is the 201 body of a hold: the reservation as it was made,
-// PENDING and never updated, whatever has happened to it since. A replay
-// rebuilds it from the row; only columns that never change go in, so the
-// rebuilt body is the first one byte for byte.
+// PENDING (CONFIRMED when free) and never updated, whatever has happened to
+// it since. A replay rebuilds it from the row; only columns that never
+// change go in, so the rebuilt body is the first one byte for byte.
 func holdBody(r cloud.Reservation) ([]byte, error) {
-	r.Status = cloud.StatusPending
+	r.Status = madeAs(r.Price)
 	r.UpdatedAt = r.CreatedAt
-	body, err := json.Marshal(r)
+	var v any = r
+	if r.Status == cloud.StatusConfirmed {
+		r.Payment = nil
+		v = freeHold{Reservation: r}
+	}
+	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation: %w", err)
 	}

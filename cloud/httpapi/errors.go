@@ -31,6 +31,8 @@ func StatusOf(err error) int {
 		return http.StatusTooManyRequests
 	case cloud.EUnavailable:
 		return http.StatusServiceUnavailable
+	case cloud.EPaymentProvider:
+		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
 }

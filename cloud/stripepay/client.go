@@ -341,7 +341,9 @@ func classify(op string, err error) error {
 			se.Code == stripe.ErrorCodeIdempotencyKeyInUse {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 		}
-		return fmt.Errorf("stripepay: %s: %w", op, err)
+		// Stripe refused the request: its message is for the caller.
+		refused := &cloud.Error{Code: cloud.EPaymentProvider, Message: "the payment provider refused the request: " + se.Msg}
+		return fmt.Errorf("stripepay: %s: %w: %w", op, refused, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
