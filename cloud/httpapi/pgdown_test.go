@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
