@@ -20,6 +20,7 @@ const (
 	EInvalidSignature  = "invalid_signature"
 	EUnavailable       = "unavailable"
 	EPaymentProvider   = "payment_provider_error" // the provider refused the request (a 4xx)
+	EUnsupportedMedia  = "unsupported_media_type" // a request body that is not JSON
 	EConflict          = "conflict"
 	EInternal          = "internal"
 )

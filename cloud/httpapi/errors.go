@@ -33,6 +33,8 @@ func StatusOf(err error) int {
 		return http.StatusServiceUnavailable
 	case cloud.EPaymentProvider:
 		return http.StatusBadGateway
+	case cloud.EUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
 	}
 	return http.StatusInternalServerError
 }

@@ -189,3 +189,47 @@ func TestAvailabilityIDSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestBodies (DESIGN "Bodies", finding 16): a body labelled as anything but
+// JSON is 415 (the webhook aside); unknown fields and trailing data are
+// 400, an oversize body 413 invalid_request.
+func TestBodies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lot := b.createLot(t, []string{"A1"})
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	withType := func(ct string, h map[string]string) map[string]string {
+		out := map[string]string{"Content-Type": ct}
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		if r := b.do(t, "POST", "/v1/reservations", hold(lot, "CT1", start, start.Add(time.Hour)), withType(ct, key("ct"))); r.Status != 415 || r.code() != "unsupported_media_type" {
+			t.Errorf("hold as %s: %d %s; want 415 unsupported_media_type", ct, r.Status, r.Body)
+		}
+		if r := b.do(t, "POST", "/v1/lots", lotBody(func(map[string]any) {}), withType(ct, admin())); r.Status != 415 {
+			t.Errorf("lot as %s: %d %s; want 415", ct, r.Status, r.Body)
+		}
+	}
+	if r := b.do(t, "POST", "/v1/reservations", hold(lot, "CT1", start, start.Add(time.Hour)), withType("application/json; charset=utf-8", key("ct"))); r.Status != 201 {
+		t.Errorf("hold as JSON with a charset: %d %s", r.Status, r.Body)
+	}
+	if r := b.do(t, "POST", "/v1/payments/webhook", "{}", map[string]string{"Content-Type": "text/plain"}); r.Status == 415 {
+		t.Errorf("webhook as text/plain: 415; the webhook is exempt")
+	}
+	good := `{"name":"N","latitude":1,"longitude":1,"spots":1,"hourly_rate":{"amount":1,"currency":"EUR"}}`
+	for _, tt := range []struct {
+		name, body string
+		status     int
+	}{
+		{"unknown field", strings.TrimSuffix(good, "}") + `,"vip":true}`, 400},
+		{"trailing data", good + `{}`, 400},
+		{"oversize", `{"name":"` + strings.Repeat("x", 1<<20) + `"}`, 413},
+	} {
+		if r := b.do(t, "POST", "/v1/lots", tt.body, admin()); r.Status != tt.status || r.code() != "invalid_request" {
+			t.Errorf("lot, %s: %d %.200s; want %d invalid_request", tt.name, r.Status, r.Body, tt.status)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.lots.Cap, s.lots.Wait = s.LotInFlight, s.LotWait
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, s.metrics)
+	r.Use(middleware.Recoverer, s.metrics, s.jsonBodies)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
