@@ -99,6 +99,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	r.Get("/readyz", s.readyz)
 	r.Handle("/metrics", promhttp.Handler())
+	s.pages(r) // the driver's landing pages after Checkout
 
 	r.Route("/v1", func(r chi.Router) {
 		r.With(s.limitClients).Group(func(r chi.Router) {
