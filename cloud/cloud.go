@@ -1,6 +1,8 @@
 package cloud
 
 import (
+	"math"
+	"math/bits"
 	"time"
 
 	"github.com/parkgate/parkgate/protocol"
@@ -80,8 +82,27 @@ func Overlaps(aStart, aEnd, bStart, bEnd time.Time) bool {
 
 // Price is what a window costs at an hourly rate: per started minute, rounded
 // up to the minor unit, so a driver never pays for more than the minute they
-// booked and the lot never loses a fraction of a cent.
-func Price(rate Money, startsAt, endsAt time.Time) Money {
-	minutes := int64((endsAt.Sub(startsAt) + time.Minute - 1) / time.Minute)
-	return Money{Amount: (rate.Amount*minutes + 59) / 60, Currency: rate.Currency}
+// booked and the lot never loses a fraction of a cent. An empty or negative
+// window, a negative rate, or a price past int64 is an error, never a wrapped
+// number.
+func Price(rate Money, startsAt, endsAt time.Time) (Money, error) {
+	d := endsAt.Sub(startsAt)
+	if d <= 0 || rate.Amount < 0 {
+		return Money{}, FieldError("ends_at", "ends_at must be after starts_at")
+	}
+	// time.Sub saturates at ~292 years: a longer window would be priced as
+	// that, silently.
+	if !startsAt.Add(d).Equal(endsAt) {
+		return Money{}, FieldError("ends_at", "the window is too long to price")
+	}
+	minutes := uint64(d / time.Minute)
+	if d%time.Minute != 0 {
+		minutes++
+	}
+	hi, lo := bits.Mul64(uint64(rate.Amount), minutes)
+	sum, carry := bits.Add64(lo, 59, 0)
+	if hi != 0 || carry != 0 || sum/60 > math.MaxInt64 {
+		return Money{}, FieldError("ends_at", "the window is too long to price")
+	}
+	return Money{Amount: int64(sum / 60), Currency: rate.Currency}, nil
 }

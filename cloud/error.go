@@ -19,6 +19,8 @@ const (
 	ERateLimited       = "rate_limited"
 	EInvalidSignature  = "invalid_signature"
 	EUnavailable       = "unavailable"
+	EPaymentProvider   = "payment_provider_error" // the provider refused the request (a 4xx)
+	EUnsupportedMedia  = "unsupported_media_type" // a request body that is not JSON
 	EConflict          = "conflict"
 	EInternal          = "internal"
 )
@@ -26,8 +28,9 @@ const (
 // ErrStoreUnavailable is in the chain of a store error that says the
 // database could not be reached or went away mid-statement: "retry", not
 // "internal error". A hold whose commit may or may not have happened is
-// settled by the client's retry with the same key.
-var ErrStoreUnavailable = &Error{Code: EUnavailable, Message: "the database cannot be reached; retry in a moment (with the same Idempotency-Key)"}
+// settled by the client's retry with the same key: the hold's answer says
+// so; no other answer names the key (the request had none).
+var ErrStoreUnavailable = &Error{Code: EUnavailable, Message: "the database cannot be reached; retry in a moment"}
 
 // Error is a failure the caller can act on: a code from the list above, a
 // message for people, and the request field at fault where there is one.

@@ -14,16 +14,9 @@ import (
 	"github.com/parkgate/parkgate/protocol"
 )
 
-// Limits of what a driver may book.
-const (
-	// ClockSkew is how far in the past a window may start: a phone's clock
-	// and a slow network should not turn "now" into an error.
-	ClockSkew = 5 * time.Minute
-	// MaxWindow is the longest booking.
-	MaxWindow = 30 * 24 * time.Hour
-	// MaxAdvance is how far ahead a booking may start.
-	MaxAdvance = 366 * 24 * time.Hour
-)
+// ClockSkew is how far in the past a hold may start: a phone's clock and a
+// slow network should not turn "now" into an error.
+const ClockSkew = 5 * time.Minute
 
 // HoldRequest is the body of POST /v1/reservations.
 type HoldRequest struct {
@@ -49,11 +42,10 @@ func (r *HoldRequest) Validate(now time.Time) error {
 	if r.LotID == "" {
 		return cloud.FieldError("lot_id", "lot_id is required")
 	}
-	if id, err := uuid.Parse(r.LotID); err == nil {
-		// One spelling per lot (upper case, braces and urn:uuid: parse
-		// too), so the bulkheads, the rate limit and the request hash all
-		// see the same lot the database does.
-		r.LotID = id.String()
+	if r.SpotID != "" {
+		if err := CheckText("spot_id", r.SpotID, MaxSpotLabelLen); err != nil {
+			return err
+		}
 	}
 	if r.Plate == "" {
 		return cloud.FieldError("plate", "plate is required")
@@ -73,15 +65,24 @@ func (r *HoldRequest) Validate(now time.Time) error {
 		return cloud.FieldError("starts_at", "starts_at is required (RFC 3339)")
 	case r.EndsAt.IsZero():
 		return cloud.FieldError("ends_at", "ends_at is required (RFC 3339)")
-	case !r.StartsAt.Before(r.EndsAt):
-		return cloud.FieldError("ends_at", "ends_at must be after starts_at")
-	case r.StartsAt.Before(now.Add(-ClockSkew)):
-		return cloud.FieldError("starts_at", "starts_at is in the past")
-	case r.EndsAt.Sub(r.StartsAt) > MaxWindow:
-		return cloud.FieldError("ends_at", "a booking may last at most %s", MaxWindow)
-	case r.StartsAt.After(now.Add(MaxAdvance)):
-		return cloud.FieldError("starts_at", "starts_at is more than a year ahead")
 	}
+	if err := CheckWindow(now, r.StartsAt, r.EndsAt); err != nil {
+		return err
+	}
+	if r.StartsAt.Before(now.Add(-ClockSkew)) {
+		// A search may look at a window under way; a booking pays for
+		// time not yet spent.
+		return cloud.FieldError("starts_at", "starts_at is in the past")
+	}
+	// One spelling per lot (upper case, braces and urn:uuid: parse too), so
+	// the bulkheads, the rate limit and the request hash all see the same
+	// lot the database does. A malformed id is no lot's: 404, as an unknown
+	// one, but after the checks of the other fields as before.
+	id, err := LotID(r.LotID)
+	if err != nil {
+		return &cloud.Error{Code: cloud.ENotFound, Field: "lot_id", Message: cloud.ErrorMessage(err)}
+	}
+	r.LotID = id
 	return nil
 }
 
@@ -212,11 +213,15 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 // that the window is full.
 func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
 	id := uuid.NewString()
-	price := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
-	// Without a payment provider the hold is the whole answer: its key is
-	// stored done in the same transaction, one round trip in all.
+	price, err := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
+	if err != nil {
+		return Response{}, false, err
+	}
+	// Without a payment provider, or with nothing to pay (a free lot: the
+	// store makes it CONFIRMED at once), the hold is the whole answer: its
+	// key is stored done in the same transaction, one round trip in all.
 	final := 0
-	if s.Payments == nil {
+	if s.Payments == nil || price.Amount == 0 {
 		final = http.StatusCreated
 	}
 	out, err := s.holdGroup(lot.ID).Do(ctx, cloud.HoldParams{
@@ -252,7 +257,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	}
 	holdsCreated.Inc() // and the batch's writer has invalidated the lot
 	r := cloud.Reservation{
-		ID: id, Status: cloud.StatusPending, LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
+		ID: id, Status: madeAs(price), LotID: lot.ID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
 		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
 	}
@@ -290,6 +295,12 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 			} else {
 				s.invalidate(ctx, lot.ID)
 			}
+			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
+				// The provider refused the request: a retry would be
+				// refused too. Its message says why.
+				holdConflicts.WithLabelValues(cloud.EPaymentProvider).Inc()
+				return Response{}, err
+			}
 			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
 			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
 		}
@@ -311,14 +322,35 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 	return resp, nil
 }
 
+// madeAs is the status a hold is made with: CONFIRMED when there is nothing
+// to pay (as parkgate_hold decides it), else PENDING.
+func madeAs(price cloud.Money) cloud.Status {
+	if price.Amount == 0 {
+		return cloud.StatusConfirmed
+	}
+	return cloud.StatusPending
+}
+
+// freeHold is the body of a hold with nothing to pay: "payment":null says
+// so, where a hold made without a payment provider has no payment field.
+type freeHold struct {
+	cloud.Reservation
+	Payment *cloud.Payment `json:"payment"`
+}
+
 // holdBody is the 201 body of a hold: the reservation as it was made,
-// PENDING and never updated, whatever has happened to it since. A replay
-// rebuilds it from the row; only columns that never change go in, so the
-// rebuilt body is the first one byte for byte.
+// PENDING (CONFIRMED when free) and never updated, whatever has happened to
+// it since. A replay rebuilds it from the row; only columns that never
+// change go in, so the rebuilt body is the first one byte for byte.
 func holdBody(r cloud.Reservation) ([]byte, error) {
-	r.Status = cloud.StatusPending
+	r.Status = madeAs(r.Price)
 	r.UpdatedAt = r.CreatedAt
-	body, err := json.Marshal(r)
+	var v any = r
+	if r.Status == cloud.StatusConfirmed {
+		r.Payment = nil
+		v = freeHold{Reservation: r}
+	}
+	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation: %w", err)
 	}

@@ -23,13 +23,16 @@ import (
 // so counting up again can never reach a value that tagged an old entry.
 
 // currentLua returns the value of a version key, creating it if missing.
+// A version key lives a day past its last creation (INCR keeps the expiry):
+// losing one is safe, as above, and an id that names no lot (asked about
+// once) leaves nothing behind for good.
 const currentLua = `
 local function current(k)
   local v = redis.call('GET', k)
   if not v then
     local t = redis.call('TIME')
     v = t[1] .. string.format('%06d', tonumber(t[2]))
-    redis.call('SET', k, v)
+    redis.call('SET', k, v, 'PX', 86400000)
   end
   return v
 end

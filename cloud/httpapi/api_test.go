@@ -26,6 +26,7 @@ type bundle struct {
 	schema *pgtest.Schema
 	svc    *booking.Service
 	guard  *guard.Guard // setupGuarded's
+	ns     string       // setupGuarded's Redis key namespace
 }
 
 func setup(t testing.TB) *bundle {

@@ -31,6 +31,10 @@ func StatusOf(err error) int {
 		return http.StatusTooManyRequests
 	case cloud.EUnavailable:
 		return http.StatusServiceUnavailable
+	case cloud.EPaymentProvider:
+		return http.StatusBadGateway
+	case cloud.EUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
 	}
 	return http.StatusInternalServerError
 }

@@ -10,13 +10,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/booking"
 )
 
 // Bounds of lot creation and search.
 const (
 	maxSpots        = 10_000
-	maxSpotLabel    = 32
-	maxNameLen      = 200
 	defaultRadiusM  = 1_000
 	maxRadiusM      = 100_000
 	searchLimit     = 50
@@ -34,35 +33,38 @@ type createLotRequest struct {
 
 func (req *createLotRequest) lot() (cloud.Lot, error) {
 	var l cloud.Lot
-	switch {
-	case req.Name == nil || strings.TrimSpace(*req.Name) == "":
+	if req.Name == nil {
 		return l, cloud.FieldError("name", "name is required")
-	case len(*req.Name) > maxNameLen:
-		return l, cloud.FieldError("name", "name is longer than %d characters", maxNameLen)
+	}
+	name := strings.TrimSpace(*req.Name)
+	if err := booking.CheckText("name", name, booking.MaxNameLen); err != nil {
+		return l, err
+	}
+	switch {
 	case req.Latitude == nil || math.IsNaN(*req.Latitude) || *req.Latitude < -90 || *req.Latitude > 90:
 		return l, cloud.FieldError("latitude", "latitude must be a number from -90 to 90")
 	case req.Longitude == nil || math.IsNaN(*req.Longitude) || *req.Longitude < -180 || *req.Longitude > 180:
 		return l, cloud.FieldError("longitude", "longitude must be a number from -180 to 180")
 	case req.HourlyRate == nil:
 		return l, cloud.FieldError("hourly_rate", "hourly_rate is required")
-	case req.HourlyRate.Amount < 0:
-		return l, cloud.FieldError("hourly_rate.amount", "hourly_rate.amount must not be negative")
-	case len(req.HourlyRate.Currency) != 3 || strings.Trim(strings.ToLower(req.HourlyRate.Currency), "abcdefghijklmnopqrstuvwxyz") != "":
-		return l, cloud.FieldError("hourly_rate.currency", "hourly_rate.currency must be a three-letter ISO 4217 code")
+	}
+	rate, err := booking.CheckRate(*req.HourlyRate)
+	if err != nil {
+		return l, err
 	}
 	tz := req.TimeZone
 	if tz == "" {
-		tz = "UTC"
+		tz = "UTC" // absent: the contract's times are UTC anyway
 	}
-	if _, err := time.LoadLocation(tz); err != nil {
-		return l, cloud.FieldError("time_zone", "unknown time zone %q", req.TimeZone)
+	if err := booking.CheckTimeZone(tz); err != nil {
+		return l, err
 	}
 	spots, err := spotLabels(req.Spots)
 	if err != nil {
 		return l, err
 	}
-	return cloud.Lot{Name: strings.TrimSpace(*req.Name), Latitude: *req.Latitude, Longitude: *req.Longitude,
-		TimeZone: tz, HourlyRate: *req.HourlyRate, Spots: spots}, nil
+	return cloud.Lot{Name: name, Latitude: *req.Latitude, Longitude: *req.Longitude,
+		TimeZone: tz, HourlyRate: rate, Spots: spots}, nil
 }
 
 // spotLabels accepts a count (spots named "1" … "N") or a list of labels.
@@ -90,8 +92,8 @@ func spotLabels(raw json.RawMessage) ([]string, error) {
 	}
 	seen := make(map[string]bool, len(labels))
 	for _, l := range labels {
-		if strings.TrimSpace(l) == "" || len(l) > maxSpotLabel {
-			return nil, cloud.FieldError("spots", "spot labels must be 1 to %d characters", maxSpotLabel)
+		if err := booking.CheckText("spots", l, booking.MaxSpotLabelLen); err != nil {
+			return nil, cloud.FieldError("spots", "spot labels must be 1 to %d printable characters", booking.MaxSpotLabelLen)
 		}
 		if seen[l] {
 			return nil, cloud.FieldError("spots", "spot label %q appears twice", l)
@@ -138,10 +140,11 @@ func (s *Server) window(r *http.Request) (time.Time, time.Time, error) {
 	if err != nil {
 		return start, end, cloud.FieldError("ends_at", "ends_at must be an RFC 3339 time")
 	}
-	if !start.Before(end) {
-		return start, end, cloud.FieldError("ends_at", "ends_at must be after starts_at")
+	start, end = start.UTC().Truncate(time.Microsecond), end.UTC().Truncate(time.Microsecond)
+	if err := booking.CheckWindow(s.Now(), start, end); err != nil {
+		return start, end, err
 	}
-	return start.UTC(), end.UTC(), nil
+	return start, end, nil
 }
 
 func queryFloat(r *http.Request, name string, def float64, min, max float64) (float64, error) {
@@ -199,10 +202,15 @@ func (s *Server) searchLots(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]lotResult, 0, len(matches))
 	for _, m := range matches {
+		price, err := cloud.Price(m.Lot.HourlyRate, start, end)
+		if err != nil {
+			writeError(w, r, s.Log, err)
+			return
+		}
 		out = append(out, lotResult{
 			ID: m.Lot.ID, Name: m.Lot.Name, Latitude: m.Lot.Latitude, Longitude: m.Lot.Longitude,
 			DistanceM: math.Round(m.DistanceM*10) / 10, AvailableSpots: max(m.Available, 0),
-			TotalSpots: m.Lot.TotalSpots, Price: cloud.Price(m.Lot.HourlyRate, start, end),
+			TotalSpots: m.Lot.TotalSpots, Price: price,
 			HourlyRate: m.Lot.HourlyRate,
 		})
 	}
@@ -210,7 +218,14 @@ func (s *Server) searchLots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
-	lotID := chi.URLParam(r, "id")
+	// The id is canonical before it keys anything: every spelling of a lot
+	// shares one cache entry, and a string that is no UUID is 404 before
+	// Redis is asked, leaving nothing behind.
+	lotID, err := booking.LotID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
 	start, end, err := s.window(r)
 	if err != nil {
 		writeError(w, r, s.Log, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,35 @@ func TestPaymentDuringPostgresOutage(t *testing.T) {
 	}
 	b.proxy.Restore()
 	b.waitStatus(t, id, "CONFIRMED")
+}
+
+// TestOutageAnswers (finding 16): while the database is away, /readyz
+// names it down without the error's text, and only the hold's 503 tells
+// the client to retry with the same Idempotency-Key.
+func TestOutageAnswers(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 5)
+	db, proxy := proxiedDB(t, s, 5)
+	svc := booking.New(db, nil, nil, nil, 10*time.Minute)
+	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken}).Handler())
+	t.Cleanup(srv.Close)
+	bd := &bundle{srv: srv, schema: s, svc: svc}
+	lot := bd.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	bd.do(t, "GET", "/v1/lots/"+lot+"/availability", nil, nil) // the lot is known: the hold reaches the database
+	proxy.Cut()
+	defer proxy.Restore()
+
+	r := bd.do(t, "GET", "/readyz", nil, nil)
+	if checks, _ := r.json(t)["checks"].(map[string]any); r.Status != 503 || checks["database"] != "down" {
+		t.Errorf("/readyz: %d %s; want 503 with database down, no error text", r.Status, r.Body)
+	}
+	r = bd.do(t, "GET", "/v1/reservations/"+lot, nil, nil)
+	if r.Status != 503 || strings.Contains(string(r.Body), "Idempotency-Key") {
+		t.Errorf("GET while away: %d %s; want 503 without a word of Idempotency-Key", r.Status, r.Body)
+	}
+	r = bd.do(t, "POST", "/v1/reservations", hold(lot, "OUT1", start, start.Add(time.Hour)), key("out"))
+	if r.Status != 503 || !strings.Contains(string(r.Body), "Idempotency-Key") {
+		t.Errorf("hold while away: %d %s; want 503 saying retry with the same Idempotency-Key", r.Status, r.Body)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -128,6 +129,11 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, errLimited) {
 		s.rateLimited(w, r, retryAfter)
 		return
+	}
+	if errors.Is(err, cloud.ErrStoreUnavailable) {
+		// Whether the hold was made is for the retry to find out.
+		err = fmt.Errorf("%w: %w", &cloud.Error{Code: cloud.EUnavailable,
+			Message: cloud.ErrStoreUnavailable.Message + " with the same Idempotency-Key"}, err)
 	}
 	if err != nil {
 		writeError(w, r, s.Log, err)

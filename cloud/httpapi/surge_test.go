@@ -49,7 +49,7 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Limiter: g, Cache: g}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &bundle{srv: srv, schema: s, svc: svc, guard: g}
+	return &bundle{srv: srv, schema: s, svc: svc, guard: g, ns: opts.Namespace}
 }
 
 // BenchmarkSurge: 1,000 drivers at once on one lot of 50 spots while 100

@@ -92,7 +92,9 @@ func (db *DB) Availability(ctx context.Context, lotID string, start, end time.Ti
 // SearchLots returns the lots within radiusM metres of (lat, lng), nearest
 // first, at most limit, with their availability over [start, end). A
 // bounding box on the indexed coordinates narrows the candidates before the
-// exact great-circle distance is computed.
+// exact great-circle distance is computed. The box wraps at ±180°: a box
+// around 179.999° reaches over to -179.999° (its shifted copies), and the
+// haversine is periodic in longitude already.
 func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]cloud.LotMatch, error) {
 	const metresPerDegree = 111_320.0
 	dLat := radiusM / metresPerDegree
@@ -122,7 +124,9 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 			           power(sin(radians(l.longitude - $4) / 2), 2))) AS distance_m
 			  FROM lots l
 			 WHERE l.latitude BETWEEN $3 - $6 AND $3 + $6
-			   AND l.longitude BETWEEN $4 - $7 AND $4 + $7
+			   AND (l.longitude BETWEEN $4 - $7 AND $4 + $7
+			        OR l.longitude BETWEEN $4 - $7 + 360 AND $4 + $7 + 360
+			        OR l.longitude BETWEEN $4 - $7 - 360 AND $4 + $7 - 360)
 		) l
 		WHERE l.distance_m <= $5
 		ORDER BY l.distance_m

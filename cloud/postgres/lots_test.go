@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -42,5 +43,45 @@ func TestSearchTurns(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("search did not run after the turn came free")
+	}
+}
+
+// TestSearchAcrossTheMeridian (finding 7): a lot at 179.999° is 222 m from
+// -179.999° on the equator, and found from either side.
+func TestSearchAcrossTheMeridian(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	east, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "East", Latitude: 0, Longitude: 179.999, TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	west, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "West", Latitude: 0, Longitude: -179.999, TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour)
+	for _, tt := range []struct {
+		lng  float64
+		want string
+	}{{-179.999, east.ID}, {179.999, west.ID}} {
+		got, err := s.DB.SearchLots(ctx, 0, tt.lng, 1000, start, start.Add(time.Hour), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, m := range got {
+			if m.Lot.ID == tt.want {
+				found = true
+				if m.DistanceM < 200 || m.DistanceM > 250 {
+					t.Errorf("distance across the meridian %.1f m, want about 222", m.DistanceM)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("search from %g within 1 km: %d lots, missing the one across the meridian", tt.lng, len(got))
+		}
 	}
 }

@@ -70,7 +70,9 @@ const released = 10
 // changedSinceRelease lists the functions whose text was changed on purpose
 // after release 010; any other function must be what those migrations made
 // of it, byte for byte. Add a function here when you change its file.
-var changedSinceRelease = map[string]bool{}
+var changedSinceRelease = map[string]bool{
+	"parkgate_hold": true, // issue 13: a hold priced at 0 is CONFIRMED as made
+}
 
 // TestMigrateFromRelease: a database that ran the released migrations
 // migrates cleanly, keeps its functions as they were (moving them to

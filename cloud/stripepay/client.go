@@ -57,7 +57,8 @@ type Config struct {
 	// service fills it from STRIPE_API_BASE. Default DefaultAPIBase.
 	APIBase string
 	// SuccessURL and CancelURL are where Checkout sends the driver back;
-	// Stripe replaces {CHECKOUT_SESSION_ID} in them.
+	// Stripe replaces {CHECKOUT_SESSION_ID} in them, and the client
+	// {RESERVATION_ID} (ReservationPlaceholder) with the hold's id.
 	SuccessURL string
 	CancelURL  string
 	// Timeout bounds one call including its retries; each attempt gets half
@@ -191,7 +192,7 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 	defer cancel()
 	p := &stripe.CheckoutSessionParams{
 		Mode:              stripe.String(string(stripe.CheckoutSessionModePayment)),
-		SuccessURL:        stripe.String(c.cfg.SuccessURL),
+		SuccessURL:        stripe.String(withReservation(c.cfg.SuccessURL, r.ReservationID)),
 		ClientReferenceID: stripe.String(r.ReservationID),
 		LineItems: []*stripe.CheckoutSessionLineItemParams{{
 			Quantity: stripe.Int64(1),
@@ -207,7 +208,7 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 		PaymentIntentData: &stripe.CheckoutSessionPaymentIntentDataParams{Metadata: maps.Clone(md)},
 	}
 	if c.cfg.CancelURL != "" {
-		p.CancelURL = stripe.String(c.cfg.CancelURL)
+		p.CancelURL = stripe.String(withReservation(c.cfg.CancelURL, r.ReservationID))
 	}
 	if !r.ExpiresAt.IsZero() {
 		p.ExpiresAt = stripe.Int64(clampExpiry(r.ExpiresAt, c.now()).Unix())
@@ -331,6 +332,15 @@ func checkKey(op, key string) error {
 	return nil
 }
 
+// ReservationPlaceholder in a return URL is replaced by the reservation's
+// id, as Stripe replaces {CHECKOUT_SESSION_ID}: the page the driver comes
+// back to can then show that reservation.
+const ReservationPlaceholder = "{RESERVATION_ID}"
+
+func withReservation(u, reservationID string) string {
+	return strings.ReplaceAll(u, ReservationPlaceholder, url.PathEscape(reservationID))
+}
+
 // classify wraps err with op, marking as ErrUnavailable what a later retry
 // may fix: anything that is not an answer from Stripe, and the answers that
 // say "not now" (5xx, 429, an idempotency key still in use).
@@ -341,7 +351,9 @@ func classify(op string, err error) error {
 			se.Code == stripe.ErrorCodeIdempotencyKeyInUse {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 		}
-		return fmt.Errorf("stripepay: %s: %w", op, err)
+		// Stripe refused the request: its message is for the caller.
+		refused := &cloud.Error{Code: cloud.EPaymentProvider, Message: "the payment provider refused the request: " + se.Msg}
+		return fmt.Errorf("stripepay: %s: %w: %w", op, refused, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }

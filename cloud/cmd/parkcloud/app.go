@@ -82,7 +82,7 @@ func (m *Main) signingKey() (ed25519.PrivateKey, error) {
 func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("starting parkcloud",
 		"http_addr", m.HTTPAddr, "database_url", maskURL(m.DatabaseURL), "redis_url", maskURL(m.RedisURL),
-		"mqtt_url", m.MQTTURLs, "stripe_api_base", m.StripeAPIBase, "stripe_secret_key", mask(m.StripeSecretKey),
+		"mqtt_url", maskURLs(m.MQTTURLs), "stripe_api_base", m.StripeAPIBase, "stripe_secret_key", mask(m.StripeSecretKey),
 		"stripe_webhook_secret", mask(m.StripeWebhookSecret), "admin_token", mask(m.AdminToken),
 		"hold_ttl", m.HoldTTL.String(), "bus", m.Bus, "replica", m.ReplicaID)
 

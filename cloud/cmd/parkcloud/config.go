@@ -108,8 +108,8 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.StripeSecretKey, "stripe-secret-key", "STRIPE_SECRET_KEY", "", "Stripe secret key; empty disables payments (holds then carry no Checkout Session)")
 	e.str(&c.StripeWebhookSecret, "stripe-webhook-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe webhook signing secret(s), comma-separated during rotation")
 	e.str(&c.StripeAPIBase, "stripe-api-base", "STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (a local stand-in in tests)")
-	e.str(&c.CheckoutSuccessURL, "checkout-success-url", "PARKGATE_CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8080/paid?session_id={CHECKOUT_SESSION_ID}", "where Checkout sends the driver after paying")
-	e.str(&c.CheckoutCancelURL, "checkout-cancel-url", "PARKGATE_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8080/cancelled", "where Checkout sends a driver who gives up")
+	e.str(&c.CheckoutSuccessURL, "checkout-success-url", "PARKGATE_CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}?session_id={CHECKOUT_SESSION_ID}", "where Checkout sends the driver after paying ({RESERVATION_ID} becomes the reservation's id)")
+	e.str(&c.CheckoutCancelURL, "checkout-cancel-url", "PARKGATE_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}", "where Checkout sends a driver who gives up")
 	e.str(&c.HTTPAddr, "http-addr", "PARKGATE_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
 	e.str(&c.AdminToken, "admin-token", "PARKGATE_ADMIN_TOKEN", "", "operator bearer token; empty refuses every operator call")
 	e.dur(&c.HoldTTL, "hold-ttl", "PARKGATE_HOLD_TTL", 10*time.Minute, "how long a PENDING hold lasts")
@@ -162,15 +162,22 @@ func split(s string) []string {
 	return out
 }
 
-// mask hides a secret in logs, keeping enough to tell two apart.
+// mask says whether a secret is set, and nothing more: any part of it, or
+// its length, in a log is a head start for whoever reads the log.
 func mask(s string) string {
 	if s == "" {
-		return ""
+		return "unset"
 	}
-	if len(s) <= 8 {
-		return "****"
+	return "set"
+}
+
+// maskURLs is maskURL of each of a comma-separated list.
+func maskURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		parts[i] = maskURL(strings.TrimSpace(p))
 	}
-	return s[:4] + "…" + fmt.Sprint(len(s))
+	return strings.Join(parts, ",")
 }
 
 // maskURL hides the password of a URL.

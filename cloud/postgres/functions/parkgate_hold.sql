@@ -12,6 +12,11 @@
 -- it was made, rebuilt from its row on a replay (booking.holdBody). A hold
 -- with a Checkout Session still stores its body after the provider answers
 -- (FinishHold).
+--
+-- A hold priced at 0 is on a free lot (a rate above 0 prices any window at
+-- 1 or more): nothing to pay, so it is CONFIRMED as it is made, and its
+-- change is an upsert the edge opens the gate for, as a paid confirmation's
+-- (parkgate_confirm_holds).
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
@@ -25,6 +30,7 @@ DECLARE
     v_n     bigint;
     v_spot  bigint;
     v_label text;
+    v_status text := CASE WHEN p_price = 0 THEN 'CONFIRMED' ELSE 'PENDING' END;
 BEGIN
     SELECT l.seq INTO v_seq FROM lots l WHERE l.id = p_lot FOR UPDATE;
     IF NOT FOUND THEN
@@ -90,10 +96,11 @@ BEGIN
     v_seq := v_seq + 1;
     INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status,
                               hold_expires_at, price_amount, currency)
-    VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, 'PENDING',
+    VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, v_status,
             now() + p_hold, p_price, p_currency);
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
-    VALUES (p_lot, v_seq, p_id, 'delete', 'PENDING', p_plate, p_starts, p_ends);
+    VALUES (p_lot, v_seq, p_id, CASE WHEN v_status = 'CONFIRMED' THEN 'upsert' ELSE 'delete' END,
+            v_status, p_plate, p_starts, p_ends);
     UPDATE lots l SET seq = v_seq WHERE l.id = p_lot;
     RETURN QUERY SELECT 'held'::text, v_label, now() + p_hold, now(), v_seq;
 END $$;

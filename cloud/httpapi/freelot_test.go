@@ -1,0 +1,97 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/cloud/stripepay"
+)
+
+// TestFreeLot (finding 3): a hold on a lot whose rate is 0 is CONFIRMED at
+// once with "payment":null, asks Stripe nothing, and its change for the
+// edge is an upsert, as a paid confirmation's.
+func TestFreeLot(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	r := b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) {
+		m["hourly_rate"] = map[string]any{"amount": 0, "currency": "EUR"}
+	}), admin())
+	if r.Status != 201 {
+		t.Fatalf("free lot: %d %s", r.Status, r.Body)
+	}
+	lot := r.json(t)["id"].(string)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	first := b.do(t, "POST", "/v1/reservations", hold(lot, "FREE1", start, start.Add(time.Hour)), key("free"))
+	if first.Status != 201 {
+		t.Fatalf("hold: %d %s", first.Status, first.Body)
+	}
+	m := first.json(t)
+	if p, ok := m["payment"]; m["status"] != "CONFIRMED" || !ok || p != nil {
+		t.Errorf("free hold: %s; want CONFIRMED with payment null", first.Body)
+	}
+	if n := len(b.fake.Sessions()); n != 0 {
+		t.Errorf("%d Checkout Sessions for a free lot", n)
+	}
+	b.waitStatus(t, m["id"].(string), "CONFIRMED")
+	var op, status string
+	if err := b.schema.DB.Pool.QueryRow(context.Background(),
+		`SELECT op, status FROM outbox WHERE reservation_id = $1 ORDER BY seq DESC LIMIT 1`, m["id"]).Scan(&op, &status); err != nil {
+		t.Fatal(err)
+	}
+	if op != "upsert" || status != "CONFIRMED" {
+		t.Errorf("change for the edge: %s %s; want upsert CONFIRMED", op, status)
+	}
+	again := b.do(t, "POST", "/v1/reservations", hold(lot, "FREE1", start, start.Add(time.Hour)), key("free"))
+	if again.Status != 201 || string(again.Body) != string(first.Body) {
+		t.Errorf("replay: %d %s; want %s", again.Status, again.Body, first.Body)
+	}
+}
+
+// TestStripeRefuses (finding 3): Stripe's 4xx is a 502
+// payment_provider_error with Stripe's message, and the hold is released;
+// Stripe's 5xx is 503 unavailable.
+func TestStripeRefuses(t *testing.T) {
+	t.Parallel()
+	var status atomic.Int32
+	status.Store(http.StatusBadRequest)
+	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(int(status.Load()))
+		_, _ = w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"Amount must convert to at least 50 cents."}}`))
+	}))
+	defer stripe.Close()
+	s := pgtest.New(t, 10)
+	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: stripe.URL, SuccessURL: "http://x/ok", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := booking.New(s.DB, sp, nil, nil, 10*time.Minute)
+	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken}).Handler())
+	defer srv.Close()
+	b := &bundle{srv: srv, schema: s, svc: svc}
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "REF1", start, start.Add(time.Hour)), key("refused"))
+	if r.Status != 502 || r.code() != "payment_provider_error" || !strings.Contains(r.json(t)["error"].(map[string]any)["message"].(string), "at least 50 cents") {
+		t.Errorf("Stripe 400: %d %s; want 502 payment_provider_error with Stripe's message", r.Status, r.Body)
+	}
+	var st string
+	if err := s.DB.Pool.QueryRow(context.Background(), `SELECT status FROM reservations`).Scan(&st); err != nil || st != "CANCELLED" {
+		t.Errorf("the hold after Stripe refused: %q %v; want CANCELLED", st, err)
+	}
+
+	status.Store(http.StatusInternalServerError)
+	r = b.do(t, "POST", "/v1/reservations", hold(lot, "REF1", start, start.Add(time.Hour)), key("down"))
+	if r.Status != 503 || r.code() != "unavailable" {
+		t.Errorf("Stripe 500: %d %s; want 503 unavailable", r.Status, r.Body)
+	}
+}
