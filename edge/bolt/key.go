@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -36,4 +37,27 @@ func loadKey(tx *bolt.Tx) (ed25519.PrivateKey, error) {
 // the store puts in its outbox; the agent registers it with the cloud.
 func (s *Store) PublicKey() ed25519.PublicKey {
 	return s.key.Public().(ed25519.PublicKey)
+}
+
+var keyRegistered = []byte("registered_key") // in bucketMeta: the public key the cloud accepted
+
+// KeyRegistered implements mqttlink.KeyMemory.
+func (s *Store) KeyRegistered(key ed25519.PublicKey) bool {
+	var ok bool
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		ok = bytes.Equal(tx.Bucket(bucketMeta).Get(keyRegistered), key)
+		return nil
+	})
+	return ok && len(key) == ed25519.PublicKeySize
+}
+
+// MarkKeyRegistered implements mqttlink.KeyMemory.
+func (s *Store) MarkKeyRegistered(key ed25519.PublicKey) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyRegistered, key)
+	})
+	if err != nil {
+		return fmt.Errorf("mark key registered: %w", err)
+	}
+	return nil
 }

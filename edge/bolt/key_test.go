@@ -46,3 +46,21 @@ func TestSignedOutbox(t *testing.T) {
 		t.Fatal("two stores made the same key")
 	}
 }
+
+func TestKeyRegisteredRemembered(t *testing.T) {
+	s, path := setup(t)
+	pub := s.PublicKey()
+	if s.KeyRegistered(pub) {
+		t.Fatal("a fresh store says its key is registered")
+	}
+	if err := s.MarkKeyRegistered(pub); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, path)
+	if !s.KeyRegistered(pub) {
+		t.Fatal("registration forgotten across a restart")
+	}
+	if s.KeyRegistered(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize))) {
+		t.Fatal("another key counts as registered")
+	}
+}
