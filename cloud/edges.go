@@ -86,8 +86,9 @@ type EdgeKeys interface {
 	// was there already, which is not an error. An unknown lot is a
 	// not_found error.
 	RegisterEdgeKey(ctx context.Context, lotID string, key ed25519.PublicKey) (created bool, err error)
-	// EdgeKeys returns the lot's keys, oldest first; none for a lot that
-	// has none or does not exist. An error means the answer is unknown.
+	// EdgeKeys returns the lot's keys, oldest first, none if it has none.
+	// An unknown lot is a not_found error; an unavailable error may pass
+	// on another try.
 	EdgeKeys(ctx context.Context, lotID string) ([]ed25519.PublicKey, error)
 }
 

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/parkgate/parkgate/cloud"
@@ -41,24 +40,38 @@ func (db *DB) RegisterEdgeKey(ctx context.Context, lotID string, key ed25519.Pub
 	return created, nil
 }
 
-// EdgeKeys implements cloud.EdgeKeys.
+// EdgeKeys implements cloud.EdgeKeys. One query answers both "which keys"
+// and "is there such a lot": the lot row joined to its keys.
 func (db *DB) EdgeKeys(ctx context.Context, lotID string) ([]ed25519.PublicKey, error) {
 	lot, ok := canonicalUUID(lotID)
 	if !ok {
-		return nil, nil
+		return nil, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
-	rows, err := db.Pool.Query(ctx,
-		`SELECT public_key FROM edge_keys WHERE lot_id = $1 ORDER BY created_at, public_key`, lot)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT k.public_key FROM lots l LEFT JOIN edge_keys k ON k.lot_id = l.id
+		WHERE l.id = $1 ORDER BY k.created_at, k.public_key`, lot)
 	if err != nil {
 		return nil, fail("read edge keys", err)
 	}
+	found := false
 	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ed25519.PublicKey, error) {
+		found = true
 		var b []byte
 		err := r.Scan(&b)
 		return ed25519.PublicKey(b), err
 	})
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err != nil {
 		return nil, fail("read edge keys", err)
 	}
-	return keys, nil
+	if !found {
+		return nil, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
+	}
+	// A lot without keys is one row of NULL.
+	out := keys[:0]
+	for _, k := range keys {
+		if k != nil {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }

@@ -56,7 +56,7 @@ func TestEdgeKeys(t *testing.T) {
 			if _, err := f.db.RegisterEdgeKey(ctx, id, k1); cloud.ErrorCode(err) != cloud.ENotFound {
 				t.Errorf("lot %q: %v", id, err)
 			}
-			if keys, err := f.db.EdgeKeys(ctx, id); err != nil || len(keys) != 0 {
+			if keys, err := f.db.EdgeKeys(ctx, id); cloud.ErrorCode(err) != cloud.ENotFound || len(keys) != 0 {
 				t.Errorf("lot %q keys: %v, %v", id, keys, err)
 			}
 		}
