@@ -48,12 +48,14 @@ func (l *Link) registerLoop() {
 	for {
 		err := l.registerKey()
 		if err == nil {
-			l.keyRegistered.Store(true)
+			// Remembered before publishing is allowed, so that whoever sees
+			// an event published finds the registration in the store.
 			if km, ok := l.store.(KeyMemory); ok {
 				if err := km.MarkKeyRegistered(l.cfg.PublicKey); err != nil {
 					l.log.Warn("could not remember the key's registration", "err", err)
 				}
 			}
+			l.keyRegistered.Store(true)
 			l.log.Info("signing key registered", "public_key", protocol.EncodePublicKey(l.cfg.PublicKey))
 			signal(l.wake)
 			return
