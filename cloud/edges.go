@@ -2,13 +2,14 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"time"
 
 	"github.com/parkgate/parkgate/protocol"
 )
 
 // The ports of the edge sync. The store (cloud/postgres) implements the
-// change log, the outbox leases, edge tokens and gate events; the relay
+// change log, the outbox leases, edge tokens and keys and gate events; the relay
 // (cloud/relay) signs and publishes what they hold.
 
 // Page sizes of a change-log read.
@@ -74,6 +75,21 @@ type EdgeTokens interface {
 	// RevokeEdgeToken makes token invalid for good. A token that is not a
 	// live token of the lot is a not_found error.
 	RevokeEdgeToken(ctx context.Context, lotID, token string) error
+}
+
+// EdgeKeys are the public keys that sign a lot's gate events. Each agent
+// makes its own key and registers it, so a lot may have several (two
+// agents, or one replaced); the ingest applies only events one of them
+// verifies.
+type EdgeKeys interface {
+	// RegisterEdgeKey adds key to the lot's keys; created is false when it
+	// was there already, which is not an error. An unknown lot is a
+	// not_found error.
+	RegisterEdgeKey(ctx context.Context, lotID string, key ed25519.PublicKey) (created bool, err error)
+	// EdgeKeys returns the lot's keys, oldest first, none if it has none.
+	// An unknown lot is a not_found error; an unavailable error may pass
+	// on another try.
+	EdgeKeys(ctx context.Context, lotID string) ([]ed25519.PublicKey, error)
 }
 
 // Outbox is the change log as its publishers see it. Any number of

@@ -156,7 +156,10 @@ const (
 
 // GateEvent is what an edge publishes for every decision, on GateEventsTopic.
 // EventID is unique (the edge makes it) so the cloud ingests it exactly once
-// however often it is redelivered.
+// however often it is redelivered. Sig is the agent's ed25519 signature over
+// SigningBytes, by a key registered for the lot: the cloud applies nothing it
+// cannot verify, so the broker's ACL is not the only thing between a forger
+// and a reservation.
 type GateEvent struct {
 	V               int       `json:"v"`
 	EventID         string    `json:"event_id"`
@@ -177,6 +180,7 @@ type GateEvent struct {
 	// Note is free text an operator gave with a remote open (the audit's
 	// "why"); empty on every event a gate decided itself.
 	Note string `json:"note,omitempty"`
+	Sig  string `json:"sig,omitempty"`
 }
 
 // Validate checks a gate event as the cloud receives it.

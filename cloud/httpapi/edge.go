@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"crypto/ed25519"
 	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/protocol"
 )
 
 func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
@@ -27,24 +29,70 @@ func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]string{"token": tok, "lot_id": lotID})
 }
 
-func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
-	if s.EdgeTokens == nil || s.Feed == nil {
-		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
-		return
-	}
-	lotID := chi.URLParam(r, "lot_id")
+// edgeAuth answers 401 and returns false unless the request carries a live
+// edge token of lotID.
+func (s *Server) edgeAuth(w http.ResponseWriter, r *http.Request, lotID string) bool {
 	tok := bearer(r)
 	ok := false
 	if tok != "" {
 		var err error
 		if ok, err = s.EdgeTokens.VerifyEdgeToken(r.Context(), lotID, tok); err != nil {
 			writeError(w, r, s.Log, err)
-			return
+			return false
 		}
 	}
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parkgate-edge"`)
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnauthorized, "a valid edge token of this lot is required"))
+	}
+	return ok
+}
+
+// registerEdgeKey is POST /v1/edge/lots/{lot_id}/keys {"public_key"}: an
+// agent registers the key its gate events are signed with. It answers 201
+// whether the key is new or known, so an agent that retries after a lost
+// answer sees the same success; "created" tells the two apart.
+func (s *Server) registerEdgeKey(w http.ResponseWriter, r *http.Request) {
+	if s.EdgeTokens == nil || s.EdgeKeys == nil {
+		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
+		return
+	}
+	lotID := chi.URLParam(r, "lot_id")
+	if !s.edgeAuth(w, r, lotID) {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+	var body struct {
+		PublicKey *string `json:"public_key"`
+	}
+	if err := decode(r, &body); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if body.PublicKey == nil {
+		writeError(w, r, s.Log, cloud.FieldError("public_key", "public_key is required"))
+		return
+	}
+	key, err := protocol.ParsePublicKey(*body.PublicKey)
+	if err != nil {
+		writeError(w, r, s.Log, cloud.FieldError("public_key", "public_key must be standard base64 of a %d-byte ed25519 public key", ed25519.PublicKeySize))
+		return
+	}
+	created, err := s.EdgeKeys.RegisterEdgeKey(r.Context(), lotID, key)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"lot_id": lotID, "public_key": protocol.EncodePublicKey(key), "created": created})
+}
+
+func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
+	if s.EdgeTokens == nil || s.Feed == nil {
+		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
+		return
+	}
+	lotID := chi.URLParam(r, "lot_id")
+	if !s.edgeAuth(w, r, lotID) {
 		return
 	}
 	after := int64(0)

@@ -40,6 +40,7 @@ type Server struct {
 	Booking    *booking.Service
 	DB         cloud.Store
 	EdgeTokens cloud.EdgeTokens        // nil: edge endpoints answer 503
+	EdgeKeys   cloud.EdgeKeys          // nil: key registration answers 503
 	Feed       cloud.ChangeFeed        // nil: the catch-up endpoint answers 503
 	Webhooks   Webhooks                // nil: webhook answers 503
 	Limiter    cloud.Limiter           // nil: no rate limits
@@ -112,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.admin).Post("/lots", s.createLot)
 		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)
+		r.Post("/edge/lots/{lot_id}/keys", s.registerEdgeKey)
 		r.Post("/payments/webhook", s.webhook)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

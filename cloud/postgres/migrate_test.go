@@ -23,7 +23,7 @@ func TestMigrateConcurrent(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 0)
 	ctx := context.Background()
-	if _, err := s.DB.Pool.Exec(ctx, `DROP TABLE schema_migrations; DROP FUNCTION parkgate_hold, parkgate_change; DROP TABLE IF EXISTS payment_events, relay_leases, edge_tokens, gate_events, gate_status; DROP TABLE outbox, idempotency_keys, reservations, spots, lots CASCADE`); err != nil {
+	if _, err := s.DB.Pool.Exec(ctx, `DROP TABLE schema_migrations; DROP FUNCTION parkgate_hold, parkgate_change; DROP TABLE IF EXISTS payment_events, relay_leases, edge_tokens, edge_keys, gate_events, gate_status; DROP TABLE outbox, idempotency_keys, reservations, spots, lots CASCADE`); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup

@@ -5,6 +5,8 @@
 // several replicas share the lots; the catch-up feed (feed.go) signs the
 // same log (cloud.ChangeLog) for edges that missed messages; and the ingest
 // (ingest.go) stores gate events and gate status (cloud.GateEventStore),
-// acknowledging each MQTT message only after its commit. The edge tokens
-// that guard the catch-up read are the store's (cloud.EdgeTokens).
+// acknowledging each MQTT message only after its commit, and applies only
+// events signed by a key the lot's agents registered (cloud.EdgeKeys,
+// cached by ingestkeys.go). The edge tokens that guard the catch-up read
+// are the store's (cloud.EdgeTokens).
 package relay

@@ -75,13 +75,25 @@ func (f *fixture) queryString(sql string, args ...any) string {
 	return s
 }
 
-// lot inserts a lot with one spot and returns its id.
+// edgeKey signs the test edges' gate events; lot registers it for every
+// lot it makes.
+var edgeKey = func() ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, "parkgate relay test edge key")
+	return ed25519.NewKeyFromSeed(seed)
+}()
+
+// lot inserts a lot with one spot, registers edgeKey for it and returns its
+// id.
 func (f *fixture) lot() string {
 	f.tb.Helper()
 	id := uuid.NewString()
 	f.exec(`INSERT INTO lots (id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots)
 	        VALUES ($1, 'Test lot', 52.5, 13.4, 'Europe/Berlin', 300, 'eur', 1)`, id)
 	f.exec(`INSERT INTO spots (lot_id, label) VALUES ($1, 'A1')`, id)
+	if _, err := f.db.RegisterEdgeKey(context.Background(), id, edgeKey.Public().(ed25519.PublicKey)); err != nil {
+		f.tb.Fatal(err)
+	}
 	return id
 }
 

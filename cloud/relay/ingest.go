@@ -6,7 +6,10 @@ package relay
 // CHECKED_IN or COMPLETED in the same transaction, with the outbox row, so
 // the edge hears of it like any other change. The MQTT message is
 // acknowledged only after that commit: a crash redelivers rather than loses.
-// The gates' retained status (online, offline, applied seq) is recorded too.
+// Only events signed by a key registered for their lot are applied; the
+// rest are counted (reason bad_signature) and dropped, because a broker
+// without ACL lets anyone publish on a gate's topic. The gates' retained
+// status (online, offline, applied seq) is recorded too.
 
 import (
 	"bytes"
@@ -51,6 +54,9 @@ type IngestOptions struct {
 	// SkipStatus turns off recording the gates' retained status.
 	SkipStatus bool
 	Logger     *slog.Logger
+	// KeyTTL is how long a lot's registered keys are trusted without
+	// reading them again (default 30s). A miss reads them again at once.
+	KeyTTL time.Duration
 	// OnChange, when set, is called after a committed event moved a
 	// reservation, with its lot: the availability cache is invalidated
 	// there, since a check-out frees a spot early.
@@ -60,7 +66,8 @@ type IngestOptions struct {
 // Ingest consumes gate events and gate status from the broker into the
 // store.
 type Ingest struct {
-	store cloud.GateEventStore
+	store IngestStore
+	keys  *keyCache
 	cfg   MQTTConfig
 	opts  IngestOptions
 	log   *slog.Logger
@@ -87,7 +94,7 @@ type ingestResult struct {
 // broker in cfg. cfg.ClientID is required and must stay the same across
 // restarts of a replica: it names the persistent session in which the broker
 // keeps the events that arrive while the replica is away.
-func NewIngest(store cloud.GateEventStore, cfg MQTTConfig, opts IngestOptions) (*Ingest, error) {
+func NewIngest(store IngestStore, cfg MQTTConfig, opts IngestOptions) (*Ingest, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("relay: ingest needs a fixed MQTT client id")
 	}
@@ -100,11 +107,15 @@ func NewIngest(store cloud.GateEventStore, cfg MQTTConfig, opts IngestOptions) (
 	if opts.Workers <= 0 {
 		opts.Workers = 16
 	}
+	if opts.KeyTTL <= 0 {
+		opts.KeyTTL = 30 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	return &Ingest{
 		store: store,
+		keys:  newKeyCache(store, opts.KeyTTL),
 		cfg:   cfg,
 		opts:  opts,
 		log:   opts.Logger,
@@ -213,6 +224,7 @@ func waitToken(ctx context.Context, tok mqtt.Token, d time.Duration) error {
 // known to be worthless; a message left unacknowledged (shutdown) is
 // redelivered by the broker in the next session.
 func (in *Ingest) handle(ctx context.Context, m mqtt.Message) {
+	received := time.Now()
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
@@ -227,7 +239,7 @@ func (in *Ingest) handle(ctx context.Context, m mqtt.Message) {
 	case <-ctx.Done():
 		return
 	}
-	res := in.process(ctx, m)
+	res := in.process(ctx, m, received)
 	<-in.sem
 	if res.outcome != "abandoned" {
 		m.Ack()
@@ -244,7 +256,7 @@ func (in *Ingest) reject(res ingestResult, reason string, err error) ingestResul
 	return res
 }
 
-func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
+func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Time) ingestResult {
 	res := ingestResult{topic: m.Topic()}
 	lot, gate, kind, err := protocol.ParseGateTopic(m.Topic())
 	if err != nil {
@@ -268,6 +280,18 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message) ingestResult {
 	}
 	if !isUUID(lot) {
 		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
+	}
+	err = in.retry(ctx, func() error { return in.keys.verify(ctx, lot, &e, received) })
+	switch {
+	case ctx.Err() != nil:
+		res.outcome = "abandoned"
+		return res
+	case errors.Is(err, protocol.ErrBadSignature):
+		return in.reject(res, "bad_signature", fmt.Errorf("no key of lot %s verifies event %s", lot, e.EventID))
+	case cloud.ErrorCode(err) == cloud.ENotFound:
+		return in.reject(res, "unknown_lot", err)
+	case err != nil:
+		return in.reject(res, "database", err)
 	}
 	var out cloud.GateEventResult
 	err = in.retry(ctx, func() error {

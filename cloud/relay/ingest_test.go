@@ -126,8 +126,11 @@ func gateEvent(lot, gate, direction, decision, reservationID string) protocol.Ga
 	}
 }
 
+// publishEvent signs e with edgeKey, as an edge does, and publishes it on
+// its gate's topic.
 func publishEvent(tb testing.TB, c mqtt.Client, e protocol.GateEvent) {
 	tb.Helper()
+	e.Sign(edgeKey)
 	b, err := json.Marshal(e)
 	if err != nil {
 		tb.Fatal(err)
@@ -267,6 +270,7 @@ func TestIngestRejects(t *testing.T) {
 	badVersion := gateEvent(lot, "entry-1", protocol.DirectionEntry, protocol.DecisionOpen, "")
 	badVersion.V = 2
 	unknownLot := gateEvent(uuid.NewString(), "entry-1", protocol.DirectionEntry, protocol.DecisionDeny, "")
+	mismatch.Sign(edgeKey)
 	b, _ := json.Marshal(mismatch)
 	publishRaw(t, pub, protocol.GateEventsTopic(lot, "entry-1"), b, false)
 	publishEvent(t, pub, badVersion)

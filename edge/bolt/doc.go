@@ -7,5 +7,7 @@
 // Gate events are written by one goroutine that commits whatever has queued
 // while the previous commit was syncing (group commit): the fsync is never on
 // the path from plate read to barrier, and a burst of reads costs one fsync,
-// not one each.
+// not one each. The store also holds the agent's ed25519 key, made on its
+// first open; the writer signs each gate event with it as it commits it, so
+// everything that leaves through the outbox is signed.
 package bolt

@@ -19,11 +19,6 @@ func (s *Store) Record(rec edge.Record) <-chan error {
 		done <- fmt.Errorf("record: gate or event id longer than 255 bytes")
 		return done
 	}
-	payload, err := protocol.Encode(rec.Event)
-	if err != nil {
-		done <- err
-		return done
-	}
 	s.qmu.RLock()
 	defer s.qmu.RUnlock()
 	if s.closed {
@@ -40,8 +35,16 @@ func (s *Store) Record(rec edge.Record) <-chan error {
 		s.setPresence(pc.Plate, nil)
 		s.pmu.Unlock()
 	}
-	s.queue <- &pending{rec: rec, payload: payload, done: done}
+	s.queue <- &pending{rec: rec, done: done}
 	return done
+}
+
+// seal signs a queued event and encodes it as it will be published. It runs
+// in the writer, not in Record, because Record is called on the path from
+// plate read to barrier and a signature costs tens of microseconds.
+func (s *Store) seal(p *pending) {
+	p.rec.Event.Sign(s.key)
+	p.payload, p.err = protocol.Encode(p.rec.Event)
 }
 
 // writer commits queued records: it takes everything that queued while the
@@ -63,9 +66,18 @@ func (s *Store) writer() {
 				break more
 			}
 		}
+		sealed := 0
+		for _, p := range batch {
+			if s.seal(p); p.err == nil {
+				sealed++
+			}
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			out, pres := tx.Bucket(bucketOutbox), tx.Bucket(bucketPresence)
 			for _, p := range batch {
+				if p.err != nil {
+					continue
+				}
 				seq, err := out.NextSequence()
 				if err != nil {
 					return err
@@ -94,14 +106,18 @@ func (s *Store) writer() {
 			err = fmt.Errorf("commit %d events: %w", len(batch), err)
 			s.log.Error("outbox commit failed", "err", err)
 		} else {
-			s.depth.Add(int64(len(batch)))
+			s.depth.Add(int64(sealed))
 			select {
 			case s.signal <- struct{}{}:
 			default:
 			}
 		}
 		for _, p := range batch {
-			p.done <- err
+			if p.err != nil {
+				p.done <- p.err
+			} else {
+				p.done <- err
+			}
 		}
 	}
 }

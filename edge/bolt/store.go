@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -59,6 +60,7 @@ type Store struct {
 	db       *bolt.DB
 	log      *slog.Logger
 	maxBatch int
+	key      ed25519.PrivateKey // signs every gate event in the outbox
 
 	lastSeq atomic.Int64
 	depth   atomic.Int64
@@ -81,7 +83,8 @@ type Store struct {
 
 type pending struct {
 	rec     edge.Record
-	payload []byte
+	payload []byte // set by seal
+	err     error  // set by seal when the event cannot be encoded
 	done    chan error
 }
 
@@ -130,10 +133,15 @@ func (s *Store) load() error {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		key, err := loadKey(tx)
+		if err != nil {
+			return err
+		}
+		s.key = key
 		if v := tx.Bucket(bucketMeta).Get(keyLastSeq); len(v) == 8 {
 			s.lastSeq.Store(int64(binary.BigEndian.Uint64(v)))
 		}
-		err := tx.Bucket(bucketPresence).ForEach(func(k, v []byte) error {
+		err = tx.Bucket(bucketPresence).ForEach(func(k, v []byte) error {
 			var p edge.Presence
 			if err := json.Unmarshal(v, &p); err != nil {
 				return fmt.Errorf("presence %s: %w", k, err)

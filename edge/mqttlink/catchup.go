@@ -18,6 +18,25 @@ func (l *Link) requestCatchUp() {
 	}
 }
 
+// outagePoller asks for a catch-up every CatchUpInterval while the broker
+// connection is down. Live changes come only through the broker, so without
+// it a booking confirmed during a broker-only outage would be refused at the
+// gate until the broker came back, though the cloud could be asked.
+func (l *Link) outagePoller() {
+	t := time.NewTicker(l.cfg.CatchUpInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !l.client.IsConnectionOpen() {
+			l.requestCatchUp()
+		}
+	}
+}
+
 func (l *Link) catchUpLoop() {
 	backoff := time.Second
 	for {

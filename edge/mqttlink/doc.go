@@ -10,7 +10,14 @@
 // gap that does not fill within GapWait, a fresh store, every start and
 // every (re)connect trigger catch-up from the cloud's change log, whose
 // pages feed the same ordered applier, so live messages arriving meanwhile
-// are kept, not lost.
+// are kept, not lost. While the broker is unreachable the link also catches
+// up every CatchUpInterval, so a booking confirmed during a broker-only
+// outage still reaches the gate.
+//
+// The store signs every gate event with the agent's own ed25519 key; the
+// link registers its public half with the cloud (POST
+// /v1/edge/lots/{lot_id}/keys, retried until accepted) and publishes no
+// gate event before then, because the cloud drops events it cannot verify.
 //
 // Gate events leave the store's outbox only when the broker acknowledged
 // them (PUBACK) on the connection they were sent on. paho completes the

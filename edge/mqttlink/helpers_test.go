@@ -231,14 +231,58 @@ func (r *receiver) status(gate string) string {
 	return r.statuses[gate].State
 }
 
-// fakeCloud serves the catch-up endpoint from a signed change log.
+var _ mqttlink.KeyMemory = (*bolt.Store)(nil)
+
+// fakeCloud serves the catch-up endpoint from a signed change log, and key
+// registration: it answers 503 while refuseKeys is set.
 type fakeCloud struct {
-	mu       sync.Mutex
-	log      []protocol.ReservationChange
-	pageSize int
-	token    string
-	requests int
-	srv      *httptest.Server
+	mu         sync.Mutex
+	log        []protocol.ReservationChange
+	pageSize   int
+	token      string
+	requests   int
+	keyCalls   int
+	refuseKeys bool
+	keys       []string
+	srv        *httptest.Server
+}
+
+func (f *fakeCloud) setRefuseKeys(v bool) {
+	f.mu.Lock()
+	f.refuseKeys = v
+	f.mu.Unlock()
+}
+
+// keyState returns how often registration was tried and what was registered.
+func (f *fakeCloud) keyState() (int, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keyCalls, append([]string(nil), f.keys...)
+}
+
+func (f *fakeCloud) registerKey(w http.ResponseWriter, r *http.Request) {
+	f.keyCalls++
+	if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer "+f.token {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if f.refuseKeys {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	var body struct {
+		PublicKey string `json:"public_key"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if _, err := protocol.ParsePublicKey(body.PublicKey); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	f.keys = append(f.keys, body.PublicKey)
+	w.WriteHeader(http.StatusCreated)
 }
 
 func newFakeCloud(t *testing.T, token string) *fakeCloud {
@@ -263,6 +307,10 @@ func (f *fakeCloud) count() int {
 func (f *fakeCloud) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if r.URL.Path == "/v1/edge/lots/"+lot+"/keys" {
+		f.registerKey(w, r)
+		return
+	}
 	f.requests++
 	if r.URL.Path != "/v1/edge/lots/"+lot+"/changes" {
 		http.NotFound(w, r)

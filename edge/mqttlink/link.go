@@ -39,9 +39,18 @@ type Config struct {
 	Gates    []string
 	Keys     []ed25519.PublicKey
 
-	CloudURL   string       // catch-up is off when empty
-	Token      string       // bearer token of the catch-up endpoint
+	CloudURL   string       // catch-up and key registration are off when empty
+	Token      string       // bearer token of the edge endpoints (catch-up, key registration)
 	HTTPClient *http.Client // go-retryablehttp's StandardClient when nil
+	// PublicKey is the key the store signs gate events with. When it and
+	// CloudURL are set, the link registers it with the cloud and publishes
+	// no gate event before the cloud has accepted it (or the store, a
+	// KeyMemory, remembers it did).
+	PublicKey ed25519.PublicKey
+	// CatchUpInterval is how often the link catches up over HTTP while the
+	// broker is unreachable (10s): a booking confirmed during a broker-only
+	// outage reaches the gate that way.
+	CatchUpInterval time.Duration
 
 	GapWait        time.Duration // how long a gap may wait for redelivery before catch-up; 500ms
 	Window         int           // gate events published before waiting for acknowledgements; 256
@@ -66,6 +75,7 @@ type Stats struct {
 	Published     uint64 // gate events acknowledged by the broker and removed from the outbox
 	CatchUps      uint64 // successful catch-up runs
 	CatchUpErrors uint64
+	KeyRegistered bool // the cloud accepted the signing key (or the store remembers it did)
 }
 
 // Link is a running connection to the broker and the cloud.
@@ -83,6 +93,9 @@ type Link struct {
 	applied  atomic.Int64
 	gapOpen  atomic.Bool
 	startup  atomic.Bool // a catch-up has succeeded since Start
+
+	keyRegistered atomic.Bool
+	registerErrs  atomic.Uint64
 
 	connections, appliedN, duplicates, badSigs, invalid, published, catchUps, catchUpErrs atomic.Uint64
 
@@ -130,6 +143,9 @@ func New(cfg Config, store Store) (*Link, error) {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
+	if cfg.CatchUpInterval <= 0 {
+		cfg.CatchUpInterval = 10 * time.Second
+	}
 	l := &Link{
 		cfg:      cfg,
 		store:    store,
@@ -159,6 +175,9 @@ func New(cfg Config, store Store) (*Link, error) {
 		return nil, fmt.Errorf("mqttlink: %w", err)
 	}
 	l.applied.Store(seq)
+	if km, ok := store.(KeyMemory); ok && l.registering() && km.KeyRegistered(cfg.PublicKey) {
+		l.keyRegistered.Store(true)
+	}
 
 	l.client = mqtt.NewClient(l.options())
 	for _, g := range cfg.Gates[1:] {
@@ -180,6 +199,14 @@ func (l *Link) Start(ctx context.Context) error {
 	go func() { defer l.wg.Done(); l.applier() }()
 	go func() { defer l.wg.Done(); l.catchUpLoop() }()
 	go func() { defer l.wg.Done(); l.drainer() }()
+	if l.cfg.CloudURL != "" {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.outagePoller() }()
+	}
+	if l.registering() {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.registerLoop() }()
+	}
 	l.requestCatchUp()
 	l.client.Connect() // with ConnectRetry it keeps trying; the token is not needed
 	for _, s := range l.status {
@@ -229,6 +256,7 @@ func (l *Link) Stats() Stats {
 		Published:     l.published.Load(),
 		CatchUps:      l.catchUps.Load(),
 		CatchUpErrors: l.catchUpErrs.Load(),
+		KeyRegistered: l.keyRegistered.Load(),
 	}
 }
 

@@ -153,8 +153,16 @@ func TestCatchUpWrongTokenKeepsLiveApply(t *testing.T) {
 		t.Fatal("applied without a valid token")
 	}
 	cloud := client(t, b.broker.URL(), "cloud", true, nil)
-	publish(t, cloud, protocol.ReservationsTopic(lot), change(b.key, 1))
-	b.applied.wait(t, 1, 10*time.Second)
+	// Connected turns true before the link's first SUBSCRIBE completes, and
+	// a change published before it is not the session's: send it until it
+	// lands (a duplicate is ignored).
+	waitFor(t, 10*time.Second, "change 1 applied live", func() bool {
+		if l.AppliedSeq() >= 1 {
+			return true
+		}
+		publish(t, cloud, protocol.ReservationsTopic(lot), change(b.key, 1))
+		return l.AppliedSeq() >= 1
+	})
 }
 
 // newAgent builds an agent with fake barriers on the bundle's store.

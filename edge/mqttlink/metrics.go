@@ -28,6 +28,13 @@ func (l *Link) register(reg prometheus.Registerer) error {
 		counter("parkedge_sync_invalid_total", "Messages refused as not a valid change for this lot.", l.invalid.Load),
 		counter("parkedge_sync_catchups_total", "Completed HTTP catch-ups.", l.catchUps.Load),
 		counter("parkedge_sync_catchup_errors_total", "Failed HTTP catch-up attempts.", l.catchUpErrs.Load),
+		gauge("parkedge_signing_key_registered", "1 once the cloud has accepted the key that signs the gate events; until then they wait in the outbox.", func() float64 {
+			if l.keyRegistered.Load() {
+				return 1
+			}
+			return 0
+		}),
+		counter("parkedge_signing_key_register_errors_total", "Failed attempts to register the signing key with the cloud.", l.registerErrs.Load),
 		counter("parkedge_events_published_total", "Gate events acknowledged by the broker and removed from the outbox.", l.published.Load),
 		gauge("parkedge_outbox_depth", "Gate events waiting for the broker.", func() float64 { return float64(l.store.Depth()) }),
 	}

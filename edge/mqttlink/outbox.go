@@ -37,7 +37,7 @@ func (l *Link) drain() error {
 		// Read the counters before checking the connection: an attempt or
 		// resume after this point must make the window untrusted.
 		attempts, resumes := l.attempts.Load(), l.pstore.resumes.Load()
-		if !l.client.IsConnectionOpen() || !l.pstore.ready() {
+		if !l.client.IsConnectionOpen() || !l.pstore.ready() || !l.mayPublish() {
 			return nil
 		}
 		entries, err := l.store.Pending(l.cfg.Window)

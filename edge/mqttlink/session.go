@@ -74,6 +74,9 @@ func (l *Link) onConnect(c mqtt.Client) {
 
 func (l *Link) onLost(_ mqtt.Client, err error) {
 	l.log.Warn("broker connection lost", "err", err)
+	// Ask the cloud at once rather than at the next outage poll: a change
+	// published while the connection was failing may never arrive.
+	l.requestCatchUp()
 	for _, s := range l.status {
 		s.refresh()
 	}

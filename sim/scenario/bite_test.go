@@ -224,6 +224,24 @@ func breakForged(ctx context.Context, st *stack.Stack, _ *sim.Run) error {
 	if err != nil {
 		return err
 	}
+	// The cloud applies only events signed by a key registered for the
+	// lot: this agent holds the lot's edge token, as a broken agent of the
+	// lot would, and registers its store's key with it.
+	kb, _ := json.Marshal(map[string]string{"public_key": protocol.EncodePublicKey(store.PublicKey())})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.CloudURL+"/v1/edge/lots/"+lot+"/keys", bytes.NewReader(kb))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	req.Header.Set("Content-Type", "application/json")
+	kresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	kresp.Body.Close()
+	if kresp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("registering the unverified agent's key: %s", kresp.Status)
+	}
 	agent.SetLink(link)
 	if err := link.Start(ctx); err != nil {
 		return err

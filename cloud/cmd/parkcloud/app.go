@@ -115,7 +115,7 @@ func (m *Main) Run(ctx context.Context) error {
 	secrets := split(m.StripeWebhookSecret)
 	webhooks := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: secrets}.Verify, Bus: pub}
 
-	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
+	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, EdgeKeys: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
 		LotInFlight: m.LotInFlight}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks

@@ -27,6 +27,7 @@ type Config struct {
 	ClientID      string
 	CloudURL      string
 	EdgeToken     string
+	CatchUpEvery  time.Duration // HTTP catch-up period while the broker is unreachable
 	PublicKeys    []ed25519.PublicKey
 	Hardware      string // "periph" or "sim"
 	HTTPAddr      string
@@ -60,8 +61,9 @@ func (m *Main) ParseFlags(args []string) error {
 		dataDir   = str(fs, "data-dir", "PARKGATE_DATA_DIR", "./parkedge-data", "directory of the bbolt store")
 		mqttURL   = str(fs, "mqtt-url", "MQTT_URL", "tcp://127.0.0.1:1883", "broker URLs, comma-separated, tried in order for failover")
 		clientID  = str(fs, "mqtt-client-id", "PARKGATE_MQTT_CLIENT_ID", "", "fixed MQTT client id (default parkedge-{lot id})")
-		cloudURL  = str(fs, "cloud-url", "PARKGATE_CLOUD_URL", "http://127.0.0.1:8080", "cloud API base URL for catch-up; empty turns catch-up off")
-		token     = secret(fs, "edge-token", "PARKGATE_EDGE_TOKEN", "lot credential: catch-up bearer token and broker password")
+		cloudURL  = str(fs, "cloud-url", "PARKGATE_CLOUD_URL", "http://127.0.0.1:8080", "cloud API base URL for catch-up and key registration; empty turns both off")
+		catchUp   = str(fs, "catchup-interval", "PARKGATE_CATCHUP_INTERVAL", "10s", "while the broker is unreachable, catch up over HTTP this often")
+		token     = secret(fs, "edge-token", "PARKGATE_EDGE_TOKEN", "lot credential: bearer token of catch-up and key registration, and broker password")
 		keys      = str(fs, "cloud-public-keys", "PARKGATE_CLOUD_PUBLIC_KEYS", "", "cloud ed25519 public keys, comma-separated standard base64 (required)")
 		hardware  = str(fs, "hardware", "PARKGATE_HARDWARE", HardwareSim, "pins: periph (real GPIO by name) or sim (fake pins)")
 		httpAddr  = str(fs, "http-addr", "PARKGATE_HTTP_ADDR", "127.0.0.1:8081", "address of the edge API for cameras and operators")
@@ -141,6 +143,12 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if c.ActiveLowOver, err = strconv.ParseBool(*activeLow); err != nil {
 		return fmt.Errorf("-override-active-low: %w", err)
+	}
+	if c.CatchUpEvery, err = time.ParseDuration(*catchUp); err != nil {
+		return fmt.Errorf("-catchup-interval: %w", err)
+	}
+	if c.CatchUpEvery <= 0 {
+		return fmt.Errorf("-catchup-interval: must be positive")
 	}
 	if c.Policy.EarlyGrace, err = time.ParseDuration(*early); err != nil {
 		return fmt.Errorf("-early-grace: %w", err)
@@ -243,7 +251,7 @@ func (c Config) logAttrs() []any {
 	}
 	return []any{
 		"lot_id", c.LotID, "gates", strings.Join(gates, ","), "data_dir", c.DataDir,
-		"mqtt_url", strings.Join(brokers, ","), "cloud_url", c.CloudURL, "edge_token", mask(c.EdgeToken),
+		"mqtt_url", strings.Join(brokers, ","), "cloud_url", c.CloudURL, "catchup_interval", c.CatchUpEvery.String(), "edge_token", mask(c.EdgeToken),
 		"cloud_public_keys", strings.Join(keys, ","), "hardware", c.Hardware, "http_addr", c.HTTPAddr,
 		"early_grace", c.Policy.EarlyGrace.String(), "exit_grace", c.Policy.ExitGrace.String(),
 		"min_confidence", c.Policy.MinConfidence, "pulse", c.Policy.Pulse.String(), "max_read_age", c.Policy.MaxReadAge.String(),

@@ -100,9 +100,24 @@ func TestParseFlags(t *testing.T) {
 		for _, env := range []string{"PARKGATE_LOT_ID", "PARKGATE_GATES", "PARKGATE_DATA_DIR", "MQTT_URL", "PARKGATE_CLOUD_URL",
 			"PARKGATE_EDGE_TOKEN", "PARKGATE_CLOUD_PUBLIC_KEYS", "PARKGATE_HARDWARE", "PARKGATE_HTTP_ADDR", "PARKGATE_PINS",
 			"PARKGATE_EARLY_GRACE", "PARKGATE_EXIT_GRACE", "PARKGATE_MIN_CONFIDENCE", "PARKGATE_PULSE",
-			"PARKGATE_MAX_READ_AGE", "PARKGATE_CAMERA_TOKEN", "PARKGATE_OPERATOR_TOKEN"} {
+			"PARKGATE_MAX_READ_AGE", "PARKGATE_CAMERA_TOKEN", "PARKGATE_OPERATOR_TOKEN", "PARKGATE_CATCHUP_INTERVAL"} {
 			if !strings.Contains(help, "env "+env+")") {
 				t.Errorf("help does not name %s", env)
+			}
+		}
+	})
+	t.Run("CatchUpInterval", func(t *testing.T) {
+		m := &Main{Stderr: &bytes.Buffer{}}
+		if err := m.ParseFlags([]string{"-lot-id", "l", "-cloud-public-keys", testKeys()}); err != nil || m.Config.CatchUpEvery != 10*time.Second {
+			t.Fatalf("default catch-up interval %v %v", m.Config.CatchUpEvery, err)
+		}
+		t.Setenv("PARKGATE_CATCHUP_INTERVAL", "3s")
+		if err := m.ParseFlags([]string{"-lot-id", "l", "-cloud-public-keys", testKeys()}); err != nil || m.Config.CatchUpEvery != 3*time.Second {
+			t.Fatalf("catch-up interval from env %v %v", m.Config.CatchUpEvery, err)
+		}
+		for _, bad := range []string{"0s", "-1s", "soon"} {
+			if err := m.ParseFlags([]string{"-lot-id", "l", "-cloud-public-keys", testKeys(), "-catchup-interval", bad}); err == nil {
+				t.Errorf("-catchup-interval %s accepted", bad)
 			}
 		}
 	})

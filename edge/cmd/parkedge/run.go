@@ -23,6 +23,7 @@ import (
 	"github.com/parkgate/parkgate/edge/hw"
 	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/edge/mqttlink"
+	"github.com/parkgate/parkgate/protocol"
 )
 
 // Main is the program: ParseFlags, then Run, then Close.
@@ -96,9 +97,14 @@ func (m *Main) Run(ctx context.Context) error {
 	m.link, err = mqttlink.New(mqttlink.Config{
 		Brokers: c.Brokers, LotID: c.LotID, ClientID: c.ClientID, Password: c.EdgeToken, Gates: gateIDs,
 		Keys: c.PublicKeys, CloudURL: c.CloudURL, Token: c.EdgeToken, Logger: m.Logger, Registerer: reg,
+		PublicKey: store.PublicKey(), CatchUpInterval: c.CatchUpEvery,
 	}, store)
 	if err != nil {
 		return err
+	}
+	m.Logger.Info("gate events are signed", "public_key", protocol.EncodePublicKey(store.PublicKey()))
+	if c.CloudURL == "" {
+		m.Logger.Warn("no cloud URL: the signing key cannot be registered, and the cloud drops gate events it cannot verify")
 	}
 	m.agent.SetLink(m.link)
 	if err := m.link.Start(ctx); err != nil {
