@@ -31,7 +31,7 @@ type Journeys struct {
 	NoShow       int     `json:"no_show"`       // booked and paid, never came
 	Intruders    int     `json:"intruders"`     // came without booking
 	IntrudersIn  int     `json:"intruders_in"`  // …and got in (must be 0)
-	Completed    int     `json:"completed"`     // journeys that ended as planned
+	Completed    int     `json:"completed"`     // booked journeys that ended as planned (asPlanned)
 	Plans        []Count `json:"plans"`         // arrival/payment plan mix
 }
 

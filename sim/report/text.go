@@ -75,7 +75,11 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if !r.Pass {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s  %-30s %5d checked  %s\n", label, verdict, r.Name, r.Checked, r.Title)
+		checked := fmt.Sprintf("%5d checked", r.Checked)
+		if r.Checked == 0 {
+			checked = "nothing to check" // a pass over nothing proves nothing: say so
+		}
+		fmt.Fprintf(tw, "%s\t%s  %-30s %16s  %s\n", label, verdict, r.Name, checked, r.Title)
 		for _, v := range r.Violations {
 			fmt.Fprintf(tw, "\t        ✗ %s\n", v)
 		}
