@@ -50,9 +50,10 @@ type Holds struct {
 
 // Refunds compares refunds made with refunds due.
 type Refunds struct {
-	Count    int   `json:"count"`
-	Expected int   `json:"expected"` // paid sessions the cloud did not honour
-	Amount   int64 `json:"amount"`   // minor units
+	Count    int    `json:"count"`
+	Expected int    `json:"expected"` // paid sessions the cloud did not honour
+	Amount   int64  `json:"amount"`   // minor units
+	Currency string `json:"currency"` // of Amount: the lots', comma-separated if they differ
 }
 
 // Latency is the gate's speed seen three ways.

@@ -1,7 +1,9 @@
 package report
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/protocol"
@@ -205,4 +207,11 @@ func (s *Summary) refunds(run *sim.Run) {
 		s.Refunds.Count++
 		s.Refunds.Amount += r.Amount
 	}
+	var currencies []string
+	for _, l := range run.Lots {
+		if l.Currency != "" && !slices.Contains(currencies, l.Currency) {
+			currencies = append(currencies, l.Currency)
+		}
+	}
+	s.Refunds.Currency = strings.Join(currencies, ",")
 }

@@ -32,7 +32,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	for i := 4; i < len(s.Decisions); i += 4 {
 		fmt.Fprintf(tw, "\t%s\n", joinCounts(s.Decisions[i:], 4))
 	}
-	fmt.Fprintf(tw, "refunds\t%d made · %d due · %s\n", s.Refunds.Count, s.Refunds.Expected, money(s.Refunds.Amount))
+	fmt.Fprintf(tw, "refunds\t%d made · %d due · %s\n", s.Refunds.Count, s.Refunds.Expected, strings.TrimSpace(money(s.Refunds.Amount)+" "+s.Refunds.Currency))
 	fmt.Fprintf(tw, "gate latency\tread → barrier  %s\n", s.Latency.ReadToBarrier)
 	fmt.Fprintf(tw, "\tread → answer   %s\n", s.Latency.ReadToAnswer)
 	fmt.Fprintf(tw, "\tdecision        %s\n", s.Latency.Decision)
