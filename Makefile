@@ -62,7 +62,8 @@ lint: vet ## vet + staticcheck (when installed)
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed; vet only"
 
 demo: services build ## the main job: a one-minute simulated multi-lot run with a report
-	./bin/parksim run --scenario demo
+	@# services has just run and printed its block: parksim need not run it again.
+	./bin/parksim run --scenario demo --services=false
 
 clean:
 	rm -rf bin reports

@@ -63,13 +63,16 @@ type Plan struct {
 
 // Lot is one simulated car park and its edge agent.
 type Lot struct {
-	Index   int      `json:"index"`
-	ID      string   `json:"id"`
-	Name    string   `json:"name"`
-	Spots   int      `json:"spots"`
-	EdgeURL string   `json:"edge_url"`
-	Entry   []string `json:"entry_gates"`
-	Exit    []string `json:"exit_gates"`
+	Index int    `json:"index"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Spots int    `json:"spots"`
+	// Currency is the lot's hourly rate's (ISO 4217), so money the run
+	// reports carries its unit.
+	Currency string   `json:"currency"`
+	EdgeURL  string   `json:"edge_url"`
+	Entry    []string `json:"entry_gates"`
+	Exit     []string `json:"exit_gates"`
 }
 
 // HoldAttempt is one POST /v1/reservations.

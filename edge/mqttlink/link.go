@@ -33,7 +33,8 @@ type Config struct {
 	ClientID string // "parkedge-{lot}" when empty; fixed, so the broker keeps the session
 	// Username and Password authenticate to the broker; the username is the
 	// lot id when a password is set and Username is empty, as the broker's
-	// per-lot ACL expects.
+	// per-lot ACL expects; a further gate's status connection logs in as
+	// Username/gates/{gate} with the same password (see status.go).
 	Username string
 	Password string
 	Gates    []string

@@ -52,7 +52,11 @@ func newStatusConn(l *Link, gate string) *statusConn {
 		}).
 		SetBinaryWill(s.topic, l.statusPayload(gate, protocol.StateOffline), 1, true)
 	if l.cfg.Username != "" {
-		o.SetUsername(l.cfg.Username).SetPassword(l.cfg.Password)
+		// A user of its own: the shipped broker makes a client's id its
+		// username, so under the lot's user this connection would take the
+		// main one's session. The acl grants `{lot}/gates/{gate}` just this
+		// gate's status topic.
+		o.SetUsername(l.cfg.Username + "/gates/" + gate).SetPassword(l.cfg.Password)
 	}
 	s.client = mqtt.NewClient(o)
 	return s

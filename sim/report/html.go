@@ -49,7 +49,7 @@ ul.v{margin:4px 0 0 18px;padding:0;color:#b91c1c}code{font-size:12px}
 
 <h2>Invariants</h2>
 <table>{{range .S.Invariants}}<tr><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
-<th>{{.Name}}</th><td>{{.Title}}<div class="sub">{{.Checked}} checked · source: {{.Source}}</div>
+<th>{{.Name}}</th><td>{{.Title}}<div class="sub">{{if .Checked}}{{.Checked}} checked{{else}}nothing to check{{end}} · source: {{.Source}}</div>
 {{if .Violations}}<ul class="v">{{range .Violations}}<li>{{.}}</li>{{end}}</ul>{{end}}</td></tr>{{end}}</table>
 
 <h2>Gate latency</h2>

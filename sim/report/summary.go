@@ -31,7 +31,7 @@ type Journeys struct {
 	NoShow       int     `json:"no_show"`       // booked and paid, never came
 	Intruders    int     `json:"intruders"`     // came without booking
 	IntrudersIn  int     `json:"intruders_in"`  // …and got in (must be 0)
-	Completed    int     `json:"completed"`     // journeys that ended as planned
+	Completed    int     `json:"completed"`     // booked journeys that ended as planned (asPlanned)
 	Plans        []Count `json:"plans"`         // arrival/payment plan mix
 }
 
@@ -50,9 +50,10 @@ type Holds struct {
 
 // Refunds compares refunds made with refunds due.
 type Refunds struct {
-	Count    int   `json:"count"`
-	Expected int   `json:"expected"` // paid sessions the cloud did not honour
-	Amount   int64 `json:"amount"`   // minor units
+	Count    int    `json:"count"`
+	Expected int    `json:"expected"` // paid sessions the cloud did not honour
+	Amount   int64  `json:"amount"`   // minor units
+	Currency string `json:"currency"` // of Amount: the lots', comma-separated if they differ
 }
 
 // Latency is the gate's speed seen three ways.

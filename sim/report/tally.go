@@ -1,7 +1,9 @@
 package report
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/protocol"
@@ -97,8 +99,23 @@ func (s *Summary) journeys(run *sim.Run) {
 		if jn.Plan.Arrival == sim.ArrivalLate && jn.Paid() {
 			j.CameLate++
 		}
+		if asPlanned(&jn) {
+			j.Completed++
+		}
 	}
 	j.Plans = counts(plans)
+}
+
+// asPlanned reports whether a booked driver's journey ended as its plan
+// says it should: one who pays at once and comes within the window got in
+// and out again; any other (late, no-show, unpaid, or paid only after the
+// hold ended) was never let in.
+func asPlanned(jn *sim.Journey) bool {
+	mustEnter := jn.Plan.Payment == sim.PayNow && jn.Plan.Arrival != sim.ArrivalLate && jn.Plan.Arrival != sim.ArrivalNoShow
+	if mustEnter {
+		return jn.Entered() && !jn.ExitedAt.IsZero()
+	}
+	return !jn.Entered()
 }
 
 func (s *Summary) holds(run *sim.Run) {
@@ -190,4 +207,11 @@ func (s *Summary) refunds(run *sim.Run) {
 		s.Refunds.Count++
 		s.Refunds.Amount += r.Amount
 	}
+	var currencies []string
+	for _, l := range run.Lots {
+		if l.Currency != "" && !slices.Contains(currencies, l.Currency) {
+			currencies = append(currencies, l.Currency)
+		}
+	}
+	s.Refunds.Currency = strings.Join(currencies, ",")
 }

@@ -32,7 +32,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	for i := 4; i < len(s.Decisions); i += 4 {
 		fmt.Fprintf(tw, "\t%s\n", joinCounts(s.Decisions[i:], 4))
 	}
-	fmt.Fprintf(tw, "refunds\t%d made · %d due · %s\n", s.Refunds.Count, s.Refunds.Expected, money(s.Refunds.Amount))
+	fmt.Fprintf(tw, "refunds\t%d made · %d due · %s\n", s.Refunds.Count, s.Refunds.Expected, strings.TrimSpace(money(s.Refunds.Amount)+" "+s.Refunds.Currency))
 	fmt.Fprintf(tw, "gate latency\tread → barrier  %s\n", s.Latency.ReadToBarrier)
 	fmt.Fprintf(tw, "\tread → answer   %s\n", s.Latency.ReadToAnswer)
 	fmt.Fprintf(tw, "\tdecision        %s\n", s.Latency.Decision)
@@ -75,7 +75,11 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if !r.Pass {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s  %-30s %5d checked  %s\n", label, verdict, r.Name, r.Checked, r.Title)
+		checked := fmt.Sprintf("%5d checked", r.Checked)
+		if r.Checked == 0 {
+			checked = "nothing to check" // a pass over nothing proves nothing: say so
+		}
+		fmt.Fprintf(tw, "%s\t%s  %-30s %16s  %s\n", label, verdict, r.Name, checked, r.Title)
 		for _, v := range r.Violations {
 			fmt.Fprintf(tw, "\t        ✗ %s\n", v)
 		}

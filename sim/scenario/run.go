@@ -273,7 +273,9 @@ func processesUp(st *stack.Stack) check.Result {
 		r.Checked++
 		if exited, err := p.Exited(); exited {
 			r.Failed++
-			r.Violations = append(r.Violations, fmt.Sprintf("%s exited during the run (%v); see %s", p.Name, err, p.LogPath))
+			// The run's directory goes at Close; writeReport keeps the
+			// logs of a failed run under the report's logs/.
+			r.Violations = append(r.Violations, fmt.Sprintf("%s exited during the run (%v); see logs/%s next to the report", p.Name, err, filepath.Base(p.LogPath)))
 		}
 	}
 	if !st.Broker.Running() {

@@ -51,7 +51,7 @@ func (s *Stack) cloud(ctx context.Context) error {
 	}
 	s.Cloud, s.CloudURL = p, "http://"+addr
 	s.Webhooks.SetTarget(s.CloudURL + "/v1/payments/webhook")
-	s.logf("parkcloud: %s (log %s)", s.CloudURL, p.LogPath)
+	s.logf("parkcloud: %s%s", s.CloudURL, s.logNote(p))
 	if s.LossyURL, err = s.serve(NewAnswerDropper(s.CloudURL)); err != nil {
 		return fmt.Errorf("stack: lossy network: %w", err)
 	}

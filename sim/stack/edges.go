@@ -39,6 +39,10 @@ func LotLocation(i int) (lat, lng float64) {
 	return 52.5200 + 0.002*float64(i%5), 13.4050 + 0.003*float64(i/5)
 }
 
+// lotCurrency is every simulated lot's, in the ISO 4217 spelling the cloud
+// keeps.
+const lotCurrency = "EUR"
+
 func (s *Stack) lots(ctx context.Context) error {
 	for i, spec := range s.opts.Lots {
 		lat, lng := LotLocation(i)
@@ -47,7 +51,7 @@ func (s *Stack) lots(ctx context.Context) error {
 		}
 		_, err := s.do(ctx, http.MethodPost, s.CloudURL+"/v1/lots", s.AdminToken, map[string]any{
 			"name": spec.Name, "latitude": lat, "longitude": lng, "time_zone": "Europe/Berlin",
-			"spots": spec.Spots, "hourly_rate": map[string]any{"amount": 300, "currency": "eur"},
+			"spots": spec.Spots, "hourly_rate": map[string]any{"amount": 300, "currency": lotCurrency},
 		}, &lot)
 		if err != nil {
 			return fmt.Errorf("stack: create lot %s: %w", spec.Name, err)
@@ -62,7 +66,7 @@ func (s *Stack) lots(ctx context.Context) error {
 		if gates == "" {
 			gates = "entry-1=entry,exit-1=exit"
 		}
-		sl := sim.Lot{Index: i, ID: lot.ID, Name: spec.Name, Spots: spec.Spots}
+		sl := sim.Lot{Index: i, ID: lot.ID, Name: spec.Name, Spots: spec.Spots, Currency: lotCurrency}
 		for _, g := range strings.Split(gates, ",") {
 			id, dir, _ := strings.Cut(strings.TrimSpace(g), "=")
 			if dir == protocol.DirectionEntry {
@@ -121,7 +125,7 @@ func (s *Stack) startEdge(ctx context.Context, e *Edge) error {
 	if e.Pins != nil {
 		pins = "fake pins at " + e.Pins.base
 	}
-	s.logf("parkedge %s: %s via proxy %s (%s; log %s)", e.Lot.Name, e.URL, e.Proxy.Addr(), pins, e.Proc.LogPath)
+	s.logf("parkedge %s: %s via proxy %s (%s)%s", e.Lot.Name, e.URL, e.Proxy.Addr(), pins, s.logNote(e.Proc))
 	return nil
 }
 

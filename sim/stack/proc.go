@@ -152,3 +152,13 @@ func (p *Proc) waitHTTP(ctx context.Context, url string, timeout time.Duration) 
 		}
 	}
 }
+
+// logNote names a process's log for the start-up lines only when it will
+// still be there after the run: Close removes the directory unless Keep, and
+// a failed run copies the logs next to its report and says so then.
+func (s *Stack) logNote(p *Proc) string {
+	if !s.opts.Keep && s.opts.Dir == "" {
+		return ""
+	}
+	return " (log " + p.LogPath + ")"
+}

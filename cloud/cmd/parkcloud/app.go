@@ -153,7 +153,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	if brokers := split(m.MQTTURLs); len(brokers) > 0 {
-		rl, err := relay.New(db, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-relay-" + m.ReplicaID},
+		rl, err := relay.New(db, mqttClient(brokers, "parkcloud-relay-"+m.ReplicaID),
 			key, relay.Options{Owner: m.ReplicaID, Logger: m.Log})
 		if err != nil {
 			stopBG()
@@ -161,7 +161,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		goBG("relay", rl.Run)
 		svc.Changed = func(string) { rl.Wake() }
-		in, err := relay.NewIngest(db, relay.MQTTConfig{Brokers: brokers, ClientID: "parkcloud-ingest-" + m.ReplicaID},
+		in, err := relay.NewIngest(db, mqttClient(brokers, "parkcloud-ingest-"+m.ReplicaID),
 			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
 				OnChange: func(ctx context.Context, lotID string) {
 					if g != nil {

@@ -1,0 +1,82 @@
+package check
+
+import (
+	"sort"
+
+	"github.com/parkgate/parkgate/sim"
+)
+
+// NoOverlap: no two active reservations of one spot overlap — now, in the
+// reservations table, and at any point of the run, by replaying each lot's
+// change log in sequence order (every status change is logged in the
+// transaction that made it, so the log is the history of who held a spot).
+func NoOverlap(run *sim.Run) Result {
+	r := Result{Name: "no_overlap", Title: "no two active reservations of a spot overlap",
+		Source: "postgres: reservations (now) and outbox (history)"}
+	bySpot := map[int64][]*sim.Reservation{}
+	byID := make(map[string]*sim.Reservation, len(run.Reservations))
+	for i := range run.Reservations {
+		res := &run.Reservations[i]
+		byID[res.ID] = res
+		if res.Status.Active() {
+			bySpot[res.SpotID] = append(bySpot[res.SpotID], res)
+		}
+	}
+	r.Checked = len(run.Reservations)
+	spots := make([]int64, 0, len(bySpot))
+	for s := range bySpot {
+		spots = append(spots, s)
+	}
+	sort.Slice(spots, func(i, j int) bool { return spots[i] < spots[j] })
+	for _, s := range spots {
+		rs := bySpot[s]
+		for i := range rs {
+			for j := i + 1; j < len(rs); j++ {
+				if overlaps(rs[i], rs[j]) {
+					r.fail("spot %d: %s %s [%s, %s) and %s %s [%s, %s) are both active and overlap",
+						s, short(rs[i].ID), rs[i].Status, hm(rs[i].StartsAt), hm(rs[i].EndsAt),
+						short(rs[j].ID), rs[j].Status, hm(rs[j].StartsAt), hm(rs[j].EndsAt))
+				}
+			}
+		}
+	}
+
+	// History: replay each lot's log.
+	changes := append([]sim.Change(nil), run.Changes...)
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].LotID != changes[j].LotID {
+			return changes[i].LotID < changes[j].LotID
+		}
+		return changes[i].Seq < changes[j].Seq
+	})
+	live := map[int64]map[string]bool{} // spot → active reservation ids
+	seen := map[string]bool{}           // pairs reported
+	for _, c := range changes {
+		res, ok := byID[c.ReservationID]
+		if !ok {
+			continue
+		}
+		set := live[res.SpotID]
+		if set == nil {
+			set = map[string]bool{}
+			live[res.SpotID] = set
+		}
+		if !c.Status.Active() {
+			delete(set, res.ID)
+			continue
+		}
+		if !set[res.ID] {
+			for other := range set {
+				o := byID[other]
+				key := min(o.ID, res.ID) + max(o.ID, res.ID)
+				if overlaps(o, res) && !seen[key] {
+					seen[key] = true
+					r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
+						res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
+				}
+			}
+		}
+		set[res.ID] = true
+	}
+	return r.done()
+}
