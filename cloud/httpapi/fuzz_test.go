@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/parkgate/parkgate/cloud/booking"
 )
 
 // fuzzRequest is a POST carrying body, as a client would send it.
@@ -51,7 +55,7 @@ func FuzzCreateLotBody(f *testing.F) {
 			return
 		}
 		switch {
-		case strings.TrimSpace(lot.Name) == "" || len(lot.Name) > maxNameLen:
+		case strings.TrimSpace(lot.Name) == "" || utf8.RuneCountInString(lot.Name) > booking.MaxNameLen || !printable(lot.Name):
 			t.Fatalf("body %q: accepted name %q", body, lot.Name)
 		case math.IsNaN(lot.Latitude) || math.Abs(lot.Latitude) > 90 || math.IsNaN(lot.Longitude) || math.Abs(lot.Longitude) > 180:
 			t.Fatalf("body %q: accepted position %v,%v", body, lot.Latitude, lot.Longitude)
@@ -65,7 +69,7 @@ func FuzzCreateLotBody(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, s := range lot.Spots {
-			if strings.TrimSpace(s) == "" || len(s) > maxSpotLabel || seen[s] {
+			if strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > booking.MaxSpotLabelLen || !printable(s) || seen[s] {
 				t.Fatalf("body %q: accepted spot label %q", body, s)
 			}
 			seen[s] = true
@@ -111,4 +115,10 @@ func FuzzHoldBody(f *testing.F) {
 			t.Fatalf("body %q: window %v – %v finer than Postgres keeps", body, req.StartsAt, req.EndsAt)
 		}
 	})
+}
+
+// printable is the input rule for names and labels: no NUL, no control
+// characters, no ANSI escapes (finding 1 of issue 13).
+func printable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
