@@ -49,10 +49,10 @@ func eventually(ctx context.Context, d time.Duration, what string, cond func() b
 func insertOverlap(ctx context.Context, st *stack.Stack) error {
 	lot := st.Edges[0].Lot.ID
 	var spot int64
-	if err := st.DB.QueryRow(ctx, `SELECT id FROM spots WHERE lot_id = $1 ORDER BY id DESC LIMIT 1`, lot).Scan(&spot); err != nil {
+	if err := st.DB.Pool.QueryRow(ctx, `SELECT id FROM spots WHERE lot_id = $1 ORDER BY id DESC LIMIT 1`, lot).Scan(&spot); err != nil {
 		return fmt.Errorf("find spot: %w", err)
 	}
-	tx, err := st.DB.Begin(ctx)
+	tx, err := st.DB.Pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func breakLoseEvent(ctx context.Context, st *stack.Stack, run *sim.Run) error {
 		if r.EventID == "" {
 			continue
 		}
-		tag, err := st.DB.Exec(ctx, `DELETE FROM gate_events WHERE event_id = $1`, r.EventID)
+		tag, err := st.DB.Pool.Exec(ctx, `DELETE FROM gate_events WHERE event_id = $1`, r.EventID)
 		if err != nil {
 			return err
 		}

@@ -210,7 +210,7 @@ func TestChecksBite(t *testing.T) {
 	opts.AfterStart = func(ctx context.Context, st *stack.Stack) error {
 		// With the constraint in place, Postgres itself refuses the overlap.
 		overlapRefused = insertOverlap(ctx, st)
-		_, err := st.DB.Exec(ctx, `ALTER TABLE reservations DROP CONSTRAINT reservations_no_overlap`)
+		_, err := st.DB.Pool.Exec(ctx, `ALTER TABLE reservations DROP CONSTRAINT reservations_no_overlap`)
 		return err
 	}
 	opts.BeforeCheck = func(ctx context.Context, st *stack.Stack, run *sim.Run) error {

@@ -45,7 +45,7 @@ func (s *Stack) Collect(ctx context.Context, run *sim.Run) error {
 
 // store reads the run's schema through the cloud store's audit API, so the
 // simulator holds no SQL of its own.
-func (s *Stack) store() *postgres.DB { return postgres.New(s.DB) }
+func (s *Stack) store() *postgres.DB { return s.DB }
 
 // Reservations reads every reservation of the run.
 func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {

@@ -5,15 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
@@ -75,29 +73,13 @@ func (s *Stack) services(ctx context.Context) error {
 }
 
 func (s *Stack) schema(ctx context.Context) error {
-	admin, err := pgxpool.New(ctx, s.opts.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("stack: postgres: %w", err)
-	}
-	defer admin.Close()
 	s.Schema = "sim_" + time.Now().UTC().Format("0102_150405") + "_" + randHex(3)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+s.Schema); err != nil {
-		return fmt.Errorf("stack: create schema (is Postgres up? deploy/services.sh): %w", err)
+	var err error
+	if s.DatabaseURL, err = postgres.CreateSchema(ctx, s.opts.DatabaseURL, s.Schema); err != nil {
+		return fmt.Errorf("stack: %w (is Postgres up? deploy/services.sh)", err)
 	}
-	u, err := url.Parse(s.opts.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("stack: database url: %w", err)
-	}
-	q := u.Query()
-	q.Set("search_path", s.Schema+",public")
-	u.RawQuery = q.Encode()
-	s.DatabaseURL = u.String()
-	cfg, err := pgxpool.ParseConfig(s.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("stack: %w", err)
-	}
-	cfg.MaxConns = 2
-	if s.DB, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+	// Two connections: the simulator only reads, after the run.
+	if s.DB, err = postgres.Open(ctx, s.DatabaseURL, 2); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
 	s.logf("postgres: schema %s", s.Schema)

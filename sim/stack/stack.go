@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"io"
 	"net/http"
 	"os"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
@@ -83,7 +82,7 @@ type Stack struct {
 
 	Schema      string
 	DatabaseURL string // with the run's search_path
-	DB          *pgxpool.Pool
+	DB          *postgres.DB
 
 	Broker     *broker.Broker
 	Stripe     *stripefake.Fake
@@ -250,11 +249,8 @@ func (s *Stack) Close() error {
 	}
 	if s.Schema != "" && !s.opts.Keep {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if admin, err := pgxpool.New(ctx, s.opts.DatabaseURL); err == nil {
-			if _, err := admin.Exec(ctx, "DROP SCHEMA "+s.Schema+" CASCADE"); err != nil {
-				errs = append(errs, fmt.Errorf("drop schema %s: %w", s.Schema, err))
-			}
-			admin.Close()
+		if err := postgres.DropSchema(ctx, s.opts.DatabaseURL, s.Schema); err != nil {
+			errs = append(errs, err)
 		}
 		cancel()
 	}

@@ -8,12 +8,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/postgres"
 )
 
@@ -60,23 +58,11 @@ func Empty(t testing.TB, maxConns int32) *Schema {
 	_, _ = rand.Read(b[:])
 	name := "t_" + hex.EncodeToString(b[:])
 
-	admin, err := pgxpool.New(ctx, URL())
+	schemaURL, err := postgres.CreateSchema(ctx, URL(), name)
 	if err != nil {
-		t.Fatalf("pgtest: connect %s: %v (run deploy/services.sh)", URL(), err)
+		t.Fatalf("pgtest: %v (run deploy/services.sh)", err)
 	}
-	defer admin.Close()
-	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+name); err != nil {
-		t.Fatalf("pgtest: create schema: %v", err)
-	}
-	u, err := url.Parse(URL())
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", name+",public")
-	u.RawQuery = q.Encode()
-
-	db, err := postgres.Open(ctx, u.String(), maxConns)
+	db, err := postgres.Open(ctx, schemaURL, maxConns)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -84,15 +70,9 @@ func Empty(t testing.TB, maxConns int32) *Schema {
 		db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		admin, err := pgxpool.New(ctx, URL())
-		if err != nil {
-			t.Logf("pgtest: drop schema %s: %v", name, err)
-			return
-		}
-		defer admin.Close()
-		if _, err := admin.Exec(ctx, `DROP SCHEMA `+name+` CASCADE`); err != nil {
-			t.Logf("pgtest: drop schema %s: %v", name, err)
+		if err := postgres.DropSchema(ctx, URL(), name); err != nil {
+			t.Logf("pgtest: %v", err)
 		}
 	})
-	return &Schema{Name: name, URL: u.String(), DB: db}
+	return &Schema{Name: name, URL: schemaURL, DB: db}
 }
