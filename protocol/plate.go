@@ -2,9 +2,9 @@ package protocol
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -92,39 +92,23 @@ func normalizeUnicode(s string) (string, error) {
 	if err != nil {
 		return "", ErrInvalidPlate
 	}
-	var b strings.Builder
-	b.Grow(MaxPlateLen)
+	// What is left outside ASCII is a Latin twin or the middle dot (a
+	// separator); the rest of the rules are the ASCII path's.
+	ascii := make([]byte, 0, len(folded))
 	for _, r := range folded {
 		switch {
-		case r < 0x80:
-			c := byte(r)
-			switch {
-			case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-			case c >= 'a' && c <= 'z':
-				c -= 'a' - 'A'
-			case c == ' ' || c == '-' || c == '.' || c == '\t':
-				continue
-			default:
-				return "", ErrInvalidPlate
-			}
-			b.WriteByte(c)
+		case r < utf8.RuneSelf:
+			ascii = append(ascii, byte(r))
 		case r == '·':
-			continue
 		default:
 			c, ok := latinTwin[unicode.ToUpper(r)]
 			if !ok {
 				return "", ErrInvalidPlate
 			}
-			b.WriteByte(c)
-		}
-		if b.Len() > MaxPlateLen {
-			return "", ErrInvalidPlate
+			ascii = append(ascii, c)
 		}
 	}
-	if b.Len() < MinPlateLen {
-		return "", ErrInvalidPlate
-	}
-	return b.String(), nil
+	return normalizeASCII(string(ascii))
 }
 
 // lookalike maps each character a camera commonly confuses to one
