@@ -52,6 +52,18 @@ func (e envFlags) str(p *string, name, env, def, usage string) {
 		def = v
 	}
 	e.fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	// --help prints the default, which may have come from the environment:
+	// a URL there shows without its password.
+	e.fs.Lookup(name).DefValue = maskURLs(def)
+}
+
+// secret is str for a credential: --help says whether the environment sets
+// it, never what it is.
+func (e envFlags) secret(p *string, name, env, usage string) {
+	e.str(p, name, env, "", usage)
+	if *p != "" {
+		e.fs.Lookup(name).DefValue = "set in " + env
+	}
 }
 
 func (e envFlags) dur(p *time.Duration, name, env string, def time.Duration, usage string) {
@@ -105,15 +117,15 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL for the hot-lot guard; empty disables it")
 	e.str(&c.RedisNamespace, "redis-namespace", "PARKGATE_REDIS_NAMESPACE", "parkgate", "prefix of every Redis key, so deployments (or simulator runs) can share one Redis")
 	e.str(&c.MQTTURLs, "mqtt-url", "MQTT_URL", "tcp://127.0.0.1:1883", "MQTT broker URLs, comma-separated for failover; empty disables relay and ingest")
-	e.str(&c.StripeSecretKey, "stripe-secret-key", "STRIPE_SECRET_KEY", "", "Stripe secret key; empty disables payments (holds then carry no Checkout Session)")
-	e.str(&c.StripeWebhookSecret, "stripe-webhook-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe webhook signing secret(s), comma-separated during rotation")
+	e.secret(&c.StripeSecretKey, "stripe-secret-key", "STRIPE_SECRET_KEY", "Stripe secret key; empty disables payments (holds then carry no Checkout Session)")
+	e.secret(&c.StripeWebhookSecret, "stripe-webhook-secret", "STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret(s), comma-separated during rotation")
 	e.str(&c.StripeAPIBase, "stripe-api-base", "STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL (a local stand-in in tests)")
 	e.str(&c.CheckoutSuccessURL, "checkout-success-url", "PARKGATE_CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}?session_id={CHECKOUT_SESSION_ID}", "where Checkout sends the driver after paying ({RESERVATION_ID} becomes the reservation's id)")
 	e.str(&c.CheckoutCancelURL, "checkout-cancel-url", "PARKGATE_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}", "where Checkout sends a driver who gives up")
 	e.str(&c.HTTPAddr, "http-addr", "PARKGATE_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
-	e.str(&c.AdminToken, "admin-token", "PARKGATE_ADMIN_TOKEN", "", "operator bearer token; empty refuses every operator call")
+	e.secret(&c.AdminToken, "admin-token", "PARKGATE_ADMIN_TOKEN", "operator bearer token; empty refuses every operator call")
 	e.dur(&c.HoldTTL, "hold-ttl", "PARKGATE_HOLD_TTL", 10*time.Minute, "how long a PENDING hold lasts")
-	e.str(&c.SigningKey, "signing-key", "PARKGATE_SIGNING_KEY", "", "standard base64 of the 32-byte ed25519 seed that signs cloud→edge messages; empty makes a throwaway key (development only)")
+	e.secret(&c.SigningKey, "signing-key", "PARKGATE_SIGNING_KEY", "standard base64 of the 32-byte ed25519 seed that signs cloud→edge messages; empty makes a throwaway key (development only)")
 	e.str(&c.Bus, "bus", "PARKGATE_BUS", "postgres", "payment-event bus backend: postgres or kafka")
 	e.str(&c.KafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "Kafka seed brokers, comma-separated (bus=kafka)")
 	e.str(&c.KafkaTopic, "kafka-topic", "KAFKA_TOPIC", "parkgate.payment-events", "Kafka topic of payment events (bus=kafka)")

@@ -70,3 +70,28 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpHidesSecrets: --help prints each flag's default, and the defaults
+// come from the environment, so credentials and URL passwords set there must
+// not appear in it (found after finding 16: the startup log was fixed, the
+// help page still showed them).
+func TestHelpHidesSecrets(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
+	cmd.Env = append(os.Environ(), "PARKCLOUD_RUN_MAIN=1", "PARKCLOUD_ARGS=--help",
+		"STRIPE_SECRET_KEY=sk_test_hunter2", "STRIPE_WEBHOOK_SECRET=whsec_hunter2",
+		"PARKGATE_ADMIN_TOKEN=admin-hunter2", "PARKGATE_SIGNING_KEY=c2lnbmluZy1odW50ZXIy",
+		"DATABASE_URL=postgres://parkgate:hunter2@db.internal/parkgate",
+		"REDIS_URL=redis://:hunter2@cache.internal:6379/0", "MQTT_URL=tcp://relay:hunter2@broker:1883")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("parkcloud --help: %v\n%s", err, out)
+	}
+	for _, secret := range []string{"hunter2", "c2lnbmluZy1odW50ZXIy"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("--help shows %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(string(out), "set in STRIPE_SECRET_KEY") || !strings.Contains(string(out), "db.internal") {
+		t.Errorf("--help no longer says which settings come from the environment:\n%s", out)
+	}
+}
