@@ -99,7 +99,10 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", s.readyz)
-	r.Handle("/metrics", promhttp.Handler())
+	// GET only, as Prometheus scrapes: the route is then one method, as
+	// openapi.json says, and not every method.
+	r.Method(http.MethodGet, "/metrics", promhttp.Handler())
+	r.Get("/openapi.json", s.openAPI)
 	s.pages(r) // the driver's landing pages after Checkout
 
 	r.Route("/v1", func(r chi.Router) {
