@@ -39,6 +39,7 @@ type Check struct {
 type Server struct {
 	Booking    *booking.Service
 	DB         cloud.Store
+	Reads      cloud.LotReader         // searches, from a read replica that may lag DB (see Server.search); nil: DB
 	EdgeTokens cloud.EdgeTokens        // nil: edge endpoints answer 503
 	EdgeKeys   cloud.EdgeKeys          // nil: key registration answers 503
 	Feed       cloud.ChangeFeed        // nil: the catch-up endpoint answers 503
