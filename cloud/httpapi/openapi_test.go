@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -70,6 +72,21 @@ func TestOpenAPIValid(t *testing.T) {
 					t.Errorf("%s %s %s: a JSON error answer whose schema is not Error", method, path, code)
 				}
 			}
+		}
+	}
+	// Every code of the contract (cloud/error.go) is in the envelope's list.
+	src, err := os.ReadFile("../error.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := envelope.Properties["error"].Value.Properties["code"].Value.Enum
+	consts := regexp.MustCompile(`(?m)^\s+E\w+\s*=\s*"(\w+)"`).FindAllSubmatch(src, -1)
+	if len(consts) < 10 {
+		t.Fatalf("found only %d error codes in cloud/error.go", len(consts))
+	}
+	for _, m := range consts {
+		if !slices.Contains(codes, any(string(m[1]))) {
+			t.Errorf("error code %s is not in the Error schema's enum", m[1])
 		}
 	}
 	hold := doc.Paths.Find("/v1/reservations").Post
