@@ -107,6 +107,22 @@ type LotStore interface {
 	SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error)
 }
 
+// LotReader answers the questions about lots that may be answered from a
+// read replica (DATABASE_READ_URL) rather than the primary. A replica
+// applies the primary's commits some time after they happen: milliseconds
+// with streaming replication at rest, without bound while it is behind or
+// cut off. So its answers may be that old: a spot counted free that a hold
+// has taken since, one counted taken that has been freed since, a lot made
+// since missing altogether. Only what no booking depends on may come from
+// here: search results are a hint, and the hold, decided on the primary by
+// its exclusion constraint, is what decides. Availability, holds and any
+// read that must see a lot just made (a hold's price, an edge token) stay
+// on the primary or the write-through cache.
+type LotReader interface {
+	// SearchLots is LotStore.SearchLots, as of the replica's last replay.
+	SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error)
+}
+
 // ReservationStore is the authoritative store of reservations and their
 // idempotency keys. It decides every question of who gets a spot. Errors it
 // returns carry cloud codes where the caller can act on them: not_found,

@@ -3,5 +3,7 @@
 // the Stripe webhook, the edges' catch-up endpoint and the health and
 // metrics endpoints. It decodes strictly, answers every error in the
 // contract's envelope, and maps error codes to statuses in one function
-// (StatusOf). The services it calls are ports declared here.
+// (StatusOf). The services it calls are ports declared here. openapi.json
+// describes all of it as OpenAPI 3.1, served at /openapi.json and held to
+// the router and the real answers by openapi_test.go.
 package httpapi

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,6 +13,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Bounds of lot creation and search.
@@ -195,7 +199,7 @@ func (s *Server) searchLots(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	matches, err := s.DB.SearchLots(r.Context(), lat, lng, radius, start, end, searchLimit)
+	matches, err := s.search(r.Context(), lat, lng, radius, start, end)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
@@ -215,6 +219,32 @@ func (s *Server) searchLots(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"lots": out})
+}
+
+var searchFallbacks = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "parkgate_search_replica_fallbacks_total",
+	Help: "Searches answered by the primary because the read replica (DATABASE_READ_URL) could not be reached.",
+})
+
+// search reads from the replica when there is one. Its available_spots are
+// then as of the replica's last replay of the primary's commits: they may
+// count a spot free that a hold has just taken (the hold then answers 409
+// no_availability) or miss one just freed, and a lot made a moment ago may
+// be missing. That is all a search promises: a hint where to look. The
+// availability endpoint and every hold read the primary (or the cache the
+// holds invalidate), so no one is offered, let alone given, a spot the
+// primary has taken. A replica that cannot be reached costs the primary
+// the searches, as before there was one, rather than failing them.
+func (s *Server) search(ctx context.Context, lat, lng, radius float64, start, end time.Time) ([]cloud.LotMatch, error) {
+	if s.Reads == nil {
+		return s.DB.SearchLots(ctx, lat, lng, radius, start, end, searchLimit)
+	}
+	matches, err := s.Reads.SearchLots(ctx, lat, lng, radius, start, end, searchLimit)
+	if errors.Is(err, cloud.ErrStoreUnavailable) {
+		searchFallbacks.Inc()
+		return s.DB.SearchLots(ctx, lat, lng, radius, start, end, searchLimit)
+	}
+	return matches, err
 }
 
 func (s *Server) availability(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,7 @@ type Check struct {
 type Server struct {
 	Booking    *booking.Service
 	DB         cloud.Store
+	Reads      cloud.LotReader         // searches, from a read replica that may lag DB (see Server.search); nil: DB
 	EdgeTokens cloud.EdgeTokens        // nil: edge endpoints answer 503
 	EdgeKeys   cloud.EdgeKeys          // nil: key registration answers 503
 	Feed       cloud.ChangeFeed        // nil: the catch-up endpoint answers 503
@@ -99,7 +100,10 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", s.readyz)
-	r.Handle("/metrics", promhttp.Handler())
+	// GET only, as Prometheus scrapes: the route is then one method, as
+	// openapi.json says, and not every method.
+	r.Method(http.MethodGet, "/metrics", promhttp.Handler())
+	r.Get("/openapi.json", s.openAPI)
 	s.pages(r) // the driver's landing pages after Checkout
 
 	r.Route("/v1", func(r chi.Router) {

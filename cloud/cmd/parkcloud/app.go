@@ -81,7 +81,7 @@ func (m *Main) signingKey() (ed25519.PrivateKey, error) {
 // owner's, started here.
 func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("starting parkcloud",
-		"http_addr", m.HTTPAddr, "database_url", maskURL(m.DatabaseURL), "redis_url", maskURL(m.RedisURL),
+		"http_addr", m.HTTPAddr, "database_url", maskURL(m.DatabaseURL), "database_read_url", maskURL(m.DatabaseReadURL), "redis_url", maskURL(m.RedisURL),
 		"mqtt_url", maskURLs(m.MQTTURLs), "stripe_api_base", m.StripeAPIBase, "stripe_secret_key", mask(m.StripeSecretKey),
 		"stripe_webhook_secret", mask(m.StripeWebhookSecret), "admin_token", mask(m.AdminToken),
 		"hold_ttl", m.HoldTTL.String(), "bus", m.Bus, "replica", m.ReplicaID)
@@ -119,6 +119,9 @@ func (m *Main) Run(ctx context.Context) error {
 		LotInFlight: m.LotInFlight}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks
+	}
+	if err := m.readReplica(ctx, api); err != nil {
+		return err
 	}
 	if g != nil {
 		api.Limiter = g
@@ -205,6 +208,24 @@ func (m *Main) openStore(ctx context.Context) (*postgres.DB, error) {
 		m.Log.Info("migrated", "applied", vs)
 	}
 	return db, nil
+}
+
+// readReplica points the API's searches at DATABASE_READ_URL when it is
+// set, with a readiness check that reports it degraded (not down: searches
+// fall back to the primary while it is away).
+func (m *Main) readReplica(ctx context.Context, api *httpapi.Server) error {
+	if m.DatabaseReadURL == "" {
+		return nil
+	}
+	rdb, err := postgres.OpenReplica(ctx, m.DatabaseReadURL, int32(m.DBMaxConns))
+	if err != nil {
+		return err
+	}
+	rdb.LimitSearches(m.SearchConcurrency) // the replica's cores now do the searching
+	m.closers = append(m.closers, rdb.Close)
+	api.Reads = rdb
+	api.Checks = append(api.Checks, httpapi.Check{Name: "database_read", Check: rdb.Ping})
+	return nil
 }
 
 // payments returns the Stripe client, or nil when payments are off.

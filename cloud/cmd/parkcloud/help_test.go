@@ -29,7 +29,7 @@ func TestCommandLine(t *testing.T) {
 		stdout []string
 		stderr string
 	}{
-		{args: "--help", stdout: []string{"serve", "migrate", "keygen", "-database-url", "(env DATABASE_URL)"}},
+		{args: "--help", stdout: []string{"serve", "migrate", "keygen", "-database-url", "(env DATABASE_URL)", "-database-read-url", "(env DATABASE_READ_URL)"}},
 		{args: "-h", stdout: []string{"serve", "migrate", "keygen"}},
 		{args: "help", stdout: []string{"serve", "migrate", "keygen"}},
 		{args: "serve --help", stdout: []string{"serve", "-hold-ttl"}},

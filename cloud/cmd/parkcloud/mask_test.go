@@ -22,4 +22,10 @@ func TestMaskShowsNoPartOfASecret(t *testing.T) {
 	if strings.Contains(got, "s3cretpw") || !strings.Contains(got, "broker-b") {
 		t.Errorf("maskURLs = %q; want the password hidden, the hosts kept", got)
 	}
+	// DATABASE_URL and DATABASE_READ_URL, one host or several.
+	for _, u := range []string{"postgres://parkgate:s3cretpw@replica:5432/parkgate", "postgres://parkgate:s3cretpw@db-a:5432,db-b:5432/parkgate?target_session_attrs=read-write"} {
+		if got := maskURL(u); strings.Contains(got, "s3cretpw") || !strings.Contains(got, "parkgate:****@") {
+			t.Errorf("maskURL(%q) = %q; want the password hidden", u, got)
+		}
+	}
 }
