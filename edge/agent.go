@@ -201,6 +201,24 @@ func (a *Agent) HandleRead(ctx context.Context, read PlateRead) (Result, error) 
 	return res, nil
 }
 
+// Ping walks the decision path without deciding: it takes the lock every
+// read takes and looks a plate up in the store. An agent that could not
+// decide (a lock never released, a store that no longer answers) makes it
+// block or fail, so the systemd watchdog runs it with a deadline. It does
+// not ask for the cloud: an offline agent still decides.
+func (a *Agent) Ping() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := a.store.Lookup(pingPlate); err != nil {
+		return fmt.Errorf("lookup: %w", err)
+	}
+	return nil
+}
+
+// pingPlate is a well-formed plate no one drives: the lookup runs the same
+// code as a real read.
+const pingPlate = "PING0"
+
 // Override records that the manual override input of a gate opened its
 // barrier. The barrier is opened here too, so an override wired only to the
 // agent (not to the barrier controller) still works.

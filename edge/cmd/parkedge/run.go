@@ -22,6 +22,7 @@ import (
 	"github.com/parkgate/parkgate/edge/httpapi"
 	"github.com/parkgate/parkgate/edge/hw"
 	"github.com/parkgate/parkgate/edge/hw/hwtest"
+	"github.com/parkgate/parkgate/edge/internal/sdnotify"
 	"github.com/parkgate/parkgate/edge/mqttlink"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -40,6 +41,10 @@ type Main struct {
 	// FakePins holds the pins by "gate.role" when Hardware is sim, for
 	// tests and for the simulator endpoints under /v1/sim.
 	FakePins map[string]*hwtest.Pin
+
+	// watchdogCheck replaces the agent's Ping as the systemd watchdog's
+	// health check, so a test can wedge it; nil means the agent's.
+	watchdogCheck func() error
 
 	store    *bolt.Store
 	link     *mqttlink.Link
@@ -139,6 +144,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	m.Logger.Info("parkedge ready", "http_addr", m.listener.Addr().String())
+	m.notifySystemd(ctx)
 	if c.OperatorToken == "" {
 		m.Logger.Warn("no operator token: remote open and presence reset answer 403 (set PARKGATE_OPERATOR_TOKEN)")
 	}
@@ -157,6 +163,9 @@ func (m *Main) HTTPAddr() string {
 // every relay and closes the store (finishing queued commits).
 func (m *Main) Close() error {
 	var errs []error
+	if _, err := sdnotify.Stopping(); err != nil {
+		m.Logger.Warn("systemd not told of the stop", "err", err)
+	}
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := m.server.Shutdown(ctx); err != nil {
