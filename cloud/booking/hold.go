@@ -332,7 +332,11 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 		return Response{}, err
 	}
 	resp := Response{Status: http.StatusCreated, Body: body}
-	s.saveResponse(ctx, key, hash, resp)
+	// Not waited for: Postgres has the answer now, and a retry that comes
+	// before Redis does replays it from there, the same bytes
+	// (TestRetryMissingRedis). The driver is not kept a round trip longer
+	// for a copy.
+	go s.saveResponse(context.WithoutCancel(ctx), key, hash, resp)
 	return resp, nil
 }
 

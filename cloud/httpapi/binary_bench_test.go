@@ -142,12 +142,16 @@ type binResult struct {
 	// Redis commands per hold during the timed part, by command, from
 	// INFO commandstats (the shared Redis: other clients count too).
 	redis map[string]float64
-	bd    *bundle
+	// CPU the server process and Redis spent per hold (user+system), the
+	// figure least moved by other load on the box.
+	cpu, redisCPU time.Duration
+	bd            *bundle
 }
 
 func (r binResult) redisLine() string {
+	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, redis %v", r.cpu.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond))
 	if len(r.redis) == 0 {
-		return ""
+		return cpu
 	}
 	var names []string
 	var total float64
@@ -157,7 +161,7 @@ func (r binResult) redisLine() string {
 	}
 	sort.Strings(names)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "  redis cmds/hold %.2f:", total)
+	fmt.Fprintf(&sb, "%s  redis cmds/hold %.2f:", cpu, total)
 	for _, k := range names {
 		fmt.Fprintf(&sb, " %s %.2f", k, r.redis[k])
 	}
@@ -177,6 +181,8 @@ func medianResult(rs []binResult) binResult {
 	m.holds = by(func(r binResult) float64 { return r.holds })
 	m.p50 = time.Duration(by(func(r binResult) float64 { return float64(r.p50) }))
 	m.p99 = time.Duration(by(func(r binResult) float64 { return float64(r.p99) }))
+	m.cpu = time.Duration(by(func(r binResult) float64 { return float64(r.cpu) }))
+	m.redisCPU = time.Duration(by(func(r binResult) float64 { return float64(r.redisCPU) }))
 	return m
 }
 
@@ -298,7 +304,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	n := benchN(8000)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	before := commandStats(rdb)
+	before, cpu0, rcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
 	var prof sync.WaitGroup
 	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
 		prof.Add(1)
@@ -312,12 +318,13 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	lat := &latencies{}
 	codes := map[int]int{}
 	el := drive(n, 400, lat, codes)
-	after := commandStats(rdb)
+	after, cpu1, rcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
 	prof.Wait()
 	if codes[201] != n {
 		b.Errorf("statuses %v", codes)
 	}
-	res := binResult{holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd}
+	res := binResult{holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
+		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n)}
 	if mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range after {
@@ -327,9 +334,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 		}
 	}
 	reportHolds(b, lat, codes, el)
-	if res.redis != nil {
-		b.Logf("%s", res.redisLine())
-	}
+	b.Logf("%s", res.redisLine())
 	return res
 }
 
@@ -370,6 +375,41 @@ func commandStats(rdb *redis.Client) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// procCPU is the user+system CPU time of process pid so far.
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: count fields after its ')'.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// redisCPU is Redis' used_cpu_user+used_cpu_sys so far (the shared Redis:
+// other clients' work counts too).
+func redisCPU(rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 func saveProfile(b *testing.B, url, path string) {

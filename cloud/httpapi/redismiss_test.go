@@ -35,8 +35,21 @@ func TestRetryMissingRedis(t *testing.T) {
 			t.Fatalf("second hold of the one spot: %d %s", full.Status, full.Body)
 		}
 		for _, k := range []string{"rm-1", "rm-2"} {
-			if n, err := rdb.Del(context.Background(), ns+":idem:"+k).Result(); err != nil || n != 1 {
-				t.Fatalf("the answer to %s was not in Redis: %d %v", k, n, err)
+			// The copy may be written after the answer: wait for it, so
+			// that deleting it is what makes the retry miss.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				n, err := rdb.Del(context.Background(), ns+":idem:"+k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the answer to %s never reached Redis", k)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		}
 		again := bd.do(t, "POST", "/v1/reservations", body, key("rm-1"))
