@@ -4,7 +4,7 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable
 STRIPE_MOCK_VERSION := v0.203.0
 
-.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge fuzz lint vet fmt demo stripe-mock clean
+.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge bench-binary fuzz lint vet fmt demo stripe-mock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ test: services stripe-mock vet build ## all tests, race detector on, against the
 test-short: services ## quick tests without the race detector
 	$(GO) test -count=1 -timeout 10m ./...
 
-bench: bench-core bench-edge bench-surge ## every benchmark
+bench: bench-core bench-edge bench-surge bench-binary ## every benchmark
 
 bench-core: services ## hold throughput and search latency vs pgbench (issue 2), webhook ingestion and confirmation (issue 3)
 	$(GO) test -run '^$$' -bench 'Holds|Webhook' -benchtime 1x -timeout 30m ./cloud/httpapi/
@@ -54,6 +54,9 @@ bench-core: services ## hold throughput and search latency vs pgbench (issue 2),
 	BENCH_RATE=2000 BENCH_N=6000 $(GO) test -run '^$$' -bench 'Webhook' -benchtime 1x -timeout 10m ./cloud/httpapi/
 	@# Last: loading a million reservations leaves Postgres checkpointing for a while after.
 	$(GO) test -run '^$$' -bench 'Search' -benchtime 1x -timeout 30m ./cloud/httpapi/
+
+bench-binary: services build ## bin/parkcloud as its own process over loopback, guard off / on / with a Stripe stand-in, vs pgbench (issue 17); BENCH_ROUNDS=3 alternates
+	PARKCLOUD_BIN=this=$(CURDIR)/bin/parkcloud $(GO) test -run '^$$' -bench Binary -benchtime 1x -timeout 30m ./cloud/httpapi/
 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...

@@ -55,3 +55,42 @@ type AvailabilityCache interface {
 	// in between leaves the stored answer unreachable rather than stale.
 	CachedAvailability(ctx context.Context, lotID string, start, end time.Time) (available, total int, ok bool, store func(available, total int))
 }
+
+// Admission is what Admitter.Admit found.
+type Admission struct {
+	// Stored is the response stored under the key, when Replay.
+	Stored StoredResponse
+	Replay bool
+	// Full and MarkFull are Peek's.
+	Full     bool
+	MarkFull func(total int)
+	// Asked is true when the rate limits were asked: nothing was stored
+	// and the window was not known full. Then Allowed says whether both
+	// allowed the request, and RetryAfter when to come back if not.
+	Asked      bool
+	Allowed    bool
+	RetryAfter time.Duration
+}
+
+// Admitter is a Guard that also asks a client's and a lot's rate limits
+// (as the Limiter it is) in the round trip of its Peek: and only when that
+// finds neither a stored response nor the window full, so a replay and a
+// full lot's 409 cost no limit; the lot's only when the client's allows.
+// When Asked is false the caller asks the limits itself, if it needs them.
+type Admitter interface {
+	Admit(ctx context.Context, key, lotID string, start, end time.Time, availability bool, clientID string) Admission
+}
+
+// KeyedResponse is a response to store under an idempotency key.
+type KeyedResponse struct {
+	Key string
+	StoredResponse
+}
+
+// BatchFinisher is a Guard that invalidates a lot and stores the
+// responses of the holds that changed it in one round trip.
+type BatchFinisher interface {
+	// InvalidateSaving is InvalidateLot(lotID), when invalidate, and
+	// SaveResponse of each of saves, together.
+	InvalidateSaving(ctx context.Context, lotID string, invalidate bool, saves []KeyedResponse)
+}

@@ -47,9 +47,10 @@ type Service struct {
 	busyOnce sync.Once
 	busy     bulkhead.PerKey
 
-	lotsMu sync.RWMutex
-	lots   map[string]cloud.Lot // lots never change once made: cache them
-	holds  map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
+	lotsMu  sync.RWMutex
+	lots    map[string]cloud.Lot // lots never change once made: cache them
+	holds   map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
+	hotLots sync.Map // lot id → *atomic.Int64, unix nanos until which it is in a rush (markHot)
 	// keyChecks asks the store whether keys are known for the full-lot
 	// fast path, the keys of concurrent requests in one read.
 	keyChecks groupcommit.Group[string, bool]

@@ -2,6 +2,9 @@ package booking
 
 import (
 	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
@@ -57,14 +60,53 @@ func (s *Service) holdGroup(lotID string) *groupcommit.Group[cloud.HoldParams, c
 	return g
 }
 
-// writeHolds writes one batch of a lot's holds under the Redis lock of the
-// lot and the windows the batch spans: one lock for the batch, taken once.
-// The lot's cached availability is invalidated once for the batch, before
-// any of its callers is answered; the lock is released without making them
-// wait for it.
+// hotFor is how long a lot counts as in a rush after the last sign of
+// one: a batch of more than one hold, or a window found full.
+const hotFor = 2 * time.Second
+
+// markHot records that the lot is in a rush now.
+func (s *Service) markHot(lotID string) {
+	until := s.Now().Add(hotFor).UnixNano()
+	if v, ok := s.hotLots.Load(lotID); ok {
+		v.(*atomic.Int64).Store(until)
+		return
+	}
+	var v atomic.Int64
+	v.Store(until)
+	if old, loaded := s.hotLots.LoadOrStore(lotID, &v); loaded {
+		old.(*atomic.Int64).Store(until)
+	}
+}
+
+// hot reports whether the lot was in a rush in the last hotFor.
+func (s *Service) hot(lotID string) bool {
+	v, ok := s.hotLots.Load(lotID)
+	return ok && s.Now().UnixNano() < v.(*atomic.Int64).Load()
+}
+
+// savedInBatch reports whether writeHolds stores the final answers of its
+// batch in Redis itself, with the lot's invalidation.
+func (s *Service) savedInBatch() bool {
+	_, ok := s.Guard.(cloud.BatchFinisher)
+	return ok
+}
+
+// writeHolds writes one batch of a lot's holds. A lot in a rush (a batch of
+// more than one, or hot) takes the Redis lock of the lot and the windows
+// the batch spans first: one lock for the batch, taken once. A calm lot
+// does not: the lock only spreads a surge over time, and correctness is
+// Postgres' (the lot row lock orders writers, the exclusion constraint
+// keeps them honest), so on a calm day it would be a round trip for
+// nothing. The lot's cached availability is invalidated once for the
+// batch, before any of its callers is answered, in the same round trip as
+// the answers that are final now are stored under their keys; the lock is
+// released without making them wait for it.
 func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.HoldParams) []cloud.HoldOutcome {
 	var release func()
-	if s.Guard != nil {
+	if len(batch) > 1 {
+		s.markHot(lotID)
+	}
+	if s.Guard != nil && (len(batch) > 1 || s.hot(lotID)) {
 		start, end := batch[0].StartsAt, batch[0].EndsAt
 		for _, p := range batch[1:] {
 			if p.StartsAt.Before(start) {
@@ -74,9 +116,7 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 				end = p.EndsAt
 			}
 		}
-		// The lock only spreads a surge out; when it is busy past its wait,
-		// or Redis is away, go on: the lot row lock in Postgres orders the
-		// writers and the exclusion constraint keeps them honest.
+		// When it is busy past its wait, or Redis is away, go on without.
 		if r, err := s.Guard.Lock(ctx, lotID, start, end); err == nil {
 			release = r
 		}
@@ -85,11 +125,51 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 	if release != nil {
 		go release()
 	}
+	changed := false
 	for _, o := range out {
 		if o.Err == nil && o.Outcome == cloud.HoldHeld {
-			s.invalidate(ctx, lotID)
+			changed = true
 			break
 		}
 	}
+	f, ok := s.Guard.(cloud.BatchFinisher)
+	if !ok {
+		if changed {
+			s.invalidate(ctx, lotID)
+		}
+		return out
+	}
+	f.InvalidateSaving(ctx, lotID, changed, finalAnswers(batch, out))
+	if changed && s.Changed != nil {
+		s.Changed(lotID)
+	}
 	return out
+}
+
+// finalAnswers are the responses of the batch that are final now: the 201
+// of a hold with nothing left to do (no payment provider, or nothing to
+// pay), and the 409 of a window found full. hold sends the same.
+func finalAnswers(batch []cloud.HoldParams, out []cloud.HoldOutcome) []cloud.KeyedResponse {
+	var saves []cloud.KeyedResponse
+	for i, o := range out {
+		p := batch[i]
+		var r cloud.StoredResponse
+		switch {
+		case o.Err != nil:
+			continue
+		case o.Outcome == cloud.HoldNoAvailability:
+			r = cloud.StoredResponse{Status: http.StatusConflict, Body: noAvailabilityBody}
+		case o.Outcome == cloud.HoldHeld && p.FinalStatus != 0:
+			body, err := holdBody(heldReservation(p.ID, p.LotID, HoldRequest{Plate: p.Plate, StartsAt: p.StartsAt, EndsAt: p.EndsAt}, p.Price, o.HoldResult))
+			if err != nil {
+				continue // hold reports it; its retry replays from Postgres
+			}
+			r = cloud.StoredResponse{Status: p.FinalStatus, Body: body}
+		default:
+			continue
+		}
+		r.RequestHash = p.RequestHash
+		saves = append(saves, cloud.KeyedResponse{Key: p.Key, StoredResponse: r})
+	}
+	return saves
 }

@@ -10,6 +10,9 @@
 // are bypassed — and says so through Healthy, Status and the
 // parkgate_redis_up and parkgate_guard_* metrics. Concurrent callers'
 // commands share Redis pipelines, so a surge costs a round trip per batch,
-// not per request. Methods are safe for
-// concurrent use; one Guard serves a whole process.
+// not per request; and a hold's calm path asks for everything it needs
+// before its write in one script (Admit: replay, full window, both limits)
+// and stores its answer with the lot's invalidation in one pipeline
+// (InvalidateSaving). Methods are safe for concurrent use; one Guard
+// serves a whole process.
 package guard

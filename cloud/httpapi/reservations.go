@@ -119,6 +119,15 @@ func (s *Server) createReservation(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		limits = booking.Limits{Client: limit(s.Limiter.AllowClient, clientID(r)), Lot: limit(s.Limiter.AllowLot, req.LotID)}
+		// The same limits asked by the service's guard in the round trip
+		// it makes anyway, when the limiter is that guard.
+		if g, ok := s.Limiter.(cloud.Admitter); ok && any(g) == any(s.Booking.Guard) {
+			limits.ClientID = clientID(r)
+			limits.Refused = func(after time.Duration) error {
+				retryAfter = after
+				return errLimited
+			}
+		}
 	}
 	// A client that hangs up must not cut a hold in half: the hold, its
 	// Checkout Session and the stored answer are finished regardless, so

@@ -98,6 +98,7 @@ func New(cfg Config) (*Client, error) {
 
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient.Timeout = cfg.Timeout / 2
+	rc.HTTPClient.Transport = transport()
 	rc.RetryMax = retryMax
 	rc.RetryWaitMin = retryWaitMin
 	rc.RetryWaitMax = retryWaitMax
@@ -356,4 +357,19 @@ func classify(op string, err error) error {
 		return fmt.Errorf("stripepay: %s: %w: %w", op, refused, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// transport keeps connections to Stripe open between calls: every hold
+// makes a Checkout Session, and retryablehttp's pooled default keeps only
+// GOMAXPROCS+1 idle connections per host, so with more holds in flight
+// than that most calls paid a fresh TCP (and TLS) handshake and left a
+// socket in TIME_WAIT. HTTP/2, where the base is https (Stripe's is),
+// carries them all on one connection.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.ForceAttemptHTTP2 = true
+	return t
 }

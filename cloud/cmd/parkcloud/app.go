@@ -184,6 +184,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if purgeBus != nil {
 		goBG("purge-payment-events", func(ctx context.Context) error { purgeBus(ctx); return nil })
 	}
+	goBG("pprof", func(ctx context.Context) error { m.servePprof(ctx); return nil })
 	if g != nil {
 		goBG("guard", func(ctx context.Context) error { g.Run(ctx); return nil })
 	}

@@ -42,6 +42,7 @@ type Config struct {
 	BusWorkers          int
 	SharedIngest        bool
 	RedisNamespace      string
+	PprofAddr           string
 }
 
 type envFlags struct {
@@ -125,6 +126,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e.str(&c.CheckoutSuccessURL, "checkout-success-url", "PARKGATE_CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}?session_id={CHECKOUT_SESSION_ID}", "where Checkout sends the driver after paying ({RESERVATION_ID} becomes the reservation's id)")
 	e.str(&c.CheckoutCancelURL, "checkout-cancel-url", "PARKGATE_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8080/reservations/{RESERVATION_ID}", "where Checkout sends a driver who gives up")
 	e.str(&c.HTTPAddr, "http-addr", "PARKGATE_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
+	e.str(&c.PprofAddr, "pprof-addr", "PARKGATE_PPROF_ADDR", "", "listen address of net/http/pprof, for profiling under load; empty (the default) serves none. Bind it to loopback: profiles show the process' memory")
 	e.secret(&c.AdminToken, "admin-token", "PARKGATE_ADMIN_TOKEN", "operator bearer token; empty refuses every operator call")
 	e.dur(&c.HoldTTL, "hold-ttl", "PARKGATE_HOLD_TTL", 10*time.Minute, "how long a PENDING hold lasts")
 	e.secret(&c.SigningKey, "signing-key", "PARKGATE_SIGNING_KEY", "standard base64 of the 32-byte ed25519 seed that signs cloud→edge messages; empty makes a throwaway key (development only)")

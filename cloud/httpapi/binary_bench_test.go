@@ -1,0 +1,436 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkBinary measures holds as a user meets them: bin/parkcloud serve
+// in its own process, default configuration but for the rate limits (lifted
+// so they do not cap the figure, still asked of Redis on every hold), and
+// this process as the load generator over loopback: 16 clients, holds
+// spread over 100 lots, each in its own window, each with its own key. Its
+// modes:
+//
+//	guard-off   REDIS_URL= (no hot-lot guard), payments off
+//	guard-on    the default Redis guard, payments off
+//	stand-in    the default Redis guard, Checkout at a local Stripe stand-in
+//
+// PARKCLOUD_BIN names the binaries to compare, "label=path,label=path"
+// (default: this tree's, built here); BENCH_ROUNDS (default 1) repeats the
+// modes and binaries in turn, so that a comparison is made of alternating
+// runs in one session; BENCH_MODES picks modes; BENCH_N sets the holds per
+// run (default 8,000). pgbench runs once, after the first round, for the
+// ratio. BENCH_PPROF=DIR saves a 5 s CPU profile of each run's server
+// taken mid-run (the binary must have the PARKGATE_PPROF_ADDR opt-in).
+func BenchmarkBinary(b *testing.B) {
+	bins := binaries(b)
+	modes := strings.Split(envOr("BENCH_MODES", "guard-off,guard-on,stand-in"), ",")
+	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "1"))
+	results := map[string][]binResult{}
+	var order []string
+	var pgbenchTPS float64
+	for round := range max(rounds, 1) {
+		for _, mode := range modes {
+			for _, bin := range bins {
+				name := mode + "/" + bin.label
+				b.Run(fmt.Sprintf("%s/round%d", name, round), func(b *testing.B) {
+					r := runBinary(b, bin.path, mode)
+					if _, ok := results[name]; !ok {
+						order = append(order, name)
+					}
+					results[name] = append(results[name], r)
+					if pgbenchTPS == 0 && round == 0 && mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
+						if inv := pgbenchRatio(b, r.bd, 1); inv > 0 {
+							pgbenchTPS = 1 / inv
+						}
+					}
+					if pgbenchTPS > 0 {
+						b.ReportMetric(r.holds/pgbenchTPS, "ratio_vs_pgbench")
+					}
+				})
+			}
+		}
+	}
+	// The summary: medians over the rounds, and the ratios the goals name.
+	med := map[string]binResult{}
+	for _, name := range order {
+		med[name] = medianResult(results[name])
+		m := med[name]
+		summary("%-28s %6.0f holds/s  p50 %5.1f ms  p99 %5.1f ms  (median of %d)%s", name, m.holds, ms(m.p50), ms(m.p99),
+			len(results[name]), m.redisLine())
+	}
+	if pgbenchTPS > 0 {
+		summary("pgbench %.0f tps: ratios %s", pgbenchTPS, ratios(order, med, pgbenchTPS))
+	}
+	for _, bin := range bins {
+		off, on, fake := med["guard-off/"+bin.label], med["guard-on/"+bin.label], med["stand-in/"+bin.label]
+		if off.holds > 0 && on.holds > 0 {
+			summary("%s: guard on / guard off = %.2f (goal >= 0.8)", bin.label, on.holds/off.holds)
+		}
+		if on.holds > 0 && fake.holds > 0 {
+			summary("%s: stand-in / payments off = %.2f (goal >= 0.7)", bin.label, fake.holds/on.holds)
+		}
+	}
+}
+
+// summary prints a line of the closing summary: a parent benchmark's own
+// log is not shown once it has sub-benchmarks.
+func summary(format string, args ...any) { fmt.Printf("BINARY "+format+"\n", args...) }
+
+func ratios(order []string, med map[string]binResult, pgbenchTPS float64) string {
+	var parts []string
+	for _, name := range order {
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, med[name].holds/pgbenchTPS))
+	}
+	return strings.Join(parts, ", ")
+}
+
+type binary struct{ label, path string }
+
+func binaries(b *testing.B) []binary {
+	spec := os.Getenv("PARKCLOUD_BIN")
+	if spec == "" {
+		path := filepath.Join(b.TempDir(), "parkcloud")
+		out, err := exec.Command("go", "build", "-o", path, "../cmd/parkcloud").CombinedOutput()
+		if err != nil {
+			b.Fatalf("build parkcloud: %v\n%s", err, out)
+		}
+		return []binary{{"this", path}}
+	}
+	var bins []binary
+	for _, item := range strings.Split(spec, ",") {
+		label, path, ok := strings.Cut(item, "=")
+		if !ok {
+			label, path = filepath.Base(item), item
+		}
+		bins = append(bins, binary{label, path})
+	}
+	return bins
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+type binResult struct {
+	holds    float64
+	p50, p99 time.Duration
+	// Redis commands per hold during the timed part, by command, from
+	// INFO commandstats (the shared Redis: other clients count too).
+	redis map[string]float64
+	// CPU the server process and Redis spent per hold (user+system), the
+	// figure least moved by other load on the box.
+	cpu, redisCPU time.Duration
+	bd            *bundle
+}
+
+func (r binResult) redisLine() string {
+	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, redis %v", r.cpu.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond))
+	if len(r.redis) == 0 {
+		return cpu
+	}
+	var names []string
+	var total float64
+	for k, v := range r.redis {
+		names = append(names, k)
+		total += v
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s  redis cmds/hold %.2f:", cpu, total)
+	for _, k := range names {
+		fmt.Fprintf(&sb, " %s %.2f", k, r.redis[k])
+	}
+	return sb.String()
+}
+
+func medianResult(rs []binResult) binResult {
+	by := func(f func(binResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	m := rs[len(rs)/2]
+	m.holds = by(func(r binResult) float64 { return r.holds })
+	m.p50 = time.Duration(by(func(r binResult) float64 { return float64(r.p50) }))
+	m.p99 = time.Duration(by(func(r binResult) float64 { return float64(r.p99) }))
+	m.cpu = time.Duration(by(func(r binResult) float64 { return float64(r.cpu) }))
+	m.redisCPU = time.Duration(by(func(r binResult) float64 { return float64(r.redisCPU) }))
+	return m
+}
+
+// freePort returns a loopback address nothing listens on now.
+func freePort(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// runBinary starts the binary in mode on a fresh schema, drives it, and
+// stops it.
+func runBinary(b *testing.B, bin, mode string) binResult {
+	bd := setup(b)
+	lots := make([]string, 100)
+	for i := range lots {
+		lots[i] = bd.createLot(b, 50)
+	}
+	var ns [4]byte
+	_, _ = rand.Read(ns[:])
+	addr, pprofAddr := freePort(b), freePort(b)
+	env := append(os.Environ(),
+		"DATABASE_URL="+bd.schema.URL,
+		"PARKGATE_HTTP_ADDR="+addr,
+		"PARKGATE_REDIS_NAMESPACE=binbench-"+hex.EncodeToString(ns[:]),
+		// Lifted, not off: "off" would skip the limits' Redis calls.
+		"PARKGATE_LOT_RATE=1000000/1000000",
+		"PARKGATE_CLIENT_RATE=1000000/1000000",
+		"PARKGATE_PPROF_ADDR="+pprofAddr,
+		"STRIPE_SECRET_KEY=", "STRIPE_WEBHOOK_SECRET=",
+	)
+	switch mode {
+	case "guard-off":
+		env = append(env, "REDIS_URL=")
+	case "guard-on":
+		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0")
+	case "stand-in":
+		fake := stripefake.New(stripefake.Options{})
+		fsrv := httptest.NewServer(fake)
+		b.Cleanup(func() { fsrv.Close(); fake.Close() })
+		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0", "STRIPE_SECRET_KEY=sk_test_bench",
+			"STRIPE_WEBHOOK_SECRET=whsec_bench", "STRIPE_API_BASE="+fsrv.URL)
+	default:
+		b.Fatalf("unknown mode %q", mode)
+	}
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = env
+	logf, err := os.Create(filepath.Join(b.TempDir(), "parkcloud.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr, cmd.Stdout = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = logf.Close()
+	})
+	base := "http://" + addr
+	waitReady(b, base, logf.Name())
+
+	// 16 clients, each on its own keep-alive connection, as loadgen's
+	// drivers: the generator must stay cheap next to the server it measures.
+	const clients = 16
+	conns := make([]*driverConn, clients)
+	for i := range conns {
+		conns[i] = dialDriver(b, base)
+		defer conns[i].close()
+	}
+	start := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UTC()
+	drive := func(n, from int, lat *latencies, codes map[int]int) time.Duration {
+		var mu sync.Mutex
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for c := range clients {
+			wg.Add(1)
+			go func(d *driverConn) {
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= n {
+						return
+					}
+					i := from + k
+					w := start.Add(time.Duration(i/len(lots)) * time.Hour)
+					t := time.Now()
+					r, err := d.do("POST", "/v1/reservations", hold(lots[i%len(lots)], fmt.Sprintf("B%07d", i), w, w.Add(time.Hour)),
+						key(fmt.Sprint("bin-", i)))
+					el := time.Since(t)
+					mu.Lock()
+					if err != nil {
+						codes[-1]++
+					} else {
+						codes[r.Status]++
+					}
+					mu.Unlock()
+					if lat != nil {
+						lat.add(el)
+					}
+				}
+			}(conns[c])
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	// Warm up: every lot read once, connections and pools filled.
+	warm := map[int]int{}
+	drive(400, 0, nil, warm)
+	if warm[201] != 400 {
+		b.Fatalf("warm-up statuses %v", warm)
+	}
+
+	n := benchN(8000)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	before, cpu0, rcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	var prof sync.WaitGroup
+	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
+		prof.Add(1)
+		go func() {
+			defer prof.Done()
+			time.Sleep(500 * time.Millisecond) // into the steady state
+			saveProfile(b, "http://"+pprofAddr+"/debug/pprof/profile?seconds=5",
+				filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".pprof"))
+		}()
+	}
+	lat := &latencies{}
+	codes := map[int]int{}
+	el := drive(n, 400, lat, codes)
+	after, cpu1, rcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	prof.Wait()
+	if codes[201] != n {
+		b.Errorf("statuses %v", codes)
+	}
+	res := binResult{holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
+		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n)}
+	if mode != "guard-off" {
+		res.redis = map[string]float64{}
+		for k, v := range after {
+			if d := v - before[k]; d > 0 && k != "info" {
+				res.redis[k] = float64(d) / float64(n)
+			}
+		}
+	}
+	reportHolds(b, lat, codes, el)
+	b.Logf("%s", res.redisLine())
+	return res
+}
+
+func waitReady(b *testing.B, base, logName string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(logName)
+	b.Fatalf("parkcloud did not come up in 30s:\n%s", out)
+}
+
+// commandStats reads INFO commandstats: calls by command.
+func commandStats(rdb *redis.Client) map[string]int64 {
+	out := map[string]int64{}
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return out
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "cmdstat_")
+		if !ok {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, ":")
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				out[name], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out
+}
+
+// procCPU is the user+system CPU time of process pid so far.
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: count fields after its ')'.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// redisCPU is Redis' used_cpu_user+used_cpu_sys so far (the shared Redis:
+// other clients' work counts too).
+func redisCPU(rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+func saveProfile(b *testing.B, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Logf("pprof: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Logf("pprof: %s (does the binary have PARKGATE_PPROF_ADDR?)", resp.Status)
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Logf("pprof: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		b.Logf("pprof: %v", err)
+	}
+	b.Logf("cpu profile: %s", path)
+}
