@@ -51,6 +51,8 @@ func (f *faultRunner) run(ctx context.Context, faults []Fault) {
 				f.restart()
 			case FaultWebhookRedeliver:
 				f.redeliver()
+			case FaultPGRestart, FaultRedisRestart, FaultCloudKill, FaultEdgeKill:
+				f.crash(ctx, x)
 			}
 		}()
 	}
@@ -86,8 +88,10 @@ func (f *faultRunner) restart() {
 	detail := "ok"
 	if err := f.st.RestartBroker(); err != nil {
 		detail = err.Error()
+	} else if err := f.edgesOnline(context.Background()); err != nil {
+		detail = err.Error()
 	}
-	f.log("  fault: broker back after %s", time.Since(at).Round(time.Millisecond))
+	f.log("  fault: broker back, every edge reconnected after %s", time.Since(at).Round(time.Millisecond))
 	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultBrokerRestart), Target: "mosquitto", Detail: detail})
 }
 
@@ -113,4 +117,62 @@ func (f *faultRunner) redeliver() {
 	}
 	f.log("  fault: webhooks redelivered (%s)", detail)
 	f.record(sim.Fault{At: at, Kind: string(FaultWebhookRedeliver), Target: "stripe", Detail: detail})
+}
+
+// crash restarts or kills a part of the system and records the fault
+// until the system is whole again: the cloud ready (/readyz 200: Postgres
+// answering), every edge connected to the broker.
+func (f *faultRunner) crash(ctx context.Context, x Fault) {
+	at := time.Now()
+	var target string
+	var err error
+	switch x.Kind {
+	case FaultPGRestart:
+		target = "postgres"
+		err = f.st.RestartPostgres()
+	case FaultRedisRestart:
+		target = "redis"
+		err = f.st.RestartRedis()
+	case FaultCloudKill:
+		target = "parkcloud"
+		err = f.st.KillCloud(ctx)
+	case FaultEdgeKill:
+		i := x.Lot % len(f.st.Edges)
+		target = "parkedge-" + f.st.Edges[i].Lot.Name
+		err = f.st.KillEdge(ctx, i)
+	}
+	f.log("  fault: %s %s", x.Kind, target)
+	if err == nil {
+		err = f.st.WaitReady(ctx, time.Minute)
+	}
+	if err == nil {
+		err = f.edgesOnline(ctx)
+	}
+	detail := "ok"
+	if err != nil {
+		detail = err.Error()
+	}
+	f.log("  fault: %s: whole again after %s (%s)", x.Kind, time.Since(at).Round(time.Millisecond), detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(x.Kind), Target: target, Detail: detail})
+}
+
+// edgesOnline waits until every edge whose uplink is not cut says it is
+// connected to the broker.
+func (f *faultRunner) edgesOnline(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var off []string
+		for _, e := range f.st.Edges {
+			if !e.IsCut() && !f.st.EdgeState(ctx, e).Online {
+				off = append(off, e.Lot.Name)
+			}
+		}
+		if len(off) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("edges not reconnected: %v", off)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

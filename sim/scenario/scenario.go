@@ -23,6 +23,10 @@ type Size struct {
 type FaultKind string
 
 const (
+	FaultPGRestart    FaultKind = "pg_restart"    // the run's own Postgres restarted (fast shutdown) mid-load
+	FaultRedisRestart FaultKind = "redis_restart" // the run's own Redis restarted, empty
+	FaultCloudKill    FaultKind = "cloud_kill"    // parkcloud kill -9, started again on the same address
+	FaultEdgeKill     FaultKind = "edge_kill"     // a lot's parkedge kill -9, started again on its data dir
 	FaultEdgeCut          FaultKind = "edge_cut"          // a lot's uplink (broker and cloud API) cut for a while
 	FaultBrokerRestart    FaultKind = "broker_restart"    // Mosquitto stopped and started, persistence kept
 	FaultWebhookRedeliver FaultKind = "webhook_redeliver" // every payment event so far delivered again, twice, newest first
@@ -34,7 +38,7 @@ type Fault struct {
 	Kind FaultKind
 	At   time.Duration
 	For  time.Duration // edge_cut only
-	Lot  int           // edge_cut only
+	Lot  int           // edge_cut and edge_kill
 }
 
 // Scenario is a named run.
@@ -58,6 +62,9 @@ type Scenario struct {
 	Expect []Expectation
 	// Load marks the load mode: drivers arrive at Size.Rate.
 	Load bool
+	// Private runs the run's own Postgres and Redis, so that its faults can
+	// restart them.
+	Private bool
 }
 
 // span is a random duration in [lo, hi).
