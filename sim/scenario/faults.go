@@ -51,6 +51,8 @@ func (f *faultRunner) run(ctx context.Context, faults []Fault) {
 				f.restart()
 			case FaultWebhookRedeliver:
 				f.redeliver()
+			case FaultWebhookReplay:
+				f.replay(ctx)
 			case FaultPGRestart, FaultRedisRestart, FaultCloudKill, FaultEdgeKill:
 				f.crash(ctx, x)
 			}
@@ -111,7 +113,7 @@ func (f *faultRunner) redeliver() {
 		// Two calls: two deliveries of each event racing each other.
 		for range 2 {
 			if err := f.st.Stripe.Redeliver(ids...); err != nil {
-				detail = err.Error()
+				detail = "error: " + err.Error()
 			}
 		}
 	}
@@ -175,4 +177,18 @@ func (f *faultRunner) edgesOnline(ctx context.Context) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// replay posts every delivery the cloud accepted so far again, unchanged:
+// a captured request sent by someone else. The invariants then show it
+// changed nothing (no second confirmation, no second refund).
+func (f *faultRunner) replay(ctx context.Context) {
+	at := time.Now()
+	acked, refused, err := f.st.Webhooks.Replay(ctx)
+	detail := fmt.Sprintf("%d deliveries replayed: %d acknowledged as duplicates, %d refused", acked+refused, acked, refused)
+	if err != nil {
+		detail = "error: " + err.Error() + " (after " + detail + ")"
+	}
+	f.log("  fault: webhooks replayed (%s)", detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultWebhookReplay), Target: "cloud webhook", Detail: detail})
 }

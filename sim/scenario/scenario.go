@@ -23,13 +23,14 @@ type Size struct {
 type FaultKind string
 
 const (
-	FaultPGRestart    FaultKind = "pg_restart"    // the run's own Postgres restarted (fast shutdown) mid-load
-	FaultRedisRestart FaultKind = "redis_restart" // the run's own Redis restarted, empty
-	FaultCloudKill    FaultKind = "cloud_kill"    // parkcloud kill -9, started again on the same address
-	FaultEdgeKill     FaultKind = "edge_kill"     // a lot's parkedge kill -9, started again on its data dir
+	FaultPGRestart        FaultKind = "pg_restart"        // the run's own Postgres restarted (fast shutdown) mid-load
+	FaultRedisRestart     FaultKind = "redis_restart"     // the run's own Redis restarted, empty
+	FaultCloudKill        FaultKind = "cloud_kill"        // parkcloud kill -9, started again on the same address
+	FaultEdgeKill         FaultKind = "edge_kill"         // a lot's parkedge kill -9, started again on its data dir
 	FaultEdgeCut          FaultKind = "edge_cut"          // a lot's uplink (broker and cloud API) cut for a while
 	FaultBrokerRestart    FaultKind = "broker_restart"    // Mosquitto stopped and started, persistence kept
 	FaultWebhookRedeliver FaultKind = "webhook_redeliver" // every payment event so far delivered again, twice, newest first
+	FaultWebhookReplay    FaultKind = "webhook_replay"    // every accepted delivery posted again byte for byte, old signature and all
 )
 
 // Fault is one scheduled fault; At and For are offsets and lengths within
