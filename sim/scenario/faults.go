@@ -51,6 +51,8 @@ func (f *faultRunner) run(ctx context.Context, faults []Fault) {
 				f.restart()
 			case FaultWebhookRedeliver:
 				f.redeliver()
+			case FaultEdgeDiskFull:
+				f.diskFull(ctx, x)
 			case FaultWebhookReplay:
 				f.replay(ctx)
 			case FaultPGRestart, FaultRedisRestart, FaultCloudKill, FaultEdgeKill:
@@ -191,4 +193,73 @@ func (f *faultRunner) replay(ctx context.Context) {
 	}
 	f.log("  fault: webhooks replayed (%s)", detail)
 	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultWebhookReplay), Target: "cloud webhook", Detail: detail})
+}
+
+// diskFull fills a lot's disk and cuts its uplink for x.For, so the edge
+// must keep deciding while its outbox grows on a disk with no room: the
+// store refuses the write, holds the events in memory and says so. Then it
+// gives the room back and restores the link; the fault lasts until the
+// edge's store is writable again with nothing held and it is connected.
+func (f *faultRunner) diskFull(ctx context.Context, x Fault) {
+	i := x.Lot % len(f.st.Edges)
+	e := f.st.Edges[i]
+	at := time.Now()
+	release, err := f.st.FillDisk(i)
+	if err != nil {
+		f.log("  fault: %s disk full skipped: %v", e.Lot.Name, err)
+		f.record(sim.Fault{At: at, Until: at, Kind: string(FaultEdgeDiskFull), Target: e.Lot.Name, Detail: "skipped: " + err.Error()})
+		return
+	}
+	e.Cut()
+	f.log("  fault: %s disk full, uplink cut, for %s", e.Lot.Name, x.For)
+	var refusedAfter time.Duration
+	maxHeld := 0.0
+	end := at.Add(x.For)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if h, err := f.st.EdgeHealth(ctx, e); err == nil {
+			if w, _ := h["store_writable"].(bool); !w && refusedAfter == 0 {
+				refusedAfter = time.Since(at)
+			}
+			if n, _ := h["store_held_events"].(float64); n > maxHeld {
+				maxHeld = n
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rerr := release()
+	e.Restore()
+	detail := "the store never refused a write: it had free pages of its own in its file"
+	if refusedAfter > 0 {
+		detail = fmt.Sprintf("the store refused writes %s after the disk filled and held up to %.0f events in memory; the gate kept deciding",
+			refusedAfter.Round(100*time.Millisecond), maxHeld)
+	}
+	if rerr != nil {
+		detail = "error: " + rerr.Error()
+	} else if err := f.storeWritable(ctx, e); err != nil {
+		detail = "error: " + err.Error()
+	} else if err := f.edgesOnline(ctx); err != nil {
+		detail = "error: " + err.Error()
+	}
+	f.log("  fault: %s disk has room again: %s", e.Lot.Name, detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultEdgeDiskFull), Target: e.Lot.Name, Detail: detail})
+}
+
+// storeWritable waits until the edge's store writes again with nothing
+// held in memory.
+func (f *faultRunner) storeWritable(ctx context.Context, e *stack.Edge) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		h, err := f.st.EdgeHealth(ctx, e)
+		if err == nil {
+			w, _ := h["store_writable"].(bool)
+			n, _ := h["store_held_events"].(float64)
+			if w && n == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("store of %s not writable a minute after the disk had room: %v %v", e.Lot.Name, h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

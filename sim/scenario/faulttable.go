@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -29,6 +30,16 @@ type FaultRow struct {
 	// connected) and no client request saw an error any more.
 	Recover time.Duration `json:"recover"`
 	Detail  string        `json:"detail,omitempty"`
+	// ErrorKinds counts the errors by what the client saw.
+	ErrorKinds map[string]int `json:"error_kinds,omitempty"`
+}
+
+func (r *FaultRow) failed(kind string) {
+	r.Errors++
+	if r.ErrorKinds == nil {
+		r.ErrorKinds = map[string]int{}
+	}
+	r.ErrorKinds[kind]++
 }
 
 // afterFault is how long after a fault's end requests still count as
@@ -74,7 +85,11 @@ func FaultTable(run *sim.Run) []FaultRow {
 				}
 				row.Requests++
 				if a.Status == 0 || a.Status >= 500 {
-					row.Errors++
+					kind := fmt.Sprintf("hold %d %s", a.Status, a.Code)
+					if a.Status == 0 {
+						kind = "hold no answer"
+					}
+					row.failed(strings.TrimSpace(kind))
 					lastErr = later(lastErr, a.At.Add(a.Latency))
 				}
 				if a.Status == 201 && j.ReservationID != "" && !reservations[j.ReservationID] {
@@ -88,7 +103,7 @@ func FaultTable(run *sim.Run) []FaultRow {
 			}
 			row.Requests++
 			if rd.Decision == "" {
-				row.Errors++
+				row.failed("plate read without an answer")
 				lastErr = later(lastErr, rd.SentAt.Add(rd.RTT))
 			} else if rd.EventID != "" && !events[rd.EventID] {
 				row.Lost++
@@ -129,8 +144,20 @@ func FaultMarkdown(rows []FaultRow, results []check.Result) string {
 		fmt.Fprintf(&b, "FAILED after the faults: %s.\n", strings.Join(failed, ", "))
 	}
 	for _, r := range rows {
+		var notes []string
 		if r.Detail != "" {
-			fmt.Fprintf(&b, "\n`%s`: %s\n", r.Kind, r.Detail)
+			notes = append(notes, r.Detail)
+		}
+		if len(r.ErrorKinds) > 0 {
+			kinds := make([]string, 0, len(r.ErrorKinds))
+			for k, n := range r.ErrorKinds {
+				kinds = append(kinds, fmt.Sprintf("%d× %s", n, k))
+			}
+			sort.Strings(kinds)
+			notes = append(notes, "errors: "+strings.Join(kinds, ", "))
+		}
+		if len(notes) > 0 {
+			fmt.Fprintf(&b, "\n- `%s`: %s\n", r.Kind, strings.Join(notes, "; "))
 		}
 	}
 	return b.String()

@@ -128,7 +128,7 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 		CloudBin: opts.CloudBin, EdgeBin: opts.EdgeBin, Services: opts.Services,
 		DatabaseURL: opts.DatabaseURL, RedisURL: opts.RedisURL, Keep: opts.Keep, DBMaxConns: opts.DBMaxConns,
 		Lots: lots, HoldTTL: sc.HoldTTL, LotRate: lotRate,
-		PrivatePostgres: sc.Private, PrivateRedis: sc.Private,
+		PrivatePostgres: sc.Private, PrivateRedis: sc.Private, SmallDisks: sc.Private,
 		EarlyGrace: sc.EarlyGrace, ExitGrace: sc.ExitGrace, Pulse: pulse,
 		Progress: opts.Progress,
 	})

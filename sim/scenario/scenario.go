@@ -27,6 +27,7 @@ const (
 	FaultRedisRestart     FaultKind = "redis_restart"     // the run's own Redis restarted, empty
 	FaultCloudKill        FaultKind = "cloud_kill"        // parkcloud kill -9, started again on the same address
 	FaultEdgeKill         FaultKind = "edge_kill"         // a lot's parkedge kill -9, started again on its data dir
+	FaultEdgeDiskFull     FaultKind = "edge_disk_full"    // a lot's disk filled while its uplink is cut (the outbox must grow), then room made
 	FaultEdgeCut          FaultKind = "edge_cut"          // a lot's uplink (broker and cloud API) cut for a while
 	FaultBrokerRestart    FaultKind = "broker_restart"    // Mosquitto stopped and started, persistence kept
 	FaultWebhookRedeliver FaultKind = "webhook_redeliver" // every payment event so far delivered again, twice, newest first
@@ -38,7 +39,7 @@ const (
 type Fault struct {
 	Kind FaultKind
 	At   time.Duration
-	For  time.Duration // edge_cut only
+	For  time.Duration // edge_cut and edge_disk_full
 	Lot  int           // edge_cut and edge_kill
 }
 
@@ -64,7 +65,7 @@ type Scenario struct {
 	// Load marks the load mode: drivers arrive at Size.Rate.
 	Load bool
 	// Private runs the run's own Postgres and Redis, so that its faults can
-	// restart them.
+	// restart them, and puts the edges' data on disks it can fill.
 	Private bool
 }
 

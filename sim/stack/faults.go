@@ -2,10 +2,15 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,4 +97,92 @@ func (p *Proc) kill() {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// smallDisks mounts a tmpfs of smallDiskSize on each edge's data
+// directory, so that edge_disk_full can fill a real disk. It needs root;
+// when the mount is refused the edge keeps an ordinary directory and
+// FillDisk says why it cannot.
+func (s *Stack) smallDisks() {
+	for _, e := range s.Edges {
+		if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
+			e.diskErr = err
+			continue
+		}
+		out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(smallDiskSize), "tmpfs", e.dataDir).CombinedOutput()
+		if err != nil {
+			e.diskErr = fmt.Errorf("mount a tmpfs on %s (needs root): %w: %s", e.dataDir, err, strings.TrimSpace(string(out)))
+			s.logf("parkedge %s: no small disk: %v", e.Lot.Name, e.diskErr)
+			continue
+		}
+		e.mounted = true
+	}
+}
+
+// smallDiskSize is an edge's disk when the run can fill it: room for its
+// store many times over, and quick to fill.
+const smallDiskSize = 32 << 20
+
+func (s *Stack) unmountDisks() {
+	for _, e := range s.Edges {
+		if e.mounted {
+			_ = exec.Command("umount", e.dataDir).Run()
+			e.mounted = false
+		}
+	}
+}
+
+// FillDisk fills lot i's disk to the last byte; release gives the room
+// back.
+func (s *Stack) FillDisk(i int) (release func() error, err error) {
+	e := s.Edges[i]
+	if !e.mounted {
+		if e.diskErr == nil {
+			e.diskErr = errors.New("the stack was started without Options.SmallDisks")
+		}
+		return nil, e.diskErr
+	}
+	path := filepath.Join(e.dataDir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("stack: fill disk: %w", err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 256<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				_ = os.Remove(path)
+				return nil, fmt.Errorf("stack: fill disk: %w", err)
+			}
+			break
+		}
+	}
+	// Down to the last byte: the last chunk stopped short of a page.
+	for one := make([]byte, 1); ; {
+		if _, err := f.Write(one); err != nil {
+			break
+		}
+	}
+	return func() error { return os.Remove(path) }, nil
+}
+
+// EdgeHealth reads an edge's /healthz.
+func (s *Stack) EdgeHealth(ctx context.Context, e *Edge) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/healthz", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return nil, fmt.Errorf("edge healthz: %w", err)
+	}
+	return h, nil
 }

@@ -59,6 +59,9 @@ type Options struct {
 	// ones, so that faults can restart them; DatabaseURL and RedisURL are
 	// then ignored.
 	PrivatePostgres, PrivateRedis bool
+	// SmallDisks puts each edge's data directory on a small tmpfs that
+	// FillDisk can fill (needs root; without, FillDisk says so).
+	SmallDisks bool
 
 	Lots []LotSpec
 
@@ -191,6 +194,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err = s.lots(ctx); err != nil {
 		return nil, err
 	}
+	if opts.SmallDisks {
+		s.smallDisks()
+	}
 	for _, e := range s.Edges {
 		if err = s.startEdge(ctx, e); err != nil {
 			return nil, err
@@ -267,6 +273,7 @@ func (s *Stack) Close() error {
 		}
 		cancel()
 	}
+	s.unmountDisks()
 	// A private server goes with the run, schema and all.
 	if s.Postgres != nil {
 		if err := s.Postgres.Close(); err != nil {
