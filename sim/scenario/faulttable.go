@@ -23,15 +23,25 @@ type FaultRow struct {
 	Errors int `json:"errors"`
 	// Lost are answered requests whose record is not where it must be at
 	// the end: a decision without its gate event in the cloud, a hold
-	// answered 201 without its reservation in Postgres.
+	// answered 201 without its reservation in Postgres, a driver who held
+	// during the fault, paid, came on time and was neither let in nor
+	// refunded (the payment's effect lost).
 	Lost int `json:"lost"`
 	// Recover is the longest, over the times it happened, from the fault's
 	// start until the system was whole again (cloud ready, every edge
 	// connected) and no client request saw an error any more.
 	Recover time.Duration `json:"recover"`
 	Detail  string        `json:"detail,omitempty"`
+	// Notes name the first few records lost.
+	Notes []string `json:"notes,omitempty"`
 	// ErrorKinds counts the errors by what the client saw.
 	ErrorKinds map[string]int `json:"error_kinds,omitempty"`
+}
+
+func (r *FaultRow) note(n string) {
+	if len(r.Notes) < 5 {
+		r.Notes = append(r.Notes, n)
+	}
 }
 
 func (r *FaultRow) failed(kind string) {
@@ -57,6 +67,14 @@ func FaultTable(run *sim.Run) []FaultRow {
 	for _, r := range run.Reservations {
 		reservations[r.ID] = true
 	}
+	refunded := map[string]bool{} // reservation id
+	intents := map[string]string{}
+	for _, p := range run.Payments {
+		intents[p.PaymentIntentID] = p.ReservationID
+	}
+	for _, r := range run.Refunds {
+		refunded[intents[r.PaymentIntentID]] = true
+	}
 	var rows []FaultRow
 	index := map[string]int{}
 	for _, f := range run.Faults {
@@ -79,10 +97,12 @@ func FaultTable(run *sim.Run) []FaultRow {
 		in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
 		lastErr := until
 		for _, j := range run.Journeys {
+			during := false
 			for _, a := range j.Holds {
 				if !in(a.At) {
 					continue
 				}
+				during = true
 				row.Requests++
 				if a.Status == 0 || a.Status >= 500 {
 					kind := fmt.Sprintf("hold %d %s", a.Status, a.Code)
@@ -95,6 +115,10 @@ func FaultTable(run *sim.Run) []FaultRow {
 				if a.Status == 201 && j.ReservationID != "" && !reservations[j.ReservationID] {
 					row.Lost++
 				}
+			}
+			if during && !j.PaidAt.IsZero() && j.Plan.Arrival == sim.ArrivalOnTime && !j.Entered() && !refunded[j.ReservationID] {
+				row.Lost++
+				row.note(fmt.Sprintf("driver %d paid, came on time, was neither let in nor refunded", j.Driver))
 			}
 		}
 		for _, rd := range run.Reads {
@@ -148,6 +172,7 @@ func FaultMarkdown(rows []FaultRow, results []check.Result) string {
 		if r.Detail != "" {
 			notes = append(notes, r.Detail)
 		}
+		notes = append(notes, r.Notes...)
 		if len(r.ErrorKinds) > 0 {
 			kinds := make([]string, 0, len(r.ErrorKinds))
 			for k, n := range r.ErrorKinds {
