@@ -81,5 +81,10 @@ demo: services build ## the main job: a one-minute simulated multi-lot run with 
 	@# services has just run and printed its block: parksim need not run it again.
 	./bin/parksim run --scenario demo --services=false
 
+SOAK_DURATION ?= 5m
+.PHONY: soak
+soak: services build ## the fault suite, long (SOAK_DURATION, default 5m): every fault again and again under load; writes reports/<run>/faults.md
+	./bin/parksim run --scenario faults --duration $(SOAK_DURATION) --services=false
+
 clean:
 	rm -rf bin reports

@@ -163,7 +163,7 @@ func (r *Read) Open() bool { return r.Decision == "open" }
 type Fault struct {
 	At     time.Time `json:"at"`
 	Until  time.Time `json:"until"`
-	Kind   string    `json:"kind"` // edge_cut, broker_restart, webhook_redeliver
+	Kind   string    `json:"kind"` // a scenario.FaultKind: edge_cut, broker_restart, pg_restart, cloud_kill, …
 	Target string    `json:"target"`
 	Detail string    `json:"detail,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -43,22 +44,55 @@ func (s *Store) Record(rec edge.Record) <-chan error {
 // in the writer, not in Record, because Record is called on the path from
 // plate read to barrier and a signature costs tens of microseconds.
 func (s *Store) seal(p *pending) {
+	if p.payload != nil {
+		return // held from a failed commit: sealed already
+	}
 	p.rec.Event.Sign(s.key)
 	p.payload, p.err = protocol.Encode(p.rec.Event)
 }
 
 // writer commits queued records: it takes everything that queued while the
 // previous fsync ran, up to maxBatch, into one transaction.
+//
+// When a commit fails — the disk is full, the file system went read-only —
+// the gate must keep deciding: a driver is not kept at the barrier because
+// the agent cannot write. The batch is then held in memory (up to MaxHeld
+// records) and answered as accepted, Writable turns false, and the writer
+// tries again every RetryEvery and before each new batch; once the disk
+// takes them they are committed in order and published as usual. Only what
+// is held when the process dies is lost, which is the price of deciding at
+// all with no disk; past MaxHeld, records are refused with the error.
 func (s *Store) writer() {
 	defer close(s.done)
-	batch := make([]*pending, 0, s.maxBatch)
-	for first := range s.queue {
-		batch = append(batch[:0], first)
+	var held []*pending
+	retry := time.NewTicker(s.retryEvery)
+	defer retry.Stop()
+	for {
+		var batch []*pending
+		open := true
+		if len(held) == 0 {
+			first, ok := <-s.queue
+			if !ok {
+				return
+			}
+			batch = append(batch, first)
+		} else {
+			select {
+			case first, ok := <-s.queue:
+				if ok {
+					batch = append(batch, first)
+				} else {
+					open = false
+				}
+			case <-retry.C:
+			}
+		}
 	more:
-		for len(batch) < s.maxBatch {
+		for open && len(batch) < s.maxBatch {
 			select {
 			case p, ok := <-s.queue:
 				if !ok {
+					open = false
 					break more
 				}
 				batch = append(batch, p)
@@ -72,55 +106,92 @@ func (s *Store) writer() {
 				sealed++
 			}
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			out, pres := tx.Bucket(bucketOutbox), tx.Bucket(bucketPresence)
-			for _, p := range batch {
-				if p.err != nil {
-					continue
-				}
-				seq, err := out.NextSequence()
-				if err != nil {
-					return err
-				}
-				if err := out.Put(u64(seq), encodeEntry(p.rec.Event.GateID, p.rec.Event.EventID, p.payload)); err != nil {
-					return err
-				}
-				switch pc := p.rec.Presence; pc.Op {
-				case edge.PresenceEnter:
-					b, err := json.Marshal(pc.Presence)
-					if err != nil {
-						return err
-					}
-					if err := pres.Put([]byte(pc.Plate), b); err != nil {
-						return err
-					}
-				case edge.PresenceLeave:
-					if err := pres.Delete([]byte(pc.Plate)); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		all := append(held, batch...)
+		err := s.commit(all)
 		if err != nil {
-			err = fmt.Errorf("commit %d events: %w", len(batch), err)
-			s.log.Error("outbox commit failed", "err", err)
-		} else {
-			s.depth.Add(int64(sealed))
-			select {
-			case s.signal <- struct{}{}:
-			default:
+			err = fmt.Errorf("commit %d events: %w", len(all), err)
+			if s.writable.Swap(false) {
+				s.log.Error("store not writable: the gates keep deciding; events are held in memory until it is",
+					"err", err, "max_held", s.maxHeld)
 			}
+			held = held[:len(held):len(held)]
+			for _, p := range batch {
+				switch {
+				case p.err != nil:
+					p.done <- p.err
+				case len(held) < s.maxHeld:
+					held = append(held, p)
+					p.done <- nil
+				default:
+					p.done <- err
+				}
+			}
+			s.heldN.Store(int64(len(held)))
+			if !open {
+				s.log.Error("store closed while not writable: events lost", "events", len(held), "err", err)
+				return
+			}
+			continue
+		}
+		if !s.writable.Swap(true) {
+			s.log.Info("store writable again", "events_written", len(held))
+		}
+		s.depth.Add(int64(len(held) + sealed))
+		held = nil
+		s.heldN.Store(0)
+		select {
+		case s.signal <- struct{}{}:
+		default:
 		}
 		for _, p := range batch {
-			if p.err != nil {
-				p.done <- p.err
-			} else {
-				p.done <- err
-			}
+			p.done <- p.err
+		}
+		if !open {
+			return
 		}
 	}
 }
+
+// commit writes the sealed records of batch in one transaction.
+func (s *Store) commit(batch []*pending) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		out, pres := tx.Bucket(bucketOutbox), tx.Bucket(bucketPresence)
+		for _, p := range batch {
+			if p.err != nil {
+				continue
+			}
+			seq, err := out.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := out.Put(u64(seq), encodeEntry(p.rec.Event.GateID, p.rec.Event.EventID, p.payload)); err != nil {
+				return err
+			}
+			switch pc := p.rec.Presence; pc.Op {
+			case edge.PresenceEnter:
+				b, err := json.Marshal(pc.Presence)
+				if err != nil {
+					return err
+				}
+				if err := pres.Put([]byte(pc.Plate), b); err != nil {
+					return err
+				}
+			case edge.PresenceLeave:
+				if err := pres.Delete([]byte(pc.Plate)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Writable reports whether the last commit succeeded: false while the disk
+// refuses writes and events are held in memory.
+func (s *Store) Writable() bool { return s.writable.Load() }
+
+// Held is how many events are held in memory, waiting for the disk.
+func (s *Store) Held() int { return int(s.heldN.Load()) }
 
 // Pending implements edge.Outbox.
 func (s *Store) Pending(limit int) ([]edge.OutboxEntry, error) {

@@ -52,7 +52,13 @@ type Options struct {
 	InitialMmapSize int
 	// MaxBatch caps the records in one group commit; 1000 when zero.
 	MaxBatch int
-	Logger   *slog.Logger
+	// MaxHeld caps the records held in memory while the disk refuses
+	// writes (see writer); 100,000 when zero — days of a busy lot's events,
+	// tens of megabytes.
+	MaxHeld int
+	// RetryEvery is how often a refused commit is tried again; 1s when zero.
+	RetryEvery time.Duration
+	Logger     *slog.Logger
 }
 
 // Store is a bbolt-backed edge.Store, edge.SyncStore and edge.Outbox.
@@ -62,9 +68,14 @@ type Store struct {
 	maxBatch int
 	key      ed25519.PrivateKey // signs every gate event in the outbox
 
-	lastSeq atomic.Int64
-	depth   atomic.Int64
-	signal  chan struct{}
+	lastSeq  atomic.Int64
+	depth    atomic.Int64
+	writable atomic.Bool
+	heldN    atomic.Int64
+
+	maxHeld    int
+	retryEvery time.Duration
+	signal     chan struct{}
 
 	// Presence is small (cars inside one lot) and read on every decision,
 	// so it is kept in memory as well, and changed there when a Record is
@@ -118,6 +129,14 @@ func Open(path string, opts *Options) (*Store, error) {
 	if s.maxBatch <= 0 {
 		s.maxBatch = 1000
 	}
+	s.maxHeld, s.retryEvery = opts.MaxHeld, opts.RetryEvery
+	if s.maxHeld <= 0 {
+		s.maxHeld = 100_000
+	}
+	if s.retryEvery <= 0 {
+		s.retryEvery = time.Second
+	}
+	s.writable.Store(true)
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err

@@ -31,7 +31,10 @@ type Config struct {
 	// operator_disabled, so a lot that never set one has no open door.
 	OperatorToken string
 	Mounts        map[string]http.Handler // extra handlers by path prefix (the simulator's pins)
-	Logger        *slog.Logger
+	// Health adds fields to /healthz (the store's state); it may set
+	// "status". /healthz stays 200: the gate is deciding.
+	Health func() map[string]any
+	Logger *slog.Logger
 }
 
 type server struct {
@@ -50,7 +53,13 @@ func NewHandler(cfg Config) http.Handler {
 	r.Post("/v1/gates/{gate_id}/open", s.operator(s.openGate))
 	r.Post("/v1/presence/{plate}/reset", s.operator(s.resetPresence))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		body := map[string]any{"status": "ok"}
+		if cfg.Health != nil {
+			for k, v := range cfg.Health() {
+				body[k] = v
+			}
+		}
+		writeJSON(w, http.StatusOK, body)
 	})
 	if cfg.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))

@@ -45,6 +45,7 @@ var All = []Check{
 	{"no_overlap", NoOverlap},
 	{"paid_entered_or_refunded", PaidEnteredOrRefunded},
 	{"events_reached_cloud", EventsReachedCloud},
+	{"changes_reached_edges", ChangesReachedEdges},
 	{"late_payment_refunded_once", LatePaymentRefundedOnce},
 	{"no_entry_without_reservation", NoEntryWithoutReservation},
 	{"idempotent_holds", IdempotentHolds},

@@ -37,6 +37,14 @@ func TestChecksBite(t *testing.T) {
 		break_ func(run *sim.Run)
 	}{
 		{
+			name: "ChangeLost", check: "changes_reached_edges", want: "applied changes up to 7",
+			break_: func(run *sim.Run) {
+				// The cloud committed changes 8 and 9 of lot A and never
+				// published them.
+				run.Edges[0].SyncSeq = 7
+			},
+		},
+		{
 			name: "OverlapNow", check: "no_overlap", want: "both active and overlap",
 			break_: func(run *sim.Run) {
 				// A database without the exclusion constraint let a second

@@ -51,6 +51,12 @@ func (f *faultRunner) run(ctx context.Context, faults []Fault) {
 				f.restart()
 			case FaultWebhookRedeliver:
 				f.redeliver()
+			case FaultEdgeDiskFull:
+				f.diskFull(ctx, x)
+			case FaultWebhookReplay:
+				f.replay(ctx)
+			case FaultPGRestart, FaultRedisRestart, FaultCloudKill, FaultEdgeKill:
+				f.crash(ctx, x)
 			}
 		}()
 	}
@@ -86,8 +92,10 @@ func (f *faultRunner) restart() {
 	detail := "ok"
 	if err := f.st.RestartBroker(); err != nil {
 		detail = err.Error()
+	} else if err := f.edgesOnline(context.Background()); err != nil {
+		detail = err.Error()
 	}
-	f.log("  fault: broker back after %s", time.Since(at).Round(time.Millisecond))
+	f.log("  fault: broker back, every edge reconnected after %s", time.Since(at).Round(time.Millisecond))
 	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultBrokerRestart), Target: "mosquitto", Detail: detail})
 }
 
@@ -107,10 +115,151 @@ func (f *faultRunner) redeliver() {
 		// Two calls: two deliveries of each event racing each other.
 		for range 2 {
 			if err := f.st.Stripe.Redeliver(ids...); err != nil {
-				detail = err.Error()
+				detail = "error: " + err.Error()
 			}
 		}
 	}
 	f.log("  fault: webhooks redelivered (%s)", detail)
 	f.record(sim.Fault{At: at, Kind: string(FaultWebhookRedeliver), Target: "stripe", Detail: detail})
+}
+
+// crash restarts or kills a part of the system and records the fault
+// until the system is whole again: the cloud ready (/readyz 200: Postgres
+// answering), every edge connected to the broker.
+func (f *faultRunner) crash(ctx context.Context, x Fault) {
+	at := time.Now()
+	var target string
+	var err error
+	switch x.Kind {
+	case FaultPGRestart:
+		target = "postgres"
+		err = f.st.RestartPostgres()
+	case FaultRedisRestart:
+		target = "redis"
+		err = f.st.RestartRedis()
+	case FaultCloudKill:
+		target = "parkcloud"
+		err = f.st.KillCloud(ctx)
+	case FaultEdgeKill:
+		i := x.Lot % len(f.st.Edges)
+		target = "parkedge-" + f.st.Edges[i].Lot.Name
+		err = f.st.KillEdge(ctx, i)
+	}
+	f.log("  fault: %s %s", x.Kind, target)
+	if err == nil {
+		err = f.st.WaitReady(ctx, time.Minute)
+	}
+	if err == nil {
+		err = f.edgesOnline(ctx)
+	}
+	detail := "ok"
+	if err != nil {
+		detail = err.Error()
+	}
+	f.log("  fault: %s: whole again after %s (%s)", x.Kind, time.Since(at).Round(time.Millisecond), detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(x.Kind), Target: target, Detail: detail})
+}
+
+// edgesOnline waits until every edge whose uplink is not cut says it is
+// connected to the broker.
+func (f *faultRunner) edgesOnline(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var off []string
+		for _, e := range f.st.Edges {
+			if !e.IsCut() && !f.st.EdgeState(ctx, e).Online {
+				off = append(off, e.Lot.Name)
+			}
+		}
+		if len(off) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("edges not reconnected: %v", off)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// replay posts every delivery the cloud accepted so far again, unchanged:
+// a captured request sent by someone else. The invariants then show it
+// changed nothing (no second confirmation, no second refund).
+func (f *faultRunner) replay(ctx context.Context) {
+	at := time.Now()
+	acked, refused, err := f.st.Webhooks.Replay(ctx)
+	detail := fmt.Sprintf("%d deliveries replayed: %d acknowledged as duplicates, %d refused", acked+refused, acked, refused)
+	if err != nil {
+		detail = "error: " + err.Error() + " (after " + detail + ")"
+	}
+	f.log("  fault: webhooks replayed (%s)", detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultWebhookReplay), Target: "cloud webhook", Detail: detail})
+}
+
+// diskFull fills a lot's disk and cuts its uplink for x.For, so the edge
+// must keep deciding while its outbox grows on a disk with no room: the
+// store refuses the write, holds the events in memory and says so. Then it
+// gives the room back and restores the link; the fault lasts until the
+// edge's store is writable again with nothing held and it is connected.
+func (f *faultRunner) diskFull(ctx context.Context, x Fault) {
+	i := x.Lot % len(f.st.Edges)
+	e := f.st.Edges[i]
+	at := time.Now()
+	release, err := f.st.FillDisk(i)
+	if err != nil {
+		f.log("  fault: %s disk full skipped: %v", e.Lot.Name, err)
+		f.record(sim.Fault{At: at, Until: at, Kind: string(FaultEdgeDiskFull), Target: e.Lot.Name, Detail: "skipped: " + err.Error()})
+		return
+	}
+	e.Cut()
+	f.log("  fault: %s disk full, uplink cut, for %s", e.Lot.Name, x.For)
+	var refusedAfter time.Duration
+	maxHeld := 0.0
+	end := at.Add(x.For)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if h, err := f.st.EdgeHealth(ctx, e); err == nil {
+			if w, _ := h["store_writable"].(bool); !w && refusedAfter == 0 {
+				refusedAfter = time.Since(at)
+			}
+			if n, _ := h["store_held_events"].(float64); n > maxHeld {
+				maxHeld = n
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rerr := release()
+	e.Restore()
+	detail := "the store never refused a write: it had free pages of its own in its file"
+	if refusedAfter > 0 {
+		detail = fmt.Sprintf("the store refused writes %s after the disk filled and held up to %.0f events in memory; the gate kept deciding",
+			refusedAfter.Round(100*time.Millisecond), maxHeld)
+	}
+	if rerr != nil {
+		detail = "error: " + rerr.Error()
+	} else if err := f.storeWritable(ctx, e); err != nil {
+		detail = "error: " + err.Error()
+	} else if err := f.edgesOnline(ctx); err != nil {
+		detail = "error: " + err.Error()
+	}
+	f.log("  fault: %s disk has room again: %s", e.Lot.Name, detail)
+	f.record(sim.Fault{At: at, Until: time.Now(), Kind: string(FaultEdgeDiskFull), Target: e.Lot.Name, Detail: detail})
+}
+
+// storeWritable waits until the edge's store writes again with nothing
+// held in memory.
+func (f *faultRunner) storeWritable(ctx context.Context, e *stack.Edge) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		h, err := f.st.EdgeHealth(ctx, e)
+		if err == nil {
+			w, _ := h["store_writable"].(bool)
+			n, _ := h["store_held_events"].(float64)
+			if w && n == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("store of %s not writable a minute after the disk had room: %v %v", e.Lot.Name, h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -57,6 +57,9 @@ type Outcome struct {
 	Pass bool
 	// Dir is the processes' directory when kept.
 	Dir string
+	// FaultTable measures each fault: requests during it, errors, data
+	// lost, time to recover.
+	FaultTable []FaultRow
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -125,6 +128,7 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 		CloudBin: opts.CloudBin, EdgeBin: opts.EdgeBin, Services: opts.Services,
 		DatabaseURL: opts.DatabaseURL, RedisURL: opts.RedisURL, Keep: opts.Keep, DBMaxConns: opts.DBMaxConns,
 		Lots: lots, HoldTTL: sc.HoldTTL, LotRate: lotRate,
+		PrivatePostgres: sc.Private, PrivateRedis: sc.Private, SmallDisks: sc.Private,
 		EarlyGrace: sc.EarlyGrace, ExitGrace: sc.ExitGrace, Pulse: pulse,
 		Progress: opts.Progress,
 	})
@@ -230,6 +234,7 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 	results = append(results, processesUp(st))
 	sum := report.Summarize(run, results)
 	out.Run, out.Results, out.Summary, out.Pass = run, results, sum, check.Passed(results)
+	out.FaultTable = FaultTable(run)
 	if opts.ReportDir != "" {
 		if err := writeReport(&opts, st, out); err != nil {
 			return nil, err
@@ -243,6 +248,13 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 func writeReport(opts *Options, st *stack.Stack, out *Outcome) error {
 	if err := out.Summary.WriteFiles(opts.ReportDir); err != nil {
 		return err
+	}
+	if len(out.FaultTable) > 0 {
+		md := filepath.Join(out.Summary.Files.Dir, "faults.md")
+		if err := os.WriteFile(md, []byte(FaultMarkdown(out.FaultTable, out.Results)), 0o644); err != nil {
+			return fmt.Errorf("fault table: %w", err)
+		}
+		opts.logf("fault table: %s", md)
 	}
 	if out.Pass {
 		return nil
@@ -344,6 +356,13 @@ func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 			}
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		if seqs, err := st.LotSeqs(ctx); err == nil {
+			for _, e := range st.Edges {
+				if s := st.EdgeState(ctx, e); s.SyncSeq < seqs[e.Lot.ID] {
+					pending = append(pending, fmt.Sprintf("%s changes %d/%d", e.Lot.Name, s.SyncSeq, seqs[e.Lot.ID]))
+				}
+			}
+		}
 		if st.Stripe.Flush(fctx) != nil {
 			pending = append(pending, "webhooks in flight")
 		}

@@ -23,9 +23,15 @@ type Size struct {
 type FaultKind string
 
 const (
+	FaultPGRestart        FaultKind = "pg_restart"        // the run's own Postgres restarted (fast shutdown) mid-load
+	FaultRedisRestart     FaultKind = "redis_restart"     // the run's own Redis restarted, empty
+	FaultCloudKill        FaultKind = "cloud_kill"        // parkcloud kill -9, started again on the same address
+	FaultEdgeKill         FaultKind = "edge_kill"         // a lot's parkedge kill -9, started again on its data dir
+	FaultEdgeDiskFull     FaultKind = "edge_disk_full"    // a lot's disk filled while its uplink is cut (the outbox must grow), then room made
 	FaultEdgeCut          FaultKind = "edge_cut"          // a lot's uplink (broker and cloud API) cut for a while
 	FaultBrokerRestart    FaultKind = "broker_restart"    // Mosquitto stopped and started, persistence kept
 	FaultWebhookRedeliver FaultKind = "webhook_redeliver" // every payment event so far delivered again, twice, newest first
+	FaultWebhookReplay    FaultKind = "webhook_replay"    // every accepted delivery posted again byte for byte, old signature and all
 )
 
 // Fault is one scheduled fault; At and For are offsets and lengths within
@@ -33,8 +39,8 @@ const (
 type Fault struct {
 	Kind FaultKind
 	At   time.Duration
-	For  time.Duration // edge_cut only
-	Lot  int           // edge_cut only
+	For  time.Duration // edge_cut and edge_disk_full
+	Lot  int           // edge_cut and edge_kill
 }
 
 // Scenario is a named run.
@@ -58,6 +64,9 @@ type Scenario struct {
 	Expect []Expectation
 	// Load marks the load mode: drivers arrive at Size.Rate.
 	Load bool
+	// Private runs the run's own Postgres and Redis, so that its faults can
+	// restart them, and puts the edges' data on disks it can fill.
+	Private bool
 }
 
 // span is a random duration in [lo, hi).

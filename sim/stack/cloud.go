@@ -45,7 +45,10 @@ func (s *Stack) cloud(ctx context.Context) error {
 		env = append(env, "PARKGATE_DB_MAX_CONNS="+strconv.Itoa(s.opts.DBMaxConns))
 	}
 	p, addr, err := s.startServing(ctx, "parkcloud", s.opts.CloudBin, []string{"serve"},
-		func(addr string) []string { return append(env, "PARKGATE_HTTP_ADDR="+addr) }, "/readyz", 60*time.Second)
+		func(addr string) []string {
+			s.cloudEnv = append(env, "PARKGATE_HTTP_ADDR="+addr)
+			return s.cloudEnv
+		}, "/readyz", 60*time.Second)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ type Edge struct {
 	dataDir string
 	env     []string
 	args    []string
+	mounted bool  // dataDir is a small tmpfs (Options.SmallDisks)
+	diskErr error // why it is not
 }
 
 // LotLocation is where lot i stands: lots sit a few hundred metres apart

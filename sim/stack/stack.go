@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/testkit/broker"
+	"github.com/parkgate/parkgate/internal/testkit/pgserver"
+	"github.com/parkgate/parkgate/internal/testkit/redisserver"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 	"github.com/parkgate/parkgate/sim"
@@ -52,6 +54,14 @@ type Options struct {
 	DatabaseURL, RedisURL string
 	// Keep leaves the schema and the directory behind for a post-mortem.
 	Keep bool
+	// PrivatePostgres and PrivateRedis run the run's own Postgres and
+	// Redis (internal/testkit/pgserver, redisserver) instead of the shared
+	// ones, so that faults can restart them; DatabaseURL and RedisURL are
+	// then ignored.
+	PrivatePostgres, PrivateRedis bool
+	// SmallDisks puts each edge's data directory on a small tmpfs that
+	// FillDisk can fill (needs root; without, FillDisk says so).
+	SmallDisks bool
 
 	Lots []LotSpec
 
@@ -85,6 +95,8 @@ type Stack struct {
 	DB          *postgres.DB
 
 	Broker     *broker.Broker
+	Postgres   *pgserver.Server    // nil unless Options.PrivatePostgres
+	Redis      *redisserver.Server // nil unless Options.PrivateRedis
 	Stripe     *stripefake.Fake
 	StripeURL  string
 	Webhooks   *WebhookGate
@@ -94,6 +106,7 @@ type Stack struct {
 
 	Cloud    *Proc
 	CloudURL string
+	cloudEnv []string // what a restart of the cloud starts it with
 	// LossyURL reaches the cloud through an AnswerDropper.
 	LossyURL string
 	Edges    []*Edge
@@ -163,6 +176,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if err = s.private(); err != nil {
+		return nil, err
+	}
 	if err = s.schema(ctx); err != nil {
 		return nil, err
 	}
@@ -177,6 +193,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if err = s.lots(ctx); err != nil {
 		return nil, err
+	}
+	if opts.SmallDisks {
+		s.smallDisks()
 	}
 	for _, e := range s.Edges {
 		if err = s.startEdge(ctx, e); err != nil {
@@ -247,12 +266,22 @@ func (s *Stack) Close() error {
 	if s.DB != nil {
 		s.DB.Close()
 	}
-	if s.Schema != "" && !s.opts.Keep {
+	if s.Schema != "" && !s.opts.Keep && s.Postgres == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := postgres.DropSchema(ctx, s.opts.DatabaseURL, s.Schema); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
+	}
+	s.unmountDisks()
+	// A private server goes with the run, schema and all.
+	if s.Postgres != nil {
+		if err := s.Postgres.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Redis != nil {
+		_ = s.Redis.Stop()
 	}
 	if s.opts.Dir == "" && s.Dir != "" && !s.opts.Keep {
 		_ = os.RemoveAll(s.Dir)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -28,6 +29,14 @@ type WebhookGate struct {
 	paidSeen map[string]time.Time // session id → first payment event accepted by the cloud
 	received int
 	passed   int
+	// accepted are the deliveries the cloud answered 2xx, byte for byte,
+	// for Replay.
+	accepted []delivery
+}
+
+type delivery struct {
+	body   []byte
+	header http.Header
 }
 
 // NewWebhookGate forwards to target (the cloud's /v1/payments/webhook).
@@ -131,6 +140,9 @@ func (g *WebhookGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	g.mu.Lock()
 	g.passed++
+	if resp.StatusCode/100 == 2 {
+		g.accepted = append(g.accepted, delivery{body: body, header: req.Header.Clone()})
+	}
 	if resp.StatusCode/100 == 2 && isPayment(ev.Type) {
 		if _, ok := g.paidSeen[session]; !ok {
 			g.paidSeen[session] = time.Now()
@@ -140,6 +152,40 @@ func (g *WebhookGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(out)
+}
+
+// Replay posts every delivery the cloud accepted again, byte for byte with
+// its original signature, as someone who captured them would: the cloud
+// must change nothing (a duplicate is acknowledged, a stale signature
+// refused). It returns how many were acknowledged 2xx and how many refused
+// 4xx; anything else is an error.
+func (g *WebhookGate) Replay(ctx context.Context) (acked, refused int, err error) {
+	g.mu.Lock()
+	ds := append([]delivery(nil), g.accepted...)
+	target := g.target
+	g.mu.Unlock()
+	for _, d := range ds {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(d.body))
+		if err != nil {
+			return acked, refused, err
+		}
+		req.Header = d.header.Clone()
+		resp, err := g.client.Do(req)
+		if err != nil {
+			return acked, refused, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode / 100 {
+		case 2:
+			acked++
+		case 4:
+			refused++
+		default:
+			return acked, refused, fmt.Errorf("replayed delivery answered %s", resp.Status)
+		}
+	}
+	return acked, refused, nil
 }
 
 func isPayment(typ string) bool {

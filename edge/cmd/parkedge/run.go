@@ -83,6 +83,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parkedge_store_writable",
+			Help: "1 when the last store commit succeeded; 0 while the disk refuses writes and events are held in memory."},
+			func() float64 { return b2f(store.Writable()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parkedge_store_held_events",
+			Help: "Gate events decided while the disk refused writes, held in memory until it takes them."},
+			func() float64 { return float64(store.Held()) }))
 
 	gates, watchers, err := m.hardware()
 	if err != nil {
@@ -127,7 +134,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	hc := httpapi.Config{LotID: c.LotID, Agent: m.agent, Gatherer: reg, CameraToken: c.CameraToken,
-		OperatorToken: c.OperatorToken, Logger: m.Logger}
+		OperatorToken: c.OperatorToken, Logger: m.Logger, Health: storeHealth(store)}
 	if m.FakePins != nil {
 		hc.Mounts = map[string]http.Handler{"/v1/sim": hwtest.PinsHandler("/v1/sim", m.FakePins)}
 	}
@@ -264,4 +271,24 @@ func (m *Main) hardware() ([]edge.GateConfig, []func(context.Context) error, err
 		}
 	}
 	return gates, watchers, nil
+}
+
+// storeHealth is the store's part of /healthz. A full disk leaves it 200 —
+// the gates decide, and a restart by a health probe would lose the events
+// held in memory — but says "degraded" and store_writable false.
+func storeHealth(s *bolt.Store) func() map[string]any {
+	return func() map[string]any {
+		h := map[string]any{"store_writable": s.Writable(), "store_held_events": s.Held()}
+		if !s.Writable() {
+			h["status"] = "degraded"
+		}
+		return h
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
