@@ -27,6 +27,10 @@ type HoldParams struct {
 	// body in the hold's own transaction: for a hold that is final as soon
 	// as it is made, whose body is the reservation as made.
 	FinalStatus int
+	// AccessToken is the driver's credential, kept under the key for a
+	// replay's 201; AccessTokenHash its SHA-256, kept on the reservation.
+	AccessToken     string
+	AccessTokenHash []byte
 }
 
 // Hold outcomes: what the store decided about one HoldParams.
@@ -61,6 +65,7 @@ type KeyRecord struct {
 	ReservationID  string
 	ResponseStatus int // 0 while in flight
 	ResponseBody   []byte
+	AccessToken    string // the hold's access token, for a replay's body
 }
 
 // Done reports whether the key has its final response.
@@ -80,6 +85,17 @@ type OpenSession struct {
 	ReservationID string
 	SessionID     string
 }
+
+// CancelOutcome is what ReservationStore.Cancel decided.
+type CancelOutcome string
+
+// Cancel outcomes.
+const (
+	CancelNotFound       CancelOutcome = "not_found"
+	CancelDone           CancelOutcome = "cancelled"       // now CANCELLED
+	CancelAlready        CancelOutcome = "already"         // it was CANCELLED already; nothing written
+	CancelNotCancellable CancelOutcome = "not_cancellable" // checked in, final, or past the policy
+)
 
 // LotMatch is one search result.
 type LotMatch struct {
@@ -155,6 +171,17 @@ type ReservationStore interface {
 	// SessionsToClose returns up to limit sessions of ended holds not yet
 	// closed at the payment provider.
 	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)
+	// Cancel cancels a reservation as a driver may (see CancelOutcome) at
+	// the given time, under the lot's free_cancellation policy, with its
+	// change-log row; lotID is set unless the outcome is CancelNotFound.
+	Cancel(ctx context.Context, id string, at time.Time) (outcome CancelOutcome, lotID string, err error)
+	// FinishRefund records that the payment provider took the refund a
+	// cancellation owed (refund_status succeeded, its id).
+	FinishRefund(ctx context.Context, id, refundID string) error
+	// PendingRefunds returns up to limit reservations whose cancellation
+	// owes a refund not yet taken by the provider, and untouched for at
+	// least olderThan (the cancel's own call is not raced needlessly).
+	PendingRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]string, error)
 	// PurgeKeys deletes the idempotency keys past their lifetime and
 	// reports how many.
 	PurgeKeys(ctx context.Context) (int64, error)

@@ -84,6 +84,9 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 			return err
 		}
 	}
+	if r.Status == cloud.StatusCancelled && r.Refund != nil {
+		return nil // confirmed, then cancelled in policy: its refund is the cancellation's (Cancel)
+	}
 	switch r.Status {
 	case cloud.StatusConfirmed, cloud.StatusCheckedIn, cloud.StatusCompleted, cloud.StatusRefunded:
 		return nil // already done: a duplicate or a replay
