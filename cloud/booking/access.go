@@ -1,6 +1,7 @@
 package booking
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/protocol"
 )
 
 // AccessTokenPrefix starts every access token, so one found in a log or a
@@ -40,4 +42,18 @@ func HoldsAccessToken(r cloud.Reservation, token string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare(HashAccessToken(token), r.AccessTokenHash) == 1
+}
+
+// AccessCodes returns what makes a reservation's access code: the claim on
+// it (id, lot, plate, window), signed by key, the cloud's signing key that
+// the edges already trust for changes.
+func AccessCodes(key ed25519.PrivateKey) func(cloud.Reservation) (string, error) {
+	return func(r cloud.Reservation) (string, error) {
+		code, err := protocol.AccessCode{ReservationID: r.ID, LotID: r.LotID, Plate: r.Plate,
+			StartsAt: r.StartsAt, EndsAt: r.EndsAt}.Sign(key)
+		if err != nil {
+			return "", fmt.Errorf("access code of %s: %w", r.ID, err)
+		}
+		return code, nil
+	}
 }

@@ -3,10 +3,13 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parkgate/parkgate/protocol"
 )
 
 func bearerOf(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
@@ -252,5 +255,51 @@ func TestCancelRefundRetried(t *testing.T) {
 	}
 	if len(b.fake.Refunds()) != 1 {
 		t.Errorf("refunds: %+v", b.fake.Refunds())
+	}
+}
+
+// codeKey signs the access codes of setupPayments' service.
+var codeKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+// TestAccessCodeShown: a booking that opens the gate shows its signed
+// access code to its driver and to admins only; a hold or a cancelled
+// booking shows none.
+func TestAccessCodeShown(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 2)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	pending := b.do(t, "POST", "/v1/reservations", hold(lot, "QR2", start, start.Add(time.Hour)), key("q2")).json(t)
+	id, tok := b.paidBooking(t, lot, "QR1", "q1", start)
+	code := func(hdr map[string]string, rid string) string {
+		t.Helper()
+		g := b.do(t, "GET", "/v1/reservations/"+rid, nil, hdr)
+		if g.Status != 200 {
+			t.Fatalf("GET: %d %s", g.Status, g.Body)
+		}
+		c, _ := g.json(t)["access_code"].(string)
+		return c
+	}
+	if c := code(nil, id); c != "" {
+		t.Errorf("public GET shows the code: %s", c)
+	}
+	if c := code(bearerOf(pending["access_token"].(string)), id); c != "" {
+		t.Errorf("another driver's token shows the code: %s", c)
+	}
+	for name, hdr := range map[string]map[string]string{"Driver": bearerOf(tok), "Admin": admin()} {
+		c, err := protocol.ParseAccessCode(code(hdr, id), []ed25519.PublicKey{codeKey.Public().(ed25519.PublicKey)})
+		if err != nil || c.ReservationID != id || c.LotID != lot || c.Plate != "QR1" ||
+			!c.StartsAt.Equal(start) || !c.EndsAt.Equal(start.Add(time.Hour)) {
+			t.Errorf("%s: code %+v, %v", name, c, err)
+		}
+	}
+	if c := code(bearerOf(pending["access_token"].(string)), pending["id"].(string)); c != "" {
+		t.Errorf("an unpaid hold shows a code: %s", c)
+	}
+	if x := b.do(t, "POST", "/v1/reservations/"+id+"/cancel", nil, bearerOf(tok)); x.Status != 200 || bytes.Contains(x.Body, []byte("access_code")) {
+		t.Errorf("cancel: %d %s", x.Status, x.Body)
+	}
+	if c := code(bearerOf(tok), id); c != "" {
+		t.Errorf("a cancelled booking shows a code: %s", c)
 	}
 }
