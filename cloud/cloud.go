@@ -124,6 +124,10 @@ type Reservation struct {
 	PaymentIntentID string `json:"-"`
 	RefundID        string `json:"-"`
 	AccessTokenHash []byte `json:"-"`
+	// ExtendsID is set on an extension's own row: the reservation whose
+	// window it extends. Such rows are the store's, never shown as
+	// reservations.
+	ExtendsID string `json:"-"`
 }
 
 // Overlaps is the overlap rule for half-open windows: [aStart, aEnd) and

@@ -97,6 +97,43 @@ const (
 	CancelNotCancellable CancelOutcome = "not_cancellable" // checked in, final, or past the policy
 )
 
+// ExtensionParams is one request to extend a reservation to EndsAt: the
+// interval [From, EndsAt) on its spot, From being the reservation's ends_at
+// the price was computed from.
+type ExtensionParams struct {
+	ID          string // the extension's id, chosen by the caller
+	ParentID    string
+	From        time.Time
+	EndsAt      time.Time
+	HoldTTL     time.Duration
+	Price       Money
+	Key         string
+	RequestHash []byte
+	Lease       time.Duration
+	Now         time.Time
+}
+
+// ExtensionHold is what the store decided about an ExtensionParams; the
+// times are set when the outcome is ExtensionHeld.
+type ExtensionHold struct {
+	Outcome       string
+	HoldExpiresAt time.Time
+	CreatedAt     time.Time
+}
+
+// Extension outcomes of HoldExtension and Extend.
+const (
+	ExtensionHeld           = "held"
+	ExtensionKeyExists      = "key_exists"
+	ExtensionNotFound       = "not_found"
+	ExtensionNotExtendable  = "not_extendable"
+	ExtensionChanged        = "changed" // the reservation's ends_at moved since it was read
+	ExtensionNoAvailability = "no_availability"
+	ExtendDone              = "extended"
+	ExtendAlready           = "already"
+	ExtendRefund            = "refund" // paid too late, or for a reservation no longer extendable
+)
+
 // LotMatch is one search result.
 type LotMatch struct {
 	Lot       Lot
@@ -182,6 +219,12 @@ type ReservationStore interface {
 	// owes a refund not yet taken by the provider, and untouched for at
 	// least olderThan (the cancel's own call is not raced needlessly).
 	PendingRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]string, error)
+	// HoldExtension holds an extension's interval on its reservation's spot
+	// (see ExtensionParams and the Extension* outcomes).
+	HoldExtension(ctx context.Context, p ExtensionParams) (ExtensionHold, error)
+	// Extend merges a paid extension into its reservation (see the Extend*
+	// outcomes), recording the payment; lotID is set unless not found.
+	Extend(ctx context.Context, extensionID, paymentIntentID string, at time.Time) (outcome string, lotID string, err error)
 	// PurgeKeys deletes the idempotency keys past their lifetime and
 	// reports how many.
 	PurgeKeys(ctx context.Context) (int64, error)

@@ -146,3 +146,20 @@ func TestAgentCode(t *testing.T) {
 		t.Errorf("%d events recorded, %v; want 4", len(entries), err)
 	}
 }
+
+// TestExitAfterExtension: a car that entered before its booking was
+// extended leaves by the new end without an overstay: the store's ends_at
+// counts, not the one recorded at entry.
+func TestExitAfterExtension(t *testing.T) {
+	p := edge.Policy{ExitGrace: 10 * time.Minute, MinConfidence: 0.8, Pulse: time.Second}
+	ext := edge.Reservation{ID: "r1", Plate: "AB123C", StartsAt: t0, EndsAt: t1.Add(time.Hour), Status: protocol.StatusCheckedIn}
+	v := edge.View{Exact: edge.PlateState{Plate: "AB123C", Reservations: []edge.Reservation{ext},
+		Presence: &edge.Presence{Plate: "AB123C", ReservationID: "r1", EndsAt: t1}}}
+	read := edge.PlateRead{GateID: "exit-1", Direction: "exit", Plate: "AB123C", Confidence: 0.9}
+	if d := edge.Decide(read, v, t1.Add(30*time.Minute), p); !d.Open() || d.OverstayMinutes != 0 {
+		t.Errorf("within the extension: %+v", d)
+	}
+	if d := edge.Decide(read, v, t1.Add(80*time.Minute), p); !d.Open() || d.OverstayMinutes != 20 {
+		t.Errorf("past the extension and its grace: %+v", d)
+	}
+}

@@ -144,7 +144,7 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 		return deny(protocol.ReasonNoReservation, r.Plate, "", false)
 	case ps.Presence != nil:
 		return leave(protocol.ReasonInside, ps.Plate, ps.Presence.ReservationID, fuzzy,
-			overstay(now, ps.Presence.EndsAt, p))
+			overstay(now, stayEnds(ps), p))
 	}
 	var checkedIn, nearest *Reservation
 	for i := range ps.Reservations {
@@ -168,6 +168,19 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 		return deny(protocol.ReasonNotInside, ps.Plate, nearest.ID, fuzzy)
 	}
 	return deny(protocol.ReasonNotInside, ps.Plate, "", fuzzy)
+}
+
+// stayEnds is when the stay of a plate inside ends: its reservation's
+// ends_at as the store has it now (an extension paid after entry moved it),
+// else as it was at entry.
+func stayEnds(ps PlateState) time.Time {
+	end := ps.Presence.EndsAt
+	for _, r := range ps.Reservations {
+		if r.ID == ps.Presence.ReservationID && r.EndsAt.After(end) {
+			end = r.EndsAt
+		}
+	}
+	return end
 }
 
 // stale reports whether a read captured at capturedAt is outside

@@ -74,6 +74,9 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 	if err != nil {
 		return err
 	}
+	if r.ExtendsID != "" {
+		return s.extensionPaid(ctx, r, e)
+	}
 	pay := cloud.PaymentFields{PaymentIntentID: e.PaymentIntentID}
 	if r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
 		// Found by its session, or it changed since the first try.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"net/http"
 
@@ -73,4 +74,50 @@ func (s *Server) writeReservation(w http.ResponseWriter, r *http.Request, res cl
 		res.AccessCode = code
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// extendReservation is POST /v1/reservations/{id}/extensions.
+func (s *Server) extendReservation(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if !s.mayAct(r, res) {
+		s.unauthorized(w, r)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if err := booking.CheckKey(key); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+	var body struct {
+		EndsAt *string `json:"ends_at"`
+	}
+	if err := decode(r, &body); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	endsAt, err := parseTime("ends_at", body.EndsAt)
+	if err == nil && endsAt.IsZero() {
+		err = cloud.FieldError("ends_at", "ends_at is required (RFC 3339)")
+	}
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	// As a hold: a client that hangs up must not cut the extension in half.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
+	defer cancel()
+	resp, err := s.Booking.Extend(ctx, key, res.ID, endsAt)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if resp.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeRaw(w, resp.Status, resp.Body)
 }

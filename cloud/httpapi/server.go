@@ -114,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 		// A hold asks the client's limit itself, after its cheap answers.
 		r.Post("/reservations", s.createReservation)
 		r.With(s.limitClients).Post("/reservations/{id}/cancel", s.cancelReservation)
+		r.With(s.limitClients).Post("/reservations/{id}/extensions", s.extendReservation)
 		r.With(s.admin).Post("/lots", s.createLot)
 		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)

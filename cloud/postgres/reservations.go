@@ -246,7 +246,7 @@ const reservationColumns = `
 	r.id, r.status, r.lot_id, s.label, r.plate, r.starts_at, r.ends_at, r.hold_expires_at,
 	r.price_amount, r.currency, coalesce(r.checkout_session_id, ''), coalesce(r.checkout_url, ''),
 	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at,
-	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, '')`
+	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, ''), coalesce(r.extends_id::text, '')`
 
 func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var r cloud.Reservation
@@ -254,7 +254,7 @@ func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var refundAmount pgtype.Int8
 	err := row.Scan(&r.ID, &r.Status, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.HoldExpiresAt,
 		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt,
-		&r.AccessTokenHash, &refundAmount, &refundStatus)
+		&r.AccessTokenHash, &refundAmount, &refundStatus, &r.ExtendsID)
 	if err != nil {
 		return r, err
 	}
