@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-func extendTo(end time.Time) map[string]any { return map[string]any{"ends_at": end.Format(time.RFC3339)} }
+func extendTo(end time.Time) map[string]any {
+	return map[string]any{"ends_at": end.Format(time.RFC3339)}
+}
 
 func withKey(hdr map[string]string, k string) map[string]string {
 	out := map[string]string{"Idempotency-Key": k}

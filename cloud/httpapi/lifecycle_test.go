@@ -12,7 +12,9 @@ import (
 	"github.com/parkgate/parkgate/protocol"
 )
 
-func bearerOf(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+func bearerOf(tok string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + tok}
+}
 
 // lotWith creates a one-spot lot with the given body changes.
 func (b *bundle) lotWith(t testing.TB, mod func(m map[string]any)) string {
