@@ -85,6 +85,39 @@ type Refund struct {
 	Status   string `json:"status"`
 }
 
+// Overstay is what an exit after ends_at plus the lot's exit grace owes:
+// Minutes past ends_at, priced at the lot's rate per started 15 minutes.
+// Status is "due" until its Checkout Session is paid, then "paid".
+type Overstay struct {
+	Minutes  int      `json:"minutes"`
+	Amount   int64    `json:"amount"`
+	Currency string   `json:"currency"`
+	Status   string   `json:"status"`
+	Payment  *Payment `json:"payment"`
+}
+
+// Overstay statuses.
+const (
+	OverstayDue  = "due"
+	OverstayPaid = "paid"
+)
+
+// OverstayPrice is what minutes past ends_at cost at an hourly rate: a
+// quarter of the rate per started 15 minutes, rounded up to the minor unit,
+// overflow-checked as Price is.
+func OverstayPrice(rate Money, minutes int) (Money, error) {
+	if minutes <= 0 || rate.Amount < 0 {
+		return Money{Currency: rate.Currency}, nil
+	}
+	quarters := (uint64(minutes) + 14) / 15
+	hi, lo := bits.Mul64(uint64(rate.Amount), quarters)
+	sum, carry := bits.Add64(lo, 3, 0)
+	if hi != 0 || carry != 0 || sum/4 > math.MaxInt64 {
+		return Money{}, fmt.Errorf("overstay of %d minutes at %d: too large to price", minutes, rate.Amount)
+	}
+	return Money{Amount: int64(sum / 4), Currency: rate.Currency}, nil
+}
+
 // Refund statuses.
 const (
 	RefundPending   = "pending"
@@ -114,6 +147,7 @@ type Reservation struct {
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Refund        *Refund   `json:"refund,omitempty"`
+	Overstay      *Overstay `json:"overstay,omitempty"`
 	// AccessToken is the driver's credential for this reservation, only
 	// ever in the 201 of its hold; AccessCode the signed code a gate
 	// accepts instead of the plate, shown only to the driver and admins.

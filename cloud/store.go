@@ -134,6 +134,16 @@ const (
 	ExtendRefund            = "refund" // paid too late, or for a reservation no longer extendable
 )
 
+// DueOverstay is one overstay the worker has to price or hand to the
+// payment provider; Amount is nil until priced.
+type DueOverstay struct {
+	ReservationID string
+	LotID         string
+	Minutes       int
+	Amount        *int64
+	SessionID     string
+}
+
 // LotMatch is one search result.
 type LotMatch struct {
 	Lot       Lot
@@ -225,6 +235,18 @@ type ReservationStore interface {
 	// Extend merges a paid extension into its reservation (see the Extend*
 	// outcomes), recording the payment; lotID is set unless not found.
 	Extend(ctx context.Context, extensionID, paymentIntentID string, at time.Time) (outcome string, lotID string, err error)
+	// DueOverstays returns up to limit overstays not yet priced or without
+	// a Checkout Session, oldest exit first.
+	DueOverstays(ctx context.Context, limit int) ([]DueOverstay, error)
+	// PriceOverstay sets an overstay's amount unless it has one, and
+	// returns the amount it has now: an overstay is priced once.
+	PriceOverstay(ctx context.Context, reservationID string, amount int64) (int64, error)
+	// SetOverstaySession records an overstay's Checkout Session; with an
+	// empty sessionID (nothing to pay) it marks the overstay paid.
+	SetOverstaySession(ctx context.Context, reservationID, sessionID, url string) error
+	// OverstayPaid marks paid the overstay paid through sessionID, and
+	// reports whether there was such an overstay.
+	OverstayPaid(ctx context.Context, reservationID, sessionID, paymentIntentID string) (bool, error)
 	// PurgeKeys deletes the idempotency keys past their lifetime and
 	// reports how many.
 	PurgeKeys(ctx context.Context) (int64, error)

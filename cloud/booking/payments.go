@@ -77,6 +77,9 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 	if r.ExtendsID != "" {
 		return s.extensionPaid(ctx, r, e)
 	}
+	if ok, err := s.overstayPaid(ctx, r, e); ok || err != nil {
+		return err
+	}
 	pay := cloud.PaymentFields{PaymentIntentID: e.PaymentIntentID}
 	if r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
 		// Found by its session, or it changed since the first try.

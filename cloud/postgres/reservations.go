@@ -246,17 +246,29 @@ const reservationColumns = `
 	r.id, r.status, r.lot_id, s.label, r.plate, r.starts_at, r.ends_at, r.hold_expires_at,
 	r.price_amount, r.currency, coalesce(r.checkout_session_id, ''), coalesce(r.checkout_url, ''),
 	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at,
-	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, ''), coalesce(r.extends_id::text, '')`
+	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, ''), coalesce(r.extends_id::text, ''),
+	r.overstay_minutes, r.overstay_amount, coalesce(r.overstay_status, ''), coalesce(r.overstay_session_id, ''),
+	coalesce(r.overstay_url, '')`
 
 func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var r cloud.Reservation
 	var sid, surl, refundStatus string
-	var refundAmount pgtype.Int8
+	var refundAmount, overAmount pgtype.Int8
+	var overMinutes pgtype.Int4
+	var overStatus, overSession, overURL string
 	err := row.Scan(&r.ID, &r.Status, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.HoldExpiresAt,
 		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt,
-		&r.AccessTokenHash, &refundAmount, &refundStatus, &r.ExtendsID)
+		&r.AccessTokenHash, &refundAmount, &refundStatus, &r.ExtendsID,
+		&overMinutes, &overAmount, &overStatus, &overSession, &overURL)
 	if err != nil {
 		return r, err
+	}
+	if overAmount.Valid {
+		r.Overstay = &cloud.Overstay{Minutes: int(overMinutes.Int32), Amount: overAmount.Int64,
+			Currency: r.Price.Currency, Status: overStatus}
+		if overSession != "" {
+			r.Overstay.Payment = &cloud.Payment{Provider: "stripe", SessionID: overSession, URL: overURL}
+		}
 	}
 	if refundAmount.Valid {
 		r.Refund = &cloud.Refund{Amount: refundAmount.Int64, Currency: r.Price.Currency, Status: refundStatus}
