@@ -134,6 +134,13 @@ const (
 	ExtendRefund            = "refund" // paid too late, or for a reservation no longer extendable
 )
 
+// PaidExtension is an extension merged into its reservation and the
+// payment it was bought with.
+type PaidExtension struct {
+	ID              string
+	PaymentIntentID string
+}
+
 // DueOverstay is one overstay the worker has to price or hand to the
 // payment provider; Amount is nil until priced.
 type DueOverstay struct {
@@ -225,6 +232,9 @@ type ReservationStore interface {
 	// FinishRefund records that the payment provider took the refund a
 	// cancellation owed (refund_status succeeded, its id).
 	FinishRefund(ctx context.Context, id, refundID string) error
+	// PaidExtensions returns the extensions merged into a reservation, each
+	// with its own payment: its id and payment intent.
+	PaidExtensions(ctx context.Context, reservationID string) ([]PaidExtension, error)
 	// PendingRefunds returns up to limit reservations whose cancellation
 	// owes a refund not yet taken by the provider, and untouched for at
 	// least olderThan (the cancel's own call is not raced needlessly).

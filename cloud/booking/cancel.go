@@ -60,13 +60,35 @@ func (s *Service) Cancel(ctx context.Context, id string) (cloud.Reservation, err
 // records that it did. The key is the one every refund of the reservation
 // uses (see refund): a late-payment refund and this one can never both
 // happen.
+//
+// The extensions merged into it were paid for on their own, so each is
+// refunded under its own row's key, as its late payment would be.
 func (s *Service) refundCancelled(ctx context.Context, r cloud.Reservation) error {
-	if s.Payments == nil || r.PaymentIntentID == "" {
-		return fmt.Errorf("refund reservation %s: no payment to refund", r.ID)
+	if s.Payments == nil {
+		return fmt.Errorf("refund reservation %s: no payment provider", r.ID)
 	}
-	refundID, err := s.Payments.Refund(ctx, r.PaymentIntentID, "parkgate-refund-"+r.ID)
+	var refundID string
+	if r.Price.Amount > 0 {
+		if r.PaymentIntentID == "" {
+			return fmt.Errorf("refund reservation %s: no payment to refund", r.ID)
+		}
+		id, err := s.Payments.Refund(ctx, r.PaymentIntentID, "parkgate-refund-"+r.ID)
+		if err != nil {
+			return fmt.Errorf("refund reservation %s: %w", r.ID, err)
+		}
+		refundID = id
+	}
+	exts, err := s.Store.PaidExtensions(ctx, r.ID)
 	if err != nil {
-		return fmt.Errorf("refund reservation %s: %w", r.ID, err)
+		return err
+	}
+	for _, x := range exts {
+		if x.PaymentIntentID == "" {
+			continue
+		}
+		if _, err := s.Payments.Refund(ctx, x.PaymentIntentID, "parkgate-refund-"+x.ID); err != nil {
+			return fmt.Errorf("refund extension %s of %s: %w", x.ID, r.ID, err)
+		}
 	}
 	if err := s.Store.FinishRefund(ctx, r.ID, refundID); err != nil {
 		return err

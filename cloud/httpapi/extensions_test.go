@@ -198,3 +198,39 @@ func TestExtensionRacesHold(t *testing.T) {
 	}
 	assertNoOverlap(t, b.bundle)
 }
+
+// TestCancelExtended: a booking cancelled in policy after an extension was
+// paid gives back both payments, each once, under concurrent cancels.
+func TestCancelExtended(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(3 * time.Hour).Truncate(time.Minute).UTC()
+	id, tok := b.paidBooking(t, lot, "CEXT", "ce1", start)
+	r := b.do(t, "POST", "/v1/reservations/"+id+"/extensions", extendTo(start.Add(2*time.Hour)), withKey(bearerOf(tok), "ce2"))
+	if r.Status != 201 {
+		t.Fatalf("extend: %d %s", r.Status, r.Body)
+	}
+	if _, err := b.fake.Pay(r.json(t)["payment"].(map[string]any)["session_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnds(t, id, start.Add(2*time.Hour))
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c := b.do(t, "POST", "/v1/reservations/"+id+"/cancel", nil, bearerOf(tok)); c.Status != 200 {
+				t.Errorf("cancel: %d %s", c.Status, c.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	g := b.do(t, "GET", "/v1/reservations/"+id, nil, nil).json(t)
+	if ref := g["refund"].(map[string]any); ref["amount"].(float64) != 500 || ref["status"] != "succeeded" {
+		t.Errorf("refund: %v", ref)
+	}
+	if refunds := b.fake.Refunds(); len(refunds) != 2 || refunds[0].Amount+refunds[1].Amount != 500 {
+		t.Errorf("refunds at Stripe: %+v", refunds)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/parkgate/parkgate/cloud"
 )
@@ -50,4 +51,20 @@ func (db *DB) Extend(ctx context.Context, extensionID, paymentIntentID string, a
 		lotID = uuid.UUID(lot.Bytes).String()
 	}
 	return outcome, lotID, nil
+}
+
+// PaidExtensions returns the merged extensions of a reservation with their
+// payment intents.
+func (db *DB) PaidExtensions(ctx context.Context, reservationID string) ([]cloud.PaidExtension, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT id::text, coalesce(payment_intent_id, '') FROM reservations
+		 WHERE extends_id = $1 AND status = 'COMPLETED' AND price_amount > 0 ORDER BY created_at`, reservationID)
+	if err != nil {
+		return nil, fail("paid extensions", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[cloud.PaidExtension])
+	if err != nil {
+		return nil, fail("paid extensions", err)
+	}
+	return out, nil
 }

@@ -6,7 +6,8 @@
 -- nothing written); 'not_cancellable' (checked in, final, or a confirmed
 -- booking past starts_at minus the lot's free_cancellation at p_now);
 -- 'cancelled' (now CANCELLED, its delete in the lot's change log; a paid
--- confirmed booking owes its price back: refund_amount set, refund_status
+-- confirmed booking owes back its price and its paid extensions':
+-- refund_amount set, refund_status
 -- 'pending' until the caller has asked the provider).
 CREATE OR REPLACE FUNCTION parkgate_cancel(p_id uuid, p_now timestamptz)
 RETURNS TABLE (outcome text, lot_id uuid) LANGUAGE plpgsql AS $$
@@ -16,6 +17,7 @@ DECLARE
     v_free interval;
     r      reservations%ROWTYPE;
     v_owes boolean;
+    v_paid bigint;
 BEGIN
     SELECT x.lot_id INTO v_lot FROM reservations x WHERE x.id = p_id;
     IF NOT FOUND THEN
@@ -32,11 +34,14 @@ BEGIN
         RETURN QUERY SELECT 'not_cancellable'::text, v_lot;
         RETURN;
     END IF;
-    v_owes := r.status = 'CONFIRMED' AND r.price_amount > 0;
+    -- What was paid: the booking, and the extensions merged into it.
+    SELECT r.price_amount + coalesce(sum(x.price_amount), 0) INTO v_paid
+      FROM reservations x WHERE x.extends_id = r.id AND x.status = 'COMPLETED';
+    v_owes := r.status = 'CONFIRMED' AND v_paid > 0;
     v_seq := v_seq + 1;
     UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;
     UPDATE reservations x SET status = 'CANCELLED', updated_at = now(),
-           refund_amount = CASE WHEN v_owes THEN r.price_amount END,
+           refund_amount = CASE WHEN v_owes THEN v_paid END,
            refund_status = CASE WHEN v_owes THEN 'pending' END
      WHERE x.id = p_id;
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
