@@ -350,7 +350,7 @@ type freeHold struct {
 func holdBody(r cloud.Reservation) ([]byte, error) {
 	r.Status = madeAs(r.Price)
 	r.UpdatedAt = r.CreatedAt
-	r.Refund, r.AccessCode = nil, ""
+	r.Refund, r.Overstay, r.AccessCode = nil, nil, ""
 	var v any = r
 	if r.Status == cloud.StatusConfirmed {
 		r.Payment = nil

@@ -234,3 +234,22 @@ func TestCancelExtended(t *testing.T) {
 		t.Errorf("refunds at Stripe: %+v", refunds)
 	}
 }
+
+// TestCancelWithUnpaidExtension: cancelling a booking frees the interval
+// its unpaid extension held, at once.
+func TestCancelWithUnpaidExtension(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(3 * time.Hour).Truncate(time.Minute).UTC()
+	id, tok := b.paidBooking(t, lot, "CUX", "cu1", start)
+	if r := b.do(t, "POST", "/v1/reservations/"+id+"/extensions", extendTo(start.Add(2*time.Hour)), withKey(bearerOf(tok), "cu2")); r.Status != 201 {
+		t.Fatalf("extend: %d %s", r.Status, r.Body)
+	}
+	if c := b.do(t, "POST", "/v1/reservations/"+id+"/cancel", nil, bearerOf(tok)); c.Status != 200 {
+		t.Fatalf("cancel: %d %s", c.Status, c.Body)
+	}
+	if x := b.do(t, "POST", "/v1/reservations", hold(lot, "NEXT", start.Add(time.Hour), start.Add(2*time.Hour)), key("cu3")); x.Status != 201 {
+		t.Errorf("the extension's hour after the cancel: %d %s", x.Status, x.Body)
+	}
+}

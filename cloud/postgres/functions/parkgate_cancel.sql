@@ -46,5 +46,10 @@ BEGIN
      WHERE x.id = p_id;
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
     VALUES (v_lot, v_seq, r.id, 'delete', 'CANCELLED', r.plate, r.starts_at, r.ends_at);
+    -- An extension still unpaid has nothing left to extend: its interval is
+    -- free at once, its session closed by the session worker, and a payment
+    -- that slips through is refunded (parkgate_extend).
+    UPDATE reservations x SET status = 'CANCELLED', updated_at = now()
+     WHERE x.extends_id = r.id AND x.status = 'PENDING';
     RETURN QUERY SELECT 'cancelled'::text, v_lot;
 END $$;
