@@ -305,3 +305,25 @@ func TestAccessCodeShown(t *testing.T) {
 		t.Errorf("a cancelled booking shows a code: %s", c)
 	}
 }
+
+// TestLotPolicies: a lot's free_cancellation and exit_grace are optional Go
+// durations at creation, answered as Go prints them; anything else is 400
+// with the field.
+func TestLotPolicies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) {}), admin())
+	if m := r.json(t); r.Status != 201 || m["free_cancellation"] != "0s" || m["exit_grace"] != "15m0s" {
+		t.Errorf("defaults: %d %s", r.Status, r.Body)
+	}
+	r = b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) { m["free_cancellation"] = "24h"; m["exit_grace"] = "0s" }), admin())
+	if m := r.json(t); r.Status != 201 || m["free_cancellation"] != "24h0m0s" || m["exit_grace"] != "0s" {
+		t.Errorf("set: %d %s", r.Status, r.Body)
+	}
+	for _, bad := range []any{"-1h", "soon", 3600, "9000h"} {
+		r := b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) { m["free_cancellation"] = bad }), admin())
+		if r.Status != 400 || r.field() != "free_cancellation" {
+			t.Errorf("%v: %d %s", bad, r.Status, r.Body)
+		}
+	}
+}
