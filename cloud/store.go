@@ -149,6 +149,7 @@ type DueOverstay struct {
 	Minutes       int
 	Amount        *int64
 	SessionID     string
+	Sessions      int // sessions opened before, expired unpaid
 }
 
 // LotMatch is one search result.
@@ -254,6 +255,9 @@ type ReservationStore interface {
 	// SetOverstaySession records an overstay's Checkout Session; with an
 	// empty sessionID (nothing to pay) it marks the overstay paid.
 	SetOverstaySession(ctx context.Context, reservationID, sessionID, url string) error
+	// OverstaySessionExpired forgets an unpaid overstay's expired session,
+	// so the worker opens another; false when sessionID is not its session.
+	OverstaySessionExpired(ctx context.Context, reservationID, sessionID string) (bool, error)
 	// OverstayPaid marks paid the overstay paid through sessionID, and
 	// reports whether there was such an overstay.
 	OverstayPaid(ctx context.Context, reservationID, sessionID, paymentIntentID string) (bool, error)

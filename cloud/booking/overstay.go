@@ -12,7 +12,8 @@ import (
 // ingest's transaction (a gate event never waits for Stripe); it reports
 // how many it handed on. Each is priced once (the store keeps the first
 // amount) and its session is made under a key derived from the reservation,
-// so replicas running this at once make one session.
+// so replicas running this at once make one session (a new key for each
+// session after one expired unpaid).
 func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 	due, err := s.Store.DueOverstays(ctx, limit)
 	if err != nil {
@@ -49,7 +50,7 @@ func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 				ReservationID: d.ReservationID, LotID: lot.ID,
 				Description: fmt.Sprintf("Overstay at %s, %d minutes", lot.Name, d.Minutes),
 				Amount:      amount, Currency: lot.HourlyRate.Currency,
-				IdempotencyKey: "parkgate-overstay-" + d.ReservationID,
+				IdempotencyKey: fmt.Sprintf("parkgate-overstay-%s-%d", d.ReservationID, d.Sessions),
 			})
 			if err != nil {
 				return n, fmt.Errorf("overstay session of %s: %w", d.ReservationID, err)
@@ -73,4 +74,14 @@ func (s *Service) overstayPaid(ctx context.Context, r cloud.Reservation, e cloud
 		return true, err
 	}
 	return true, nil
+}
+
+// overstaySessionExpired forgets the expired session of a due overstay, so
+// ChargeOverstays opens another; false when the event is not about it.
+func (s *Service) overstaySessionExpired(ctx context.Context, r cloud.Reservation, e cloud.PaymentEvent) (bool, error) {
+	if r.Overstay == nil || r.Overstay.Payment == nil || e.SessionID == "" || r.Overstay.Payment.SessionID != e.SessionID {
+		return false, nil
+	}
+	_, err := s.Store.OverstaySessionExpired(ctx, r.ID, e.SessionID)
+	return true, err
 }

@@ -159,6 +159,11 @@ func (s *Service) released(ctx context.Context, e cloud.PaymentEvent) error {
 	if err != nil {
 		return err
 	}
+	if e.Type == cloud.EventSessionExpired {
+		if ok, err := s.overstaySessionExpired(ctx, r, e); ok || err != nil {
+			return err
+		}
+	}
 	to := cloud.StatusExpired
 	if e.Type == cloud.EventAsyncPaymentFailed {
 		to = cloud.StatusCancelled

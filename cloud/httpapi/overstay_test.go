@@ -63,7 +63,22 @@ func TestOverstay(t *testing.T) {
 	if g := b.do(t, "GET", "/v1/reservations/"+onTime, nil, nil).json(t); g["overstay"] != nil || g["status"] != "COMPLETED" {
 		t.Errorf("exit within the grace: %v", g)
 	}
-	if _, err := b.fake.Pay(pay["session_id"].(string)); err != nil {
+	// The session expires unpaid: the overstay stays due, and the worker
+	// opens another session for it.
+	if err := b.fake.Expire(pay["session_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.fake.Flush(ctx)
+	b.waitProcessed(t)
+	if n, err := b.svc.ChargeOverstays(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("ChargeOverstays after expiry = %d, %v", n, err)
+	}
+	o = b.do(t, "GET", "/v1/reservations/"+late, nil, nil).json(t)["overstay"].(map[string]any)
+	next := o["payment"].(map[string]any)
+	if o["status"] != "due" || o["amount"].(float64) != 188 || next["session_id"] == pay["session_id"] {
+		t.Fatalf("after the session expired: %v", o)
+	}
+	if _, err := b.fake.Pay(next["session_id"].(string)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

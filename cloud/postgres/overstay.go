@@ -23,7 +23,8 @@ UPDATE reservations r
 // DueOverstays returns overstays to price or to hand to the provider.
 func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT id::text, lot_id::text, overstay_minutes, overstay_amount, coalesce(overstay_session_id, '')
+		SELECT id::text, lot_id::text, overstay_minutes, overstay_amount, coalesce(overstay_session_id, ''),
+		       overstay_sessions
 		  FROM reservations
 		 WHERE overstay_status = 'due' AND (overstay_amount IS NULL OR overstay_session_id IS NULL)
 		 ORDER BY overstay_exit_at LIMIT $1`, limit)
@@ -33,7 +34,7 @@ func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay,
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cloud.DueOverstay, error) {
 		var d cloud.DueOverstay
 		var amount pgtype.Int8
-		err := r.Scan(&d.ReservationID, &d.LotID, &d.Minutes, &amount, &d.SessionID)
+		err := r.Scan(&d.ReservationID, &d.LotID, &d.Minutes, &amount, &d.SessionID, &d.Sessions)
 		if amount.Valid {
 			d.Amount = &amount.Int64
 		}
@@ -72,6 +73,18 @@ func (db *DB) SetOverstaySession(ctx context.Context, reservationID, sessionID, 
 		return fail("set overstay session", err)
 	}
 	return nil
+}
+
+// OverstaySessionExpired forgets the expired session of a due overstay.
+func (db *DB) OverstaySessionExpired(ctx context.Context, reservationID, sessionID string) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		UPDATE reservations SET overstay_session_id = NULL, overstay_url = NULL,
+		       overstay_sessions = overstay_sessions + 1, updated_at = now()
+		 WHERE id = $1 AND overstay_session_id = $2 AND overstay_status = 'due'`, reservationID, sessionID)
+	if err != nil {
+		return false, fail("overstay session expired", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // OverstayPaid marks the overstay paid through sessionID.

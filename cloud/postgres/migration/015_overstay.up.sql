@@ -10,6 +10,9 @@ ALTER TABLE reservations ADD COLUMN IF NOT EXISTS overstay_status text CHECK (ov
 ALTER TABLE reservations ADD COLUMN IF NOT EXISTS overstay_session_id text UNIQUE;
 ALTER TABLE reservations ADD COLUMN IF NOT EXISTS overstay_url text;
 ALTER TABLE reservations ADD COLUMN IF NOT EXISTS overstay_payment_intent text;
+-- Sessions expire unpaid (Stripe's default: a day); each new one for the
+-- same overstay needs its own idempotency key, numbered by this.
+ALTER TABLE reservations ADD COLUMN IF NOT EXISTS overstay_sessions integer NOT NULL DEFAULT 0;
 -- The overstay worker's queue: due, and not yet priced or without a session.
 CREATE INDEX IF NOT EXISTS reservations_overstay_due_idx ON reservations (overstay_exit_at)
     WHERE overstay_status = 'due' AND (overstay_amount IS NULL OR overstay_session_id IS NULL);
