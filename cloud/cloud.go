@@ -1,6 +1,8 @@
 package cloud
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"math/bits"
 	"time"
@@ -42,7 +44,85 @@ type Lot struct {
 	Spots      []string  `json:"spots,omitempty"`
 	TotalSpots int       `json:"total_spots"`
 	CreatedAt  time.Time `json:"created_at"`
+	// FreeCancellation: a confirmed booking may be cancelled with a full
+	// refund until its starts_at minus this. ExitGrace: an exit this long
+	// after ends_at is still on time.
+	FreeCancellation Duration `json:"free_cancellation"`
+	ExitGrace        Duration `json:"exit_grace"`
 }
+
+// DefaultExitGrace is a lot's exit grace unless its operator sets one.
+const DefaultExitGrace = 15 * time.Minute
+
+// Duration is a time.Duration that JSON carries in Go's syntax ("24h0m0s"),
+// as the operator API's contract says.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as Go prints it.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration in Go's syntax ("90m", "0s").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Refund is money given back for a reservation; Status is "pending" until
+// the payment provider has taken the request, then "succeeded".
+type Refund struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Status   string `json:"status"`
+}
+
+// Overstay is what an exit after ends_at plus the lot's exit grace owes:
+// Minutes past ends_at, priced at the lot's rate per started 15 minutes.
+// Status is "due" until its Checkout Session is paid, then "paid".
+type Overstay struct {
+	Minutes  int      `json:"minutes"`
+	Amount   int64    `json:"amount"`
+	Currency string   `json:"currency"`
+	Status   string   `json:"status"`
+	Payment  *Payment `json:"payment"`
+}
+
+// Overstay statuses.
+const (
+	OverstayDue  = "due"
+	OverstayPaid = "paid"
+)
+
+// OverstayPrice is what minutes past ends_at cost at an hourly rate: a
+// quarter of the rate per started 15 minutes, rounded up to the minor unit,
+// overflow-checked as Price is.
+func OverstayPrice(rate Money, minutes int) (Money, error) {
+	if minutes <= 0 || rate.Amount < 0 {
+		return Money{Currency: rate.Currency}, nil
+	}
+	quarters := (uint64(minutes) + 14) / 15
+	hi, lo := bits.Mul64(uint64(rate.Amount), quarters)
+	sum, carry := bits.Add64(lo, 3, 0)
+	if hi != 0 || carry != 0 || sum/4 > math.MaxInt64 {
+		return Money{}, fmt.Errorf("overstay of %d minutes at %d: too large to price", minutes, rate.Amount)
+	}
+	return Money{Amount: int64(sum / 4), Currency: rate.Currency}, nil
+}
+
+// Refund statuses.
+const (
+	RefundPending   = "pending"
+	RefundSucceeded = "succeeded"
+)
 
 // Payment is how a reservation is paid for.
 type Payment struct {
@@ -66,10 +146,22 @@ type Reservation struct {
 	Payment       *Payment  `json:"payment,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	Refund        *Refund   `json:"refund,omitempty"`
+	Overstay      *Overstay `json:"overstay,omitempty"`
+	// AccessToken is the driver's credential for this reservation, only
+	// ever in the 201 of its hold; AccessCode the signed code a gate
+	// accepts instead of the plate, shown only to the driver and admins.
+	AccessToken string `json:"access_token,omitempty"`
+	AccessCode  string `json:"access_code,omitempty"`
 
-	// Internal payment bookkeeping, never shown to drivers.
+	// Internal bookkeeping, never shown to drivers.
 	PaymentIntentID string `json:"-"`
 	RefundID        string `json:"-"`
+	AccessTokenHash []byte `json:"-"`
+	// ExtendsID is set on an extension's own row: the reservation whose
+	// window it extends. Such rows are the store's, never shown as
+	// reservations.
+	ExtendsID string `json:"-"`
 }
 
 // Overlaps is the overlap rule for half-open windows: [aStart, aEnd) and

@@ -21,6 +21,8 @@ const (
 	EUnavailable       = "unavailable"
 	EPaymentProvider   = "payment_provider_error" // the provider refused the request (a 4xx)
 	EUnsupportedMedia  = "unsupported_media_type" // a request body that is not JSON
+	ENotCancellable    = "not_cancellable"        // a driver's cancel outside the lot's policy, or of a booking under way or over
+	ENotExtendable     = "not_extendable"         // an extension of a booking not confirmed or checked in, or over
 	EConflict          = "conflict"
 	EInternal          = "internal"
 )

@@ -27,6 +27,10 @@ type HoldParams struct {
 	// body in the hold's own transaction: for a hold that is final as soon
 	// as it is made, whose body is the reservation as made.
 	FinalStatus int
+	// AccessToken is the driver's credential, kept under the key for a
+	// replay's 201; AccessTokenHash its SHA-256, kept on the reservation.
+	AccessToken     string
+	AccessTokenHash []byte
 }
 
 // Hold outcomes: what the store decided about one HoldParams.
@@ -61,6 +65,7 @@ type KeyRecord struct {
 	ReservationID  string
 	ResponseStatus int // 0 while in flight
 	ResponseBody   []byte
+	AccessToken    string // the hold's access token, for a replay's body
 }
 
 // Done reports whether the key has its final response.
@@ -79,6 +84,72 @@ type PaymentFields struct {
 type OpenSession struct {
 	ReservationID string
 	SessionID     string
+}
+
+// CancelOutcome is what ReservationStore.Cancel decided.
+type CancelOutcome string
+
+// Cancel outcomes.
+const (
+	CancelNotFound       CancelOutcome = "not_found"
+	CancelDone           CancelOutcome = "cancelled"       // now CANCELLED
+	CancelAlready        CancelOutcome = "already"         // it was CANCELLED already; nothing written
+	CancelNotCancellable CancelOutcome = "not_cancellable" // checked in, final, or past the policy
+)
+
+// ExtensionParams is one request to extend a reservation to EndsAt: the
+// interval [From, EndsAt) on its spot, From being the reservation's ends_at
+// the price was computed from.
+type ExtensionParams struct {
+	ID          string // the extension's id, chosen by the caller
+	ParentID    string
+	From        time.Time
+	EndsAt      time.Time
+	HoldTTL     time.Duration
+	Price       Money
+	Key         string
+	RequestHash []byte
+	Lease       time.Duration
+	Now         time.Time
+}
+
+// ExtensionHold is what the store decided about an ExtensionParams; the
+// times are set when the outcome is ExtensionHeld.
+type ExtensionHold struct {
+	Outcome       string
+	HoldExpiresAt time.Time
+	CreatedAt     time.Time
+}
+
+// Extension outcomes of HoldExtension and Extend.
+const (
+	ExtensionHeld           = "held"
+	ExtensionKeyExists      = "key_exists"
+	ExtensionNotFound       = "not_found"
+	ExtensionNotExtendable  = "not_extendable"
+	ExtensionChanged        = "changed" // the reservation's ends_at moved since it was read
+	ExtensionNoAvailability = "no_availability"
+	ExtendDone              = "extended"
+	ExtendAlready           = "already"
+	ExtendRefund            = "refund" // paid too late, or for a reservation no longer extendable
+)
+
+// PaidExtension is an extension merged into its reservation and the
+// payment it was bought with.
+type PaidExtension struct {
+	ID              string
+	PaymentIntentID string
+}
+
+// DueOverstay is one overstay the worker has to price or hand to the
+// payment provider; Amount is nil until priced.
+type DueOverstay struct {
+	ReservationID string
+	LotID         string
+	Minutes       int
+	Amount        *int64
+	SessionID     string
+	Sessions      int // sessions opened before, expired unpaid
 }
 
 // LotMatch is one search result.
@@ -171,6 +242,41 @@ type ReservationStore interface {
 	// SessionsToClose returns up to limit sessions of ended holds not yet
 	// closed at the payment provider.
 	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)
+	// Cancel cancels a reservation as a driver may (see CancelOutcome) at
+	// the given time, under the lot's free_cancellation policy, with its
+	// change-log row; lotID is set unless the outcome is CancelNotFound.
+	Cancel(ctx context.Context, id string, at time.Time) (outcome CancelOutcome, lotID string, err error)
+	// FinishRefund records that the payment provider took the refund a
+	// cancellation owed (refund_status succeeded, its id).
+	FinishRefund(ctx context.Context, id, refundID string) error
+	// PaidExtensions returns the extensions merged into a reservation, each
+	// with its own payment: its id and payment intent.
+	PaidExtensions(ctx context.Context, reservationID string) ([]PaidExtension, error)
+	// PendingRefunds returns up to limit reservations whose cancellation
+	// owes a refund not yet taken by the provider, and untouched for at
+	// least olderThan (the cancel's own call is not raced needlessly).
+	PendingRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]string, error)
+	// HoldExtension holds an extension's interval on its reservation's spot
+	// (see ExtensionParams and the Extension* outcomes).
+	HoldExtension(ctx context.Context, p ExtensionParams) (ExtensionHold, error)
+	// Extend merges a paid extension into its reservation (see the Extend*
+	// outcomes), recording the payment; lotID is set unless not found.
+	Extend(ctx context.Context, extensionID, paymentIntentID string, at time.Time) (outcome string, lotID string, err error)
+	// DueOverstays returns up to limit overstays not yet priced or without
+	// a Checkout Session, oldest exit first.
+	DueOverstays(ctx context.Context, limit int) ([]DueOverstay, error)
+	// PriceOverstay sets an overstay's amount unless it has one, and
+	// returns the amount it has now: an overstay is priced once.
+	PriceOverstay(ctx context.Context, reservationID string, amount int64) (int64, error)
+	// SetOverstaySession records an overstay's Checkout Session; with an
+	// empty sessionID (nothing to pay) it marks the overstay paid.
+	SetOverstaySession(ctx context.Context, reservationID, sessionID, url string) error
+	// OverstaySessionExpired forgets an unpaid overstay's expired session,
+	// so the worker opens another; false when sessionID is not its session.
+	OverstaySessionExpired(ctx context.Context, reservationID, sessionID string) (bool, error)
+	// OverstayPaid marks paid the overstay paid through sessionID, and
+	// reports whether there was such an overstay.
+	OverstayPaid(ctx context.Context, reservationID, sessionID, paymentIntentID string) (bool, error)
 	// PurgeKeys deletes the idempotency keys past their lifetime and
 	// reports how many.
 	PurgeKeys(ctx context.Context) (int64, error)

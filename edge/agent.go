@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"math"
@@ -32,6 +33,9 @@ type Config struct {
 	Now        func() time.Time
 	NewEventID func() string
 	Logger     *slog.Logger
+	// CloudKeys verify access codes: the keys the cloud signs changes
+	// with. None: every code is refused (invalid_code).
+	CloudKeys []ed25519.PublicKey
 }
 
 // Result is what a camera or operator is told about one event.
@@ -65,6 +69,8 @@ type Agent struct {
 	now      func() time.Time
 	newID    func() string
 	log      *slog.Logger
+	// cloudKeys verify access codes.
+	cloudKeys []ed25519.PublicKey
 
 	linkMu sync.RWMutex
 	link   Link
@@ -106,6 +112,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 		newID:    cfg.NewEventID,
 		log:      cfg.Logger,
 		link:     cfg.Link,
+
+		cloudKeys: cfg.CloudKeys,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -162,16 +170,54 @@ func (a *Agent) HandleRead(ctx context.Context, read PlateRead) (Result, error) 
 		return Result{}, Errorf(EInvalid, "confidence", "confidence %v outside 0..1", read.Confidence)
 	}
 	read.Plate, read.Direction = plate, g.Direction
+	return a.decide(ctx, g, start, plate, read.Confidence, func(v View, now time.Time) Decision {
+		return Decide(read, v, now, a.policy)
+	})
+}
+
+// HandleCode decides on an access code shown at a gate (the QR fallback
+// when the camera cannot read the plate) as HandleRead does on a read: the
+// same store, the same presence, the same event. A code that does not
+// verify against the cloud's keys is denied (invalid_code) and recorded
+// like any refusal.
+func (a *Agent) HandleCode(ctx context.Context, gateID, code string) (Result, error) {
+	start := time.Now()
+	g, ok := a.gates[gateID]
+	if !ok {
+		return Result{}, Errorf(ENotFound, "gate_id", "no gate %q at this lot", gateID)
+	}
+	cr := CodeRead{GateID: g.ID, Direction: g.Direction}
+	if c, err := protocol.ParseAccessCode(code, a.cloudKeys); err == nil {
+		cr.Code = &c
+	}
+	plate := ""
+	if cr.Code != nil && cr.Code.LotID == a.lot {
+		plate = cr.Code.Plate
+	}
+	return a.decide(ctx, g, start, plate, 1, func(v View, now time.Time) Decision {
+		return DecideCode(cr, a.lot, v, now, a.policy)
+	})
+}
+
+// decide looks plate up (none when empty), takes decideFn's decision,
+// opens the barrier for an open, and records the event: one step under
+// a.mu, so two reads or codes for one plate at two gates cannot both get
+// in. It returns once the event is durable.
+func (a *Agent) decide(ctx context.Context, g *gate, start time.Time, plate string, confidence float64,
+	decideFn func(View, time.Time) Decision) (Result, error) {
 	offline := !a.online()
 
 	a.mu.Lock()
 	now := a.now()
-	view, err := a.store.Lookup(plate)
-	if err != nil {
-		a.mu.Unlock()
-		return Result{}, fmt.Errorf("lookup %s: %w", plate, err)
+	var view View
+	if plate != "" {
+		var err error
+		if view, err = a.store.Lookup(plate); err != nil {
+			a.mu.Unlock()
+			return Result{}, fmt.Errorf("lookup %s: %w", plate, err)
+		}
 	}
-	d := Decide(read, view, now, a.policy)
+	d := decideFn(view, now)
 	var barrierErr error
 	if d.Open() {
 		barrierErr = g.barrier.Open()
@@ -180,7 +226,7 @@ func (a *Agent) HandleRead(ctx context.Context, read PlateRead) (Result, error) 
 	// The event names the plate decided about: for a fuzzy read that is
 	// the matched plate, which is what the cloud's records know.
 	ev := a.event(g, protocol.KindDecision, now, d, decidedIn, offline)
-	ev.Confidence = read.Confidence
+	ev.Confidence = confidence
 	rec := Record{Event: ev, Presence: presenceChange(d)}
 	done := a.store.Record(rec)
 	a.mu.Unlock()

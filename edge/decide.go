@@ -144,7 +144,7 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 		return deny(protocol.ReasonNoReservation, r.Plate, "", false)
 	case ps.Presence != nil:
 		return leave(protocol.ReasonInside, ps.Plate, ps.Presence.ReservationID, fuzzy,
-			overstay(now, ps.Presence.EndsAt, p))
+			overstay(now, stayEnds(ps), p))
 	}
 	var checkedIn, nearest *Reservation
 	for i := range ps.Reservations {
@@ -168,6 +168,19 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 		return deny(protocol.ReasonNotInside, ps.Plate, nearest.ID, fuzzy)
 	}
 	return deny(protocol.ReasonNotInside, ps.Plate, "", fuzzy)
+}
+
+// stayEnds is when the stay of a plate inside ends: its reservation's
+// ends_at as the store has it now (an extension paid after entry moved it),
+// else as it was at entry.
+func stayEnds(ps PlateState) time.Time {
+	end := ps.Presence.EndsAt
+	for _, r := range ps.Reservations {
+		if r.ID == ps.Presence.ReservationID && r.EndsAt.After(end) {
+			end = r.EndsAt
+		}
+	}
+	return end
 }
 
 // stale reports whether a read captured at capturedAt is outside
@@ -230,4 +243,50 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// ReasonInvalidCode denies an access code that is malformed, signed by no
+// key this edge trusts, or another lot's.
+const ReasonInvalidCode = "invalid_code"
+
+// CodeRead is an access code shown at a gate: Code is nil when it did not
+// verify (protocol.ParseAccessCode refused it).
+type CodeRead struct {
+	GateID    string
+	Direction string
+	Code      *protocol.AccessCode
+}
+
+// DecideCode is Decide for an access code, a pure function in the same
+// shape: v is what the store knows of the code's plate, lotID this edge's
+// lot. A verified code stands for a read of its plate with full confidence,
+// but only for its own reservation: the plate's other bookings do not open
+// for it, and the store must still hold that reservation as one that opens
+// the gate. So a booking cancelled (or moved) in the cloud stops opening as
+// soon as this edge has synced the change, however valid its code's
+// signature stays; until then a code is worth what a plate read is, offline
+// too. A code whose reservation the store lacks is expired once its window
+// has passed, else no_reservation.
+//
+// Anti-passback is the plate's presence, which is the reservation's too: a
+// code cannot bring in a second car on a booking whose car is inside. At an
+// exit the plate's presence opens as for a read, so a car is never kept in.
+func DecideCode(c CodeRead, lotID string, v View, now time.Time, p Policy) Decision {
+	if c.Code == nil || c.Code.LotID != lotID {
+		return deny(ReasonInvalidCode, "", "", false)
+	}
+	ps := PlateState{Plate: c.Code.Plate, Presence: v.Exact.Presence}
+	for _, r := range v.Exact.Reservations {
+		if r.ID == c.Code.ReservationID {
+			ps.Reservations = append(ps.Reservations, r)
+		}
+	}
+	if len(ps.Reservations) == 0 && (c.Direction != protocol.DirectionExit || ps.Presence == nil) {
+		if !now.Before(c.Code.EndsAt) {
+			return deny(protocol.ReasonExpired, c.Code.Plate, c.Code.ReservationID, false)
+		}
+		return deny(protocol.ReasonNoReservation, c.Code.Plate, c.Code.ReservationID, false)
+	}
+	read := PlateRead{GateID: c.GateID, Direction: c.Direction, Plate: c.Code.Plate, Confidence: 1}
+	return Decide(read, View{Exact: ps}, now, p)
 }

@@ -99,9 +99,14 @@ func (s *Service) enter(ctx context.Context, lotID string) (func(), error) {
 	return nil, cloud.Errorf(cloud.ERateLimited, "this lot is in high demand; retry in a moment with the same Idempotency-Key")
 }
 
-// Reservation returns a reservation by id.
+// Reservation returns a reservation by id; an extension's own row is no
+// reservation (not_found).
 func (s *Service) Reservation(ctx context.Context, id string) (cloud.Reservation, error) {
-	return s.Store.Reservation(ctx, id)
+	r, err := s.Store.Reservation(ctx, id)
+	if err == nil && r.ExtendsID != "" {
+		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "reservation %q not found", id)
+	}
+	return r, err
 }
 
 // invalidate tells the cache and the relay that lots changed.

@@ -237,11 +237,15 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	if s.Payments == nil || price.Amount == 0 {
 		final = http.StatusCreated
 	}
+	token, tokenHash, err := NewAccessToken()
+	if err != nil {
+		return Response{}, false, err
+	}
 	out, err := s.holdGroup(lot.ID).Do(ctx, cloud.HoldParams{
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
 		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
-		FinalStatus: final,
+		FinalStatus: final, AccessToken: token, AccessTokenHash: tokenHash,
 	})
 	if err == nil {
 		err = out.Err
@@ -272,7 +276,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
 	}
 	holdsCreated.Inc() // and the batch's writer has invalidated the lot
-	r := heldReservation(id, lot.ID, req, price, res)
+	r := heldReservation(id, lot.ID, req, price, res, token)
 	if final != 0 {
 		body, err := holdBody(r)
 		if err != nil {
@@ -341,11 +345,11 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 }
 
 // heldReservation is the reservation a hold made, as its 201 tells it.
-func heldReservation(id, lotID string, req HoldRequest, price cloud.Money, res cloud.HoldResult) cloud.Reservation {
+func heldReservation(id, lotID string, req HoldRequest, price cloud.Money, res cloud.HoldResult, token string) cloud.Reservation {
 	return cloud.Reservation{
 		ID: id, Status: madeAs(price), LotID: lotID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
-		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt,
+		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt, AccessToken: token,
 	}
 }
 
@@ -368,10 +372,12 @@ type freeHold struct {
 // holdBody is the 201 body of a hold: the reservation as it was made,
 // PENDING (CONFIRMED when free) and never updated, whatever has happened to
 // it since. A replay rebuilds it from the row; only columns that never
-// change go in, so the rebuilt body is the first one byte for byte.
+// change go in, so the rebuilt body is the first one byte for byte. The
+// access token is the caller's to set: only the hold and its key know it.
 func holdBody(r cloud.Reservation) ([]byte, error) {
 	r.Status = madeAs(r.Price)
 	r.UpdatedAt = r.CreatedAt
+	r.Refund, r.Overstay, r.AccessCode = nil, nil, ""
 	var v any = r
 	if r.Status == cloud.StatusConfirmed {
 		r.Payment = nil

@@ -49,6 +49,7 @@ func (s *Service) existingKey(ctx context.Context, key string, hash []byte, lot 
 			if err != nil {
 				return Response{}, false, err
 			}
+			r.AccessToken = rec.AccessToken
 			if body, err = holdBody(r); err != nil {
 				return Response{}, false, err
 			}
@@ -68,6 +69,7 @@ func (s *Service) existingKey(ctx context.Context, key string, hash []byte, lot 
 	// still stands; otherwise start over with a new hold.
 	r, err := s.Store.Reservation(ctx, rec.ReservationID)
 	if err == nil && r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
+		r.AccessToken = rec.AccessToken
 		resp, err := s.handOff(ctx, key, hash, lot, r)
 		return resp, false, err
 	}

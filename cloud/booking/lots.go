@@ -160,7 +160,7 @@ func finalAnswers(batch []cloud.HoldParams, out []cloud.HoldOutcome) []cloud.Key
 		case o.Outcome == cloud.HoldNoAvailability:
 			r = cloud.StoredResponse{Status: http.StatusConflict, Body: noAvailabilityBody}
 		case o.Outcome == cloud.HoldHeld && p.FinalStatus != 0:
-			body, err := holdBody(heldReservation(p.ID, p.LotID, HoldRequest{Plate: p.Plate, StartsAt: p.StartsAt, EndsAt: p.EndsAt}, p.Price, o.HoldResult))
+			body, err := holdBody(heldReservation(p.ID, p.LotID, HoldRequest{Plate: p.Plate, StartsAt: p.StartsAt, EndsAt: p.EndsAt}, p.Price, o.HoldResult, p.AccessToken))
 			if err != nil {
 				continue // hold reports it; its retry replays from Postgres
 			}

@@ -74,6 +74,12 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 	if err != nil {
 		return err
 	}
+	if r.ExtendsID != "" {
+		return s.extensionPaid(ctx, r, e)
+	}
+	if ok, err := s.overstayPaid(ctx, r, e); ok || err != nil {
+		return err
+	}
 	pay := cloud.PaymentFields{PaymentIntentID: e.PaymentIntentID}
 	if r.Status == cloud.StatusPending && r.HoldExpiresAt.After(s.Now()) {
 		// Found by its session, or it changed since the first try.
@@ -83,6 +89,9 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 		if r, err = s.Store.Reservation(ctx, r.ID); err != nil {
 			return err
 		}
+	}
+	if r.Status == cloud.StatusCancelled && r.Refund != nil {
+		return nil // confirmed, then cancelled in policy: its refund is the cancellation's (Cancel)
 	}
 	switch r.Status {
 	case cloud.StatusConfirmed, cloud.StatusCheckedIn, cloud.StatusCompleted, cloud.StatusRefunded:
@@ -149,6 +158,11 @@ func (s *Service) released(ctx context.Context, e cloud.PaymentEvent) error {
 	}
 	if err != nil {
 		return err
+	}
+	if e.Type == cloud.EventSessionExpired {
+		if ok, err := s.overstaySessionExpired(ctx, r, e); ok || err != nil {
+			return err
+		}
 	}
 	to := cloud.StatusExpired
 	if e.Type == cloud.EventAsyncPaymentFailed {

@@ -10,7 +10,9 @@ import (
 )
 
 // RunWorkers runs the background work of one replica until ctx ends: ending
-// overdue holds, closing their Checkout Sessions, purging idempotency keys
+// overdue holds, closing their Checkout Sessions, asking again for the
+// refunds of cancellations whose own call failed, pricing overstays and
+// opening their sessions, purging idempotency keys
 // past their 24 hours. Every part is safe to run in several replicas at once.
 func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	if every <= 0 {
@@ -39,6 +41,12 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 		}
 		if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
 			s.Log.Warn("close checkout sessions", "err", err)
+		}
+		if _, err := s.ChargeOverstays(ctx, 100); err != nil && ctx.Err() == nil {
+			s.Log.Warn("charge overstays", "err", err)
+		}
+		if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+			s.Log.Warn("retry refunds", "err", err)
 		}
 		if time.Since(lastPurge) > 10*time.Minute {
 			if n, err := s.Store.PurgeKeys(ctx); err != nil {

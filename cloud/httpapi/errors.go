@@ -23,7 +23,7 @@ func StatusOf(err error) int {
 		return http.StatusUnauthorized
 	case cloud.ENotFound:
 		return http.StatusNotFound
-	case cloud.ENoAvailability, cloud.EIdempotencyInUse, cloud.EConflict:
+	case cloud.ENoAvailability, cloud.EIdempotencyInUse, cloud.EConflict, cloud.ENotCancellable, cloud.ENotExtendable:
 		return http.StatusConflict
 	case cloud.EIdempotencyReused:
 		return http.StatusUnprocessableEntity

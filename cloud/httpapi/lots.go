@@ -33,6 +33,25 @@ type createLotRequest struct {
 	TimeZone   string          `json:"time_zone"`
 	Spots      json.RawMessage `json:"spots"`
 	HourlyRate *cloud.Money    `json:"hourly_rate"`
+	// Policies, optional: Go durations ("24h").
+	FreeCancellation *string `json:"free_cancellation"`
+	ExitGrace        *string `json:"exit_grace"`
+}
+
+// maxPolicy bounds a lot's policy durations: a year, as far ahead as a
+// booking may start.
+const maxPolicy = 366 * 24 * time.Hour
+
+// policy reads an optional duration field; absent is def.
+func policy(field string, v *string, def time.Duration) (cloud.Duration, error) {
+	if v == nil {
+		return cloud.Duration(def), nil
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil || d < 0 || d > maxPolicy {
+		return 0, cloud.FieldError(field, "%s must be a duration such as \"24h\", from 0s to %s", field, maxPolicy)
+	}
+	return cloud.Duration(d), nil
 }
 
 func (req *createLotRequest) lot() (cloud.Lot, error) {
@@ -67,8 +86,16 @@ func (req *createLotRequest) lot() (cloud.Lot, error) {
 	if err != nil {
 		return l, err
 	}
+	free, err := policy("free_cancellation", req.FreeCancellation, 0)
+	if err != nil {
+		return l, err
+	}
+	grace, err := policy("exit_grace", req.ExitGrace, cloud.DefaultExitGrace)
+	if err != nil {
+		return l, err
+	}
 	return cloud.Lot{Name: name, Latitude: *req.Latitude, Longitude: *req.Longitude,
-		TimeZone: tz, HourlyRate: rate, Spots: spots}, nil
+		TimeZone: tz, HourlyRate: rate, Spots: spots, FreeCancellation: free, ExitGrace: grace}, nil
 }
 
 // spotLabels accepts a count (spots named "1" … "N") or a list of labels.

@@ -68,7 +68,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	}
 	pb := pgbus.New(db.Pool, pgbus.Options{Workers: 16, PollInterval: 100 * time.Millisecond, Lease: 2 * time.Second})
 	wh := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: []string{whSecret}}.Verify, Bus: pb}
-	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh}
+	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh, AccessCodes: booking.AccessCodes(codeKey)}
 	if g != nil {
 		api.Cache = g
 	}

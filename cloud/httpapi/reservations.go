@@ -174,5 +174,5 @@ func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	s.writeReservation(w, r, res, s.mayAct(r, res))
 }

@@ -47,8 +47,11 @@ type Server struct {
 	Limiter    cloud.Limiter           // nil: no rate limits
 	Cache      cloud.AvailabilityCache // nil: availability always from Postgres
 	AdminToken string
-	Checks     []Check
-	Log        *slog.Logger
+	// AccessCodes, when set, makes the signed access code of a
+	// reservation that opens the gate, shown to its driver and admins.
+	AccessCodes func(cloud.Reservation) (string, error)
+	Checks      []Check
+	Log         *slog.Logger
 	// MaxBody bounds request bodies; the webhook has its own bound.
 	MaxBody        int64
 	MaxWebhookBody int64
@@ -114,6 +117,8 @@ func (s *Server) Handler() http.Handler {
 		})
 		// A hold asks the client's limit itself, after its cheap answers.
 		r.Post("/reservations", s.createReservation)
+		r.With(s.limitClients).Post("/reservations/{id}/cancel", s.cancelReservation)
+		r.With(s.limitClients).Post("/reservations/{id}/extensions", s.extendReservation)
 		r.With(s.admin).Post("/lots", s.createLot)
 		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)

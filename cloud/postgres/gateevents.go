@@ -72,6 +72,12 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 		if len(seqs) > 0 {
 			out.Moved, out.Seq = t.To, seqs[0]
 		}
+		if t.To == cloud.StatusCompleted {
+			// An exit: late past the lot's grace, it owes an overstay.
+			if _, err := tx.Exec(ctx, sqlOverstay, e.ReservationID, e.LotID, e.OccurredAt); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -19,11 +19,13 @@ func (db *DB) CreateLot(ctx context.Context, lot cloud.Lot) (cloud.Lot, error) {
 	lot.TotalSpots = len(lot.Spots)
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO lots (id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			INSERT INTO lots (id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots,
+			                  free_cancellation, exit_grace)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			RETURNING created_at`,
 			lot.ID, lot.Name, lot.Latitude, lot.Longitude, lot.TimeZone,
 			lot.HourlyRate.Amount, lot.HourlyRate.Currency, lot.TotalSpots,
+			time.Duration(lot.FreeCancellation), time.Duration(lot.ExitGrace),
 		).Scan(&lot.CreatedAt)
 		if err != nil {
 			return err
@@ -47,11 +49,17 @@ func (db *DB) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
 	var l cloud.Lot
+	var freeUS, graceUS int64
+	// Intervals as microseconds: a lot's policies are Go durations, and
+	// an interval of days or months has no one length in Go.
 	err := db.Pool.QueryRow(ctx, `
-		SELECT id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots, created_at
+		SELECT id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots, created_at,
+		       (extract(epoch FROM free_cancellation) * 1000000)::bigint,
+		       (extract(epoch FROM exit_grace) * 1000000)::bigint
 		  FROM lots WHERE id = $1`, id,
 	).Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone,
-		&l.HourlyRate.Amount, &l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt)
+		&l.HourlyRate.Amount, &l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &freeUS, &graceUS)
+	l.FreeCancellation, l.ExitGrace = cloud.Duration(time.Duration(freeUS)*time.Microsecond), cloud.Duration(time.Duration(graceUS)*time.Microsecond)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}

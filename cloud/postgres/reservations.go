@@ -58,7 +58,7 @@ func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutc
 	return out
 }
 
-const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
+const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 
 func holdArgs(p *cloud.HoldParams) []any {
 	var key, spot, final any
@@ -71,8 +71,12 @@ func holdArgs(p *cloud.HoldParams) []any {
 	if p.FinalStatus != 0 {
 		final = p.FinalStatus
 	}
+	var token, tokenHash any
+	if p.AccessToken != "" {
+		token, tokenHash = p.AccessToken, p.AccessTokenHash
+	}
 	return []any{p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-		key, p.RequestHash, p.Lease, p.ConflictBody, final}
+		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash}
 }
 
 func holdError(p *cloud.HoldParams, err error) error {
@@ -120,9 +124,9 @@ func (db *DB) IdempotencyKey(ctx context.Context, key string) (rec cloud.KeyReco
 	var rid pgtype.UUID
 	var status pgtype.Int4
 	err = db.Pool.QueryRow(ctx, `
-		SELECT key, request_hash, reservation_id, response_status, response_body
+		SELECT key, request_hash, reservation_id, response_status, response_body, coalesce(access_token, '')
 		  FROM idempotency_keys WHERE key = $1 AND expires_at > now()`, key,
-	).Scan(&rec.Key, &rec.RequestHash, &rid, &status, &rec.ResponseBody)
+	).Scan(&rec.Key, &rec.RequestHash, &rid, &status, &rec.ResponseBody, &rec.AccessToken)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cloud.KeyRecord{}, false, nil
 	}
@@ -241,15 +245,33 @@ func (db *DB) AbandonHold(ctx context.Context, reservationID, key string) error 
 const reservationColumns = `
 	r.id, r.status, r.lot_id, s.label, r.plate, r.starts_at, r.ends_at, r.hold_expires_at,
 	r.price_amount, r.currency, coalesce(r.checkout_session_id, ''), coalesce(r.checkout_url, ''),
-	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at`
+	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at,
+	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, ''), coalesce(r.extends_id::text, ''),
+	r.overstay_minutes, r.overstay_amount, coalesce(r.overstay_status, ''), coalesce(r.overstay_session_id, ''),
+	coalesce(r.overstay_url, '')`
 
 func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var r cloud.Reservation
-	var sid, surl string
+	var sid, surl, refundStatus string
+	var refundAmount, overAmount pgtype.Int8
+	var overMinutes pgtype.Int4
+	var overStatus, overSession, overURL string
 	err := row.Scan(&r.ID, &r.Status, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.HoldExpiresAt,
-		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt)
+		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt,
+		&r.AccessTokenHash, &refundAmount, &refundStatus, &r.ExtendsID,
+		&overMinutes, &overAmount, &overStatus, &overSession, &overURL)
 	if err != nil {
 		return r, err
+	}
+	if overAmount.Valid {
+		r.Overstay = &cloud.Overstay{Minutes: int(overMinutes.Int32), Amount: overAmount.Int64,
+			Currency: r.Price.Currency, Status: overStatus}
+		if overSession != "" {
+			r.Overstay.Payment = &cloud.Payment{Provider: "stripe", SessionID: overSession, URL: overURL}
+		}
+	}
+	if refundAmount.Valid {
+		r.Refund = &cloud.Refund{Amount: refundAmount.Int64, Currency: r.Price.Currency, Status: refundStatus}
 	}
 	if sid != "" {
 		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sid, URL: surl}

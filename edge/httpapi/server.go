@@ -49,6 +49,7 @@ func NewHandler(cfg Config) http.Handler {
 	s := &server{Config: cfg}
 	r := chi.NewRouter()
 	r.Post("/v1/plate-reads", s.camera(s.plateRead))
+	r.Post("/v1/access-codes", s.camera(s.accessCode))
 	r.Get("/v1/gates", s.gates)
 	r.Post("/v1/gates/{gate_id}/open", s.operator(s.openGate))
 	r.Post("/v1/presence/{plate}/reset", s.operator(s.resetPresence))
@@ -118,6 +119,36 @@ func (s *server) plateRead(w http.ResponseWriter, r *http.Request) {
 			// Decided (and the barrier moved) but the event is not durable:
 			// the camera must not believe it was recorded.
 			s.Logger.Error("gate event not recorded", "gate", read.GateID, "event_id", res.EventID, "err", err)
+		}
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(res))
+}
+
+// accessCode is POST /v1/access-codes: a code shown at a gate, answered as
+// a plate read is.
+func (s *server) accessCode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		GateID string `json:"gate_id"`
+		Code   string `json:"code"`
+	}
+	if err := decode(w, r.Body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case req.GateID == "":
+		writeError(w, edge.Errorf(edge.EInvalid, "gate_id", "gate_id is required"))
+		return
+	case req.Code == "":
+		writeError(w, edge.Errorf(edge.EInvalid, "code", "code is required"))
+		return
+	}
+	res, err := s.Agent.HandleCode(r.Context(), req.GateID, req.Code)
+	if err != nil {
+		if res.EventID != "" {
+			s.Logger.Error("gate event not recorded", "gate", req.GateID, "event_id", res.EventID, "err", err)
 		}
 		writeError(w, err)
 		return

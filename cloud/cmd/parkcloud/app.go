@@ -116,7 +116,7 @@ func (m *Main) Run(ctx context.Context) error {
 	webhooks := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: secrets}.Verify, Bus: pub}
 
 	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, EdgeKeys: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
-		LotInFlight: m.LotInFlight}
+		LotInFlight: m.LotInFlight, AccessCodes: booking.AccessCodes(key)}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks
 	}

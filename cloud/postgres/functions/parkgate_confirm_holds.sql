@@ -15,6 +15,9 @@
 -- waiting on a reservation this batch changed, and two batches cannot
 -- deadlock. The store writes one batch at a time (postgres.New).
 --
+-- An extension's row (extends_id set) is never confirmed here: its payment
+-- is merged into its reservation by parkgate_extend.
+--
 -- CONFIRMED opens the gate (protocol.Status.OpensGate), hence 'upsert'.
 CREATE OR REPLACE FUNCTION parkgate_confirm_holds(p_ids uuid[], p_intents text[], p_ats timestamptz[])
 RETURNS TABLE (id uuid, lot_id uuid, seq bigint) LANGUAGE plpgsql AS $$
@@ -35,7 +38,7 @@ BEGIN
            SET status = 'CONFIRMED', updated_at = now(),
                payment_intent_id = coalesce(nullif(q.intent, ''), x.payment_intent_id)
           FROM req q
-         WHERE x.id = q.rid AND x.status = 'PENDING'
+         WHERE x.id = q.rid AND x.status = 'PENDING' AND x.extends_id IS NULL
            AND (q.at IS NULL OR x.hold_expires_at > q.at)
         RETURNING x.id, x.lot_id, x.plate, x.starts_at, x.ends_at
     ), counted AS (

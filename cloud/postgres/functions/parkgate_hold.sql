@@ -17,12 +17,16 @@
 -- 1 or more): nothing to pay, so it is CONFIRMED as it is made, and its
 -- change is an upsert the edge opens the gate for, as a paid confirmation's
 -- (parkgate_confirm_holds).
+--
+-- p_token is the driver's access token: its hash goes on the reservation,
+-- the token itself on the key, for a replay's 201 (see migration 013).
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
     p_price bigint, p_currency text,
     p_key text, p_hash bytea, p_lease interval, p_conflict_body bytea,
-    p_final_status integer DEFAULT NULL)
+    p_final_status integer DEFAULT NULL,
+    p_token text DEFAULT NULL, p_token_hash bytea DEFAULT NULL)
 RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, created_at timestamptz, seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -40,9 +44,10 @@ BEGIN
     IF p_key IS NOT NULL THEN
         -- With p_final_status the key is done once this commits: no lease,
         -- and the status marks the body as the reservation itself (NULL).
-        INSERT INTO idempotency_keys (key, request_hash, reservation_id, locked_until, response_status, expires_at)
+        INSERT INTO idempotency_keys (key, request_hash, reservation_id, locked_until, response_status, expires_at,
+                                      access_token)
         VALUES (p_key, p_hash, p_id, CASE WHEN p_final_status IS NULL THEN now() + p_lease END,
-                p_final_status, now() + interval '24 hours')
+                p_final_status, now() + interval '24 hours', p_token)
         ON CONFLICT (key) DO NOTHING;
         IF NOT FOUND THEN
             RETURN QUERY SELECT 'key_exists'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
@@ -95,9 +100,9 @@ BEGIN
 
     v_seq := v_seq + 1;
     INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status,
-                              hold_expires_at, price_amount, currency)
+                              hold_expires_at, price_amount, currency, access_token_hash)
     VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, v_status,
-            now() + p_hold, p_price, p_currency);
+            now() + p_hold, p_price, p_currency, p_token_hash);
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
     VALUES (p_lot, v_seq, p_id, CASE WHEN v_status = 'CONFIRMED' THEN 'upsert' ELSE 'delete' END,
             v_status, p_plate, p_starts, p_ends);

@@ -97,6 +97,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.agent, err = edge.NewAgent(edge.Config{
 		LotID: c.LotID, Gates: gates, Store: store, Policy: c.Policy, Observer: metrics, Logger: m.Logger,
+		CloudKeys: c.PublicKeys,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,87 @@
+package booking
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// ChargeOverstays prices the overstays the gate-event ingest marked due
+// and opens their Checkout Sessions, at most limit of them, off the
+// ingest's transaction (a gate event never waits for Stripe); it reports
+// how many it handed on. Each is priced once (the store keeps the first
+// amount) and its session is made under a key derived from the reservation,
+// so replicas running this at once make one session (a new key for each
+// session after one expired unpaid).
+func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
+	due, err := s.Store.DueOverstays(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range due {
+		lot, err := s.Lot(ctx, d.LotID)
+		if err != nil {
+			return n, err
+		}
+		price, err := cloud.OverstayPrice(lot.HourlyRate, d.Minutes)
+		if err != nil {
+			return n, fmt.Errorf("overstay of %s: %w", d.ReservationID, err)
+		}
+		amount := price.Amount
+		if d.Amount == nil {
+			if amount, err = s.Store.PriceOverstay(ctx, d.ReservationID, amount); err != nil {
+				return n, err
+			}
+		} else {
+			amount = *d.Amount
+		}
+		if amount == 0 || s.Payments == nil {
+			// Nothing to pay (a free lot): settled as it is priced.
+			if err := s.Store.SetOverstaySession(ctx, d.ReservationID, "", ""); err != nil {
+				return n, err
+			}
+			n++
+			continue
+		}
+		if d.SessionID == "" {
+			sess, err := s.Payments.CreateCheckoutSession(ctx, cloud.Checkout{
+				ReservationID: d.ReservationID, LotID: lot.ID,
+				Description: fmt.Sprintf("Overstay at %s, %d minutes", lot.Name, d.Minutes),
+				Amount:      amount, Currency: lot.HourlyRate.Currency,
+				IdempotencyKey: fmt.Sprintf("parkgate-overstay-%s-%d", d.ReservationID, d.Sessions),
+			})
+			if err != nil {
+				return n, fmt.Errorf("overstay session of %s: %w", d.ReservationID, err)
+			}
+			if err := s.Store.SetOverstaySession(ctx, d.ReservationID, sess.ID, sess.URL); err != nil {
+				return n, err
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// overstayPaid marks paid the overstay of r when the event is its
+// session's payment; false when it is not.
+func (s *Service) overstayPaid(ctx context.Context, r cloud.Reservation, e cloud.PaymentEvent) (bool, error) {
+	if r.Overstay == nil || r.Overstay.Payment == nil || e.SessionID == "" || r.Overstay.Payment.SessionID != e.SessionID {
+		return false, nil
+	}
+	if _, err := s.Store.OverstayPaid(ctx, r.ID, e.SessionID, e.PaymentIntentID); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// overstaySessionExpired forgets the expired session of a due overstay, so
+// ChargeOverstays opens another; false when the event is not about it.
+func (s *Service) overstaySessionExpired(ctx context.Context, r cloud.Reservation, e cloud.PaymentEvent) (bool, error) {
+	if r.Overstay == nil || r.Overstay.Payment == nil || e.SessionID == "" || r.Overstay.Payment.SessionID != e.SessionID {
+		return false, nil
+	}
+	_, err := s.Store.OverstaySessionExpired(ctx, r.ID, e.SessionID)
+	return true, err
+}

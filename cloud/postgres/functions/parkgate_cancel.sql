@@ -1,0 +1,55 @@
+-- parkgate_cancel is a driver's cancellation, decided and written in one
+-- round trip under the lot's lock (as every writer of a lot takes it), so
+-- two cancels at once, or a cancel racing a payment or a gate event, see
+-- each other's result and never both act.
+-- Outcomes: 'not_found'; 'already' (it is CANCELLED: the same answer again,
+-- nothing written); 'not_cancellable' (checked in, final, or a confirmed
+-- booking past starts_at minus the lot's free_cancellation at p_now);
+-- 'cancelled' (now CANCELLED, its delete in the lot's change log; a paid
+-- confirmed booking owes back its price and its paid extensions':
+-- refund_amount set, refund_status
+-- 'pending' until the caller has asked the provider).
+CREATE OR REPLACE FUNCTION parkgate_cancel(p_id uuid, p_now timestamptz)
+RETURNS TABLE (outcome text, lot_id uuid) LANGUAGE plpgsql AS $$
+DECLARE
+    v_lot  uuid;
+    v_seq  bigint;
+    v_free interval;
+    r      reservations%ROWTYPE;
+    v_owes boolean;
+    v_paid bigint;
+BEGIN
+    SELECT x.lot_id INTO v_lot FROM reservations x WHERE x.id = p_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_found'::text, NULL::uuid;
+        RETURN;
+    END IF;
+    SELECT l.seq, l.free_cancellation INTO v_seq, v_free FROM lots l WHERE l.id = v_lot FOR UPDATE;
+    SELECT * INTO r FROM reservations x WHERE x.id = p_id FOR UPDATE;
+    IF r.status = 'CANCELLED' THEN
+        RETURN QUERY SELECT 'already'::text, v_lot;
+        RETURN;
+    END IF;
+    IF NOT (r.status = 'PENDING' OR (r.status = 'CONFIRMED' AND p_now < r.starts_at - v_free)) THEN
+        RETURN QUERY SELECT 'not_cancellable'::text, v_lot;
+        RETURN;
+    END IF;
+    -- What was paid: the booking, and the extensions merged into it.
+    SELECT r.price_amount + coalesce(sum(x.price_amount), 0) INTO v_paid
+      FROM reservations x WHERE x.extends_id = r.id AND x.status = 'COMPLETED';
+    v_owes := r.status = 'CONFIRMED' AND v_paid > 0;
+    v_seq := v_seq + 1;
+    UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;
+    UPDATE reservations x SET status = 'CANCELLED', updated_at = now(),
+           refund_amount = CASE WHEN v_owes THEN v_paid END,
+           refund_status = CASE WHEN v_owes THEN 'pending' END
+     WHERE x.id = p_id;
+    INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
+    VALUES (v_lot, v_seq, r.id, 'delete', 'CANCELLED', r.plate, r.starts_at, r.ends_at);
+    -- An extension still unpaid has nothing left to extend: its interval is
+    -- free at once, its session closed by the session worker, and a payment
+    -- that slips through is refunded (parkgate_extend).
+    UPDATE reservations x SET status = 'CANCELLED', updated_at = now()
+     WHERE x.extends_id = r.id AND x.status = 'PENDING';
+    RETURN QUERY SELECT 'cancelled'::text, v_lot;
+END $$;

@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// sqlOverstay marks an exit's overstay due, in the gate event's own
+// transaction, once per reservation: an exit (of this lot's reservation)
+// later than its ends_at plus the lot's exit_grace. Minutes count from
+// ends_at, rounded up; the grace only decides whether there is an overstay.
+const sqlOverstay = `
+UPDATE reservations r
+   SET overstay_exit_at = $3, overstay_status = 'due', updated_at = now(),
+       overstay_minutes = least(ceil(extract(epoch FROM ($3 - r.ends_at)) / 60), 1000000000)::integer
+  FROM lots l
+ WHERE r.id = $1 AND r.lot_id = $2 AND l.id = r.lot_id AND r.extends_id IS NULL
+   AND r.overstay_status IS NULL AND $3 > r.ends_at + l.exit_grace`
+
+// DueOverstays returns overstays to price or to hand to the provider.
+func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT id::text, lot_id::text, overstay_minutes, overstay_amount, coalesce(overstay_session_id, ''),
+		       overstay_sessions
+		  FROM reservations
+		 WHERE overstay_status = 'due' AND (overstay_amount IS NULL OR overstay_session_id IS NULL)
+		 ORDER BY overstay_exit_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, fail("due overstays", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cloud.DueOverstay, error) {
+		var d cloud.DueOverstay
+		var amount pgtype.Int8
+		err := r.Scan(&d.ReservationID, &d.LotID, &d.Minutes, &amount, &d.SessionID, &d.Sessions)
+		if amount.Valid {
+			d.Amount = &amount.Int64
+		}
+		return d, err
+	})
+	if err != nil {
+		return nil, fail("due overstays", err)
+	}
+	return out, nil
+}
+
+// PriceOverstay sets the amount once.
+func (db *DB) PriceOverstay(ctx context.Context, reservationID string, amount int64) (int64, error) {
+	var got int64
+	err := db.Pool.QueryRow(ctx, `
+		UPDATE reservations SET overstay_amount = coalesce(overstay_amount, $2), updated_at = now()
+		 WHERE id = $1 AND overstay_status IS NOT NULL
+		RETURNING overstay_amount`, reservationID, amount).Scan(&got)
+	if err != nil {
+		return 0, fail("price overstay", err)
+	}
+	return got, nil
+}
+
+// SetOverstaySession records the session, or with none marks it paid.
+func (db *DB) SetOverstaySession(ctx context.Context, reservationID, sessionID, url string) error {
+	var err error
+	if sessionID == "" {
+		_, err = db.Pool.Exec(ctx, `UPDATE reservations SET overstay_status = 'paid', updated_at = now()
+			 WHERE id = $1 AND overstay_status = 'due'`, reservationID)
+	} else {
+		_, err = db.Pool.Exec(ctx, `UPDATE reservations SET overstay_session_id = $2, overstay_url = $3, updated_at = now()
+			 WHERE id = $1 AND overstay_session_id IS NULL`, reservationID, sessionID, url)
+	}
+	if err != nil {
+		return fail("set overstay session", err)
+	}
+	return nil
+}
+
+// OverstaySessionExpired forgets the expired session of a due overstay.
+func (db *DB) OverstaySessionExpired(ctx context.Context, reservationID, sessionID string) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		UPDATE reservations SET overstay_session_id = NULL, overstay_url = NULL,
+		       overstay_sessions = overstay_sessions + 1, updated_at = now()
+		 WHERE id = $1 AND overstay_session_id = $2 AND overstay_status = 'due'`, reservationID, sessionID)
+	if err != nil {
+		return false, fail("overstay session expired", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// OverstayPaid marks the overstay paid through sessionID.
+func (db *DB) OverstayPaid(ctx context.Context, reservationID, sessionID, paymentIntentID string) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		UPDATE reservations SET overstay_status = 'paid', updated_at = now(),
+		       overstay_payment_intent = coalesce(nullif($3, ''), overstay_payment_intent)
+		 WHERE id = $1 AND overstay_session_id = $2`, reservationID, sessionID, paymentIntentID)
+	if err != nil {
+		return false, fail("overstay paid", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
