@@ -199,23 +199,42 @@ func (b *Bus) finish(ctx context.Context, c claimed, herr error) {
 		recorded bool // false: the claim's lease was lost to another consumer
 		err      error
 		what     string
+		record   func() (bool, error)
 	)
 	switch {
 	case herr == nil:
 		what = "done"
-		if recorded, err = b.dones.Do(fctx, c); recorded {
-			mProcessed.Inc()
-		}
+		record = func() (bool, error) { return b.dones.Do(fctx, c) }
 	case ctx.Err() != nil:
 		what = "release"
-		recorded, err = b.giveBack(fctx, c, 0, "released: consumer stopped: "+herr.Error())
+		record = func() (bool, error) {
+			return b.giveBack(fctx, c, 0, "released: consumer stopped: "+herr.Error())
+		}
 	default:
 		what = "retry"
 		mFailures.Inc()
 		delay := b.opts.Backoff.Delay(int(c.attempts))
 		b.log.Warn("handler failed; will retry", "event", c.msg.ID, "type", c.msg.Type,
 			"key", c.msg.Key, "attempt", c.attempts, "retry_in", delay, "err", herr)
-		recorded, err = b.giveBack(fctx, c, delay, herr.Error())
+		record = func() (bool, error) { return b.giveBack(fctx, c, delay, herr.Error()) }
+	}
+	// A handler that failed because the database went away usually finishes
+	// while it is still away. Recording the outcome once and giving up left
+	// the event leased until the lease ran out (30 s by default): a payment
+	// confirmed that long after a one-second restart, and a driver who paid
+	// meanwhile turned away at the gate. So the outcome is retried, briefly
+	// and often, until the database answers or fctx ends.
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		if recorded, err = record(); err == nil || fctx.Err() != nil {
+			break
+		}
+		select {
+		case <-fctx.Done():
+		case <-time.After(pause):
+		}
+	}
+	if recorded && what == "done" {
+		mProcessed.Inc()
 	}
 	switch {
 	case err != nil:
