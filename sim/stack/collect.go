@@ -23,6 +23,9 @@ func (s *Stack) Collect(ctx context.Context, run *sim.Run) error {
 	if run.Reservations, err = s.Reservations(ctx); err != nil {
 		return err
 	}
+	if err = s.Details(ctx, run.Reservations); err != nil {
+		return err
+	}
 	if run.Changes, err = s.Changes(ctx); err != nil {
 		return err
 	}
@@ -55,9 +58,49 @@ func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {
 	}
 	var out []sim.Reservation
 	for _, r := range rows {
-		out = append(out, sim.Reservation(r))
+		out = append(out, sim.Reservation{ID: r.ID, LotID: r.LotID, SpotID: r.SpotID, Plate: r.Plate,
+			StartsAt: r.StartsAt, EndsAt: r.EndsAt, Status: r.Status, HoldExpiresAt: r.HoldExpiresAt,
+			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt})
 	}
 	return out, nil
+}
+
+// Details adds what only the cloud's API shows of each reservation (its
+// overstay and refund), read with the admin token; an extension's own row,
+// which the API does not show, is left as it is.
+func (s *Stack) Details(ctx context.Context, rs []sim.Reservation) error {
+	for i := range rs {
+		var body struct {
+			Refund *struct {
+				Amount int64 `json:"amount"`
+			} `json:"refund"`
+			Overstay *struct {
+				Minutes int    `json:"minutes"`
+				Amount  int64  `json:"amount"`
+				Status  string `json:"status"`
+				Payment *struct {
+					SessionID string `json:"session_id"`
+				} `json:"payment"`
+			} `json:"overstay"`
+		}
+		st, err := s.do(ctx, http.MethodGet, s.CloudURL+"/v1/reservations/"+rs[i].ID, s.AdminToken, nil, &body)
+		if st == http.StatusNotFound {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stack: reservation details: %w", err)
+		}
+		if body.Refund != nil {
+			rs[i].Refunded = body.Refund.Amount
+		}
+		if o := body.Overstay; o != nil {
+			rs[i].Overstay = &sim.Overstay{Minutes: o.Minutes, Amount: o.Amount, Status: o.Status}
+			if o.Payment != nil {
+				rs[i].Overstay.SessionID = o.Payment.SessionID
+			}
+		}
+	}
+	return nil
 }
 
 // Changes reads every lot's change log.
