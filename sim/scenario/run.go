@@ -114,6 +114,9 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 	lots := make([]stack.LotSpec, sz.Lots)
 	for i := range lots {
 		lots[i] = stack.LotSpec{Name: fmt.Sprintf("lot-%d", i+1), Spots: sz.Spots}
+		if sc.FreeCancellation != nil {
+			lots[i].FreeCancellation = sc.FreeCancellation(sz, i)
+		}
 		if sc.Load {
 			// A busy lot has more lanes.
 			lots[i].Gates = "entry-1=entry,entry-2=entry,exit-1=exit,exit-2=exit"
