@@ -3,6 +3,7 @@ package check
 import (
 	"sort"
 
+	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
 
@@ -16,8 +17,31 @@ func NoOverlap(run *sim.Run) Result {
 	bySpot := map[int64][]*sim.Reservation{}
 	byID := make(map[string]*sim.Reservation, len(run.Reservations))
 	for i := range run.Reservations {
-		res := &run.Reservations[i]
-		byID[res.ID] = res
+		byID[run.Reservations[i].ID] = &run.Reservations[i]
+	}
+	// A booking's window is as far as its paid extensions reach, whether
+	// or not its own row moved: an extension sold over another booking is
+	// an overlap even if the merge never happened.
+	extended := map[string]sim.Reservation{}
+	for extID, parent := range extensions(run) {
+		e, p := byID[extID], byID[parent]
+		if e == nil || p == nil || e.Status != protocol.StatusCompleted || e.SpotID != p.SpotID {
+			continue
+		}
+		w, ok := extended[parent]
+		if !ok {
+			w = *p
+		}
+		if e.EndsAt.After(w.EndsAt) {
+			w.EndsAt = e.EndsAt
+		}
+		extended[parent] = w
+	}
+	for id, w := range extended {
+		byID[id] = &w
+	}
+	for i := range run.Reservations {
+		res := byID[run.Reservations[i].ID]
 		if res.Status.Active() {
 			bySpot[res.SpotID] = append(bySpot[res.SpotID], res)
 		}
@@ -65,15 +89,18 @@ func NoOverlap(run *sim.Run) Result {
 			delete(set, res.ID)
 			continue
 		}
-		if !set[res.ID] {
-			for other := range set {
-				o := byID[other]
-				key := min(o.ID, res.ID) + max(o.ID, res.ID)
-				if overlaps(o, res) && !seen[key] {
-					seen[key] = true
-					r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
-						res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
-				}
+		// A reservation logged again while live may have moved its end (an
+		// extension merged): its window is checked again.
+		for other := range set {
+			if other == res.ID {
+				continue
+			}
+			o := byID[other]
+			key := min(o.ID, res.ID) + max(o.ID, res.ID)
+			if overlaps(o, res) && !seen[key] {
+				seen[key] = true
+				r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
+					res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
 			}
 		}
 		set[res.ID] = true
