@@ -47,11 +47,13 @@ type Life struct {
 	CodeCancelledNo  int `json:"code_cancelled_no"`  // …and refused
 	ExtendAsked      int `json:"extend_asked"`
 	Extended         int `json:"extended"`       // paid and the window moved
-	ExtendRefused    int `json:"extend_refused"` // 409 (spot taken, not extendable)
-	Overstays        int `json:"overstays"`      // reservations owing an overstay
-	OverstaysPaid    int `json:"overstays_paid"` // …paid
-	CodeShown        int `json:"code_shown"`     // drivers at a camera-blind lane who showed their code
-	CodeShownIn      int `json:"code_shown_in"`  // …and got in
+	ExtendRefused    int `json:"extend_refused"` // 4xx (spot taken, not extendable)
+	// ExtendRefusals are the refused extensions' answers, e.g. "409 no_availability".
+	ExtendRefusals []Count `json:"extend_refusals,omitempty"`
+	Overstays      int     `json:"overstays"`      // reservations owing an overstay
+	OverstaysPaid  int     `json:"overstays_paid"` // …paid
+	CodeShown      int     `json:"code_shown"`     // drivers at a camera-blind lane who showed their code
+	CodeShownIn    int     `json:"code_shown_in"`  // …and got in
 }
 
 // Holds counts hold requests.

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,6 +137,7 @@ func life(run *sim.Run) Life {
 	}
 	codeIn := map[int]bool{}
 	codeOpen := map[int]bool{}
+	refusals := map[string]int{}
 	for _, rd := range run.Reads {
 		if rd.Code && rd.Decision != "" {
 			codeIn[rd.Driver] = true
@@ -167,8 +169,9 @@ func life(run *sim.Run) Life {
 			if e.Extended() {
 				l.Extended++
 			}
-			if e.Status == 409 {
+			if e.Status/100 == 4 {
 				l.ExtendRefused++
+				refusals[fmt.Sprintf("%d %s", e.Status, e.Code)]++
 			}
 		}
 		if jn.Plan.Life == sim.LifeAccessCode && codeIn[jn.Driver] {
@@ -177,6 +180,9 @@ func life(run *sim.Run) Life {
 				l.CodeShownIn++
 			}
 		}
+	}
+	if len(refusals) > 0 {
+		l.ExtendRefusals = counts(refusals)
 	}
 	return l
 }

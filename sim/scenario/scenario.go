@@ -295,7 +295,7 @@ func init() {
 			}
 			return fs
 		},
-		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered()},
+		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered(), expectLifecycle()},
 	})
 
 	register(&Scenario{

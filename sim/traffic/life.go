@@ -207,7 +207,8 @@ func (w *World) payOverstay(ctx context.Context, i int) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a bill is paid after the run's traffic too
-	deadline := time.Now().Add(20 * time.Second)
+	// An exit made offline reaches the cloud when the uplink is back.
+	deadline := time.Now().Add(30 * time.Second)
 	paid := false
 	for time.Now().Before(deadline) {
 		v, err := w.reservation(ctx, j.ReservationID, j.AccessToken)
