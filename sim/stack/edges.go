@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
@@ -49,6 +50,10 @@ const lotCurrency = "EUR"
 const lotRate = 300
 
 func (s *Stack) lots(ctx context.Context) error {
+	exitGrace := s.opts.ExitGrace
+	if exitGrace <= 0 {
+		exitGrace = cloud.DefaultExitGrace // the edges keep their default too
+	}
 	for i, spec := range s.opts.Lots {
 		lat, lng := LotLocation(i)
 		var lot struct {
@@ -59,7 +64,7 @@ func (s *Stack) lots(ctx context.Context) error {
 			"spots": spec.Spots, "hourly_rate": map[string]any{"amount": lotRate, "currency": lotCurrency},
 			// The cloud prices an overstay past the same grace the edges
 			// keep, so a car that leaves late in the simulation owes.
-			"free_cancellation": spec.FreeCancellation.String(), "exit_grace": s.opts.ExitGrace.String(),
+			"free_cancellation": spec.FreeCancellation.String(), "exit_grace": exitGrace.String(),
 		}, &lot)
 		if err != nil {
 			return fmt.Errorf("stack: create lot %s: %w", spec.Name, err)
@@ -75,7 +80,7 @@ func (s *Stack) lots(ctx context.Context) error {
 			gates = "entry-1=entry,exit-1=exit"
 		}
 		sl := sim.Lot{Index: i, ID: lot.ID, Name: spec.Name, Spots: spec.Spots, Currency: lotCurrency,
-			HourlyRate: lotRate, FreeCancellation: spec.FreeCancellation, ExitGrace: s.opts.ExitGrace}
+			HourlyRate: lotRate, FreeCancellation: spec.FreeCancellation, ExitGrace: exitGrace}
 		for _, g := range strings.Split(gates, ",") {
 			id, dir, _ := strings.Cut(strings.TrimSpace(g), "=")
 			if dir == protocol.DirectionEntry {
