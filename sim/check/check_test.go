@@ -298,3 +298,40 @@ func TestPassed(t *testing.T) {
 		t.Fatal("Passed is wrong")
 	}
 }
+
+// A hold that came and went over the interval a booking later extended into
+// was no overlap at the time; one still live when the extension was merged
+// is.
+func TestOverlapSeesWindowsAsTheyWere(t *testing.T) {
+	at := func(s float64) time.Time { return simtest.T0.Add(time.Duration(s * float64(time.Second))) }
+	build := func(holdEnds protocol.Status) *sim.Run {
+		run := simtest.Run()
+		run.Reservations = append(run.Reservations, sim.Reservation{ID: "rh", LotID: simtest.LotB, SpotID: 3,
+			Plate: "HLD111H", StartsAt: at(52), EndsAt: at(58), Status: holdEnds})
+		var kept []sim.Change
+		for _, c := range run.Changes {
+			if c.ReservationID != "r7" {
+				kept = append(kept, c)
+			}
+		}
+		ch := func(seq int64, id string, st protocol.Status, when float64) sim.Change {
+			return sim.Change{LotID: simtest.LotB, Seq: seq, ReservationID: id, Status: st, CreatedAt: at(when)}
+		}
+		run.Changes = append(kept, ch(6, "r7", protocol.StatusPending, 1), ch(7, "r7", protocol.StatusConfirmed, 2.2),
+			ch(8, "r7", protocol.StatusCheckedIn, 41), ch(9, "rh", protocol.StatusPending, 42))
+		if holdEnds != protocol.StatusPending {
+			run.Changes = append(run.Changes, ch(10, "rh", holdEnds, 43))
+		}
+		// r7's extension was paid at 44 and merged at 44.5.
+		run.Changes = append(run.Changes, ch(11, "r7", protocol.StatusCheckedIn, 44.5), ch(12, "r7", protocol.StatusCompleted, 55))
+		run.Edges[1].SyncSeq, run.Edges[1].LotSeq = 12, 12
+		return run
+	}
+	if r := check.NoOverlap(build(protocol.StatusExpired)); !r.Pass {
+		t.Errorf("a hold that expired before the extension was sold counts as an overlap: %v", r.Violations)
+	}
+	r := check.NoOverlap(build(protocol.StatusPending))
+	if r.Pass || !strings.Contains(strings.Join(r.Violations, "\n"), "r7 became CHECKED_IN while rh was active") {
+		t.Errorf("an extension merged over a live hold went unnoticed: %+v", r)
+	}
+}

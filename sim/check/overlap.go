@@ -2,6 +2,7 @@ package check
 
 import (
 	"sort"
+	"time"
 
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
@@ -37,8 +38,45 @@ func NoOverlap(run *sim.Run) Result {
 		}
 		extended[parent] = w
 	}
+	// The history judges each change by the windows as they were then: a
+	// booking's first end until the change that merged its extension (the
+	// first of its live changes after the driver paid for it), so a hold
+	// that came and went over the interval before it was sold is no
+	// overlap.
+	before := map[string]sim.Reservation{}
+	mergedAt := map[string]time.Time{}
+	paidAt := map[string]time.Time{}
+	for _, j := range run.Journeys {
+		if j.Extension != nil && j.Extension.ID != "" {
+			paidAt[j.Extension.ID] = j.Extension.PaidAt
+		}
+	}
+	changes := sortedChanges(run)
+	for extID, parent := range extensions(run) {
+		e, ok := extended[parent]
+		if !ok || paidAt[extID].IsZero() {
+			continue
+		}
+		b := e
+		b.EndsAt = byID[extID].StartsAt
+		before[parent] = b
+		for _, c := range changes {
+			if c.ReservationID == parent && c.Status.Active() && !c.CreatedAt.Before(paidAt[extID]) {
+				mergedAt[parent] = c.CreatedAt
+				break
+			}
+		}
+	}
 	for id, w := range extended {
 		byID[id] = &w
+	}
+	then := func(id string, c sim.Change) *sim.Reservation {
+		if b, ok := before[id]; ok && !c.CreatedAt.IsZero() {
+			if m, ok := mergedAt[id]; ok && c.CreatedAt.Before(m) {
+				return &b
+			}
+		}
+		return byID[id]
 	}
 	for i := range run.Reservations {
 		res := byID[run.Reservations[i].ID]
@@ -66,13 +104,6 @@ func NoOverlap(run *sim.Run) Result {
 	}
 
 	// History: replay each lot's log.
-	changes := append([]sim.Change(nil), run.Changes...)
-	sort.Slice(changes, func(i, j int) bool {
-		if changes[i].LotID != changes[j].LotID {
-			return changes[i].LotID < changes[j].LotID
-		}
-		return changes[i].Seq < changes[j].Seq
-	})
 	live := map[int64]map[string]bool{} // spot → active reservation ids
 	seen := map[string]bool{}           // pairs reported
 	for _, c := range changes {
@@ -95,9 +126,9 @@ func NoOverlap(run *sim.Run) Result {
 			if other == res.ID {
 				continue
 			}
-			o := byID[other]
+			o := then(other, c)
 			key := min(o.ID, res.ID) + max(o.ID, res.ID)
-			if overlaps(o, res) && !seen[key] {
+			if overlaps(o, then(res.ID, c)) && !seen[key] {
 				seen[key] = true
 				r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
 					res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
@@ -106,4 +137,16 @@ func NoOverlap(run *sim.Run) Result {
 		set[res.ID] = true
 	}
 	return r.done()
+}
+
+// sortedChanges is every lot's change log, by lot and sequence.
+func sortedChanges(run *sim.Run) []sim.Change {
+	changes := append([]sim.Change(nil), run.Changes...)
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].LotID != changes[j].LotID {
+			return changes[i].LotID < changes[j].LotID
+		}
+		return changes[i].Seq < changes[j].Seq
+	})
+	return changes
 }

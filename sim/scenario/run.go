@@ -324,8 +324,9 @@ func copyLogs(dir, dst string) error {
 
 // settle waits until the system has caught up with the traffic: every
 // answered read's event is in the cloud, the edges' outboxes are empty and
-// their uplinks restored, the stand-in has no delivery in flight, and every
-// paid-but-not-honoured reservation is refunded. It returns when all hold or
+// their uplinks restored, the stand-in has no delivery in flight, every
+// paid-but-not-honoured reservation is refunded, and every late exit's
+// overstay is priced. It returns when all hold or
 // when opts.Settle has passed; the invariants then say what did not.
 func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 	for _, e := range st.Edges {
@@ -372,6 +373,9 @@ func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 		cancel()
 		if n := unrefunded(ctx, st); n > 0 {
 			pending = append(pending, fmt.Sprintf("%d refunds", n))
+		}
+		if n := st.UnpricedOverstays(ctx); n > 0 {
+			pending = append(pending, fmt.Sprintf("%d overstays unpriced", n))
 		}
 		if len(pending) == 0 {
 			opts.logf("settled in %s", time.Since(start).Round(10*time.Millisecond))

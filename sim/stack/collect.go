@@ -12,6 +12,7 @@ import (
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
 
@@ -247,4 +248,43 @@ func (s *Stack) AppliedSeq(ctx context.Context, e *Edge) (int64, error) {
 		return 0, fmt.Errorf("edge gates: none")
 	}
 	return out.Gates[0].SyncSeq, nil
+}
+
+// UnpricedOverstays counts the reservations whose car left clearly later
+// than ends_at plus the lot's exit grace and whose overstay the API does
+// not show yet: the cloud's worker prices an overstay after the exit's
+// event, and shows it only then.
+func (s *Stack) UnpricedOverstays(ctx context.Context) int {
+	events, err := s.store().AllGateEvents(ctx)
+	if err != nil {
+		return 0
+	}
+	rows, err := s.store().AllReservations(ctx)
+	if err != nil {
+		return 0
+	}
+	grace := map[string]time.Duration{}
+	for _, e := range s.Edges {
+		grace[e.Lot.ID] = e.Lot.ExitGrace
+	}
+	byID := map[string]postgres.AuditReservation{}
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	late := map[string]bool{}
+	for _, g := range events {
+		r, ok := byID[g.ReservationID]
+		if ok && g.Direction == protocol.DirectionExit && g.Decision == protocol.DecisionOpen &&
+			g.OccurredAt.After(r.EndsAt.Add(grace[r.LotID]+250*time.Millisecond)) {
+			late[r.ID] = true
+		}
+	}
+	n := 0
+	for id := range late {
+		rs := []sim.Reservation{{ID: id}}
+		if err := s.Details(ctx, rs); err != nil || rs[0].Overstay == nil {
+			n++
+		}
+	}
+	return n
 }
