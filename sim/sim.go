@@ -44,10 +44,35 @@ const (
 	NetworkImpatient Network = "impatient"
 )
 
+// Life is what a driver does with a booking besides using it: the
+// lifecycle journeys of issue 14.
+type Life string
+
+const (
+	LifeNone Life = ""
+	// LifeCancelIn cancels a confirmed booking within the lot's free
+	// cancellation (a full refund), then shows its access code at the gate
+	// anyway once the cancellation reached the edge: it must not open.
+	LifeCancelIn Life = "cancel_in"
+	// LifeCancelOut cancels after starts_at - free_cancellation and expects
+	// 409 not_cancellable; then does not come.
+	LifeCancelOut Life = "cancel_out"
+	// LifeExtend enters, extends the booking by its own paid session, and
+	// stays until the new end.
+	LifeExtend Life = "extend"
+	// LifeOverstayPay leaves after ends_at + exit grace and pays the
+	// overstay's session when it appears.
+	LifeOverstayPay Life = "overstay_pay"
+	// LifeAccessCode comes to a lane whose camera misses the plate and
+	// shows the reservation's access code at the edge instead.
+	LifeAccessCode Life = "access_code"
+)
+
 // Plan is what a driver means to do; the run records what happened.
 type Plan struct {
 	Arrival Arrival `json:"arrival"`
 	Payment Payment `json:"payment"`
+	Life    Life    `json:"life,omitempty"`
 	// Network is what the driver's phone network does to the first hold
 	// request; the driver then retries with the same Idempotency-Key.
 	Network Network `json:"network,omitempty"`
@@ -69,10 +94,16 @@ type Lot struct {
 	Spots int    `json:"spots"`
 	// Currency is the lot's hourly rate's (ISO 4217), so money the run
 	// reports carries its unit.
-	Currency string   `json:"currency"`
-	EdgeURL  string   `json:"edge_url"`
-	Entry    []string `json:"entry_gates"`
-	Exit     []string `json:"exit_gates"`
+	Currency string `json:"currency"`
+	// HourlyRate is the lot's rate in the currency's minor unit; the
+	// overstay check prices from it.
+	HourlyRate int64 `json:"hourly_rate"`
+	// FreeCancellation and ExitGrace are the lot's policy in the cloud.
+	FreeCancellation time.Duration `json:"free_cancellation"`
+	ExitGrace        time.Duration `json:"exit_grace"`
+	EdgeURL          string        `json:"edge_url"`
+	Entry            []string      `json:"entry_gates"`
+	Exit             []string      `json:"exit_gates"`
 }
 
 // HoldAttempt is one POST /v1/reservations.
@@ -116,7 +147,52 @@ type Journey struct {
 	ExitedAt  time.Time `json:"exited_at"`
 	// GaveUp says why a car stopped trying a gate, if it did.
 	GaveUp string `json:"gave_up,omitempty"`
+
+	// AccessToken is the hold's bearer credential for the driver's own
+	// calls; AccessCode the signed code the app showed.
+	AccessToken string `json:"-"`
+	AccessCode  string `json:"-"`
+	// Cancel is the driver's cancellation, if they asked for one.
+	Cancel *Cancel `json:"cancel,omitempty"`
+	// Extension is the driver's extension, if they asked for one.
+	Extension *Extension `json:"extension,omitempty"`
+	// OverstaySession is the overstay's Checkout Session the driver paid
+	// (OverstayPaidAt), and OverstayStatus what the app showed last.
+	OverstaySession string    `json:"overstay_session,omitempty"`
+	OverstayPaidAt  time.Time `json:"overstay_paid_at"`
+	OverstayStatus  string    `json:"overstay_status,omitempty"`
 }
+
+// Cancel is one POST /v1/reservations/{id}/cancel and its answer.
+type Cancel struct {
+	At  time.Time     `json:"at"`
+	RTT time.Duration `json:"rtt"`
+	// InPolicy is what the driver expected: sent before starts_at minus
+	// the lot's free cancellation.
+	InPolicy bool   `json:"in_policy"`
+	Status   int    `json:"status"` // 0: no answer
+	Code     string `json:"code,omitempty"`
+	Refund   int64  `json:"refund,omitempty"` // the answer's refund amount
+	// CodeTried says the driver showed the cancelled booking's access code
+	// at a gate afterwards.
+	CodeTried bool `json:"code_tried,omitempty"`
+}
+
+// Extension is one POST /v1/reservations/{id}/extensions and what came of it.
+type Extension struct {
+	At        time.Time `json:"at"`
+	EndsAt    time.Time `json:"ends_at"` // asked for
+	Status    int       `json:"status"`
+	Code      string    `json:"code,omitempty"`
+	ID        string    `json:"id,omitempty"`
+	SessionID string    `json:"session_id,omitempty"`
+	PaidAt    time.Time `json:"paid_at"`
+	// Applied is when the app first showed the new ends_at.
+	Applied time.Time `json:"applied"`
+}
+
+// Extended reports whether the booking's window moved.
+func (e *Extension) Extended() bool { return e != nil && !e.Applied.IsZero() }
 
 // Paid reports whether the driver's payment went through at Stripe.
 func (j *Journey) Paid() bool { return !j.PaidAt.IsZero() }
@@ -152,8 +228,11 @@ type Read struct {
 	LoopAt    time.Time `json:"loop_at"`
 	TriggerAt time.Time `json:"trigger_at"`
 	// Offline says the lot's uplink was cut when the read was sent.
-	Offline bool   `json:"offline,omitempty"`
-	Err     string `json:"err,omitempty"`
+	Offline bool `json:"offline,omitempty"`
+	// Code says the driver showed an access code (POST /v1/access-codes)
+	// instead of the camera reading the plate.
+	Code bool   `json:"code,omitempty"`
+	Err  string `json:"err,omitempty"`
 }
 
 // Open reports whether the gate opened.
@@ -190,6 +269,18 @@ type Reservation struct {
 	PaymentIntentID string          `json:"payment_intent_id,omitempty"`
 	RefundID        string          `json:"refund_id,omitempty"`
 	CreatedAt       time.Time       `json:"created_at"`
+	// What the cloud's API shows of the reservation (read with the admin
+	// token at the end; absent for extension rows, which are not shown).
+	Overstay *Overstay `json:"overstay,omitempty"`
+	Refunded int64     `json:"refunded,omitempty"` // refund.amount
+}
+
+// Overstay is a reservation's overstay as the API shows it.
+type Overstay struct {
+	Minutes   int    `json:"minutes"`
+	Amount    int64  `json:"amount"`
+	Status    string `json:"status"`
+	SessionID string `json:"session_id,omitempty"`
 }
 
 // Change is a row of the per-lot change log (outbox): one status change of

@@ -50,6 +50,9 @@ var All = []Check{
 	{"no_entry_without_reservation", NoEntryWithoutReservation},
 	{"idempotent_holds", IdempotentHolds},
 	{"exit_never_traps", ExitNeverTraps},
+	{"refunds_in_policy", RefundsInPolicy},
+	{"overstay_priced_once", OverstayPricedOnce},
+	{"code_never_opens_cancelled", CodeNeverOpensCancelled},
 }
 
 // Evaluate runs every invariant over run.

@@ -103,7 +103,7 @@ func TestChecksBite(t *testing.T) {
 		},
 		{
 			name: "EventLost", check: "events_reached_cloud", want: "is missing",
-			break_: func(run *sim.Run) { run.GateEvents = run.GateEvents[:3] },
+			break_: func(run *sim.Run) { run.GateEvents = append(run.GateEvents[:3:3], run.GateEvents[4:]...) },
 		},
 		{
 			name: "EventChanged", check: "events_reached_cloud", want: "cloud has",
@@ -115,6 +115,7 @@ func TestChecksBite(t *testing.T) {
 		},
 		{
 			name: "RefundTwice", check: "late_payment_refunded_once", want: "2 refunds, want exactly 1",
+			also: []string{"refunds_in_policy"},
 			break_: func(run *sim.Run) {
 				run.Refunds = append(run.Refunds, sim.Refund{ID: "re_2", PaymentIntentID: "pi_1", Amount: 50})
 			},
@@ -123,7 +124,7 @@ func TestChecksBite(t *testing.T) {
 			name: "NoRefund", check: "late_payment_refunded_once", want: "0 refunds, want exactly 1",
 			also: []string{"paid_entered_or_refunded"},
 			break_: func(run *sim.Run) {
-				run.Refunds = nil
+				run.Refunds = run.Refunds[1:] // re_1, the late payer's
 				run.Reservations[1].Status = protocol.StatusExpired
 			},
 		},
@@ -140,7 +141,7 @@ func TestChecksBite(t *testing.T) {
 				// The cloud took a payment that came after the hold for a
 				// confirmation: nothing refunded, the spot kept.
 				run.Reservations[1].Status = protocol.StatusConfirmed
-				run.Refunds = nil
+				run.Refunds = run.Refunds[1:] // re_1, the late payer's
 			},
 		},
 		{
@@ -160,6 +161,89 @@ func TestChecksBite(t *testing.T) {
 				run.Reservations = append(run.Reservations, sim.Reservation{ID: "r0b", LotID: simtest.LotB, SpotID: 3,
 					Plate: "AAA111A", StartsAt: simtest.T0.Add(50 * time.Second), EndsAt: simtest.T0.Add(60 * time.Second),
 					Status: protocol.StatusPending})
+			},
+		},
+		{
+			name: "RefundOutsidePolicy", check: "refunds_in_policy", want: "after the free cancellation ended, and was refunded",
+			break_: func(run *sim.Run) {
+				// Lot A's free cancellation is an hour: driver 6's cancel
+				// was late, yet the cloud cancelled and refunded.
+				run.Journeys[6].Cancel.Status, run.Journeys[6].Cancel.Code = 200, ""
+				run.Reservations[5].Status = protocol.StatusCancelled
+				run.Refunds = append(run.Refunds, sim.Refund{ID: "re_6", PaymentIntentID: "pi_6", Amount: 50})
+			},
+		},
+		{
+			name: "CancelRefusedInPolicy", check: "refunds_in_policy", want: "within the free cancellation was refused",
+			also: []string{"paid_entered_or_refunded"},
+			break_: func(run *sim.Run) {
+				run.Journeys[5].Cancel.Status, run.Journeys[5].Cancel.Code = 409, "not_cancellable"
+				run.Reservations[4].Status = protocol.StatusConfirmed
+				run.Refunds = run.Refunds[:1]
+			},
+		},
+		{
+			name: "CancelRefundedTwice", check: "refunds_in_policy", want: "pi_5 was refunded 2 times",
+			break_: func(run *sim.Run) {
+				run.Refunds = append(run.Refunds, sim.Refund{ID: "re_5b", PaymentIntentID: "pi_5", Amount: 50})
+			},
+		},
+		{
+			name: "ExtensionOverlaps", check: "no_overlap", want: "while r7 was active",
+			// …and its car, leaving in the bought time, looks late to it.
+			also: []string{"overstay_priced_once"},
+			break_: func(run *sim.Run) {
+				// The extension r7x was sold and merged, but the booking's
+				// own row kept its first end, and the spot was sold again
+				// inside the bought time: only the extended window shows it.
+				run.Reservations[6].EndsAt = simtest.T0.Add(50 * time.Second)
+				run.Reservations = append(run.Reservations, sim.Reservation{ID: "rz", LotID: simtest.LotB, SpotID: 3,
+					Plate: "ZZZ111Z", StartsAt: simtest.T0.Add(52 * time.Second), EndsAt: simtest.T0.Add(60 * time.Second),
+					Status: protocol.StatusConfirmed})
+				run.Changes = append(run.Changes, sim.Change{LotID: simtest.LotB, Seq: 9, ReservationID: "rz", Status: protocol.StatusConfirmed})
+			},
+		},
+		{
+			name: "OverstayPaidTwice", check: "overstay_priced_once", want: "paid 2 times",
+			break_: func(run *sim.Run) {
+				run.Payments = append(run.Payments, sim.StripePayment{SessionID: "cs_o8b", ReservationID: "r8",
+					Status: "complete", PaymentStatus: "paid", PaymentIntentID: "pi_o8b", Amount: 75})
+			},
+		},
+		{
+			name: "OverstayMispriced", check: "overstay_priced_once", want: "costs 150, want 75",
+			break_: func(run *sim.Run) { run.Reservations[8].Overstay.Amount = 150 },
+		},
+		{
+			name: "OverstayNotCharged", check: "overstay_priced_once", want: "owes no overstay",
+			break_: func(run *sim.Run) {
+				run.Reservations[8].Overstay = nil
+				run.Payments = run.Payments[:len(run.Payments)-1]
+				run.Journeys[8].OverstaySession = ""
+			},
+		},
+		{
+			name: "OverstayForNothing", check: "overstay_priced_once", want: "left in time",
+			break_: func(run *sim.Run) {
+				run.Reservations[9].Overstay = &sim.Overstay{Minutes: 1, Amount: 75, Status: "due"}
+			},
+		},
+		{
+			name: "CodeOpensCancelled", check: "code_never_opens_cancelled", want: "for cancelled r5",
+			also: []string{"no_entry_without_reservation"},
+			break_: func(run *sim.Run) {
+				// An agent that applied the cancellation (seq 5 by 6s) still
+				// honoured the signed code at 29s.
+				for i := range run.Reads {
+					if run.Reads[i].EventID == "e5" {
+						run.Reads[i].Decision, run.Reads[i].Reason, run.Reads[i].ReservationID = "open", protocol.ReasonValid, "r5"
+					}
+				}
+				for i := range run.GateEvents {
+					if run.GateEvents[i].EventID == "e5" {
+						run.GateEvents[i].Decision, run.GateEvents[i].Reason, run.GateEvents[i].ReservationID = "open", protocol.ReasonValid, "r5"
+					}
+				}
 			},
 		},
 		{
@@ -212,5 +296,42 @@ func TestEventsMatchedWithoutIDs(t *testing.T) {
 func TestPassed(t *testing.T) {
 	if !check.Passed(nil) || check.Passed([]check.Result{{Pass: true}, {Pass: false}}) {
 		t.Fatal("Passed is wrong")
+	}
+}
+
+// A hold that came and went over the interval a booking later extended into
+// was no overlap at the time; one still live when the extension was merged
+// is.
+func TestOverlapSeesWindowsAsTheyWere(t *testing.T) {
+	at := func(s float64) time.Time { return simtest.T0.Add(time.Duration(s * float64(time.Second))) }
+	build := func(holdEnds protocol.Status) *sim.Run {
+		run := simtest.Run()
+		run.Reservations = append(run.Reservations, sim.Reservation{ID: "rh", LotID: simtest.LotB, SpotID: 3,
+			Plate: "HLD111H", StartsAt: at(52), EndsAt: at(58), Status: holdEnds})
+		var kept []sim.Change
+		for _, c := range run.Changes {
+			if c.ReservationID != "r7" {
+				kept = append(kept, c)
+			}
+		}
+		ch := func(seq int64, id string, st protocol.Status, when float64) sim.Change {
+			return sim.Change{LotID: simtest.LotB, Seq: seq, ReservationID: id, Status: st, CreatedAt: at(when)}
+		}
+		run.Changes = append(kept, ch(6, "r7", protocol.StatusPending, 1), ch(7, "r7", protocol.StatusConfirmed, 2.2),
+			ch(8, "r7", protocol.StatusCheckedIn, 41), ch(9, "rh", protocol.StatusPending, 42))
+		if holdEnds != protocol.StatusPending {
+			run.Changes = append(run.Changes, ch(10, "rh", holdEnds, 43))
+		}
+		// r7's extension was paid at 44 and merged at 44.5.
+		run.Changes = append(run.Changes, ch(11, "r7", protocol.StatusCheckedIn, 44.5), ch(12, "r7", protocol.StatusCompleted, 55))
+		run.Edges[1].SyncSeq, run.Edges[1].LotSeq = 12, 12
+		return run
+	}
+	if r := check.NoOverlap(build(protocol.StatusExpired)); !r.Pass {
+		t.Errorf("a hold that expired before the extension was sold counts as an overlap: %v", r.Violations)
+	}
+	r := check.NoOverlap(build(protocol.StatusPending))
+	if r.Pass || !strings.Contains(strings.Join(r.Violations, "\n"), "r7 became CHECKED_IN while rh was active") {
+		t.Errorf("an extension merged over a live hold went unnoticed: %+v", r)
 	}
 }

@@ -2,7 +2,9 @@ package check
 
 import (
 	"sort"
+	"time"
 
+	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
 
@@ -16,8 +18,68 @@ func NoOverlap(run *sim.Run) Result {
 	bySpot := map[int64][]*sim.Reservation{}
 	byID := make(map[string]*sim.Reservation, len(run.Reservations))
 	for i := range run.Reservations {
-		res := &run.Reservations[i]
-		byID[res.ID] = res
+		byID[run.Reservations[i].ID] = &run.Reservations[i]
+	}
+	// A booking's window is as far as its paid extensions reach, whether
+	// or not its own row moved: an extension sold over another booking is
+	// an overlap even if the merge never happened.
+	extended := map[string]sim.Reservation{}
+	for extID, parent := range extensions(run) {
+		e, p := byID[extID], byID[parent]
+		if e == nil || p == nil || e.Status != protocol.StatusCompleted || e.SpotID != p.SpotID {
+			continue
+		}
+		w, ok := extended[parent]
+		if !ok {
+			w = *p
+		}
+		if e.EndsAt.After(w.EndsAt) {
+			w.EndsAt = e.EndsAt
+		}
+		extended[parent] = w
+	}
+	// The history judges each change by the windows as they were then: a
+	// booking's first end until the change that merged its extension (the
+	// first of its live changes after the driver paid for it), so a hold
+	// that came and went over the interval before it was sold is no
+	// overlap.
+	before := map[string]sim.Reservation{}
+	mergedAt := map[string]time.Time{}
+	paidAt := map[string]time.Time{}
+	for _, j := range run.Journeys {
+		if j.Extension != nil && j.Extension.ID != "" {
+			paidAt[j.Extension.ID] = j.Extension.PaidAt
+		}
+	}
+	changes := sortedChanges(run)
+	for extID, parent := range extensions(run) {
+		e, ok := extended[parent]
+		if !ok || paidAt[extID].IsZero() {
+			continue
+		}
+		b := e
+		b.EndsAt = byID[extID].StartsAt
+		before[parent] = b
+		for _, c := range changes {
+			if c.ReservationID == parent && c.Status.Active() && !c.CreatedAt.Before(paidAt[extID]) {
+				mergedAt[parent] = c.CreatedAt
+				break
+			}
+		}
+	}
+	for id, w := range extended {
+		byID[id] = &w
+	}
+	then := func(id string, c sim.Change) *sim.Reservation {
+		if b, ok := before[id]; ok && !c.CreatedAt.IsZero() {
+			if m, ok := mergedAt[id]; ok && c.CreatedAt.Before(m) {
+				return &b
+			}
+		}
+		return byID[id]
+	}
+	for i := range run.Reservations {
+		res := byID[run.Reservations[i].ID]
 		if res.Status.Active() {
 			bySpot[res.SpotID] = append(bySpot[res.SpotID], res)
 		}
@@ -42,13 +104,6 @@ func NoOverlap(run *sim.Run) Result {
 	}
 
 	// History: replay each lot's log.
-	changes := append([]sim.Change(nil), run.Changes...)
-	sort.Slice(changes, func(i, j int) bool {
-		if changes[i].LotID != changes[j].LotID {
-			return changes[i].LotID < changes[j].LotID
-		}
-		return changes[i].Seq < changes[j].Seq
-	})
 	live := map[int64]map[string]bool{} // spot → active reservation ids
 	seen := map[string]bool{}           // pairs reported
 	for _, c := range changes {
@@ -65,18 +120,33 @@ func NoOverlap(run *sim.Run) Result {
 			delete(set, res.ID)
 			continue
 		}
-		if !set[res.ID] {
-			for other := range set {
-				o := byID[other]
-				key := min(o.ID, res.ID) + max(o.ID, res.ID)
-				if overlaps(o, res) && !seen[key] {
-					seen[key] = true
-					r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
-						res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
-				}
+		// A reservation logged again while live may have moved its end (an
+		// extension merged): its window is checked again.
+		for other := range set {
+			if other == res.ID {
+				continue
+			}
+			o := then(other, c)
+			key := min(o.ID, res.ID) + max(o.ID, res.ID)
+			if overlaps(o, then(res.ID, c)) && !seen[key] {
+				seen[key] = true
+				r.fail("spot %d at lot seq %d: %s became %s while %s was active, and their windows overlap",
+					res.SpotID, c.Seq, short(res.ID), c.Status, short(o.ID))
 			}
 		}
 		set[res.ID] = true
 	}
 	return r.done()
+}
+
+// sortedChanges is every lot's change log, by lot and sequence.
+func sortedChanges(run *sim.Run) []sim.Change {
+	changes := append([]sim.Change(nil), run.Changes...)
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].LotID != changes[j].LotID {
+			return changes[i].LotID < changes[j].LotID
+		}
+		return changes[i].Seq < changes[j].Seq
+	})
+	return changes
 }

@@ -43,6 +43,7 @@ func LatePaymentRefundedOnce(run *sim.Run) Result {
 	// Checked counts the late payments, the check's subject: a run with none
 	// has nothing to check, however many payments were honoured.
 	late := map[string]bool{}
+	exts := extensions(run)
 	for _, p := range paidSessions(run) {
 		paidIntents[p.PaymentIntentID] = true
 		n := len(refunds[p.PaymentIntentID])
@@ -52,6 +53,16 @@ func LatePaymentRefundedOnce(run *sim.Run) Result {
 			late[p.ReservationID] = true
 			if n != 1 {
 				r.fail("session %s paid for unknown reservation %s: %d refunds, want 1", short(p.SessionID), short(p.ReservationID), n)
+			}
+		case res.Status == protocol.StatusCancelled && res.PaymentIntentID == p.PaymentIntentID:
+			// A driver's cancellation: refunds_in_policy judges its refund.
+		case exts[res.ID] != "" && !honoured(res.Status):
+			// An extension paid too late is refunded once and stays
+			// EXPIRED (or CANCELLED with its booking): it never was a
+			// reservation of its own.
+			late[res.ID] = true
+			if n != 1 {
+				r.fail("extension %s (%s) was paid after its hold ended: %d refunds, want exactly 1", short(res.ID), res.Status, n)
 			}
 		case honoured(res.Status):
 			if n != 0 {
@@ -116,6 +127,11 @@ func PaidEnteredOrRefunded(run *sim.Run) Result {
 		if id := run.Journeys[i].ReservationID; id != "" {
 			journeys[id] = &run.Journeys[i]
 		}
+	}
+	// An extension's payment is for its booking's entry.
+	for ext, parent := range extensions(run) {
+		opened[ext] = opened[parent]
+		journeys[ext] = journeys[parent]
 	}
 	grace := run.Config.EarlyGrace
 	cameInWindow := map[int]bool{}
@@ -193,9 +209,10 @@ func IdempotentHolds(run *sim.Run) Result {
 	r := Result{Name: "idempotent_holds", Title: "retried hold requests made at most one live reservation each",
 		Source: "postgres: reservations by plate; simulator: hold attempts"}
 	byPlate := map[string][]*sim.Reservation{}
+	exts := extensions(run)
 	for i := range run.Reservations {
 		res := &run.Reservations[i]
-		if Live(res) {
+		if Live(res) && exts[res.ID] == "" { // an extension is its booking's, not a second one
 			byPlate[res.Plate] = append(byPlate[res.Plate], res)
 		}
 	}

@@ -74,6 +74,10 @@ ul.v{margin:4px 0 0 18px;padding:0;color:#b91c1c}code{font-size:12px}
 <tr><th>paid</th><td>{{.S.Journeys.Paid}} ({{.S.Journeys.PaidLate}} reached the cloud after the hold ended) · {{.S.Journeys.PayAbandoned}} abandoned · {{.S.Journeys.PayRefused}} refused by Stripe</td></tr>
 <tr><th>entered / left</th><td>{{.S.Journeys.Entered}} / {{.S.Journeys.Exited}} · {{.S.Journeys.Overstayed}} overstayed</td></tr>
 <tr><th>too early · late · no-show</th><td>{{.S.Journeys.TooEarly}} · {{.S.Journeys.CameLate}} · {{.S.Journeys.NoShow}}</td></tr>
+<tr><th>cancelled in / out of policy</th><td>{{.S.Journeys.Life.CancelIn}} ({{.S.Journeys.Life.CancelInRefunded}} refunded) / {{.S.Journeys.Life.CancelOut}} ({{.S.Journeys.Life.CancelOutRefused}} refused) · {{.S.Journeys.Life.CodeCancelled}} cancelled codes shown ({{.S.Journeys.Life.CodeCancelledNo}} refused)</td></tr>
+<tr><th>extended</th><td>{{.S.Journeys.Life.Extended}} of {{.S.Journeys.Life.ExtendAsked}} asked ({{.S.Journeys.Life.ExtendRefused}} refused)</td></tr>
+<tr><th>overstays owed / paid</th><td>{{.S.Journeys.Life.Overstays}} / {{.S.Journeys.Life.OverstaysPaid}}</td></tr>
+<tr><th>access code at a blind camera</th><td>{{.S.Journeys.Life.CodeShown}} ({{.S.Journeys.Life.CodeShownIn}} let in)</td></tr>
 <tr><th>intruders</th><td>{{.S.Journeys.Intruders}} ({{.S.Journeys.IntrudersIn}} let in)</td></tr>
 <tr><th>plans</th><td>{{range $i, $c := .S.Journeys.Plans}}{{if $i}} · {{end}}{{$c.Count}}× {{$c.Key}}{{end}}</td></tr>
 </table>

@@ -33,6 +33,27 @@ type Journeys struct {
 	IntrudersIn  int     `json:"intruders_in"`  // …and got in (must be 0)
 	Completed    int     `json:"completed"`     // booked journeys that ended as planned (asPlanned)
 	Plans        []Count `json:"plans"`         // arrival/payment plan mix
+	Life         Life    `json:"life"`          // the lifecycle journeys
+}
+
+// Life counts the lifecycle journeys: cancellations, extensions,
+// overstays and access codes.
+type Life struct {
+	CancelIn         int `json:"cancel_in"`          // cancellations asked within the free cancellation
+	CancelInRefunded int `json:"cancel_in_refunded"` // …answered 200 and refunded
+	CancelOut        int `json:"cancel_out"`         // asked after it
+	CancelOutRefused int `json:"cancel_out_refused"` // …answered 409 not_cancellable
+	CodeCancelled    int `json:"code_cancelled"`     // a cancelled booking's code shown at a gate
+	CodeCancelledNo  int `json:"code_cancelled_no"`  // …and refused
+	ExtendAsked      int `json:"extend_asked"`
+	Extended         int `json:"extended"`       // paid and the window moved
+	ExtendRefused    int `json:"extend_refused"` // 4xx (spot taken, not extendable)
+	// ExtendRefusals are the refused extensions' answers, e.g. "409 no_availability".
+	ExtendRefusals []Count `json:"extend_refusals,omitempty"`
+	Overstays      int     `json:"overstays"`      // reservations owing an overstay
+	OverstaysPaid  int     `json:"overstays_paid"` // …paid
+	CodeShown      int     `json:"code_shown"`     // drivers at a camera-blind lane who showed their code
+	CodeShownIn    int     `json:"code_shown_in"`  // …and got in
 }
 
 // Holds counts hold requests.

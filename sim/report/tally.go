@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +58,11 @@ func (s *Summary) journeys(run *sim.Run) {
 		}
 	}
 	for _, jn := range run.Journeys {
-		plans[string(jn.Plan.Arrival)+"/"+string(jn.Plan.Payment)]++
+		plan := string(jn.Plan.Arrival) + "/" + string(jn.Plan.Payment)
+		if jn.Plan.Life != sim.LifeNone {
+			plan += "/" + string(jn.Plan.Life)
+		}
+		plans[plan]++
 		if jn.Plan.Arrival == sim.ArrivalIntruder {
 			j.Intruders++
 			if jn.Entered() {
@@ -86,7 +91,11 @@ func (s *Summary) journeys(run *sim.Run) {
 		}
 		if !jn.ExitedAt.IsZero() {
 			j.Exited++
-			if !jn.EndsAt.IsZero() && jn.ExitedAt.After(jn.EndsAt.Add(run.Config.ExitGrace)) {
+			end := jn.EndsAt
+			if jn.Extension.Extended() {
+				end = jn.Extension.EndsAt
+			}
+			if !end.IsZero() && jn.ExitedAt.After(end.Add(run.Config.ExitGrace)) {
 				j.Overstayed++
 			}
 		}
@@ -104,6 +113,78 @@ func (s *Summary) journeys(run *sim.Run) {
 		}
 	}
 	j.Plans = counts(plans)
+	j.Life = life(run)
+}
+
+// life counts the lifecycle journeys from what the drivers did and what
+// the cloud and the stand-in kept.
+func life(run *sim.Run) Life {
+	var l Life
+	refunded := map[string]bool{}
+	for _, rf := range run.Refunds {
+		refunded[rf.PaymentIntentID] = true
+	}
+	byID := map[string]*sim.Reservation{}
+	for i := range run.Reservations {
+		res := &run.Reservations[i]
+		byID[res.ID] = res
+		if res.Overstay != nil {
+			l.Overstays++
+			if res.Overstay.Status == "paid" {
+				l.OverstaysPaid++
+			}
+		}
+	}
+	codeIn := map[int]bool{}
+	codeOpen := map[int]bool{}
+	refusals := map[string]int{}
+	for _, rd := range run.Reads {
+		if rd.Code && rd.Decision != "" {
+			codeIn[rd.Driver] = true
+			codeOpen[rd.Driver] = codeOpen[rd.Driver] || rd.Open()
+		}
+	}
+	for _, jn := range run.Journeys {
+		if c := jn.Cancel; c != nil {
+			if c.InPolicy {
+				l.CancelIn++
+				if res := byID[jn.ReservationID]; c.Status == 200 && res != nil && refunded[res.PaymentIntentID] {
+					l.CancelInRefunded++
+				}
+			} else {
+				l.CancelOut++
+				if c.Status == 409 && c.Code == "not_cancellable" {
+					l.CancelOutRefused++
+				}
+			}
+			if c.CodeTried && codeIn[jn.Driver] {
+				l.CodeCancelled++
+				if !codeOpen[jn.Driver] {
+					l.CodeCancelledNo++
+				}
+			}
+		}
+		if e := jn.Extension; e != nil {
+			l.ExtendAsked++
+			if e.Extended() {
+				l.Extended++
+			}
+			if e.Status/100 == 4 {
+				l.ExtendRefused++
+				refusals[fmt.Sprintf("%d %s", e.Status, e.Code)]++
+			}
+		}
+		if jn.Plan.Life == sim.LifeAccessCode && codeIn[jn.Driver] {
+			l.CodeShown++
+			if codeOpen[jn.Driver] {
+				l.CodeShownIn++
+			}
+		}
+	}
+	if len(refusals) > 0 {
+		l.ExtendRefusals = counts(refusals)
+	}
+	return l
 }
 
 // asPlanned reports whether a booked driver's journey ended as its plan
@@ -111,7 +192,8 @@ func (s *Summary) journeys(run *sim.Run) {
 // and out again; any other (late, no-show, unpaid, or paid only after the
 // hold ended) was never let in.
 func asPlanned(jn *sim.Journey) bool {
-	mustEnter := jn.Plan.Payment == sim.PayNow && jn.Plan.Arrival != sim.ArrivalLate && jn.Plan.Arrival != sim.ArrivalNoShow
+	mustEnter := jn.Plan.Payment == sim.PayNow && jn.Plan.Arrival != sim.ArrivalLate && jn.Plan.Arrival != sim.ArrivalNoShow &&
+		jn.Plan.Life != sim.LifeCancelIn && jn.Plan.Life != sim.LifeCancelOut
 	if mustEnter {
 		return jn.Entered() && !jn.ExitedAt.IsZero()
 	}

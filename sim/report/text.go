@@ -25,6 +25,15 @@ func (s *Summary) WriteText(w io.Writer) error {
 		j.Paid, j.PaidLate, j.PayAbandoned, j.PayRefused)
 	fmt.Fprintf(tw, "\t%d entered · %d left · %d overstayed · %d turned away as too early · %d came late · %d no-shows\n",
 		j.Entered, j.Exited, j.Overstayed, j.TooEarly, j.CameLate, j.NoShow)
+	l := j.Life
+	fmt.Fprintf(tw, "\t%d cancelled in policy (%d refunded) · %d out of policy (%d refused) · %d cancelled codes shown (%d refused)\n",
+		l.CancelIn, l.CancelInRefunded, l.CancelOut, l.CancelOutRefused, l.CodeCancelled, l.CodeCancelledNo)
+	refused := fmt.Sprintf("%d refused", l.ExtendRefused)
+	if len(l.ExtendRefusals) > 0 {
+		refused += ": " + joinCounts(l.ExtendRefusals, 3)
+	}
+	fmt.Fprintf(tw, "\t%d extended of %d asked (%s) · %d overstays owed (%d paid) · %d showed a code at a blind camera (%d let in)\n",
+		l.Extended, l.ExtendAsked, refused, l.Overstays, l.OverstaysPaid, l.CodeShown, l.CodeShownIn)
 	h := s.Holds
 	fmt.Fprintf(tw, "holds\t%d requests: %s\n", h.Requests, joinCounts(h.Outcomes, 6))
 	fmt.Fprintf(tw, "\t%d drivers retried after a timeout, %d answers replayed, %d orphaned holds · latency %s\n", h.Retried, h.Replayed, h.Orphans, h.Latency)

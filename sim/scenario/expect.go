@@ -193,3 +193,50 @@ func expectReplayed() Expectation {
 			"simulator: hold attempts", lost, v)
 	}
 }
+
+// expectLifecycle: each driver planned for a lifecycle journey who booked
+// and paid did it — got an answer to their cancellation or extension,
+// showed their code, paid their overstay —, so a run whose drivers never
+// reached the new endpoints cannot pass on invariants with nothing to see.
+func expectLifecycle() Expectation {
+	return func(run *sim.Run) check.Result {
+		var vs []string
+		n := 0
+		codes := map[int]bool{}
+		for _, rd := range run.Reads {
+			if rd.Code && rd.Decision != "" {
+				codes[rd.Driver] = true
+			}
+		}
+		for _, j := range run.Journeys {
+			if j.Plan.Life == sim.LifeNone || !j.Paid() || j.ConfirmedAt.IsZero() {
+				continue
+			}
+			n++
+			var v string
+			switch j.Plan.Life {
+			case sim.LifeCancelIn, sim.LifeCancelOut:
+				if j.Cancel == nil || j.Cancel.Status == 0 {
+					v = fmt.Sprintf("driver %d (%s) got no answer to a cancellation", j.Driver, j.Plan.Life)
+				}
+			case sim.LifeExtend:
+				if j.Entered() && (j.Extension == nil || j.Extension.Status == 0) {
+					v = fmt.Sprintf("driver %d got no answer to an extension", j.Driver)
+				}
+			case sim.LifeOverstayPay:
+				if !j.ExitedAt.IsZero() && j.OverstayPaidAt.IsZero() {
+					v = fmt.Sprintf("driver %d left late but found no overstay to pay (last seen %q)", j.Driver, j.OverstayStatus)
+				}
+			case sim.LifeAccessCode:
+				if !codes[j.Driver] {
+					v = fmt.Sprintf("driver %d never showed a code (the app had one: %t)", j.Driver, j.AccessCode != "")
+				}
+			}
+			if v != "" {
+				vs = append(vs, v)
+			}
+		}
+		return result("lifecycle", "drivers cancelled, extended, paid overstays and showed codes",
+			"simulator: journeys, reads", n, vs...)
+	}
+}

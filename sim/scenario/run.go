@@ -114,6 +114,9 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 	lots := make([]stack.LotSpec, sz.Lots)
 	for i := range lots {
 		lots[i] = stack.LotSpec{Name: fmt.Sprintf("lot-%d", i+1), Spots: sz.Spots}
+		if sc.FreeCancellation != nil {
+			lots[i].FreeCancellation = sc.FreeCancellation(sz, i)
+		}
 		if sc.Load {
 			// A busy lot has more lanes.
 			lots[i].Gates = "entry-1=entry,entry-2=entry,exit-1=exit,exit-2=exit"
@@ -321,8 +324,9 @@ func copyLogs(dir, dst string) error {
 
 // settle waits until the system has caught up with the traffic: every
 // answered read's event is in the cloud, the edges' outboxes are empty and
-// their uplinks restored, the stand-in has no delivery in flight, and every
-// paid-but-not-honoured reservation is refunded. It returns when all hold or
+// their uplinks restored, the stand-in has no delivery in flight, every
+// paid-but-not-honoured reservation is refunded, and every late exit's
+// overstay is priced. It returns when all hold or
 // when opts.Settle has passed; the invariants then say what did not.
 func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 	for _, e := range st.Edges {
@@ -369,6 +373,9 @@ func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 		cancel()
 		if n := unrefunded(ctx, st); n > 0 {
 			pending = append(pending, fmt.Sprintf("%d refunds", n))
+		}
+		if n := st.UnpricedOverstays(ctx); n > 0 {
+			pending = append(pending, fmt.Sprintf("%d overstays unpriced", n))
 		}
 		if len(pending) == 0 {
 			opts.logf("settled in %s", time.Since(start).Round(10*time.Millisecond))

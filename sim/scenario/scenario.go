@@ -55,6 +55,9 @@ type Scenario struct {
 	// LotRate is PARKGATE_LOT_RATE for a size; nil is the cloud's default.
 	LotRate func(sz Size) string
 	Noise   traffic.Noise
+	// FreeCancellation is a lot's cancellation policy for a size; nil is
+	// the cloud's default (free until the start).
+	FreeCancellation func(sz Size, lot int) time.Duration
 	// Plan makes the drivers' plans for a size.
 	Plan func(rng *rand.Rand, sz Size, sc *Scenario) []sim.Plan
 	// Faults schedules the faults for a size.
@@ -281,8 +284,9 @@ func init() {
 			"noisy cameras, flaky phones, late and abandoned payments, an edge cut off, a broker restart, webhooks redelivered",
 		Default: Size{Lots: 3, Spots: 8, Drivers: 36, Duration: 60 * time.Second},
 		HoldTTL: 8 * time.Second, EarlyGrace: 3 * time.Second, ExitGrace: 2 * time.Second,
-		Noise: traffic.DefaultNoise(),
-		Plan:  planMix,
+		Noise:            traffic.DefaultNoise(),
+		Plan:             planMix,
+		FreeCancellation: demoPolicy,
 		Faults: func(sz Size) []Fault {
 			fs := []Fault{
 				{Kind: FaultEdgeCut, At: frac(sz.Duration, 0.25), For: frac(sz.Duration, 0.25), Lot: min(1, sz.Lots-1)},
@@ -291,7 +295,7 @@ func init() {
 			}
 			return fs
 		},
-		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered()},
+		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered(), expectLifecycle()},
 	})
 
 	register(&Scenario{
@@ -357,5 +361,45 @@ func planMix(rng *rand.Rand, sz Size, sc *Scenario) []sim.Plan {
 		}
 		ps[i] = p
 	}
+	lifeMix(rng, sz, ps)
 	return ps
+}
+
+// demoPolicy gives the first of several lots a free cancellation of an
+// hour, longer than any simulated booking is ahead: every cancellation of a
+// confirmed booking there is out of policy. The others are free until the
+// start.
+func demoPolicy(sz Size, lot int) time.Duration {
+	if lot == 0 && sz.Lots > 1 {
+		return time.Hour
+	}
+	return 0
+}
+
+// lifeMix gives a small share of the drivers a lifecycle journey (issue
+// 14): the first ones after planMix's show-cases each one once, then about
+// one in twelve of the drivers who pay at once and come on time.
+func lifeMix(rng *rand.Rand, sz Size, ps []sim.Plan) {
+	strict := 0 // the lot whose policy makes every cancellation late (demoPolicy)
+	free := sz.Lots - 1
+	set := func(p *sim.Plan, life sim.Life) {
+		p.Life, p.Payment, p.Network, p.Arrival = life, sim.PayNow, sim.NetworkOK, sim.ArrivalOnTime
+		switch life {
+		case sim.LifeCancelIn, sim.LifeExtend:
+			p.Lot = free
+		case sim.LifeCancelOut:
+			p.Lot = strict
+		case sim.LifeOverstayPay:
+			p.Arrival = sim.ArrivalOverstay
+		}
+	}
+	lives := []sim.Life{sim.LifeCancelIn, sim.LifeCancelOut, sim.LifeExtend, sim.LifeOverstayPay, sim.LifeAccessCode}
+	for i := range ps {
+		switch {
+		case i >= 5 && i < 5+len(lives):
+			set(&ps[i], lives[i-5])
+		case i >= 5+len(lives) && ps[i].Payment == sim.PayNow && ps[i].Arrival == sim.ArrivalOnTime && rng.IntN(12) == 0:
+			set(&ps[i], lives[rng.IntN(len(lives))])
+		}
+	}
 }

@@ -261,7 +261,9 @@ func TestChecksBite(t *testing.T) {
 	} else if !strings.Contains(overlapRefused.Error(), "23P01") {
 		t.Errorf("overlap refused, but not by the exclusion constraint: %v", overlapRefused)
 	}
-	want := []string{"events_reached_cloud", "late_payment_refunded_once", "no_entry_without_reservation", "no_overlap"}
+	// A payment refunded twice breaks refunds_in_policy's "each refund
+	// once" as well.
+	want := []string{"events_reached_cloud", "late_payment_refunded_once", "no_entry_without_reservation", "no_overlap", "refunds_in_policy"}
 	got := failing(out.Results)
 	sort.Strings(got)
 	if strings.Join(got, ",") != strings.Join(want, ",") {

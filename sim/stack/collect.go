@@ -12,6 +12,7 @@ import (
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
 
@@ -21,6 +22,9 @@ import (
 func (s *Stack) Collect(ctx context.Context, run *sim.Run) error {
 	var err error
 	if run.Reservations, err = s.Reservations(ctx); err != nil {
+		return err
+	}
+	if err = s.Details(ctx, run.Reservations); err != nil {
 		return err
 	}
 	if run.Changes, err = s.Changes(ctx); err != nil {
@@ -55,9 +59,49 @@ func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {
 	}
 	var out []sim.Reservation
 	for _, r := range rows {
-		out = append(out, sim.Reservation(r))
+		out = append(out, sim.Reservation{ID: r.ID, LotID: r.LotID, SpotID: r.SpotID, Plate: r.Plate,
+			StartsAt: r.StartsAt, EndsAt: r.EndsAt, Status: r.Status, HoldExpiresAt: r.HoldExpiresAt,
+			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt})
 	}
 	return out, nil
+}
+
+// Details adds what only the cloud's API shows of each reservation (its
+// overstay and refund), read with the admin token; an extension's own row,
+// which the API does not show, is left as it is.
+func (s *Stack) Details(ctx context.Context, rs []sim.Reservation) error {
+	for i := range rs {
+		var body struct {
+			Refund *struct {
+				Amount int64 `json:"amount"`
+			} `json:"refund"`
+			Overstay *struct {
+				Minutes int    `json:"minutes"`
+				Amount  int64  `json:"amount"`
+				Status  string `json:"status"`
+				Payment *struct {
+					SessionID string `json:"session_id"`
+				} `json:"payment"`
+			} `json:"overstay"`
+		}
+		st, err := s.do(ctx, http.MethodGet, s.CloudURL+"/v1/reservations/"+rs[i].ID, s.AdminToken, nil, &body)
+		if st == http.StatusNotFound {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stack: reservation details: %w", err)
+		}
+		if body.Refund != nil {
+			rs[i].Refunded = body.Refund.Amount
+		}
+		if o := body.Overstay; o != nil {
+			rs[i].Overstay = &sim.Overstay{Minutes: o.Minutes, Amount: o.Amount, Status: o.Status}
+			if o.Payment != nil {
+				rs[i].Overstay.SessionID = o.Payment.SessionID
+			}
+		}
+	}
+	return nil
 }
 
 // Changes reads every lot's change log.
@@ -204,4 +248,43 @@ func (s *Stack) AppliedSeq(ctx context.Context, e *Edge) (int64, error) {
 		return 0, fmt.Errorf("edge gates: none")
 	}
 	return out.Gates[0].SyncSeq, nil
+}
+
+// UnpricedOverstays counts the reservations whose car left clearly later
+// than ends_at plus the lot's exit grace and whose overstay the API does
+// not show yet: the cloud's worker prices an overstay after the exit's
+// event, and shows it only then.
+func (s *Stack) UnpricedOverstays(ctx context.Context) int {
+	events, err := s.store().AllGateEvents(ctx)
+	if err != nil {
+		return 0
+	}
+	rows, err := s.store().AllReservations(ctx)
+	if err != nil {
+		return 0
+	}
+	grace := map[string]time.Duration{}
+	for _, e := range s.Edges {
+		grace[e.Lot.ID] = e.Lot.ExitGrace
+	}
+	byID := map[string]postgres.AuditReservation{}
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	late := map[string]bool{}
+	for _, g := range events {
+		r, ok := byID[g.ReservationID]
+		if ok && g.Direction == protocol.DirectionExit && g.Decision == protocol.DecisionOpen &&
+			g.OccurredAt.After(r.EndsAt.Add(grace[r.LotID]+250*time.Millisecond)) {
+			late[r.ID] = true
+		}
+	}
+	n := 0
+	for id := range late {
+		rs := []sim.Reservation{{ID: id}}
+		if err := s.Details(ctx, rs); err != nil || rs[0].Overstay == nil {
+			n++
+		}
+	}
+	return n
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
@@ -45,7 +46,14 @@ func LotLocation(i int) (lat, lng float64) {
 // keeps.
 const lotCurrency = "EUR"
 
+// lotRate is every simulated lot's hourly rate, in cents.
+const lotRate = 300
+
 func (s *Stack) lots(ctx context.Context) error {
+	exitGrace := s.opts.ExitGrace
+	if exitGrace <= 0 {
+		exitGrace = cloud.DefaultExitGrace // the edges keep their default too
+	}
 	for i, spec := range s.opts.Lots {
 		lat, lng := LotLocation(i)
 		var lot struct {
@@ -53,7 +61,10 @@ func (s *Stack) lots(ctx context.Context) error {
 		}
 		_, err := s.do(ctx, http.MethodPost, s.CloudURL+"/v1/lots", s.AdminToken, map[string]any{
 			"name": spec.Name, "latitude": lat, "longitude": lng, "time_zone": "Europe/Berlin",
-			"spots": spec.Spots, "hourly_rate": map[string]any{"amount": 300, "currency": lotCurrency},
+			"spots": spec.Spots, "hourly_rate": map[string]any{"amount": lotRate, "currency": lotCurrency},
+			// The cloud prices an overstay past the same grace the edges
+			// keep, so a car that leaves late in the simulation owes.
+			"free_cancellation": spec.FreeCancellation.String(), "exit_grace": exitGrace.String(),
 		}, &lot)
 		if err != nil {
 			return fmt.Errorf("stack: create lot %s: %w", spec.Name, err)
@@ -68,7 +79,8 @@ func (s *Stack) lots(ctx context.Context) error {
 		if gates == "" {
 			gates = "entry-1=entry,exit-1=exit"
 		}
-		sl := sim.Lot{Index: i, ID: lot.ID, Name: spec.Name, Spots: spec.Spots, Currency: lotCurrency}
+		sl := sim.Lot{Index: i, ID: lot.ID, Name: spec.Name, Spots: spec.Spots, Currency: lotCurrency,
+			HourlyRate: lotRate, FreeCancellation: spec.FreeCancellation, ExitGrace: exitGrace}
 		for _, g := range strings.Split(gates, ",") {
 			id, dir, _ := strings.Cut(strings.TrimSpace(g), "=")
 			if dir == protocol.DirectionEntry {

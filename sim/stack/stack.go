@@ -35,6 +35,9 @@ type LotSpec struct {
 	// Gates as PARKGATE_GATES takes them; "entry-1=entry,exit-1=exit" when
 	// empty.
 	Gates string
+	// FreeCancellation is the lot's policy: a confirmed booking cancelled
+	// before starts_at minus it is refunded in full.
+	FreeCancellation time.Duration
 }
 
 // Options configure a Stack.

@@ -65,6 +65,7 @@ type holdAnswer struct {
 	ID            string    `json:"id"`
 	Status        string    `json:"status"`
 	HoldExpiresAt time.Time `json:"hold_expires_at"`
+	AccessToken   string    `json:"access_token"`
 	Payment       *struct {
 		SessionID string `json:"session_id"`
 		URL       string `json:"url"`

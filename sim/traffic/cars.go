@@ -59,7 +59,13 @@ func (w *World) visit(ctx context.Context, i int, rng *mrand.Rand, lot Lot, star
 	persistent := confirmed // a driver whose app shows CONFIRMED insists at the intercom
 	tries := 0
 	for {
-		opened, reason := w.pass(ctx, i, rng, lot, protocol.DirectionEntry)
+		var opened bool
+		var reason string
+		if j.Plan.Life == sim.LifeAccessCode && j.AccessCode != "" && len(lot.Entry) > 0 {
+			opened, reason = w.showCode(ctx, i, rng, lot)
+		} else {
+			opened, reason = w.pass(ctx, i, rng, lot, protocol.DirectionEntry)
+		}
 		if opened {
 			break
 		}
@@ -97,6 +103,12 @@ func (w *World) visit(ctx context.Context, i int, rng *mrand.Rand, lot Lot, star
 	w.ledger.Update(i, func(j *sim.Journey) { j.EnteredAt = entered })
 	w.ledger.Move(lot.ID, +1, entered)
 
+	extendedTo := time.Time{}
+	if j.Plan.Life == sim.LifeExtend {
+		if to := w.extend(ctx, i, rng, startsAt, endsAt); to.After(endsAt) {
+			extendedTo = to
+		}
+	}
 	var leave time.Time
 	switch j.Plan.Arrival {
 	case sim.ArrivalOverstay:
@@ -109,6 +121,11 @@ func (w *World) visit(ctx context.Context, i int, rng *mrand.Rand, lot Lot, star
 			leave = entered.Add(300 * time.Millisecond)
 		}
 	}
+	if !extendedTo.IsZero() {
+		// Past the booking's first end, into the bought time, out before
+		// the new end.
+		leave = extendedTo.Add(-1200*time.Millisecond - jitter(rng, 600*time.Millisecond))
+	}
 	leave = maxTime(leave, entered.Add(w.cfg.Pulse+100*time.Millisecond))
 	// An exit is never refused to a car inside, so a car leaving insists
 	// (a low-confidence or missed read is read again) but there is no
@@ -116,18 +133,27 @@ func (w *World) visit(ctx context.Context, i int, rng *mrand.Rand, lot Lot, star
 	if !sleepUntil(ctx, leave) {
 		ctx = context.WithoutCancel(ctx) // the run is over; cars still leave
 	}
+	if w.leave(ctx, i, rng, lot) && j.Plan.Life == sim.LifeOverstayPay {
+		w.payOverstay(ctx, i)
+	}
+}
+
+// leave drives a car inside to an exit until it opens; false when it
+// stayed trapped.
+func (w *World) leave(ctx context.Context, i int, rng *mrand.Rand, lot Lot) bool {
 	for round := 0; round < 5; round++ {
 		if opened, _ := w.pass(ctx, i, rng, lot, protocol.DirectionExit); opened {
 			t := time.Now()
 			w.ledger.Update(i, func(j *sim.Journey) { j.ExitedAt = t })
 			w.ledger.Move(lot.ID, -1, t)
-			return
+			return true
 		}
 		if !sleep(ctx, 500*time.Millisecond) {
-			return
+			return false
 		}
 	}
 	w.ledger.Update(i, func(j *sim.Journey) { j.GaveUp = "trapped at the exit" })
+	return false
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -44,6 +44,13 @@ func (w *World) drive(ctx context.Context, i int) {
 	if !paid || j.Plan.Arrival == sim.ArrivalNoShow {
 		return
 	}
+	switch j.Plan.Life {
+	case sim.LifeCancelIn, sim.LifeCancelOut:
+		w.cancel(ctx, i, rng, lot, startsAt)
+		return
+	case sim.LifeAccessCode:
+		w.fetchCode(ctx, i)
+	}
 	w.visit(ctx, i, rng, lot, startsAt, endsAt, j.Plan.Payment == sim.PayNow)
 }
 
@@ -115,7 +122,7 @@ func (w *World) book(ctx context.Context, i int, rng *mrand.Rand, want Lot, star
 		switch {
 		case status == http.StatusCreated:
 			w.ledger.Update(i, func(j *sim.Journey) {
-				j.ReservationID, j.HoldExpiresAt, j.HoldCode = ans.ID, ans.HoldExpiresAt, ""
+				j.ReservationID, j.HoldExpiresAt, j.HoldCode, j.AccessToken = ans.ID, ans.HoldExpiresAt, "", ans.AccessToken
 				if ans.Payment != nil {
 					j.SessionID = ans.Payment.SessionID
 				}

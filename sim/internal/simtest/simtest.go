@@ -25,14 +25,25 @@ const (
 //	driver 2  CCC333C  lot B spot 3 [10s,40s)  never paid: expired
 //	driver 3  DDD444D  intruder, refused
 //	driver 4  EEE555E  lot A spot 1 [40s,70s)  paid, no-show (back to back with driver 0)
+//
+// and the lifecycle journeys (lot A's free cancellation is an hour, lot
+// B's none; both at 300 cents an hour):
+//
+//	driver 5  FFF666F  lot B spot 4 [30s,50s)  paid, cancelled at 5s (in policy): refunded; its code refused at 29s
+//	driver 6  GGG777G  lot A spot 2 [45s,60s)  paid, cancel at 20s refused (409 not_cancellable), no-show
+//	driver 7  HHH888H  lot B spot 3 [42s,50s)  paid, in at 41s, extended to 56s (row r7x), out at 55s
+//	driver 8  III999I  lot A spot 5 [20s,30s)  paid, in at 19s, out at 33s: a 1-minute overstay of 75, paid
+//	driver 9  JJJ000J  lot A spot 6 [20s,35s)  paid, camera blind: in with the access code at 19s, out at 34s
 func Run() *sim.Run {
 	run := &sim.Run{
 		Config: sim.Config{Scenario: "fixture", Seed: 1, Lots: 2, Spots: 2, Drivers: 5, Duration: time.Minute,
 			HoldTTL: 8 * time.Second, EarlyGrace: 3 * time.Second, ExitGrace: 2 * time.Second},
 		Started: T0, Ended: at(60), Settled: at(61),
 		Lots: []sim.Lot{
-			{Index: 0, ID: LotA, Name: "lot-1", Spots: 2, Entry: []string{"entry-1"}, Exit: []string{"exit-1"}},
-			{Index: 1, ID: LotB, Name: "lot-2", Spots: 1, Entry: []string{"entry-1"}, Exit: []string{"exit-1"}},
+			{Index: 0, ID: LotA, Name: "lot-1", Spots: 2, Entry: []string{"entry-1"}, Exit: []string{"exit-1"},
+				HourlyRate: 300, FreeCancellation: time.Hour, ExitGrace: 2 * time.Second},
+			{Index: 1, ID: LotB, Name: "lot-2", Spots: 1, Entry: []string{"entry-1"}, Exit: []string{"exit-1"},
+				HourlyRate: 300, ExitGrace: 2 * time.Second},
 		},
 	}
 	res := func(id, lot string, spot int64, plate string, from, to float64, status protocol.Status, pi string) sim.Reservation {
@@ -44,7 +55,15 @@ func Run() *sim.Run {
 		res("r1", LotA, 2, "BBB222B", 10, 40, protocol.StatusRefunded, "pi_1"),
 		res("r2", LotB, 3, "CCC333C", 10, 40, protocol.StatusExpired, ""),
 		res("r4", LotA, 1, "EEE555E", 40, 70, protocol.StatusConfirmed, "pi_4"),
+		res("r5", LotB, 4, "FFF666F", 30, 50, protocol.StatusCancelled, "pi_5"),
+		res("r6", LotA, 2, "GGG777G", 45, 60, protocol.StatusConfirmed, "pi_6"),
+		res("r7", LotB, 3, "HHH888H", 42, 56, protocol.StatusCompleted, "pi_7"),
+		res("r7x", LotB, 3, "HHH888H", 50, 56, protocol.StatusCompleted, "pi_7x"),
+		res("r8", LotA, 5, "III999I", 20, 30, protocol.StatusCompleted, "pi_8"),
+		res("r9", LotA, 6, "JJJ000J", 20, 35, protocol.StatusCompleted, "pi_9"),
 	}
+	run.Reservations[4].Refunded = 50
+	run.Reservations[8].Overstay = &sim.Overstay{Minutes: 1, Amount: 75, Status: "paid", SessionID: "cs_o8"}
 	ch := func(lot string, seq int64, id string, status protocol.Status) sim.Change {
 		return sim.Change{LotID: lot, Seq: seq, ReservationID: id, Status: status}
 	}
@@ -55,7 +74,18 @@ func Run() *sim.Run {
 		ch(LotA, 7, "r4", protocol.StatusConfirmed), ch(LotA, 8, "r0", protocol.StatusCheckedIn),
 		ch(LotA, 9, "r0", protocol.StatusCompleted),
 		ch(LotB, 1, "r2", protocol.StatusPending), ch(LotB, 2, "r2", protocol.StatusExpired),
+		ch(LotB, 3, "r5", protocol.StatusPending), ch(LotB, 4, "r5", protocol.StatusConfirmed),
+		ch(LotB, 5, "r5", protocol.StatusCancelled),
+		ch(LotA, 20, "r6", protocol.StatusPending), ch(LotA, 21, "r6", protocol.StatusConfirmed),
+		ch(LotB, 6, "r7", protocol.StatusPending), ch(LotB, 7, "r7", protocol.StatusConfirmed),
+		ch(LotB, 8, "r7", protocol.StatusCheckedIn), ch(LotB, 9, "r7", protocol.StatusCheckedIn), // the extension merged
+		ch(LotB, 10, "r7", protocol.StatusCompleted),
+		ch(LotA, 22, "r8", protocol.StatusPending), ch(LotA, 23, "r8", protocol.StatusConfirmed),
+		ch(LotA, 24, "r8", protocol.StatusCheckedIn), ch(LotA, 25, "r8", protocol.StatusCompleted),
+		ch(LotA, 26, "r9", protocol.StatusPending), ch(LotA, 27, "r9", protocol.StatusConfirmed),
+		ch(LotA, 28, "r9", protocol.StatusCheckedIn), ch(LotA, 29, "r9", protocol.StatusCompleted),
 	}
+	run.EdgeSeqs = []sim.SeqSample{{LotID: LotB, At: at(6), Seq: 5}, {LotID: LotA, At: at(6), Seq: 21}}
 	hold := []sim.HoldAttempt{{At: at(1), Status: 201, Latency: 20 * time.Millisecond}}
 	run.Journeys = []sim.Journey{
 		{Driver: 0, Plate: "AAA111A", Plan: sim.Plan{Arrival: sim.ArrivalOnTime, Payment: sim.PayNow}, LotID: LotA,
@@ -72,6 +102,23 @@ func Run() *sim.Run {
 			StartsAt: at(40), EndsAt: at(70), Holds: hold, ReservationID: "r4", SessionID: "cs_r4", HoldExpiresAt: at(9),
 			PaidAt: at(3), PaymentIntentID: "pi_4", WebhookAt: at(3.1)},
 	}
+	paid := func(d int, plate string, plan sim.Plan, lot, id string, from, to float64) sim.Journey {
+		return sim.Journey{Driver: d, Plate: plate, Plan: plan, LotID: lot, StartsAt: at(from), EndsAt: at(to), Holds: hold,
+			ReservationID: id, SessionID: "cs_" + id, HoldExpiresAt: at(9), PaidAt: at(2), PaymentIntentID: "pi_" + id[1:],
+			WebhookAt: at(2.1), ConfirmedAt: at(2.2)}
+	}
+	j5 := paid(5, "FFF666F", sim.Plan{Arrival: sim.ArrivalOnTime, Payment: sim.PayNow, Life: sim.LifeCancelIn, Lot: 1}, LotB, "r5", 30, 50)
+	j5.Cancel = &sim.Cancel{At: at(5), RTT: 20 * time.Millisecond, InPolicy: true, Status: 200, Refund: 50, CodeTried: true}
+	j6 := paid(6, "GGG777G", sim.Plan{Arrival: sim.ArrivalOnTime, Payment: sim.PayNow, Life: sim.LifeCancelOut}, LotA, "r6", 45, 60)
+	j6.Cancel = &sim.Cancel{At: at(20), RTT: 5 * time.Millisecond, Status: 409, Code: "not_cancellable"}
+	j7 := paid(7, "HHH888H", sim.Plan{Arrival: sim.ArrivalOnTime, Payment: sim.PayNow, Life: sim.LifeExtend, Lot: 1}, LotB, "r7", 42, 50)
+	j7.Extension = &sim.Extension{At: at(43), EndsAt: at(56), Status: 201, ID: "r7x", SessionID: "cs_r7x", PaidAt: at(44), Applied: at(45)}
+	j7.EnteredAt, j7.ExitedAt = at(41), at(55)
+	j8 := paid(8, "III999I", sim.Plan{Arrival: sim.ArrivalOverstay, Payment: sim.PayNow, Life: sim.LifeOverstayPay}, LotA, "r8", 20, 30)
+	j8.EnteredAt, j8.ExitedAt, j8.OverstaySession, j8.OverstayPaidAt, j8.OverstayStatus = at(19), at(33), "cs_o8", at(35), "paid"
+	j9 := paid(9, "JJJ000J", sim.Plan{Arrival: sim.ArrivalOnTime, Payment: sim.PayNow, Life: sim.LifeAccessCode}, LotA, "r9", 20, 35)
+	j9.EnteredAt, j9.ExitedAt = at(19), at(34)
+	run.Journeys = append(run.Journeys, j5, j6, j7, j8, j9)
 	read := func(driver int, lot, gate, dir, plate string, sent float64, decision, reason, resID, event string) sim.Read {
 		return sim.Read{Driver: driver, LotID: lot, GateID: gate, Direction: dir, Plate: plate, Sent: plate, Confidence: 0.93,
 			SentAt: at(sent), RTT: 2 * time.Millisecond, Decision: decision, Reason: reason, ReservationID: resID,
@@ -83,7 +130,21 @@ func Run() *sim.Run {
 		read(1, LotA, "entry-1", protocol.DirectionEntry, "BBB222B", 11, "deny", protocol.ReasonNoReservation, "", "e2"),
 		read(3, LotA, "entry-1", protocol.DirectionEntry, "DDD444D", 12, "deny", protocol.ReasonNoReservation, "", "e3"),
 	}
-	run.Reads[2].BarrierAt, run.Reads[3].BarrierAt = time.Time{}, time.Time{}
+	code := func(driver int, lot, plate string, sent float64, decision, reason, resID, event string) sim.Read {
+		r := read(driver, lot, "entry-1", protocol.DirectionEntry, plate, sent, decision, reason, resID, event)
+		r.Sent, r.Code, r.Confidence = "access code", true, 1
+		return r
+	}
+	run.Reads = append(run.Reads,
+		code(5, LotB, "FFF666F", 29, "deny", protocol.ReasonNoReservation, "", "e5"),
+		read(7, LotB, "entry-1", protocol.DirectionEntry, "HHH888H", 41, "open", protocol.ReasonValid, "r7", "e7"),
+		read(7, LotB, "exit-1", protocol.DirectionExit, "HHH888H", 55, "open", protocol.ReasonInside, "r7", "e7x"),
+		read(8, LotA, "entry-1", protocol.DirectionEntry, "III999I", 19, "open", protocol.ReasonValid, "r8", "e8"),
+		read(8, LotA, "exit-1", protocol.DirectionExit, "III999I", 33, "open", protocol.ReasonInside, "r8", "e8x"),
+		code(9, LotA, "JJJ000J", 19.5, "open", protocol.ReasonValid, "r9", "e9"),
+		read(9, LotA, "exit-1", protocol.DirectionExit, "JJJ000J", 34, "open", protocol.ReasonInside, "r9", "e9x"),
+	)
+	run.Reads[2].BarrierAt, run.Reads[3].BarrierAt, run.Reads[4].BarrierAt = time.Time{}, time.Time{}, time.Time{}
 	for _, r := range run.Reads {
 		run.GateEvents = append(run.GateEvents, sim.GateEvent{EventID: r.EventID, LotID: r.LotID, GateID: r.GateID,
 			Direction: r.Direction, Kind: protocol.KindDecision, Plate: r.Plate, Decision: r.Decision, Reason: r.Reason,
@@ -96,13 +157,20 @@ func Run() *sim.Run {
 		{SessionID: "cs_r2", ReservationID: "r2", Status: "expired", PaymentStatus: "unpaid", Amount: 50},
 		{SessionID: "cs_r4", ReservationID: "r4", Status: "complete", PaymentStatus: "paid", PaymentIntentID: "pi_4", Amount: 50},
 	}
-	run.Refunds = []sim.Refund{{ID: "re_1", PaymentIntentID: "pi_1", Amount: 50, Created: at(11)}}
+	for _, id := range []string{"r5", "r6", "r7", "r7x", "r8", "r9"} {
+		run.Payments = append(run.Payments, sim.StripePayment{SessionID: "cs_" + id, ReservationID: id, Status: "complete",
+			PaymentStatus: "paid", PaymentIntentID: "pi_" + id[1:], Amount: 50})
+	}
+	run.Payments = append(run.Payments, sim.StripePayment{SessionID: "cs_o8", ReservationID: "r8", Status: "complete",
+		PaymentStatus: "paid", PaymentIntentID: "pi_o8", Amount: 75})
+	run.Refunds = []sim.Refund{{ID: "re_1", PaymentIntentID: "pi_1", Amount: 50, Created: at(11)},
+		{ID: "re_5", PaymentIntentID: "pi_5", Amount: 50, Created: at(5)}}
 	run.Webhooks = []sim.Webhook{
 		{ID: "evt_0", Type: "checkout.session.completed", Created: at(2), Deliveries: 1, Attempts: 1},
 		{ID: "evt_1", Type: "checkout.session.completed", Created: at(8), Deliveries: 2, Attempts: 2},
 	}
 	run.Occupancy = []sim.Sample{{At: at(9), LotID: LotA, Inside: 1}, {At: at(30), LotID: LotA, Inside: 0}}
 	run.Faults = []sim.Fault{{At: at(15), Until: at(25), Kind: "edge_cut", Target: "lot-2"}}
-	run.Edges = []sim.EdgeState{{LotID: LotA, Online: true, SyncSeq: 9, LotSeq: 9}, {LotID: LotB, Online: true, SyncSeq: 2, LotSeq: 2}}
+	run.Edges = []sim.EdgeState{{LotID: LotA, Online: true, SyncSeq: 29, LotSeq: 29}, {LotID: LotB, Online: true, SyncSeq: 10, LotSeq: 10}}
 	return run
 }
