@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -15,7 +16,6 @@ import (
 	"github.com/parkgate/parkgate/edge/hw"
 	"github.com/parkgate/parkgate/edge/hw/hwtest"
 	"github.com/parkgate/parkgate/edge/mqttlink"
-	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -406,7 +406,7 @@ func (r *reads) stop(t *testing.T) []string {
 // to the next and applies changes from it.
 func TestFailover(t *testing.T) {
 	b := setup(t, "", nil)
-	port, err := broker.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,11 @@ package stack
 import (
 	"context"
 	"fmt"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net"
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/parkgate/parkgate/internal/testkit/broker"
 )
 
 // serve runs h in this process on a free loopback port until Close.
@@ -26,7 +25,7 @@ func (s *Stack) serve(h http.Handler) (string, error) {
 // freeAddr picks a loopback address for a child to bind; see startServing
 // for why that can still fail.
 func freeAddr() (string, error) {
-	p, err := broker.FreePort()
+	p, err := proc.FreePort()
 	if err != nil {
 		return "", err
 	}

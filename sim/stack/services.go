@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net/http"
 	"os"
 	"os/exec"
@@ -89,7 +90,7 @@ func (s *Stack) schema(ctx context.Context) error {
 func (s *Stack) broker() error {
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := broker.FreePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return err
 		}

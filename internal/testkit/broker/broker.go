@@ -1,9 +1,9 @@
 package broker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net"
 	"os"
 	"os/exec"
@@ -32,7 +32,7 @@ type Broker struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
-	log  *syncWriter
+	log  *proc.Buffer
 }
 
 // Start runs a broker for the test in a temporary directory and stops it at
@@ -44,7 +44,7 @@ func Start(tb testing.TB) *Broker {
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := FreePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -127,7 +127,7 @@ func (b *Broker) start() error {
 	if b.cmd != nil {
 		return errors.New("broker: already running")
 	}
-	log := &syncWriter{}
+	log := &proc.Buffer{}
 	cmd := exec.Command(Binary, "-c", b.confPath())
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -189,42 +189,7 @@ func (b *Broker) signal(sig syscall.Signal) error {
 	if b.cmd == nil {
 		return nil
 	}
-	_ = b.cmd.Process.Signal(sig)
-	select {
-	case <-b.done:
-	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
-	}
+	proc.Signal(b.cmd.Process, b.done, sig)
 	b.cmd = nil
 	return nil
-}
-
-// FreePort asks the kernel for a free loopback port.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncWriter collects Mosquitto's output; exec copies stdout and stderr
-// from their own goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net"
 	"os"
 	"os/exec"
@@ -119,7 +120,7 @@ func New(dir string) (_ *Server, err error) {
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = proc.FreePort(); err != nil {
 			return nil, err
 		}
 		if lastErr = s.Start(); lastErr == nil {
@@ -259,15 +260,6 @@ func (s *Server) chown(path string) error {
 		return fmt.Errorf("pgserver: chown %s: %w", path, err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string, n int) string {

@@ -1,9 +1,9 @@
 package redisserver
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net"
 	"os"
 	"os/exec"
@@ -31,7 +31,7 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *syncBuffer
+	log  *proc.Buffer
 }
 
 // Start runs a server for the test and stops it at cleanup. It skips the
@@ -53,7 +53,7 @@ func Start(tb testing.TB) *Server {
 func New(dir string) (*Server, error) {
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +78,7 @@ func (s *Server) Start() error {
 	if s.cmd != nil {
 		return errors.New("redisserver: already running")
 	}
-	log := &syncBuffer{}
+	log := &proc.Buffer{}
 	cmd := exec.Command(Binary, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no")
 	cmd.Stdout, cmd.Stderr = log, log
@@ -136,41 +136,7 @@ func (s *Server) signal(sig syscall.Signal) error {
 	if s.cmd == nil {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(sig)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	proc.Signal(s.cmd.Process, s.done, sig)
 	s.cmd = nil
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer collects the server's output; exec copies stdout and stderr
-// from their own goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
