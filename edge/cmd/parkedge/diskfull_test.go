@@ -94,22 +94,27 @@ func TestDiskFullKeepsDeciding(t *testing.T) {
 		}
 	}
 	f.Close()
+	// The store may take a write again between two looks: the relay
+	// deletes what the broker took, and bbolt reuses the freed pages. So
+	// each claim is judged on one answer, and the reads go on until the
+	// gauge is seen at 0 — it must be, while the disk stays full.
 	i := 0
-	for ; health()["store_writable"] == true; i++ {
-		if i == 20000 {
-			t.Fatal("20,000 reads with the disk full and the store never refused a write")
+	for h := health(); ; h = health() {
+		if h["store_writable"] == false {
+			if h["status"] != "degraded" || h["store_held_events"].(float64) == 0 {
+				t.Fatalf("healthz with the disk full: %v", h)
+			}
+			read(i) // still deciding
+			if gauge(t, base, "parkedge_store_writable") == 0 {
+				break
+			}
+		}
+		if i++; i == 20000 {
+			t.Fatal("20,000 rounds with the disk full and the store never refused a write, or the gauge never said so")
 		}
 		for range 50 {
 			read(i)
 		}
-	}
-	h := health()
-	if h["status"] != "degraded" || h["store_held_events"].(float64) == 0 {
-		t.Fatalf("healthz with the disk full: %v", h)
-	}
-	read(i) // still deciding
-	if v := gauge(t, base, "parkedge_store_writable"); v != 0 {
-		t.Fatalf("parkedge_store_writable = %v with the disk full", v)
 	}
 
 	if err := os.Remove(filler); err != nil {

@@ -279,8 +279,9 @@ func (m *Main) hardware() ([]edge.GateConfig, []func(context.Context) error, err
 // held in memory — but says "degraded" and store_writable false.
 func storeHealth(s *bolt.Store) func() map[string]any {
 	return func() map[string]any {
-		h := map[string]any{"store_writable": s.Writable(), "store_held_events": s.Held()}
-		if !s.Writable() {
+		w := s.Writable()
+		h := map[string]any{"store_writable": w, "store_held_events": s.Held()}
+		if !w {
 			h["status"] = "degraded"
 		}
 		return h
