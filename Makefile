@@ -86,5 +86,17 @@ SOAK_DURATION ?= 5m
 soak: services build ## the fault suite, long (SOAK_DURATION, default 5m): every fault again and again under load; writes reports/<run>/faults.md
 	./bin/parksim run --scenario faults --duration $(SOAK_DURATION) --services=false
 
+DRILL_DURATION ?= 3m
+.PHONY: drill drill-postgres drill-redis
+drill: drill-postgres drill-redis ## both failover drills, long (DRILL_DURATION each, default 3m)
+
+drill-postgres: services build ## Patroni+etcd failover under load, again and again for DRILL_DURATION: 503 seconds, promote time, confirmed bookings lost (must be 0); see deploy/FAILOVER.md
+	@bash deploy/drill.sh
+	set -o pipefail; DRILL_DURATION=$(DRILL_DURATION) PARKCLOUD_BIN=$(CURDIR)/bin/parkcloud $(GO) test -count=1 -v -run '^TestPostgresFailover$$' -timeout 60m ./deploy/failover | grep -v '^redis: '
+
+drill-redis: services build ## Redis Sentinel failover under load for DRILL_DURATION: the guard follows the new master, bookings stay correct
+	@bash deploy/drill.sh
+	set -o pipefail; DRILL_DURATION=$(DRILL_DURATION) PARKCLOUD_BIN=$(CURDIR)/bin/parkcloud $(GO) test -count=1 -v -run '^TestRedisSentinelFailover$$' -timeout 60m ./deploy/failover | grep -v '^redis: '
+
 clean:
 	rm -rf bin reports

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,6 +181,39 @@ func NewClient(url string) (*redis.Client, error) {
 	opt.WriteTimeout = 500 * time.Millisecond
 	opt.PoolTimeout = 100 * time.Millisecond
 	return redis.NewClient(opt), nil
+}
+
+// NewUniversalClient is NewClient, or, for a URL that names a Sentinel
+// master — go-redis' failover form,
+// "redis://sentinel1:26379/0?master_name=NAME&addr=sentinel2:26379&addr=sentinel3:26379"
+// (a master password as the password= parameter; userinfo is the
+// sentinels') — a failover client with the same tuning: it asks the
+// sentinels for the master and follows their +switch-master, so the guard
+// writes to the promoted replica after a failover without a restart. While
+// the sentinels agree, the guard takes its fallbacks as for any outage.
+func NewUniversalClient(rawURL string) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("guard: parse redis url: %w", err)
+	}
+	if !u.Query().Has("master_name") {
+		return NewClient(rawURL)
+	}
+	opt, err := redis.ParseFailoverURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("guard: parse redis sentinel url: %w", err)
+	}
+	if opt.MasterName == "" {
+		return nil, errors.New("guard: parse redis sentinel url: empty master_name")
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = -1
+	opt.DialTimeout = 250 * time.Millisecond
+	opt.DialerRetries = 1
+	opt.ReadTimeout = 500 * time.Millisecond
+	opt.WriteTimeout = 500 * time.Millisecond
+	opt.PoolTimeout = 100 * time.Millisecond
+	return redis.NewFailoverClient(opt), nil
 }
 
 var errSkipped = errors.New("guard: redis is down, call skipped")

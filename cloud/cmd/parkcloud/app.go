@@ -248,7 +248,7 @@ func (m *Main) guard() (*guard.Guard, error) {
 	if m.RedisURL == "" {
 		return nil, nil
 	}
-	rdb, err := guard.NewClient(m.RedisURL)
+	rdb, err := guard.NewUniversalClient(m.RedisURL)
 	if err != nil {
 		return nil, err
 	}

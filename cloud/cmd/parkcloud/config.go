@@ -117,7 +117,7 @@ func (c *Config) ParseFlags(args []string) error {
 	e := envFlags{fs}
 	e.str(&c.DatabaseURL, "database-url", "DATABASE_URL", "postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable", "Postgres URL")
 	e.str(&c.DatabaseReadURL, "database-read-url", "DATABASE_READ_URL", "", "Postgres URL of a read replica for lot searches (their spot counts may lag the primary; availability and holds stay on DATABASE_URL); empty searches the primary")
-	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL for the hot-lot guard; empty disables it")
+	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL for the hot-lot guard; empty disables it. Behind Redis Sentinel: redis://SENTINEL:26379/0?master_name=NAME&addr=SENTINEL2:26379&addr=SENTINEL3:26379 (the guard follows the promoted master)")
 	e.str(&c.RedisNamespace, "redis-namespace", "PARKGATE_REDIS_NAMESPACE", "parkgate", "prefix of every Redis key, so deployments (or simulator runs) can share one Redis")
 	e.str(&c.MQTTURLs, "mqtt-url", "MQTT_URL", "tcp://127.0.0.1:1883", "MQTT broker URLs, comma-separated for failover; empty disables relay and ingest")
 	e.secret(&c.StripeSecretKey, "stripe-secret-key", "STRIPE_SECRET_KEY", "Stripe secret key; empty disables payments (holds then carry no Checkout Session)")

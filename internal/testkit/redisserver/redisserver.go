@@ -25,8 +25,9 @@ func init() {
 
 // Server is one redis-server process.
 type Server struct {
-	dir  string
-	port int
+	dir   string
+	port  int
+	extra []string // more redis-server arguments (NewWith)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -50,14 +51,18 @@ func Start(tb testing.TB) *Server {
 }
 
 // New starts redis-server in dir on a free port.
-func New(dir string) (*Server, error) {
+func New(dir string) (*Server, error) { return NewWith(dir) }
+
+// NewWith is New with more redis-server arguments, such as
+// "--replicaof", host, port for a replica.
+func NewWith(dir string, args ...string) (*Server, error) {
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
 		port, err := proc.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{dir: dir, port: port}
+		s := &Server{dir: dir, port: port, extra: args}
 		if lastErr = s.Start(); lastErr == nil {
 			return s, nil
 		}
@@ -79,8 +84,8 @@ func (s *Server) Start() error {
 		return errors.New("redisserver: already running")
 	}
 	log := &proc.Buffer{}
-	cmd := exec.Command(Binary, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no")
+	cmd := exec.Command(Binary, append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no"}, s.extra...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
