@@ -10,15 +10,24 @@ import (
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
-// cachedLot returns a lot this replica has read before.
-func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
-	s.lotsMu.RLock()
-	defer s.lotsMu.RUnlock()
-	l, ok := s.lots[id]
-	return l, ok
+// cachedLot is a lot as read at a time.
+type cachedLot struct {
+	lot  cloud.Lot
+	read time.Time
 }
 
-// Lot returns a lot, from the cache when it has been read before.
+// cachedLot returns a lot this replica has read in the last LotTTL.
+func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
+	s.lotsMu.RLock()
+	c, ok := s.lots[id]
+	s.lotsMu.RUnlock()
+	if !ok || s.Now().Sub(c.read) > s.LotTTL {
+		return cloud.Lot{}, false
+	}
+	return c.lot, true
+}
+
+// Lot returns a lot, from the cache when it has been read lately.
 func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if l, ok := s.cachedLot(id); ok {
 		return l, nil
@@ -27,9 +36,36 @@ func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if err != nil {
 		return l, err
 	}
+	s.keepLot(l)
+	return l, nil
+}
+
+func (s *Service) keepLot(l cloud.Lot) {
 	s.lotsMu.Lock()
-	s.lots[id] = l
+	s.lots[l.ID] = cachedLot{lot: l, read: s.Now()}
 	s.lotsMu.Unlock()
+}
+
+func (s *Service) forgetLot(id string) {
+	s.lotsMu.Lock()
+	delete(s.lots, id)
+	s.lotsMu.Unlock()
+}
+
+// UpdateLot changes a lot's settings for its operator and returns it as it
+// is now. This replica uses the new settings at once; the others within
+// their LotTTL, and their holds at once (the store checks the rate and
+// whether the lot is closed). The lot's cached availability is dropped, so
+// a lot just closed is shown full and one reopened free again.
+func (s *Service) UpdateLot(ctx context.Context, id string, u cloud.LotUpdate) (cloud.Lot, error) {
+	l, err := s.Store.UpdateLot(ctx, id, u)
+	if err != nil {
+		return l, err
+	}
+	s.keepLot(l)
+	if s.Guard != nil {
+		s.Guard.InvalidateLot(ctx, l.ID)
+	}
 	return l, nil
 }
 
