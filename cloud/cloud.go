@@ -127,6 +127,7 @@ func OverstayPrice(rate Money, minutes int) (Money, error) {
 const (
 	RefundPending   = "pending"
 	RefundSucceeded = "succeeded"
+	RefundFailed    = "failed" // an operator's refund the provider refused; it counts for nothing
 )
 
 // Payment is how a reservation is paid for.

@@ -125,6 +125,7 @@ type StoredGateEvent struct {
 const (
 	RefundCreated   = "created"    // a new refund, pending, with its parts
 	RefundExists    = "exists"     // the key's refund, made before
+	RefundInFlight  = "in_flight"  // the key's refund, its first request still at it
 	RefundKeyReused = "key_reused" // the key was used with another amount
 	RefundExceeds   = "exceeds"    // more than is left of what was paid
 	RefundNotFound  = "not_found"

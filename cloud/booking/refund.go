@@ -79,6 +79,8 @@ func (s *Service) Refund(ctx context.Context, reservationID, key string, req Ref
 			return Response{}, cloud.Errorf(cloud.ERefundExceeds, "nothing paid for this reservation is left to refund")
 		}
 		return Response{}, cloud.Errorf(cloud.ERefundExceeds, "at most %d is left to refund", res.Left)
+	case cloud.RefundInFlight:
+		return Response{}, cloud.Errorf(cloud.EIdempotencyInUse, "a refund with this Idempotency-Key is in progress")
 	case cloud.RefundExists:
 		if res.ResponseBody != nil {
 			return Response{Status: http.StatusOK, Body: res.ResponseBody, Replayed: true}, nil
@@ -118,8 +120,11 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 	if err != nil {
 		return err
 	}
-	if status != cloud.RefundPending {
+	switch status {
+	case cloud.RefundSucceeded:
 		return nil
+	case cloud.RefundFailed:
+		return cloud.Errorf(cloud.EPaymentProvider, "the payment provider refused this refund")
 	}
 	if s.Payments == nil {
 		return cloud.Errorf(cloud.EUnavailable, "no payment provider is configured to refund through")
@@ -134,7 +139,7 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 			"parkgate-oprefund-"+refundID+"-"+strconv.Itoa(p.Part))
 		if err != nil {
 			if cloud.ErrorCode(err) == cloud.EPaymentProvider && taken == 0 {
-				if serr := s.Store.SettleRefund(ctx, refundID, "failed"); serr != nil {
+				if serr := s.Store.SettleRefund(ctx, refundID, cloud.RefundFailed); serr != nil {
 					s.Log.Warn("settle refused refund", "refund", refundID, "err", serr)
 				}
 				return err

@@ -11,8 +11,8 @@
 --
 -- p_amount NULL is all that is left. With p_key, the same key on the same
 -- reservation is the same refund: 'exists' with its id and stored answer
--- (NULL until the first caller stored it), 'key_reused' when p_hash
--- differs. Otherwise 'exceeds' (nothing written; left says what is left),
+-- (NULL until a caller stored it), 'in_flight' while its first caller may
+-- still be at it, 'key_reused' when p_hash differs. Otherwise 'exceeds' (nothing written; left says what is left),
 -- or 'created': the refund, split over the payments with money left in
 -- the order above, one refund_parts row each.
 CREATE OR REPLACE FUNCTION parkgate_refund(p_id uuid, p_res uuid, p_amount bigint, p_key text, p_hash bytea)
@@ -34,8 +34,22 @@ BEGIN
     IF p_key IS NOT NULL THEN
         SELECT * INTO f FROM refunds x WHERE x.reservation_id = p_res AND x.idempotency_key = p_key;
         IF FOUND THEN
-            RETURN QUERY SELECT CASE WHEN f.request_hash = p_hash THEN 'exists' ELSE 'key_reused' END,
-                   f.id, f.response_body, NULL::bigint;
+            IF f.request_hash <> p_hash THEN
+                RETURN QUERY SELECT 'key_reused'::text, f.id, NULL::bytea, NULL::bigint;
+                RETURN;
+            END IF;
+            -- A pending refund without its answer is in flight for 30
+            -- seconds from its last touch (its creation, or the refund
+            -- worker's claim); after that this caller takes it over.
+            IF f.response_body IS NULL AND f.status = 'pending' THEN
+                UPDATE refunds x SET updated_at = now()
+                 WHERE x.id = f.id AND x.updated_at <= now() - interval '30 seconds';
+                IF NOT FOUND THEN
+                    RETURN QUERY SELECT 'in_flight'::text, f.id, NULL::bytea, NULL::bigint;
+                    RETURN;
+                END IF;
+            END IF;
+            RETURN QUERY SELECT 'exists'::text, f.id, f.response_body, NULL::bigint;
             RETURN;
         END IF;
     END IF;
