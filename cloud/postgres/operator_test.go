@@ -252,10 +252,11 @@ func TestLotReservationsKeyset(t *testing.T) {
 			prev = c
 			seen[r.ID]++
 		}
-		// Made between pages: newer than every cursor, so never on a later page.
+		// Made between pages (not active: the spots are taken): newer than
+		// every cursor, so never on a later page.
 		f.exec(`
 			INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at, price_amount, currency)
-			SELECT gen_random_uuid(), $1, s.id, 'NEW1', now() + interval '30 days', now() + interval '31 days', 'PENDING', now(), 300, 'EUR'
+			SELECT gen_random_uuid(), $1, s.id, 'NEW1', now() + interval '30 days', now() + interval '31 days', 'CANCELLED', now(), 300, 'EUR'
 			  FROM spots s WHERE s.lot_id = $1 ORDER BY random() LIMIT 1`, lot)
 		if !more {
 			break
@@ -282,7 +283,7 @@ func TestLotReservationsKeyset(t *testing.T) {
 		f    cloud.ReservationFilter
 		sql  string
 	}{
-		{"Status", cloud.ReservationFilter{Status: cloud.StatusPending}, `status = 'PENDING'`},
+		{"Status", cloud.ReservationFilter{Status: cloud.StatusCancelled}, `status = 'CANCELLED'`},
 		{"Plate", cloud.ReservationFilter{Plate: "PL7"}, `plate = 'PL7'`},
 		{"Window", cloud.ReservationFilter{From: time.Now().Add(5 * time.Hour), To: time.Now().Add(8 * time.Hour)},
 			`ends_at > now() + interval '5 hours' AND starts_at < now() + interval '8 hours'`},
