@@ -299,3 +299,67 @@ func TestRefundSplitsOverPayments(t *testing.T) {
 		t.Errorf("status after a full refund: %v", g["status"])
 	}
 }
+
+// TestRefundProviderDown: with Stripe away a refund is recorded, shown
+// pending and counted against what was paid, answered 503; the retry with
+// its key, or the refund worker for one without, finishes it once.
+func TestRefundProviderDown(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 1)
+	id, _ := b.paidBooking(t, lot, "DOWN1", "rd-1", time.Now().Add(2*time.Hour).Truncate(time.Minute).UTC())
+	path := "/v1/reservations/" + id + "/refund"
+	keyed := map[string]string{"Authorization": "Bearer " + adminToken, "Idempotency-Key": "rd-k"}
+
+	b.fake.SetDown(true)
+	if r := b.do(t, "POST", path, map[string]any{"amount": 100}, keyed); r.Status != 503 || r.code() != "unavailable" {
+		t.Fatalf("refund with Stripe away: %d %s", r.Status, r.Body)
+	}
+	if r := b.do(t, "POST", path, map[string]any{"amount": 100}, admin()); r.Status != 503 {
+		t.Fatalf("keyless refund with Stripe away: %d %s", r.Status, r.Body)
+	}
+	if a, st := refundOf(t, b.do(t, "GET", "/v1/reservations/"+id, nil, nil).json(t)); a != 200 || st != "pending" {
+		t.Errorf("refund shown while Stripe is away: %v %s", a, st)
+	}
+	// Both pending refunds count: 50 is left, not 250.
+	if r := b.do(t, "POST", path, map[string]any{"amount": 51}, admin()); r.Status != 409 {
+		t.Errorf("past what is left with two pending: %d %s", r.Status, r.Body)
+	}
+	b.fake.SetDown(false)
+
+	// The keyed one: its retry, in flight for 30 s since it was made, is
+	// told to come back; taken over once the lease is past.
+	if r := b.do(t, "POST", path, map[string]any{"amount": 100}, keyed); r.Status != 409 || r.code() != "idempotency_key_in_use" {
+		t.Errorf("retry within the lease: %d %s", r.Status, r.Body)
+	}
+	b.ageRefunds(t)
+	r := b.do(t, "POST", path, map[string]any{"amount": 100}, keyed)
+	if r.Status != 200 || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry after the lease: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	if a, st := refundOf(t, r.json(t)); a != 200 || st != "pending" {
+		t.Errorf("after the keyed retry: %v %s (the keyless one still pending)", a, st)
+	}
+	b.ageRefunds(t)
+	if n, err := b.svc.RetryOperatorRefunds(t.Context(), 30*time.Second, 10); err != nil || n != 1 {
+		t.Fatalf("refund worker: %d, %v", n, err)
+	}
+	if n, err := b.svc.RetryOperatorRefunds(t.Context(), 0, 10); err != nil || n != 0 {
+		t.Errorf("refund worker again: %d, %v", n, err)
+	}
+	if a, st := refundOf(t, b.do(t, "GET", "/v1/reservations/"+id, nil, nil).json(t)); a != 200 || st != "succeeded" {
+		t.Errorf("refund shown after both: %v %s", a, st)
+	}
+	if total, n := b.stripeRefunded(); total != 200 || n != 2 {
+		t.Errorf("Stripe refunded %d in %d, want 200 in 2", total, n)
+	}
+}
+
+// ageRefunds makes every refund's last touch a minute old: past the lease
+// of a keyed request in flight and the refund worker's wait.
+func (b *payBundle) ageRefunds(t testing.TB) {
+	t.Helper()
+	if _, err := b.schema.DB.Pool.Exec(t.Context(), `UPDATE refunds SET updated_at = now() - interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+}
