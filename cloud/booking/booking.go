@@ -48,12 +48,14 @@ type Service struct {
 	busy     bulkhead.PerKey
 
 	// LotTTL is how long a lot read from the store is used before it is
-	// read again (default 10s): its operator may change it (PATCH), and
-	// another replica's change reaches this one's cache only this way. A
-	// hold never pays for a stale rate or books a closed lot: the store
-	// checks both under the lot's lock (HoldParams.Rate). What a stale
-	// entry may still do, for at most this long, is price an extension or
-	// an overstay at the rate before a change.
+	// read again, in the background (default 10s): its operator may change
+	// it (PATCH), and another replica's change reaches this one's cache
+	// only this way. A hold never pays for a stale rate or books a closed
+	// lot: the store checks both under the lot's lock (HoldParams.Rate).
+	// What a stale entry may still do, for about this long, is price an
+	// extension or an overstay at the rate before a change, and refuse a
+	// hold on a closed lot known full as no_availability rather than
+	// lot_closed.
 	LotTTL time.Duration
 
 	lotsMu  sync.RWMutex

@@ -220,10 +220,10 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 	}
 	defer leave()
 
-	// Two rounds at most: the second only when a stale key was found whose
+	// Three rounds at most: another only when a stale key was found whose
 	// hold has lapsed, and was deleted so this request can start afresh,
 	// or when the lot's rate changed since this replica read it.
-	for range 2 {
+	for range 3 {
 		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull)
 		if errors.Is(err, errRateChanged) {
 			s.forgetLot(lot.ID)

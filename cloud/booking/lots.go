@@ -10,24 +10,65 @@ import (
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
-// cachedLot is a lot as read at a time.
+// cachedLot is a lot as read at a time; refreshing while a read of it is
+// under way.
 type cachedLot struct {
-	lot  cloud.Lot
-	read time.Time
+	lot        cloud.Lot
+	read       time.Time
+	refreshing bool
 }
 
-// cachedLot returns a lot this replica has read in the last LotTTL.
+// cachedLot returns a lot this replica has read before. One read more than
+// LotTTL ago is still answered, so no hold waits for a read, and read again
+// in the background (stale while revalidating): a lot changed on another
+// replica is seen here within LotTTL and one read.
 func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
 	s.lotsMu.RLock()
 	c, ok := s.lots[id]
 	s.lotsMu.RUnlock()
-	if !ok || s.Now().Sub(c.read) > s.LotTTL {
+	if !ok {
 		return cloud.Lot{}, false
+	}
+	if s.Now().Sub(c.read) > s.LotTTL {
+		s.refreshLot(id)
 	}
 	return c.lot, true
 }
 
-// Lot returns a lot, from the cache when it has been read lately.
+// refreshLot reads a cached lot again, once at a time, off the caller's
+// path. A lot kept meanwhile (UpdateLot) is newer than what the read may
+// have seen, and stays.
+func (s *Service) refreshLot(id string) {
+	s.lotsMu.Lock()
+	c, ok := s.lots[id]
+	if !ok || c.refreshing || s.Now().Sub(c.read) <= s.LotTTL {
+		s.lotsMu.Unlock()
+		return
+	}
+	c.refreshing = true
+	s.lots[id] = c
+	s.lotsMu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l, err := s.Store.Lot(ctx, id)
+		s.lotsMu.Lock()
+		defer s.lotsMu.Unlock()
+		now, ok := s.lots[id]
+		if !ok || !now.read.Equal(c.read) {
+			return
+		}
+		if err != nil {
+			now.refreshing = false // the next use tries again
+			s.lots[id] = now
+			return
+		}
+		s.lots[id] = cachedLot{lot: l, read: s.Now()}
+	}()
+}
+
+// Lot returns a lot, from the cache when it has been read before (see
+// cachedLot).
 func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if l, ok := s.cachedLot(id); ok {
 		return l, nil
