@@ -49,6 +49,11 @@ type Lot struct {
 	// after ends_at is still on time.
 	FreeCancellation Duration `json:"free_cancellation"`
 	ExitGrace        Duration `json:"exit_grace"`
+	// Closed: its operator closed it to new holds. DeniedAlert: its
+	// gate.denied_repeatedly threshold. Shown by the operator API's lot
+	// (httpapi), not in the 201 of its creation.
+	Closed      bool        `json:"-"`
+	DeniedAlert DeniedAlert `json:"-"`
 }
 
 // DefaultExitGrace is a lot's exit grace unless its operator sets one.
@@ -122,6 +127,7 @@ func OverstayPrice(rate Money, minutes int) (Money, error) {
 const (
 	RefundPending   = "pending"
 	RefundSucceeded = "succeeded"
+	RefundFailed    = "failed" // an operator's refund the provider refused; it counts for nothing
 )
 
 // Payment is how a reservation is paid for.

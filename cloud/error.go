@@ -23,6 +23,8 @@ const (
 	EUnsupportedMedia  = "unsupported_media_type" // a request body that is not JSON
 	ENotCancellable    = "not_cancellable"        // a driver's cancel outside the lot's policy, or of a booking under way or over
 	ENotExtendable     = "not_extendable"         // an extension of a booking not confirmed or checked in, or over
+	ELotClosed         = "lot_closed"             // a hold on a lot its operator closed
+	ERefundExceeds     = "refund_exceeds_payment" // a refund of more than is left of what was paid
 	EConflict          = "conflict"
 	EInternal          = "internal"
 )

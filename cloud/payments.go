@@ -51,6 +51,10 @@ type Payments interface {
 	// Refund returns a payment in full and the refund's id; nil also when
 	// it was refunded before.
 	Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error)
+	// RefundAmount returns amount (minor units) of a payment and the
+	// refund's id, once per key; a payment without that much left
+	// unrefunded is refused (a payment_provider_error).
+	RefundAmount(ctx context.Context, paymentIntentID string, amount int64, idempotencyKey string) (string, error)
 }
 
 // Payment event types the service acts on; others are recorded and ignored.

@@ -31,6 +31,10 @@ type HoldParams struct {
 	// replay's 201; AccessTokenHash its SHA-256, kept on the reservation.
 	AccessToken     string
 	AccessTokenHash []byte
+	// Rate is the lot's hourly rate Price was computed from: the hold is
+	// refused HoldRateChanged when the lot's rate is another now. The zero
+	// Money skips the check.
+	Rate Money
 }
 
 // Hold outcomes: what the store decided about one HoldParams.
@@ -39,6 +43,8 @@ const (
 	HoldKeyExists      = "key_exists"      // the key is stored already; nothing was made
 	HoldUnknownSpot    = "unknown_spot"    // SpotID names no spot of the lot
 	HoldNoAvailability = "no_availability" // no spot is free for the window; ConflictBody is stored under the key
+	HoldLotClosed      = "lot_closed"      // the lot is closed to holds; the key is forgotten
+	HoldRateChanged    = "rate_changed"    // the lot's rate is not the one the price came from; nothing kept
 )
 
 // HoldResult is what the store decided about one hold; the fields but
@@ -159,8 +165,9 @@ type LotMatch struct {
 	Available int
 }
 
-// LotStore keeps lots and answers questions about their spots. Lots never
-// change once made.
+// LotStore keeps lots and answers questions about their spots. A lot's
+// spots never change once made; its settings change through
+// OperatorStore.UpdateLot.
 type LotStore interface {
 	// CreateLot stores a lot and its spots and returns it with its new id,
 	// its TotalSpots and CreatedAt; an invalid_request error on spots when
@@ -286,6 +293,7 @@ type ReservationStore interface {
 type Store interface {
 	LotStore
 	ReservationStore
+	OperatorStore
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
 }

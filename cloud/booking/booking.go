@@ -47,8 +47,19 @@ type Service struct {
 	busyOnce sync.Once
 	busy     bulkhead.PerKey
 
+	// LotTTL is how long a lot read from the store is used before it is
+	// read again, in the background (default 10s): its operator may change
+	// it (PATCH), and another replica's change reaches this one's cache
+	// only this way. A hold never pays for a stale rate or books a closed
+	// lot: the store checks both under the lot's lock (HoldParams.Rate).
+	// What a stale entry may still do, for about this long, is price an
+	// extension or an overstay at the rate before a change, and refuse a
+	// hold on a closed lot known full as no_availability rather than
+	// lot_closed.
+	LotTTL time.Duration
+
 	lotsMu  sync.RWMutex
-	lots    map[string]cloud.Lot // lots never change once made: cache them
+	lots    map[string]cachedLot
 	holds   map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
 	hotLots sync.Map // lot id → *atomic.Int64, unix nanos until which it is in a rush (markHot)
 	// keyChecks asks the store whether keys are known for the full-lot
@@ -65,7 +76,7 @@ func New(store cloud.Store, payments cloud.Payments, guard cloud.Guard, log *slo
 		holdTTL = 10 * time.Minute
 	}
 	s := &Service{Store: store, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
-		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cloud.Lot{},
+		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cachedLot{}, LotTTL: 10 * time.Second,
 		holds:          map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]{},
 		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
 	s.keyChecks = groupcommit.Group[string, bool]{Write: store.KnownKeys, MaxWriters: 2, Timeout: 5 * time.Second}

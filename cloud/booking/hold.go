@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -102,6 +103,8 @@ func (r *HoldRequest) hash() []byte {
 }
 
 var (
+	errLotClosed      = cloud.Errorf(cloud.ELotClosed, "this lot is closed to new bookings")
+	errRateChanged    = errors.New("the lot's rate changed since it was read")
 	errNoAvailability = cloud.Errorf(cloud.ENoAvailability, "no spot is free for the whole window")
 	// noAvailabilityBody is the 409 stored under a key, made once.
 	noAvailabilityBody = cloud.MarshalError(errNoAvailability)
@@ -191,6 +194,12 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 		// asking at the same moment, tells. Nothing is stored under the
 		// key for the quick 409, so a retry asks again and may find a spot
 		// that came free.
+		if lot.Closed {
+			// A closed lot is cached full (it has no spot to give): say
+			// why, as the store would.
+			holdConflicts.WithLabelValues(cloud.ELotClosed).Inc()
+			return Response{}, errLotClosed
+		}
 		s.markHot(req.LotID)
 		seen, err := s.keyChecks.Do(ctx, key)
 		if err == nil && !seen {
@@ -211,10 +220,18 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 	}
 	defer leave()
 
-	// Two rounds at most: the second only when a stale key was found whose
-	// hold has lapsed, and was deleted so this request can start afresh.
-	for range 2 {
+	// Three rounds at most: another only when a stale key was found whose
+	// hold has lapsed, and was deleted so this request can start afresh,
+	// or when the lot's rate changed since this replica read it.
+	for range 3 {
 		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull)
+		if errors.Is(err, errRateChanged) {
+			s.forgetLot(lot.ID)
+			if lot, err = s.Lot(ctx, lot.ID); err != nil {
+				return Response{}, err
+			}
+			continue
+		}
 		if !again {
 			return resp, err
 		}
@@ -245,7 +262,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
 		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
-		FinalStatus: final, AccessToken: token, AccessTokenHash: tokenHash,
+		FinalStatus: final, AccessToken: token, AccessTokenHash: tokenHash, Rate: lot.HourlyRate,
 	})
 	if err == nil {
 		err = out.Err
@@ -271,6 +288,12 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 			s.saveResponse(ctx, key, hash, resp)
 		}
 		return resp, false, nil
+	case cloud.HoldLotClosed:
+		holdConflicts.WithLabelValues(cloud.ELotClosed).Inc()
+		s.forgetLot(lot.ID)
+		return Response{}, false, errLotClosed
+	case cloud.HoldRateChanged:
+		return Response{}, false, errRateChanged
 	case cloud.HoldHeld:
 	default:
 		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)

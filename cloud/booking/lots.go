@@ -10,15 +10,65 @@ import (
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 )
 
-// cachedLot returns a lot this replica has read before.
-func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
-	s.lotsMu.RLock()
-	defer s.lotsMu.RUnlock()
-	l, ok := s.lots[id]
-	return l, ok
+// cachedLot is a lot as read at a time; refreshing while a read of it is
+// under way.
+type cachedLot struct {
+	lot        cloud.Lot
+	read       time.Time
+	refreshing bool
 }
 
-// Lot returns a lot, from the cache when it has been read before.
+// cachedLot returns a lot this replica has read before. One read more than
+// LotTTL ago is still answered, so no hold waits for a read, and read again
+// in the background (stale while revalidating): a lot changed on another
+// replica is seen here within LotTTL and one read.
+func (s *Service) cachedLot(id string) (cloud.Lot, bool) {
+	s.lotsMu.RLock()
+	c, ok := s.lots[id]
+	s.lotsMu.RUnlock()
+	if !ok {
+		return cloud.Lot{}, false
+	}
+	if s.Now().Sub(c.read) > s.LotTTL {
+		s.refreshLot(id)
+	}
+	return c.lot, true
+}
+
+// refreshLot reads a cached lot again, once at a time, off the caller's
+// path. A lot kept meanwhile (UpdateLot) is newer than what the read may
+// have seen, and stays.
+func (s *Service) refreshLot(id string) {
+	s.lotsMu.Lock()
+	c, ok := s.lots[id]
+	if !ok || c.refreshing || s.Now().Sub(c.read) <= s.LotTTL {
+		s.lotsMu.Unlock()
+		return
+	}
+	c.refreshing = true
+	s.lots[id] = c
+	s.lotsMu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l, err := s.Store.Lot(ctx, id)
+		s.lotsMu.Lock()
+		defer s.lotsMu.Unlock()
+		now, ok := s.lots[id]
+		if !ok || !now.read.Equal(c.read) {
+			return
+		}
+		if err != nil {
+			now.refreshing = false // the next use tries again
+			s.lots[id] = now
+			return
+		}
+		s.lots[id] = cachedLot{lot: l, read: s.Now()}
+	}()
+}
+
+// Lot returns a lot, from the cache when it has been read before (see
+// cachedLot).
 func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if l, ok := s.cachedLot(id); ok {
 		return l, nil
@@ -27,9 +77,36 @@ func (s *Service) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if err != nil {
 		return l, err
 	}
+	s.keepLot(l)
+	return l, nil
+}
+
+func (s *Service) keepLot(l cloud.Lot) {
 	s.lotsMu.Lock()
-	s.lots[id] = l
+	s.lots[l.ID] = cachedLot{lot: l, read: s.Now()}
 	s.lotsMu.Unlock()
+}
+
+func (s *Service) forgetLot(id string) {
+	s.lotsMu.Lock()
+	delete(s.lots, id)
+	s.lotsMu.Unlock()
+}
+
+// UpdateLot changes a lot's settings for its operator and returns it as it
+// is now. This replica uses the new settings at once; the others within
+// their LotTTL, and their holds at once (the store checks the rate and
+// whether the lot is closed). The lot's cached availability is dropped, so
+// a lot just closed is shown full and one reopened free again.
+func (s *Service) UpdateLot(ctx context.Context, id string, u cloud.LotUpdate) (cloud.Lot, error) {
+	l, err := s.Store.UpdateLot(ctx, id, u)
+	if err != nil {
+		return l, err
+	}
+	s.keepLot(l)
+	if s.Guard != nil {
+		s.Guard.InvalidateLot(ctx, l.ID)
+	}
 	return l, nil
 }
 

@@ -48,6 +48,9 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 		if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
 			s.Log.Warn("retry refunds", "err", err)
 		}
+		if _, err := s.RetryOperatorRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+			s.Log.Warn("retry operator refunds", "err", err)
+		}
 		if time.Since(lastPurge) > 10*time.Minute {
 			if n, err := s.Store.PurgeKeys(ctx); err != nil {
 				if ctx.Err() == nil {

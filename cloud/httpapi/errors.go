@@ -23,7 +23,8 @@ func StatusOf(err error) int {
 		return http.StatusUnauthorized
 	case cloud.ENotFound:
 		return http.StatusNotFound
-	case cloud.ENoAvailability, cloud.EIdempotencyInUse, cloud.EConflict, cloud.ENotCancellable, cloud.ENotExtendable:
+	case cloud.ENoAvailability, cloud.EIdempotencyInUse, cloud.EConflict, cloud.ENotCancellable, cloud.ENotExtendable,
+		cloud.ELotClosed, cloud.ERefundExceeds:
 		return http.StatusConflict
 	case cloud.EIdempotencyReused:
 		return http.StatusUnprocessableEntity

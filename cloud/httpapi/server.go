@@ -113,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.limitClients).Group(func(r chi.Router) {
 			r.Get("/lots", s.searchLots)
 			r.Get("/lots/{id}/availability", s.availability)
+			r.Get("/lots/{id}", s.getLot)
 			r.Get("/reservations/{id}", s.getReservation)
 		})
 		// A hold asks the client's limit itself, after its cheap answers.
@@ -121,6 +122,10 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.limitClients).Post("/reservations/{id}/extensions", s.extendReservation)
 		r.With(s.admin).Post("/lots", s.createLot)
 		r.With(s.admin).Post("/lots/{id}/edge-tokens", s.createEdgeToken)
+		r.With(s.admin).Patch("/lots/{id}", s.patchLot)
+		r.With(s.admin).Get("/lots/{id}/reservations", s.lotReservations)
+		r.With(s.admin).Get("/lots/{id}/gate-events", s.lotGateEvents)
+		r.With(s.admin).Post("/reservations/{id}/refund", s.refundReservation)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)
 		r.Post("/edge/lots/{lot_id}/keys", s.registerEdgeKey)
 		r.Post("/payments/webhook", s.webhook)

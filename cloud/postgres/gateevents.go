@@ -14,10 +14,20 @@ import (
 
 var _ cloud.GateEventStore = (*DB)(nil)
 
+// sqlInsertGateEvent stores an event once, numbered in its lot's order of
+// storage: the number comes from the lot's lot_occupancy row, whose lock
+// the event's transaction then holds until it commits, so a lot's events
+// become visible in the order of their numbers (a reader paging "after
+// seq" never passes one that commits later). A redelivery takes a number
+// and stores nothing: a gap, which paging does not mind.
 const sqlInsertGateEvent = `
+WITH n AS (
+	INSERT INTO lot_occupancy AS o (lot_id, event_seq) VALUES ($2, 1)
+	ON CONFLICT (lot_id) DO UPDATE SET event_seq = o.event_seq + 1
+	RETURNING o.event_seq)
 INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate, confidence, decision, reason,
-                         reservation_id, fuzzy, overstay_minutes, offline, occurred_at, decided_in_us)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         reservation_id, fuzzy, overstay_minutes, offline, occurred_at, decided_in_us, note, seq)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, nullif($16, ''), n.event_seq FROM n
 ON CONFLICT (event_id) DO NOTHING`
 
 // sqlTransition moves a reservation of the given lot (an edge may only move
@@ -50,13 +60,22 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 		out = cloud.GateEventResult{}
 		tag, err := tx.Exec(ctx, sqlInsertGateEvent,
 			e.EventID, e.LotID, e.GateID, e.Direction, kind, e.Plate, e.Confidence, e.Decision, e.Reason,
-			resID, e.Fuzzy, e.OverstayMinutes, e.Offline, e.OccurredAt, e.DecidedInUs)
+			resID, e.Fuzzy, e.OverstayMinutes, e.Offline, e.OccurredAt, e.DecidedInUs, e.Note)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
 			out.Duplicate = true
 			return nil
+		}
+		if sql, plate := presenceChange(e, kind); sql != "" {
+			args := []any{e.LotID, plate}
+			if sql == sqlPresenceEnter {
+				args = append(args, e.OccurredAt)
+			}
+			if _, err := tx.Exec(ctx, sql, args...); err != nil {
+				return err
+			}
 		}
 		if t.To == "" {
 			return nil

@@ -48,26 +48,34 @@ func (db *DB) Lot(ctx context.Context, id string) (cloud.Lot, error) {
 	if _, err := uuid.Parse(id); err != nil {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
-	var l cloud.Lot
-	var freeUS, graceUS int64
-	// Intervals as microseconds: a lot's policies are Go durations, and
-	// an interval of days or months has no one length in Go.
-	err := db.Pool.QueryRow(ctx, `
-		SELECT id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots, created_at,
-		       (extract(epoch FROM free_cancellation) * 1000000)::bigint,
-		       (extract(epoch FROM exit_grace) * 1000000)::bigint
-		  FROM lots WHERE id = $1`, id,
-	).Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone,
-		&l.HourlyRate.Amount, &l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &freeUS, &graceUS)
-	l.FreeCancellation, l.ExitGrace = cloud.Duration(time.Duration(freeUS)*time.Microsecond), cloud.Duration(time.Duration(graceUS)*time.Microsecond)
+	l, err := scanLot(db.Pool.QueryRow(ctx, `SELECT `+lotColumns+` FROM lots WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
 	if err != nil {
 		return cloud.Lot{}, fail("get lot", err)
 	}
-	l.CreatedAt = l.CreatedAt.UTC()
 	return l, nil
+}
+
+// lotColumns are a lot's columns as scanLot reads them. Intervals as
+// microseconds: a lot's policies are Go durations, and an interval of days
+// or months has no one length in Go.
+const lotColumns = `id, name, latitude, longitude, time_zone, hourly_rate_amount, currency, total_spots, created_at,
+	(extract(epoch FROM free_cancellation) * 1000000)::bigint,
+	(extract(epoch FROM exit_grace) * 1000000)::bigint,
+	closed, denied_alert_count, (extract(epoch FROM denied_alert_window) * 1000000)::bigint`
+
+func scanLot(row pgx.Row) (cloud.Lot, error) {
+	var l cloud.Lot
+	var freeUS, graceUS, windowUS int64
+	err := row.Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone,
+		&l.HourlyRate.Amount, &l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &freeUS, &graceUS,
+		&l.Closed, &l.DeniedAlert.Count, &windowUS)
+	us := func(n int64) cloud.Duration { return cloud.Duration(time.Duration(n) * time.Microsecond) }
+	l.FreeCancellation, l.ExitGrace, l.DeniedAlert.Window = us(freeUS), us(graceUS), us(windowUS)
+	l.CreatedAt = l.CreatedAt.UTC()
+	return l, err
 }
 
 // takenSpots counts the spots of lot l that an active reservation holds at
@@ -80,13 +88,19 @@ const takenSpots = `(
 	   AND tstzrange(r.starts_at, r.ends_at) && tstzrange($1, $2)
 	   AND NOT (r.status = 'PENDING' AND r.hold_expires_at <= now()))`
 
+// availableSpots is how many spots of lot l are free for the whole of
+// [$1, $2): none while its operator has it closed, since no hold is taken
+// then (the closed lot stays in search results, shown full, so a driver
+// who knows it finds it and sees why).
+const availableSpots = `CASE WHEN l.closed THEN 0 ELSE l.total_spots - ` + takenSpots + ` END`
+
 // Availability returns how many of a lot's spots are free for the whole of
 // [start, end), and how many it has.
 func (db *DB) Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, err error) {
 	if _, err := uuid.Parse(lotID); err != nil {
 		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
-	err = db.Pool.QueryRow(ctx, `SELECT l.total_spots - `+takenSpots+`, l.total_spots FROM lots l WHERE l.id = $3`,
+	err = db.Pool.QueryRow(ctx, `SELECT `+availableSpots+`, l.total_spots FROM lots l WHERE l.id = $3`,
 		start, end, lotID).Scan(&available, &total)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
@@ -122,10 +136,10 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 	// the sort key not depending on it, only for those within the limit.
 	rows, err := db.Pool.Query(ctx, `
 		SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
-		       l.total_spots, l.created_at, l.distance_m, l.total_spots - `+takenSpots+` AS available
+		       l.total_spots, l.created_at, l.distance_m, `+availableSpots+` AS available
 		  FROM (
 			SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
-			       l.total_spots, l.created_at,
+			       l.total_spots, l.created_at, l.closed,
 			       2 * 6371008.8 * asin(sqrt(
 			           power(sin(radians(l.latitude - $3) / 2), 2) +
 			           cos(radians($3)) * cos(radians(l.latitude)) *

@@ -73,6 +73,7 @@ const released = 10
 var changedSinceRelease = map[string]bool{
 	"parkgate_hold":          true, // issue 13: a hold priced at 0 is CONFIRMED as made; issue 14: the access token
 	"parkgate_confirm_holds": true, // issue 14: an extension's row is merged by parkgate_extend, not confirmed
+	"parkgate_cancel":        true, // issue 15: less what an operator refunded before
 }
 
 // TestMigrateFromRelease: a database that ran the released migrations

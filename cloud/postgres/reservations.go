@@ -58,7 +58,7 @@ func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutc
 	return out
 }
 
-const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
 
 func holdArgs(p *cloud.HoldParams) []any {
 	var key, spot, final any
@@ -75,8 +75,12 @@ func holdArgs(p *cloud.HoldParams) []any {
 	if p.AccessToken != "" {
 		token, tokenHash = p.AccessToken, p.AccessTokenHash
 	}
+	var rate any
+	if p.Rate != (cloud.Money{}) {
+		rate = p.Rate.Amount
+	}
 	return []any{p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash}
+		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash, rate}
 }
 
 func holdError(p *cloud.HoldParams, err error) error {
@@ -248,7 +252,9 @@ const reservationColumns = `
 	coalesce(r.payment_intent_id, ''), coalesce(r.refund_id, ''), r.created_at, r.updated_at,
 	r.access_token_hash, r.refund_amount, coalesce(r.refund_status, ''), coalesce(r.extends_id::text, ''),
 	r.overstay_minutes, r.overstay_amount, coalesce(r.overstay_status, ''), coalesce(r.overstay_session_id, ''),
-	coalesce(r.overstay_url, '')`
+	coalesce(r.overstay_url, ''),
+	(SELECT coalesce(sum(f.amount) FILTER (WHERE f.status <> 'failed'), 0) FROM refunds f WHERE f.reservation_id = r.id),
+	(SELECT coalesce(bool_or(f.status = 'pending'), false) FROM refunds f WHERE f.reservation_id = r.id)`
 
 func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var r cloud.Reservation
@@ -256,10 +262,12 @@ func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	var refundAmount, overAmount pgtype.Int8
 	var overMinutes pgtype.Int4
 	var overStatus, overSession, overURL string
+	var opRefunded int64
+	var opPending bool
 	err := row.Scan(&r.ID, &r.Status, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.HoldExpiresAt,
 		&r.Price.Amount, &r.Price.Currency, &sid, &surl, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.UpdatedAt,
 		&r.AccessTokenHash, &refundAmount, &refundStatus, &r.ExtendsID,
-		&overMinutes, &overAmount, &overStatus, &overSession, &overURL)
+		&overMinutes, &overAmount, &overStatus, &overSession, &overURL, &opRefunded, &opPending)
 	if err != nil {
 		return r, err
 	}
@@ -272,6 +280,17 @@ func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 	}
 	if refundAmount.Valid {
 		r.Refund = &cloud.Refund{Amount: refundAmount.Int64, Currency: r.Price.Currency, Status: refundStatus}
+	}
+	// An operator's refunds add to a cancellation's: the refund shown is
+	// all that was given back, pending while any part of it is.
+	if opRefunded > 0 || opPending {
+		if r.Refund == nil {
+			r.Refund = &cloud.Refund{Currency: r.Price.Currency, Status: cloud.RefundSucceeded}
+		}
+		r.Refund.Amount += opRefunded
+		if opPending {
+			r.Refund.Status = cloud.RefundPending
+		}
 	}
 	if sid != "" {
 		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sid, URL: surl}

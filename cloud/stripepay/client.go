@@ -323,6 +323,32 @@ func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey str
 	return "", nil
 }
 
+// RefundAmount refunds amount of a payment intent and returns the refund's
+// id. Stripe keeps the key's first answer for a day: a retry with the same
+// key gets the same refund, never a second.
+func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amount int64, idempotencyKey string) (string, error) {
+	const op = "partial refund"
+	if paymentIntentID == "" {
+		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
+	}
+	if amount < 1 {
+		return "", fmt.Errorf("stripepay: %s: amount %d must be positive", op, amount)
+	}
+	if err := checkKey(op, idempotencyKey); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	p := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID), Amount: stripe.Int64(amount)}
+	p.Context = ctx
+	p.SetIdempotencyKey(idempotencyKey)
+	r, err := c.api.Refunds.New(p)
+	if err != nil {
+		return "", classify(op, err)
+	}
+	return r.ID, nil
+}
+
 func checkKey(op, key string) error {
 	if key == "" {
 		return fmt.Errorf("stripepay: %s: idempotency key required", op)

@@ -37,6 +37,11 @@ BEGIN
     -- What was paid: the booking, and the extensions merged into it.
     SELECT r.price_amount + coalesce(sum(x.price_amount), 0) INTO v_paid
       FROM reservations x WHERE x.extends_id = r.id AND x.status = 'COMPLETED';
+    -- Less what an operator refunded already (migration 016): the
+    -- provider refunds what is left of each payment, and the refund shown
+    -- adds the two up to what was paid.
+    v_paid := v_paid - (SELECT coalesce(sum(f.amount), 0) FROM refunds f
+                         WHERE f.reservation_id = r.id AND f.status <> 'failed');
     v_owes := r.status = 'CONFIRMED' AND v_paid > 0;
     v_seq := v_seq + 1;
     UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;

@@ -20,13 +20,22 @@
 --
 -- p_token is the driver's access token: its hash goes on the reservation,
 -- the token itself on the key, for a replay's 201 (see migration 013).
+--
+-- A closed lot takes no hold: 'lot_closed', and the key is forgotten so a
+-- retry after the lot reopens starts afresh. The check is here, under the
+-- lot's row lock that PATCH /v1/lots/{id} takes to close it, so no cache
+-- in front can let a hold through after the close has committed. p_rate is
+-- the hourly rate the caller priced the window at: when the lot's rate is
+-- another now (changed by its operator, read by this replica before),
+-- 'rate_changed', nothing kept, and the caller prices again (migration 016).
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
     p_price bigint, p_currency text,
     p_key text, p_hash bytea, p_lease interval, p_conflict_body bytea,
     p_final_status integer DEFAULT NULL,
-    p_token text DEFAULT NULL, p_token_hash bytea DEFAULT NULL)
+    p_token text DEFAULT NULL, p_token_hash bytea DEFAULT NULL,
+    p_rate bigint DEFAULT NULL)
 RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, created_at timestamptz, seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -35,8 +44,12 @@ DECLARE
     v_spot  bigint;
     v_label text;
     v_status text := CASE WHEN p_price = 0 THEN 'CONFIRMED' ELSE 'PENDING' END;
+    v_closed boolean;
+    v_rate  bigint;
+    v_currency text;
 BEGIN
-    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = p_lot FOR UPDATE;
+    SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
+      FROM lots l WHERE l.id = p_lot FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'lot % not found', p_lot USING ERRCODE = 'foreign_key_violation';
     END IF;
@@ -53,6 +66,13 @@ BEGIN
             RETURN QUERY SELECT 'key_exists'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
             RETURN;
         END IF;
+    END IF;
+
+    IF v_closed OR (p_rate IS NOT NULL AND (v_rate <> p_rate OR v_currency <> p_currency)) THEN
+        DELETE FROM idempotency_keys k WHERE k.key = p_key;
+        RETURN QUERY SELECT CASE WHEN v_closed THEN 'lot_closed' ELSE 'rate_changed' END,
+               NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
+        RETURN;
     END IF;
 
     WITH expired AS (
