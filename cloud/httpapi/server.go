@@ -133,8 +133,17 @@ func (s *Server) Handler() http.Handler {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", "GET, POST")
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		// Allow names what this path does take (RFC 9110 15.5.6), asked
+		// of the router itself so it cannot drift from the routes.
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		r := req
 		writeRaw(w, http.StatusMethodNotAllowed, cloud.MarshalError(cloud.FieldError("", "method %s not allowed here", r.Method)))
 	})
 	return r
