@@ -144,7 +144,12 @@ type GateEventStore interface {
 	// failure that may pass on another try is an unavailable error.
 	IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t Transition) (GateEventResult, error)
 	// RecordGateStatus records a gate's status (st.State, st.SyncSeq with 0
-	// for none, st.At) unless a newer one is stored. Errors as for
-	// IngestGateEvent.
-	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus) error
+	// for none, st.At) unless a newer one is stored, and returns the
+	// transition it made: protocol.StateOnline or StateOffline when the
+	// gate's state changed (with its edge.* alert), "" otherwise. live says
+	// the broker relayed it as it was published rather than replaying a
+	// retained copy: a live offline over an online is the agent's last
+	// will, whose at was fixed when the agent connected, and applies
+	// although older. Errors as for IngestGateEvent.
+	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool) (string, error)
 }
