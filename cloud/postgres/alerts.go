@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +70,22 @@ func (db *DB) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 		return cloud.Errorf(cloud.ENotFound, "webhook endpoint %q not found", id)
 	}
 	return nil
+}
+
+// Alert raises an alert event of type typ with data (encoded as JSON)
+// outside any other transaction, through parkgate_alert; code that writes
+// the fact it reports in SQL calls parkgate_alert in that transaction
+// instead. It returns the event's id, "" when no endpoint subscribes to typ.
+func (db *DB) Alert(ctx context.Context, typ string, data any) (string, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return "", fmt.Errorf("alert %s: %w", typ, err)
+	}
+	var id pgtype.Text
+	if err := db.Pool.QueryRow(ctx, `SELECT parkgate_alert($1, $2::jsonb)`, typ, string(b)).Scan(&id); err != nil {
+		return "", fail("alert "+typ, err)
+	}
+	return id.String, nil
 }
 
 // sqlClaimAlerts leases due deliveries by moving next_attempt_at past the
