@@ -2,7 +2,13 @@ package cloud
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -40,6 +46,41 @@ type WebhookEndpoint struct {
 	Events    []string
 	Secret    string
 	CreatedAt time.Time
+}
+
+// MaxWebhookURL bounds an endpoint's url.
+const MaxWebhookURL = 2048
+
+// NewWebhookEndpoint validates what an operator asks for and returns the
+// endpoint to store, with a new secret: url absolute, http or https (local
+// receivers use http), with a host (else invalid_request on "url"); events a
+// non-empty list of AlertTypes, duplicates dropped (else invalid_request on
+// "events").
+func NewWebhookEndpoint(rawURL string, events []string) (WebhookEndpoint, error) {
+	u, err := url.Parse(rawURL)
+	switch {
+	case len(rawURL) > MaxWebhookURL:
+		return WebhookEndpoint{}, FieldError("url", "url must be at most %d characters", MaxWebhookURL)
+	case err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Opaque != "":
+		return WebhookEndpoint{}, FieldError("url", "url must be an absolute http or https URL with a host")
+	}
+	if len(events) == 0 {
+		return WebhookEndpoint{}, FieldError("events", "events must name at least one of %s", strings.Join(AlertTypes, ", "))
+	}
+	var kept []string
+	for _, e := range events {
+		if !slices.Contains(AlertTypes, e) {
+			return WebhookEndpoint{}, FieldError("events", "unknown event %q; events are %s", e, strings.Join(AlertTypes, ", "))
+		}
+		if !slices.Contains(kept, e) {
+			kept = append(kept, e)
+		}
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return WebhookEndpoint{}, fmt.Errorf("webhook secret: %w", err)
+	}
+	return WebhookEndpoint{URL: rawURL, Events: kept, Secret: WebhookSecretPrefix + base64.RawURLEncoding.EncodeToString(b[:])}, nil
 }
 
 // WebhookEndpoints are the operators' alert receivers. Endpoints are global:
