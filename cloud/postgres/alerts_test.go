@@ -101,3 +101,108 @@ func TestGateDeniedThresholdPerLot(t *testing.T) {
 		t.Errorf("window %q, want Go's 10s", w)
 	}
 }
+
+// TestAlertsOfReservations: a cancellation, its refund, a late payment's
+// refund and a priced overstay each raise their alert once, in the
+// transaction that records them; hold expiry raises none; an endpoint made
+// afterwards does not get earlier events, and one not subscribed to a type
+// gets none of it.
+func TestAlertsOfReservations(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	all, err := f.db.CreateWebhookEndpoint(ctx, cloud.WebhookEndpoint{URL: "http://127.0.0.1:1/", Events: cloud.AlertTypes, Secret: "whsec_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgesOnly, err := f.db.CreateWebhookEndpoint(ctx, cloud.WebhookEndpoint{URL: "http://127.0.0.1:2/", Events: []string{cloud.AlertEdgeOffline}, Secret: "whsec_b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lot := f.lot()
+	events := func(typ string) []map[string]any {
+		t.Helper()
+		rows, err := f.db.Pool.Query(ctx, `SELECT data FROM alert_events WHERE type = $1 AND data->>'lot_id' = $2 ORDER BY created`, typ, lot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []map[string]any
+		for rows.Next() {
+			var m map[string]any
+			if err := rows.Scan(&m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+
+	paid := f.reservation(lot, protocol.StatusConfirmed, "AB123C", 2)
+	if out, _, err := f.db.Cancel(ctx, paid, time.Now()); err != nil || out != cloud.CancelDone {
+		t.Fatalf("cancel: %v, %v", out, err)
+	}
+	if out, _, err := f.db.Cancel(ctx, paid, time.Now()); err != nil || out != cloud.CancelAlready {
+		t.Fatalf("second cancel: %v, %v", out, err)
+	}
+	c := events(cloud.AlertReservationCancelled)
+	if len(c) != 1 || c[0]["id"] != paid || c[0]["previous_status"] != "CONFIRMED" {
+		t.Fatalf("reservation.cancelled %v", c)
+	}
+	if refund, _ := c[0]["refund"].(map[string]any); refund["amount"] != float64(300) || refund["status"] != "pending" {
+		t.Errorf("cancelled with refund %v", c[0]["refund"])
+	}
+	if n := len(events(cloud.AlertPaymentRefunded)); n != 0 {
+		t.Fatalf("%d refund alerts before the provider took the refund", n)
+	}
+	for range 2 {
+		if err := f.db.FinishRefund(ctx, paid, "re_1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := events(cloud.AlertPaymentRefunded)
+	if len(r) != 1 || r[0]["reservation_id"] != paid || r[0]["amount"] != float64(300) || r[0]["refund_id"] != "re_1" || r[0]["reason"] != "cancellation" {
+		t.Fatalf("payment.refunded %v", r)
+	}
+
+	// A hold that ran out is no cancellation; its late payment's refund is
+	// a refund.
+	late := f.reservation(lot, protocol.StatusPending, "CD456E", 4)
+	if ok, _, err := f.db.Change(ctx, late, []cloud.Status{cloud.StatusPending}, cloud.StatusExpired, cloud.PaymentFields{}); err != nil || !ok {
+		t.Fatalf("expire: %v, %v", ok, err)
+	}
+	if ok, _, err := f.db.Change(ctx, late, []cloud.Status{cloud.StatusExpired}, cloud.StatusRefunded, cloud.PaymentFields{RefundID: "re_2"}); err != nil || !ok {
+		t.Fatalf("refund: %v, %v", ok, err)
+	}
+	if n := len(events(cloud.AlertReservationCancelled)); n != 1 {
+		t.Errorf("%d cancellation alerts after an expiry, want still 1", n)
+	}
+	if r := events(cloud.AlertPaymentRefunded); len(r) != 2 || r[1]["reservation_id"] != late || r[1]["reason"] != "late_payment" || r[1]["refund_id"] != "re_2" {
+		t.Errorf("late payment's payment.refunded %v", r)
+	}
+
+	over := f.reservation(lot, protocol.StatusCheckedIn, "EF789G", 6)
+	f.exec(`UPDATE reservations SET overstay_status = 'due', overstay_minutes = 40, overstay_exit_at = ends_at + interval '40 minutes' WHERE id = $1`, over)
+	for range 2 {
+		if amount, err := f.db.PriceOverstay(ctx, over, 900); err != nil || amount != 900 {
+			t.Fatalf("price overstay: %d, %v", amount, err)
+		}
+	}
+	if o := events(cloud.AlertReservationOverstayed); len(o) != 1 || o[0]["reservation_id"] != over || o[0]["amount"] != float64(900) || o[0]["minutes"] != float64(40) {
+		t.Errorf("reservation.overstayed %v", o)
+	}
+
+	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, all.ID); n != 4 {
+		t.Errorf("%d deliveries to the endpoint of every type, want 4", n)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, edgesOnly.ID); n != 0 {
+		t.Errorf("%d deliveries to the edge.offline endpoint, want 0", n)
+	}
+	late2, err := f.db.CreateWebhookEndpoint(ctx, cloud.WebhookEndpoint{URL: "http://127.0.0.1:3/", Events: cloud.AlertTypes, Secret: "whsec_c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, late2.ID); n != 0 {
+		t.Errorf("an endpoint made later got %d earlier events", n)
+	}
+}
