@@ -124,6 +124,10 @@ type AlertOutbox interface {
 	AlertFailed(ctx context.Context, eventID, endpointID, reason string) error
 	// PendingAlerts counts the deliveries not yet delivered or given up.
 	PendingAlerts(ctx context.Context) (int64, error)
+	// PurgeAlerts deletes deliveries delivered or given up more than
+	// olderThan ago, and events none of whose deliveries are left, and
+	// returns how many events went.
+	PurgeAlerts(ctx context.Context, olderThan time.Duration) (int64, error)
 }
 
 // EdgeState is one gate as the cloud last heard of it.

@@ -35,6 +35,10 @@ type Options struct {
 	// Backoff is the wait after the n-th failed attempt (n from 1);
 	// default DefaultBackoff.
 	Backoff func(n int) time.Duration
+	// Retention is how long delivered and given-up alerts are kept, for
+	// looking into what an endpoint got (default 7 days); they are purged
+	// hourly.
+	Retention time.Duration
 	// Client posts the deliveries; default one with Timeout that follows
 	// no redirects.
 	Client *http.Client
@@ -82,6 +86,9 @@ func New(out cloud.AlertOutbox, opts Options) *Deliverer {
 	if opts.GiveUpAfter <= 0 {
 		opts.GiveUpAfter = 72 * time.Hour
 	}
+	if opts.Retention <= 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
 	if opts.Backoff == nil {
 		opts.Backoff = DefaultBackoff
 	}
@@ -103,12 +110,20 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	defer d.wg.Wait()
 	tick := time.NewTicker(d.opts.Poll)
 	defer tick.Stop()
-	var counted time.Time
+	var counted, purged time.Time
 	for {
 		if time.Since(counted) > 15*time.Second {
 			if n, err := d.out.PendingAlerts(ctx); err == nil {
 				pending.Set(float64(n))
 				counted = time.Now()
+			}
+		}
+		if time.Since(purged) > time.Hour {
+			// Every replica purges; the deletes are idempotent and cheap.
+			if _, err := d.out.PurgeAlerts(ctx, max(d.opts.Retention, d.opts.GiveUpAfter)); err == nil {
+				purged = time.Now()
+			} else if ctx.Err() == nil {
+				d.log.Warn("alerts: purge", "err", err)
 			}
 		}
 		for d.claim(ctx) {

@@ -183,6 +183,24 @@ func (db *DB) PendingAlerts(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// PurgeAlerts implements cloud.AlertOutbox. An event is old enough when it
+// was created before the cut: deliveries end within three days of it.
+func (db *DB) PurgeAlerts(ctx context.Context, olderThan time.Duration) (int64, error) {
+	var n int64
+	err := db.Pool.QueryRow(ctx, `
+		WITH old AS (
+		    SELECT ev.id FROM alert_events ev
+		     WHERE ev.created < now() - $1::interval
+		       AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.event_id = ev.id AND d.state = 'pending')
+		     LIMIT 10000),
+		gone AS (DELETE FROM alert_events ev USING old WHERE ev.id = old.id RETURNING 1)
+		SELECT count(*) FROM gone`, olderThan).Scan(&n)
+	if err != nil {
+		return 0, fail("purge alerts", err)
+	}
+	return n, nil
+}
+
 // LotEdges implements cloud.EdgeStatusReader. The lot's seq and its gates
 // come from one snapshot.
 func (db *DB) LotEdges(ctx context.Context, lotID string) (cloud.LotEdges, error) {

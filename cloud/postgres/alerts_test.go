@@ -206,3 +206,38 @@ func TestAlertsOfReservations(t *testing.T) {
 		t.Errorf("an endpoint made later got %d earlier events", n)
 	}
 }
+
+// TestPurgeAlerts: settled events past the retention go, with their
+// deliveries; pending ones and recent ones stay.
+func TestPurgeAlerts(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	e, err := f.db.CreateWebhookEndpoint(ctx, cloud.WebhookEndpoint{URL: "http://127.0.0.1:1/", Events: cloud.AlertTypes, Secret: "whsec_p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raise := func() string {
+		id, err := f.db.Alert(ctx, cloud.AlertEdgeOnline, map[string]string{"gate_id": "g1"})
+		if err != nil || id == "" {
+			t.Fatalf("alert: %q, %v", id, err)
+		}
+		return id
+	}
+	oldDone, oldPending, recentDone := raise(), raise(), raise()
+	for _, id := range []string{oldDone, recentDone} {
+		if _, err := f.db.AlertDelivered(ctx, id, e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.exec(`UPDATE alert_events SET created = now() - interval '8 days' WHERE id IN ($1, $2)`, oldDone, oldPending)
+	if n, err := f.db.PurgeAlerts(ctx, 7*24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1", n, err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM alert_events WHERE id IN ($1, $2, $3)`, oldDone, oldPending, recentDone); n != 2 {
+		t.Errorf("%d events left, want the pending and the recent one", n)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE event_id = $1`, oldDone); n != 0 {
+		t.Errorf("the purged event's delivery is still there")
+	}
+}
