@@ -66,6 +66,7 @@ type Deliverer struct {
 	opts Options
 	log  *slog.Logger
 	sem  chan struct{}
+	wake chan struct{} // a worker came free: claim again without waiting for the poll
 	wg   sync.WaitGroup
 }
 
@@ -101,7 +102,7 @@ func New(out cloud.AlertOutbox, opts Options) *Deliverer {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Deliverer{out: out, opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Workers)}
+	return &Deliverer{out: out, opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Workers), wake: make(chan struct{}, 1)}
 }
 
 // Run delivers until ctx ends, then lets the attempts in flight finish
@@ -133,6 +134,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-d.wake:
 		}
 	}
 }
@@ -167,7 +169,13 @@ fill:
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			defer func() { <-d.sem }()
+			defer func() {
+				<-d.sem
+				select {
+				case d.wake <- struct{}{}:
+				default:
+				}
+			}()
 			// Not ctx: an attempt under way at shutdown finishes and
 			// records its outcome rather than waiting out its lease.
 			d.deliver(context.WithoutCancel(ctx), dl)
@@ -176,7 +184,15 @@ fill:
 	for range free - len(batch) {
 		<-d.sem
 	}
-	return len(batch) == free
+	full := len(batch) == free
+	if !full {
+		// Nothing more is due: wait for the poll, not for a worker.
+		select {
+		case <-d.wake:
+		default:
+		}
+	}
+	return full
 }
 
 // payload is what a receiver gets.
