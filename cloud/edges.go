@@ -150,6 +150,9 @@ type GateEventStore interface {
 	// the broker relayed it as it was published rather than replaying a
 	// retained copy: a live offline over an online is the agent's last
 	// will, whose at was fixed when the agent connected, and applies
-	// although older. Errors as for IngestGateEvent.
-	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool) (string, error)
+	// although older, unless the online was received after it (received:
+	// when the message reached the cloud, before any queueing, so handlers
+	// that run out of order cannot put a dead connection's will over the
+	// next connection's online). Errors as for IngestGateEvent.
+	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool, received time.Time) (string, error)
 }

@@ -89,7 +89,7 @@ func TestWebhookEndpointsAndEdges(t *testing.T) {
 		seq         int64
 	}{{"entry-1", protocol.StateOnline, 3}, {"exit-1", protocol.StateOnline, 2}, {"exit-1", protocol.StateOffline, 0}} {
 		at = at.Add(time.Millisecond)
-		if _, err := s.DB.RecordGateStatus(ctx, lot, st.gate, protocol.GateStatus{State: st.state, SyncSeq: st.seq, At: at}, true); err != nil {
+		if _, err := s.DB.RecordGateStatus(ctx, lot, st.gate, protocol.GateStatus{State: st.state, SyncSeq: st.seq, At: at}, true, at); err != nil {
 			t.Fatal(err)
 		}
 	}

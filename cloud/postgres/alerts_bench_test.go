@@ -23,7 +23,7 @@ func BenchmarkIngestGateEvent(b *testing.B) {
 			lot := f.lot()
 			f.exec(`INSERT INTO webhook_endpoints (id, url, events, secret) VALUES ($1, 'http://127.0.0.1:1/', $2, 'whsec_x')`,
 				uuid.NewString(), cloud.AlertTypes)
-			if _, err := f.db.RecordGateStatus(ctx, lot, "g1", protocol.GateStatus{State: protocol.StateOnline, At: time.Now()}, true); err != nil {
+			if _, err := f.db.RecordGateStatus(ctx, lot, "g1", protocol.GateStatus{State: protocol.StateOnline, At: time.Now()}, true, time.Now()); err != nil {
 				b.Fatal(err)
 			}
 			at := time.Now().Add(-time.Hour)

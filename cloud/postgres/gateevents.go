@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -106,14 +107,14 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 // RecordGateStatus implements cloud.GateEventStore through
 // parkgate_gate_status, which orders statuses, treats a live last will as
 // news, and raises edge.online / edge.offline on transitions.
-func (db *DB) RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool) (string, error) {
+func (db *DB) RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool, received time.Time) (string, error) {
 	var seq *int64
 	if st.SyncSeq != 0 {
 		seq = &st.SyncSeq
 	}
 	var moved pgtype.Text
-	err := db.Pool.QueryRow(ctx, `SELECT parkgate_gate_status($1, $2, $3, $4, $5, $6)`,
-		lotID, gateID, st.State, seq, st.At, live).Scan(&moved)
+	err := db.Pool.QueryRow(ctx, `SELECT parkgate_gate_status($1, $2, $3, $4, $5, $6, $7)`,
+		lotID, gateID, st.State, seq, st.At, live, received).Scan(&moved)
 	if err != nil {
 		return "", gateError(err, lotID, "store gate status")
 	}

@@ -65,29 +65,36 @@ func TestRecordGateStatus(t *testing.T) {
 		uuid.NewString(), []string{cloud.AlertEdgeOffline, cloud.AlertEdgeOnline})
 	t0 := time.Now().Truncate(time.Millisecond) // the agent connects: its will says offline at t0
 
+	// recv is when the cloud received each message: in order, except where
+	// a handler that ran late is modelled.
+	recv := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
 	steps := []struct {
 		name    string
 		state   string
 		seq     int64
 		at      time.Time
 		live    bool
+		recv    time.Time
 		moved   string
 		stored  string // state and sync seq after the step
 		alerted string // the newest alert's type, "" for none yet
 	}{
-		{"FirstOnline", protocol.StateOnline, 7, t0.Add(time.Second), true, "", "online 7", ""},
-		{"RepeatedOnline", protocol.StateOnline, 7, t0.Add(time.Second), true, "", "online 7", ""},
-		{"RetainedReplayOfOlderOffline", protocol.StateOffline, 0, t0, false, "", "online 7", ""},
-		{"NewerOnline", protocol.StateOnline, 9, t0.Add(2 * time.Second), true, "", "online 9", ""},
-		{"LastWill", protocol.StateOffline, 0, t0, true, protocol.StateOffline, "offline 9", cloud.AlertEdgeOffline},
-		{"LateCopyOfOnline", protocol.StateOnline, 9, t0.Add(2 * time.Second), true, "", "offline 9", cloud.AlertEdgeOffline},
-		{"WillAgain", protocol.StateOffline, 0, t0, true, "", "offline 9", cloud.AlertEdgeOffline},
-		{"BackOnline", protocol.StateOnline, 12, t0.Add(time.Minute), true, protocol.StateOnline, "online 12", cloud.AlertEdgeOnline},
-		{"RetainedReplayAtRestart", protocol.StateOnline, 12, t0.Add(time.Minute), false, "", "online 12", cloud.AlertEdgeOnline},
-		{"ShutdownOffline", protocol.StateOffline, 0, t0.Add(2 * time.Minute), false, protocol.StateOffline, "offline 12", cloud.AlertEdgeOffline},
+		{"FirstOnline", protocol.StateOnline, 7, t0.Add(time.Second), true, recv(1), "", "online 7", ""},
+		{"RepeatedOnline", protocol.StateOnline, 7, t0.Add(time.Second), true, recv(2), "", "online 7", ""},
+		{"RetainedReplayOfOlderOffline", protocol.StateOffline, 0, t0, false, recv(3), "", "online 7", ""},
+		{"NewerOnline", protocol.StateOnline, 9, t0.Add(2 * time.Second), true, recv(4), "", "online 9", ""},
+		{"LastWill", protocol.StateOffline, 0, t0, true, recv(5), protocol.StateOffline, "offline 9", cloud.AlertEdgeOffline},
+		{"LateCopyOfOnline", protocol.StateOnline, 9, t0.Add(2 * time.Second), true, recv(6), "", "offline 9", cloud.AlertEdgeOffline},
+		{"WillAgain", protocol.StateOffline, 0, t0, true, recv(7), "", "offline 9", cloud.AlertEdgeOffline},
+		{"BackOnline", protocol.StateOnline, 12, t0.Add(time.Minute), true, recv(9), protocol.StateOnline, "online 12", cloud.AlertEdgeOnline},
+		// The will of the connection before BackOnline's, received before
+		// it but handled after it: the gate stays online.
+		{"DeadConnectionsWillHandledLate", protocol.StateOffline, 0, t0, true, recv(8), "", "online 12", cloud.AlertEdgeOnline},
+		{"RetainedReplayAtRestart", protocol.StateOnline, 12, t0.Add(time.Minute), false, recv(10), "", "online 12", cloud.AlertEdgeOnline},
+		{"ShutdownOffline", protocol.StateOffline, 0, t0.Add(2 * time.Minute), false, recv(11), protocol.StateOffline, "offline 12", cloud.AlertEdgeOffline},
 	}
 	for _, st := range steps {
-		moved, err := f.db.RecordGateStatus(ctx, lot, "g1", protocol.GateStatus{State: st.state, SyncSeq: st.seq, At: st.at}, st.live)
+		moved, err := f.db.RecordGateStatus(ctx, lot, "g1", protocol.GateStatus{State: st.state, SyncSeq: st.seq, At: st.at}, st.live, st.recv)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
@@ -108,7 +115,7 @@ func TestRecordGateStatus(t *testing.T) {
 		t.Errorf("%d deliveries, want one per alert", n)
 	}
 
-	_, err := f.db.RecordGateStatus(ctx, uuid.NewString(), "g1", protocol.GateStatus{State: protocol.StateOnline, At: t0}, true)
+	_, err := f.db.RecordGateStatus(ctx, uuid.NewString(), "g1", protocol.GateStatus{State: protocol.StateOnline, At: t0}, true, t0)
 	if cloud.ErrorCode(err) != cloud.ENotFound {
 		t.Errorf("unknown lot: %v", err)
 	}

@@ -263,7 +263,7 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Tim
 		return in.reject(res, "topic", err)
 	}
 	if kind == "status" {
-		return in.status(ctx, res, lot, gate, m.Payload(), !m.Retained())
+		return in.status(ctx, res, lot, gate, m.Payload(), !m.Retained(), received)
 	}
 	var e protocol.GateEvent
 	if err := json.Unmarshal(m.Payload(), &e); err != nil {
@@ -355,7 +355,7 @@ func (in *Ingest) retry(ctx context.Context, f func() error) error {
 // on subscribing: an MQTT 3.1.1 broker sets the retain flag only on those,
 // so a last will (or anything the broker queued for this session) arrives
 // live; see cloud.GateEventStore.RecordGateStatus for why that matters.
-func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string, payload []byte, live bool) ingestResult {
+func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string, payload []byte, live bool, received time.Time) ingestResult {
 	res.outcome = "status"
 	payload = bytes.TrimSpace(payload)
 	if len(payload) == 0 {
@@ -382,7 +382,7 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 	var moved string
 	err := in.retry(ctx, func() error {
 		var err error
-		moved, err = in.store.RecordGateStatus(ctx, lot, gate, st, live)
+		moved, err = in.store.RecordGateStatus(ctx, lot, gate, st, live, received)
 		return err
 	})
 	switch {
