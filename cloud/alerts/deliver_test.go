@@ -343,3 +343,34 @@ func TestReplicasDeliverOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectNotFollowed: a 3xx is no delivery, and the host it points to
+// never gets the signed event.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	elsewhere := newReceiver(t, "whsec_"+t.Name(), always(http.StatusOK))
+	redirects := 0
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		redirects++
+		mu.Unlock()
+		http.Redirect(w, r, elsewhere.srv.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	f.endpoint(srv.URL)
+	f.raise(cloud.AlertPaymentRefunded)
+	f.run(alerts.Options{})
+	eventually(t, "retried redirects", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return redirects >= 3
+	})
+	if n := f.pending(); n != 1 {
+		t.Errorf("%d pending, want the redirected delivery still pending", n)
+	}
+	if got := elsewhere.deliveries(); len(got) != 0 {
+		t.Errorf("the redirect target got %d deliveries", len(got))
+	}
+}
