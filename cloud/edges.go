@@ -144,7 +144,15 @@ type GateEventStore interface {
 	// failure that may pass on another try is an unavailable error.
 	IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t Transition) (GateEventResult, error)
 	// RecordGateStatus records a gate's status (st.State, st.SyncSeq with 0
-	// for none, st.At) unless a newer one is stored. Errors as for
-	// IngestGateEvent.
-	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus) error
+	// for none, st.At) unless a newer one is stored, and returns the
+	// transition it made: protocol.StateOnline or StateOffline when the
+	// gate's state changed (with its edge.* alert), "" otherwise. live says
+	// the broker relayed it as it was published rather than replaying a
+	// retained copy: a live offline over an online is the agent's last
+	// will, whose at was fixed when the agent connected, and applies
+	// although older, unless the online was received after it (received:
+	// when the message reached the cloud, before any queueing, so handlers
+	// that run out of order cannot put a dead connection's will over the
+	// next connection's online). Errors as for IngestGateEvent.
+	RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool, received time.Time) (string, error)
 }

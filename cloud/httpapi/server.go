@@ -44,6 +44,8 @@ type Server struct {
 	EdgeKeys   cloud.EdgeKeys          // nil: key registration answers 503
 	Feed       cloud.ChangeFeed        // nil: the catch-up endpoint answers 503
 	Webhooks   Webhooks                // nil: webhook answers 503
+	Alerts     cloud.WebhookEndpoints  // nil: webhook endpoints answer 503
+	Edges      cloud.EdgeStatusReader  // nil: GET /v1/lots/{id}/edges answers 503
 	Limiter    cloud.Limiter           // nil: no rate limits
 	Cache      cloud.AvailabilityCache // nil: availability always from Postgres
 	AdminToken string
@@ -126,6 +128,10 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.admin).Get("/lots/{id}/reservations", s.lotReservations)
 		r.With(s.admin).Get("/lots/{id}/gate-events", s.lotGateEvents)
 		r.With(s.admin).Post("/reservations/{id}/refund", s.refundReservation)
+		r.With(s.admin).Get("/lots/{id}/edges", s.lotEdges)
+		r.With(s.admin).Post("/webhook-endpoints", s.createWebhookEndpoint)
+		r.With(s.admin).Get("/webhook-endpoints", s.listWebhookEndpoints)
+		r.With(s.admin).Delete("/webhook-endpoints/{id}", s.deleteWebhookEndpoint)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)
 		r.Post("/edge/lots/{lot_id}/keys", s.registerEdgeKey)
 		r.Post("/payments/webhook", s.webhook)

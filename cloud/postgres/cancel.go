@@ -31,12 +31,20 @@ func (db *DB) Cancel(ctx context.Context, id string, at time.Time) (cloud.Cancel
 	return cloud.CancelOutcome(outcome), lotID, nil
 }
 
-// FinishRefund records that the provider took a cancellation's refund.
+// FinishRefund records that the provider took a cancellation's refund,
+// with its payment.refunded alert in the same statement (once: only the
+// pending refund is finished).
 func (db *DB) FinishRefund(ctx context.Context, id, refundID string) error {
 	_, err := db.Pool.Exec(ctx, `
-		UPDATE reservations SET refund_status = 'succeeded', refund_id = coalesce(nullif($2, ''), refund_id),
-		       updated_at = now()
-		 WHERE id = $1 AND refund_status = 'pending'`, id, refundID)
+		WITH done AS (
+		    UPDATE reservations SET refund_status = 'succeeded', refund_id = coalesce(nullif($2, ''), refund_id),
+		           updated_at = now()
+		     WHERE id = $1 AND refund_status = 'pending'
+		    RETURNING id, lot_id, refund_amount, currency, refund_id)
+		SELECT parkgate_alert('payment.refunded', jsonb_build_object(
+		           'reservation_id', id, 'lot_id', lot_id, 'amount', refund_amount, 'currency', currency,
+		           'refund_id', refund_id, 'reason', 'cancellation'))
+		  FROM done`, id, refundID)
 	if err != nil {
 		return fail("finish refund", err)
 	}

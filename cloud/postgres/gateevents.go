@@ -3,8 +3,10 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -39,6 +41,12 @@ SELECT c.seq
   FROM reservations r
  CROSS JOIN LATERAL parkgate_change(r.id, $3::text[], $4) c
  WHERE r.id = $1 AND r.lot_id = $2`
+
+// sqlGateSeen notes, for GET /v1/lots/{id}/edges, that a gate was heard
+// from. Only a gate with a status row: its state comes from the status.
+const sqlGateSeen = `
+UPDATE gate_status SET last_seen = now()
+ WHERE lot_id = $1 AND gate_id = $2 AND (last_seen IS NULL OR last_seen < now() - interval '1 second')`
 
 // IngestGateEvent implements cloud.GateEventStore. An event without a kind
 // is stored as a decision, the only kind older edges send.
@@ -77,6 +85,16 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 				return err
 			}
 		}
+		// Hearing from the gate; at most once a second per gate, so a busy
+		// gate's events do not all queue on its status row.
+		if _, err := tx.Exec(ctx, sqlGateSeen, e.LotID, e.GateID); err != nil {
+			return err
+		}
+		if e.Decision == protocol.DecisionDeny {
+			if _, err := tx.Exec(ctx, `SELECT parkgate_gate_denied($1, $2, $3, $4)`, e.LotID, e.GateID, e.OccurredAt, e.Reason); err != nil {
+				return err
+			}
+		}
 		if t.To == "" {
 			return nil
 		}
@@ -105,22 +123,21 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 	return out, nil
 }
 
-// RecordGateStatus implements cloud.GateEventStore. Retained messages are
-// re-sent on every subscribe, and replicas race: the newest at wins.
-func (db *DB) RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus) error {
+// RecordGateStatus implements cloud.GateEventStore through
+// parkgate_gate_status, which orders statuses, treats a live last will as
+// news, and raises edge.online / edge.offline on transitions.
+func (db *DB) RecordGateStatus(ctx context.Context, lotID, gateID string, st protocol.GateStatus, live bool, received time.Time) (string, error) {
 	var seq *int64
 	if st.SyncSeq != 0 {
 		seq = &st.SyncSeq
 	}
-	_, err := db.Pool.Exec(ctx, `
-INSERT INTO gate_status AS g (lot_id, gate_id, state, sync_seq, at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (lot_id, gate_id) DO UPDATE
-   SET state = excluded.state, sync_seq = excluded.sync_seq, at = excluded.at, received_at = now()
- WHERE g.at <= excluded.at`, lotID, gateID, st.State, seq, st.At)
+	var moved pgtype.Text
+	err := db.Pool.QueryRow(ctx, `SELECT parkgate_gate_status($1, $2, $3, $4, $5, $6, $7)`,
+		lotID, gateID, st.State, seq, st.At, live, received).Scan(&moved)
 	if err != nil {
-		return gateError(err, lotID, "store gate status")
+		return "", gateError(err, lotID, "store gate status")
 	}
-	return nil
+	return moved.String, nil
 }
 
 // gateError turns a failed write of what a gate reported into the cloud's

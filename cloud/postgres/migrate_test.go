@@ -73,7 +73,8 @@ const released = 10
 var changedSinceRelease = map[string]bool{
 	"parkgate_hold":          true, // issue 13: a hold priced at 0 is CONFIRMED as made; issue 14: the access token
 	"parkgate_confirm_holds": true, // issue 14: an extension's row is merged by parkgate_extend, not confirmed
-	"parkgate_cancel":        true, // issue 15: less what an operator refunded before
+	"parkgate_cancel":        true, // issue 15: less what an operator refunded before; the reservation.cancelled alert
+	"parkgate_change":        true, // issue 15: the payment.refunded alert of a late payment
 }
 
 // TestMigrateFromRelease: a database that ran the released migrations

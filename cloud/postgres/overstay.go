@@ -46,13 +46,33 @@ func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay,
 	return out, nil
 }
 
-// PriceOverstay sets the amount once.
+// PriceOverstay sets the amount once; the first time, with the
+// reservation.overstayed alert in the same transaction.
 func (db *DB) PriceOverstay(ctx context.Context, reservationID string, amount int64) (int64, error) {
 	var got int64
-	err := db.Pool.QueryRow(ctx, `
-		UPDATE reservations SET overstay_amount = coalesce(overstay_amount, $2), updated_at = now()
-		 WHERE id = $1 AND overstay_status IS NOT NULL
-		RETURNING overstay_amount`, reservationID, amount).Scan(&got)
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var before pgtype.Int8
+		err := tx.QueryRow(ctx, `SELECT overstay_amount FROM reservations WHERE id = $1 AND overstay_status IS NOT NULL FOR UPDATE`,
+			reservationID).Scan(&before)
+		if err != nil {
+			return err
+		}
+		if before.Valid {
+			got = before.Int64
+			return nil
+		}
+		got = amount
+		_, err = tx.Exec(ctx, `
+			WITH priced AS (
+			    UPDATE reservations SET overstay_amount = $2, updated_at = now() WHERE id = $1
+			    RETURNING id, lot_id, plate, ends_at, overstay_exit_at, overstay_minutes, overstay_amount, currency)
+			SELECT parkgate_alert('reservation.overstayed', jsonb_build_object(
+			           'reservation_id', id, 'lot_id', lot_id, 'plate', plate, 'ends_at', parkgate_rfc3339(ends_at),
+			           'exit_at', parkgate_rfc3339(overstay_exit_at), 'minutes', overstay_minutes,
+			           'amount', overstay_amount, 'currency', currency))
+			  FROM priced`, reservationID, amount)
+		return err
+	})
 	if err != nil {
 		return 0, fail("price overstay", err)
 	}

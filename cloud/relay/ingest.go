@@ -87,7 +87,7 @@ type ingestResult struct {
 	eventID    string
 	outcome    string // stored, duplicate, status, rejected, abandoned
 	reason     string // why it was rejected
-	transition string // the status a reservation moved to
+	transition string // the status a reservation moved to, or for a status message the gate's new state
 }
 
 // NewIngest returns an ingest writing to store and reading from the
@@ -263,7 +263,7 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Tim
 		return in.reject(res, "topic", err)
 	}
 	if kind == "status" {
-		return in.status(ctx, res, lot, gate, m.Payload())
+		return in.status(ctx, res, lot, gate, m.Payload(), !m.Retained(), received)
 	}
 	var e protocol.GateEvent
 	if err := json.Unmarshal(m.Payload(), &e); err != nil {
@@ -351,8 +351,11 @@ func (in *Ingest) retry(ctx context.Context, f func() error) error {
 // status records a gate's retained status. Edges publish protocol.GateStatus
 // JSON (their last will is the same with state offline); a bare "online" or
 // "offline" is accepted too, and an empty payload (a cleared retained
-// message) is ignored.
-func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string, payload []byte) ingestResult {
+// message) is ignored. live is false for a retained copy the broker replays
+// on subscribing: an MQTT 3.1.1 broker sets the retain flag only on those,
+// so a last will (or anything the broker queued for this session) arrives
+// live; see cloud.GateEventStore.RecordGateStatus for why that matters.
+func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string, payload []byte, live bool, received time.Time) ingestResult {
 	res.outcome = "status"
 	payload = bytes.TrimSpace(payload)
 	if len(payload) == 0 {
@@ -376,7 +379,12 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 	if st.At.IsZero() {
 		st.At = time.Now()
 	}
-	err := in.retry(ctx, func() error { return in.store.RecordGateStatus(ctx, lot, gate, st) })
+	var moved string
+	err := in.retry(ctx, func() error {
+		var err error
+		moved, err = in.store.RecordGateStatus(ctx, lot, gate, st, live, received)
+		return err
+	})
 	switch {
 	case ctx.Err() != nil:
 		res.outcome = "abandoned"
@@ -386,6 +394,7 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 		return in.reject(res, "database", err)
 	default:
 		ingestStatuses.Inc()
+		res.transition = moved
 	}
 	return res
 }

@@ -451,14 +451,19 @@ func TestIngestGateStatus(t *testing.T) {
 	eventually(t, 10*time.Second, "status stored", func() bool {
 		return f.queryInt(`SELECT count(*) FROM gate_status WHERE lot_id = $1 AND state = 'online' AND sync_seq = 42`, lot) == 1
 	})
-	// An older status (a retained copy re-sent late) must not win.
-	stale, _ := json.Marshal(protocol.GateStatus{V: 1, LotID: lot, GateID: "entry-1", State: protocol.StateOffline, At: at.Add(-time.Minute)})
+	// An older online (a late copy) must not win; an older offline that
+	// arrives live is a last will, whose at is the agent's connect time,
+	// and does (TestEdgeAlertsFromLastWill).
+	stale, _ := json.Marshal(protocol.GateStatus{V: 1, LotID: lot, GateID: "entry-1", State: protocol.StateOnline, SyncSeq: 7, At: at.Add(-time.Minute)})
 	publishRaw(t, pub, topic, stale, true)
 	offline, _ := json.Marshal(protocol.GateStatus{V: 1, LotID: lot, GateID: "entry-1", State: protocol.StateOffline, At: at.Add(time.Minute)})
 	publishRaw(t, pub, topic, offline, true)
 	eventually(t, 10*time.Second, "offline stored", func() bool {
 		return f.queryString(`SELECT state FROM gate_status WHERE lot_id = $1`, lot) == protocol.StateOffline
 	})
+	if seq := f.queryInt(`SELECT sync_seq FROM gate_status WHERE lot_id = $1`, lot); seq != 42 {
+		t.Errorf("applied seq %d: the older online won, or offline forgot it", seq)
+	}
 }
 
 func TestTransitionFor(t *testing.T) {

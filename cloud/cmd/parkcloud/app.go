@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/alerts"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/kafkabus"
@@ -115,7 +116,7 @@ func (m *Main) Run(ctx context.Context) error {
 	secrets := split(m.StripeWebhookSecret)
 	webhooks := &booking.Webhooks{Verify: stripepay.Verifier{Secrets: secrets}.Verify, Bus: pub}
 
-	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, EdgeKeys: db, Feed: relay.NewFeed(db, key), Log: m.Log, AdminToken: m.AdminToken,
+	api := &httpapi.Server{Booking: svc, DB: db, EdgeTokens: db, EdgeKeys: db, Feed: relay.NewFeed(db, key), Alerts: db, Edges: db, Log: m.Log, AdminToken: m.AdminToken,
 		LotInFlight: m.LotInFlight, AccessCodes: booking.AccessCodes(key)}
 	if len(secrets) > 0 {
 		api.Webhooks = webhooks
@@ -180,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 		goBG("ingest", in.Run)
 	}
 	goBG("workers", func(ctx context.Context) error { svc.RunWorkers(ctx, m.WorkerEvery); return nil })
+	goBG("alerts", alerts.New(db, alerts.Options{Workers: m.AlertWorkers, Poll: m.AlertPoll, Logger: m.Log}).Run)
 	goBG("payment-events", func(ctx context.Context) error { return cons.Run(ctx, svc.HandleMessage) })
 	if purgeBus != nil {
 		goBG("purge-payment-events", func(ctx context.Context) error { purgeBus(ctx); return nil })

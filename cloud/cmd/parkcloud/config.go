@@ -40,6 +40,8 @@ type Config struct {
 	LotInFlight         int
 	WorkerEvery         time.Duration
 	BusWorkers          int
+	AlertWorkers        int
+	AlertPoll           time.Duration
 	SharedIngest        bool
 	RedisNamespace      string
 	PprofAddr           string
@@ -142,6 +144,8 @@ func (c *Config) ParseFlags(args []string) error {
 	e.num(&c.LotInFlight, "lot-inflight", "PARKGATE_LOT_INFLIGHT", 8, "hold requests of one lot in this replica at once; more wait up to 250ms, holding nothing, then get 429 (keep well under db-max-conns)")
 	e.dur(&c.WorkerEvery, "worker-interval", "PARKGATE_WORKER_INTERVAL", time.Second, "how often the hold-expiry worker runs")
 	e.num(&c.BusWorkers, "bus-workers", "PARKGATE_BUS_WORKERS", 32, "payment-event handlers per replica; they mostly wait on shared commits, so more than the pool is fine")
+	e.num(&c.AlertWorkers, "alert-workers", "PARKGATE_ALERT_WORKERS", 8, "alert webhook posts in flight at once per replica (each waits up to 10s on a slow receiver)")
+	e.dur(&c.AlertPoll, "alert-poll", "PARKGATE_ALERT_POLL", time.Second, "how often each replica looks for alert webhooks due: the most an alert waits for its first attempt")
 	shared := os.Getenv("PARKGATE_SHARED_INGEST") == "true"
 	fs.BoolVar(&c.SharedIngest, "shared-ingest", shared, "split gate events between replicas with an MQTT shared subscription (env PARKGATE_SHARED_INGEST); off by default because Mosquitto 2.0 keeps sending shares to departed members and drops $share subscriptions on restart: every replica then reads every event and Postgres keeps each once")
 	if err := fs.Parse(args); err != nil {

@@ -8,7 +8,8 @@
 -- 'cancelled' (now CANCELLED, its delete in the lot's change log; a paid
 -- confirmed booking owes back its price and its paid extensions':
 -- refund_amount set, refund_status
--- 'pending' until the caller has asked the provider).
+-- 'pending' until the caller has asked the provider), with its
+-- reservation.cancelled alert.
 CREATE OR REPLACE FUNCTION parkgate_cancel(p_id uuid, p_now timestamptz)
 RETURNS TABLE (outcome text, lot_id uuid) LANGUAGE plpgsql AS $$
 DECLARE
@@ -56,5 +57,11 @@ BEGIN
     -- that slips through is refunded (parkgate_extend).
     UPDATE reservations x SET status = 'CANCELLED', updated_at = now()
      WHERE x.extends_id = r.id AND x.status = 'PENDING';
+    -- The operators' alert, committed with the cancellation (issue 15).
+    PERFORM parkgate_alert('reservation.cancelled', jsonb_build_object(
+        'id', r.id, 'lot_id', v_lot, 'plate', r.plate, 'status', 'CANCELLED', 'previous_status', r.status,
+        'starts_at', parkgate_rfc3339(r.starts_at), 'ends_at', parkgate_rfc3339(r.ends_at),
+        'refund', CASE WHEN v_owes THEN jsonb_build_object('amount', v_paid, 'currency', r.currency,
+                                                           'status', 'pending') END));
     RETURN QUERY SELECT 'cancelled'::text, v_lot;
 END $$;

@@ -7,7 +7,8 @@
 -- confirms a PENDING hold with this one statement instead of a read and a
 -- write; when the hold has lapsed nothing changes and the caller goes the
 -- refund way). The payment columns are set in the same statement when
--- given, so a payment event costs one round trip.
+-- given, so a payment event costs one round trip. A move to REFUNDED raises
+-- the payment.refunded alert in the same transaction.
 --
 -- The change log's op says whether the edges may open the gate for the new
 -- status: 'upsert' for exactly the statuses protocol.Status.OpensGate names.
@@ -45,5 +46,11 @@ BEGIN
     VALUES (v_lot, v_seq, r.id,
             CASE WHEN p_to IN ('CONFIRMED', 'CHECKED_IN') THEN 'upsert' ELSE 'delete' END,
             p_to, r.plate, r.starts_at, r.ends_at);
+    IF p_to = 'REFUNDED' THEN
+        -- A payment that came too late, refunded whole (issue 15's alert).
+        PERFORM parkgate_alert('payment.refunded', jsonb_build_object(
+            'reservation_id', r.id, 'lot_id', v_lot, 'amount', r.price_amount, 'currency', r.currency,
+            'refund_id', r.refund_id, 'reason', 'late_payment'));
+    END IF;
     RETURN QUERY SELECT v_lot, v_seq, p_to;
 END $$;
