@@ -170,6 +170,7 @@ const (
 	ReasonLowConfidence  = "low_confidence"  // camera not sure enough
 	ReasonAmbiguous      = "ambiguous_plate" // a fuzzy read that fits two plates
 	ReasonManualOverride = "manual_override" // an operator opened the barrier
+	ReasonPermit         = "permit"          // a permit of the plate is valid now
 )
 
 // Gate event kinds.
