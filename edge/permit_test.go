@@ -61,7 +61,7 @@ func TestDecidePermit(t *testing.T) {
 			now: t0, decision: "open", reason: protocol.ReasonPermit, plate: "PM123", presence: edge.PresenceEnter},
 		{name: "ReservationThatOpensGoesFirst", read: entry("PM123"),
 			view: view(withPermits(state("PM123", res("r1", "PM123", t0, t1)), permit("p1", "PM123", from, until))),
-			now: t0, decision: "open", reason: protocol.ReasonValid, resID: "r1", plate: "PM123", presence: edge.PresenceEnter},
+			now:  t0, decision: "open", reason: protocol.ReasonValid, resID: "r1", plate: "PM123", presence: edge.PresenceEnter},
 		{name: "PermitOpensWhenReservationIsAhead", read: entry("PM123"),
 			view: view(withPermits(state("PM123", res("later", "PM123", t1.Add(24*time.Hour), t1.Add(25*time.Hour))),
 				permit("p1", "PM123", from, until))),
