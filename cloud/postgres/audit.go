@@ -77,10 +77,11 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	return out, nil
 }
 
-// AllChanges returns every lot's change log, by lot and seq.
+// AllChanges returns every lot's reservation changes, by lot and seq; the
+// rows of other kinds (permits, presence resets) are left out.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox ORDER BY lot_id, seq`)
+		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox WHERE kind = '' ORDER BY lot_id, seq`)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
