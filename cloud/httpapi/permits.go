@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/parkgate/parkgate/cloud"
@@ -86,7 +87,13 @@ func (s *Server) resetPresence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	res, err := s.Booking.ResetPresence(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "plate"))
+	// A plate typed with a space reaches the router escaped ("AB%20123").
+	plate, err := url.PathUnescape(chi.URLParam(r, "plate"))
+	if err != nil {
+		writeError(w, r, s.Log, cloud.FieldError("plate", "plate is not a well-formed path segment"))
+		return
+	}
+	res, err := s.Booking.ResetPresence(r.Context(), chi.URLParam(r, "id"), plate)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return

@@ -113,7 +113,7 @@ func TestPermitLifecycle(t *testing.T) {
 		t.Fatalf("list after revoke: %s", r.Body)
 	}
 
-	r = b.do(t, "POST", "/v1/lots/"+lot+"/presence/ab-123/reset", nil, adminHdr)
+	r = b.do(t, "POST", "/v1/lots/"+lot+"/presence/ab%20-123/reset", nil, adminHdr)
 	if r.Status != 202 || r.json(t)["plate"] != "AB123" || r.json(t)["lot_id"] != lot || r.json(t)["seq"] != 4.0 {
 		t.Fatalf("reset: %d %s", r.Status, r.Body)
 	}
