@@ -2,6 +2,7 @@ package booking
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,7 +56,8 @@ func (r PermitRequest) Validate(now time.Time) (PermitRequest, error) {
 	case r.ValidFrom.After(now.Add(MaxAdvance)):
 		return r, cloud.FieldError("valid_from", "valid_from is more than 366 days ahead")
 	}
-	if r.Label != "" {
+	// A label is optional: blank is none.
+	if r.Label = strings.TrimSpace(r.Label); r.Label != "" {
 		if err := CheckText("label", r.Label, MaxLabelLen); err != nil {
 			return r, err
 		}

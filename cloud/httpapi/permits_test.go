@@ -84,7 +84,7 @@ func TestPermitLifecycle(t *testing.T) {
 		t.Error("the relay was not woken for the permit's change")
 	}
 	// Without a valid_from: from now.
-	r = b.do(t, "POST", "/v1/lots/"+lot+"/permits", map[string]any{"plate": "CD345", "valid_until": until.Format(time.RFC3339)}, adminHdr)
+	r = b.do(t, "POST", "/v1/lots/"+lot+"/permits", map[string]any{"plate": "CD345", "valid_until": until.Format(time.RFC3339), "label": "  "}, adminHdr)
 	if r.Status != 201 || r.json(t)["label"] != "" {
 		t.Fatalf("create without valid_from and label: %d %s", r.Status, r.Body)
 	}
