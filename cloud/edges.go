@@ -25,9 +25,13 @@ const EdgeTokenPrefix = "pgedge_"
 
 // Change is one row of a lot's change log (the outbox): a reservation as
 // one change left it, numbered in the lot's sequence. It is unsigned; the
-// relay signs it on the way out.
+// relay signs it on the way out. A row of another Kind uses the same
+// fields: a permit's id, plate and validity are ReservationID, Plate,
+// StartsAt and EndsAt; a presence reset's command id, plate and issue time
+// are ReservationID, Plate and StartsAt.
 type Change struct {
 	Seq           int64
+	Kind          protocol.ChangeKind
 	ReservationID string
 	Op            protocol.Op
 	Status        Status

@@ -43,9 +43,14 @@ const (
 // reads at all.
 //
 // Entry opens when now is in [starts_at - EarlyGrace, ends_at): exactly at
-// starts_at - EarlyGrace opens, at ends_at it is expired. A plate inside is
-// refused (already_inside) until it leaves or an operator resets it. A read
-// below MinConfidence is refused before any lookup.
+// starts_at - EarlyGrace opens, at ends_at it is expired. A plate with no
+// reservation that opens, but with a permit valid now — [valid_from,
+// valid_until), no early grace: the operator typed the period — opens with
+// reason permit and no reservation id; a reservation that opens is preferred,
+// so the cloud learns of the check-in. A plate whose only permits are all
+// ahead is too_early, all over expired. A plate inside is refused
+// (already_inside) until it leaves or an operator resets it, permit or not.
+// A read below MinConfidence is refused before any lookup.
 //
 // Exit never traps a car that the lot has reason to believe is allowed out:
 //   - a plate inside opens (inside), whatever the confidence, and the minutes
@@ -55,6 +60,8 @@ const (
 //     ends_at + ExitGrace), opens (valid);
 //   - a plate whose reservation the cloud reports CHECKED_IN opens (inside)
 //     with its overstay: the cloud saw it enter even if this store did not;
+//   - a plate not known inside with a permit valid now, or until ExitGrace
+//     ago, opens (permit);
 //   - anything else is denied: low_confidence for an unsure read, not_inside
 //     for a known plate, no_reservation for a plate the lot has never heard of.
 func Decide(r PlateRead, v View, now time.Time, p Policy) Decision {
@@ -111,6 +118,21 @@ func decideEntry(r PlateRead, v View, now time.Time, p Policy) Decision {
 			}
 		}
 	}
+	if pm := validPermit(ps.Permits, now, 0); pm != nil {
+		return Decision{
+			Decision: protocol.DecisionOpen,
+			Reason:   protocol.ReasonPermit,
+			Plate:    ps.Plate,
+			Fuzzy:    fuzzy,
+			Presence: PresenceEnter,
+			Entered: &Presence{
+				Plate:     ps.Plate,
+				PermitID:  pm.ID,
+				GateID:    r.GateID,
+				EnteredAt: now,
+			},
+		}
+	}
 	switch {
 	case future != nil:
 		// A driver early for the next booking is told so, even if an older
@@ -119,7 +141,26 @@ func decideEntry(r PlateRead, v View, now time.Time, p Policy) Decision {
 	case past != nil:
 		return deny(protocol.ReasonExpired, ps.Plate, past.ID, fuzzy)
 	}
+	for _, pm := range ps.Permits {
+		if now.Before(pm.ValidFrom) {
+			return deny(protocol.ReasonTooEarly, ps.Plate, "", fuzzy)
+		}
+	}
+	if len(ps.Permits) > 0 {
+		return deny(protocol.ReasonExpired, ps.Plate, "", fuzzy)
+	}
 	return deny(protocol.ReasonNoReservation, ps.Plate, "", fuzzy)
+}
+
+// validPermit returns a permit valid at now, its end stretched by grace,
+// or nil.
+func validPermit(ps []Permit, now time.Time, grace time.Duration) *Permit {
+	for i := range ps {
+		if !now.Before(ps[i].ValidFrom) && now.Before(ps[i].ValidUntil.Add(grace)) {
+			return &ps[i]
+		}
+	}
+	return nil
 }
 
 func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
@@ -162,6 +203,8 @@ func decideExit(r PlateRead, v View, now time.Time, p Policy) Decision {
 	switch {
 	case checkedIn != nil:
 		return leave(protocol.ReasonInside, ps.Plate, checkedIn.ID, fuzzy, overstay(now, checkedIn.EndsAt, p))
+	case validPermit(ps.Permits, now, p.ExitGrace) != nil:
+		return leave(protocol.ReasonPermit, ps.Plate, "", fuzzy, 0)
 	case lowConf:
 		return deny(protocol.ReasonLowConfidence, r.Plate, "", false)
 	case nearest != nil:

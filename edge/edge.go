@@ -112,12 +112,23 @@ type Reservation struct {
 	Status   protocol.Status // one that opens the gate: CONFIRMED or CHECKED_IN
 }
 
+// Permit lets a plate in during [ValidFrom, ValidUntil) without a
+// reservation, as the cloud synced it: the plate is normalised.
+type Permit struct {
+	ID         string
+	Plate      string
+	ValidFrom  time.Time
+	ValidUntil time.Time
+}
+
 // Presence records that a plate is inside the lot, for anti-passback and to
 // measure an overstay when it leaves even if its reservation was since
-// deleted.
+// deleted. A car let in on a permit has PermitID and no ReservationID, and
+// no EndsAt: a permit's stay is never an overstay.
 type Presence struct {
 	Plate         string
 	ReservationID string
+	PermitID      string `json:",omitempty"`
 	GateID        string
 	EnteredAt     time.Time
 	EndsAt        time.Time
@@ -127,11 +138,14 @@ type Presence struct {
 type PlateState struct {
 	Plate        string
 	Reservations []Reservation // ordered by StartsAt
+	Permits      []Permit      // ordered by ValidFrom
 	Presence     *Presence     // nil unless the plate is inside
 }
 
 // Known reports whether the store holds anything about the plate.
-func (s PlateState) Known() bool { return len(s.Reservations) > 0 || s.Presence != nil }
+func (s PlateState) Known() bool {
+	return len(s.Reservations) > 0 || len(s.Permits) > 0 || s.Presence != nil
+}
 
 // View is what the store returns for a read: the read plate itself and every
 // other plate a noisy read could have meant (look-alike characters or a
@@ -215,7 +229,9 @@ type SyncStore interface {
 	LastSeq() (int64, error)
 	// Apply applies verified changes in one transaction. Changes at or below
 	// LastSeq are skipped; the rest must continue LastSeq without a gap, or
-	// Apply fails with nothing applied. It returns the new LastSeq.
+	// Apply fails with nothing applied. A change of a kind or op it cannot
+	// use (protocol.ErrUnknownChange) changes nothing but its seq counts
+	// as applied. It returns the new LastSeq.
 	Apply(changes []protocol.ReservationChange) (int64, error)
 }
 

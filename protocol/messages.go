@@ -82,17 +82,48 @@ type Reservation struct {
 // ReservationsTopic and served by the catch-up endpoint. Seq is strictly
 // increasing and gap-free per lot, so an edge that sees seq n+2 after n knows
 // it missed one. Sig is the cloud's ed25519 signature over SigningBytes.
+//
+// Kind says what the change is about: empty for a reservation (every change
+// before permits existed, byte for byte as it was), or one of the Kind*
+// constants of change.go, whose body is Data and whose Reservation is
+// empty. See change.go for how a receiver treats a kind it does not know.
 type ReservationChange struct {
-	V           int         `json:"v"`
-	LotID       string      `json:"lot_id"`
-	Seq         int64       `json:"seq"`
-	Op          Op          `json:"op"`
-	Reservation Reservation `json:"reservation"`
-	Sig         string      `json:"sig,omitempty"`
+	V           int               `json:"v"`
+	LotID       string            `json:"lot_id"`
+	Seq         int64             `json:"seq"`
+	Kind        ChangeKind        `json:"kind,omitempty"`
+	Op          Op                `json:"op"`
+	Reservation Reservation       `json:"reservation,omitzero"`
+	Data        map[string]string `json:"data,omitempty"`
+	Sig         string            `json:"sig,omitempty"`
 }
 
-// Validate checks the fields a receiver relies on, before the signature.
+// Validate checks every field a receiver relies on: the envelope
+// (CheckEnvelope) and the body of a kind this build knows. A change that
+// passes CheckEnvelope and Verify but fails Validate is one the cloud
+// signed and this receiver cannot use: see ErrUnknownChange.
 func (c *ReservationChange) Validate() error {
+	if err := c.CheckEnvelope(); err != nil {
+		return err
+	}
+	if c.Kind != KindReservation {
+		return c.validateBody()
+	}
+	switch {
+	case c.Op != OpUpsert && c.Op != OpDelete:
+		return fmt.Errorf("protocol: unknown op %q", c.Op)
+	case c.Reservation.ID == "":
+		return fmt.Errorf("protocol: change without reservation id")
+	case c.Op == OpUpsert && !c.Reservation.StartsAt.Before(c.Reservation.EndsAt):
+		return fmt.Errorf("protocol: upsert with empty window")
+	}
+	return nil
+}
+
+// CheckEnvelope checks what every change of every kind carries and what a
+// receiver needs before it can even order it: the version, the lot and a
+// positive seq. It is all a receiver checks before the signature.
+func (c *ReservationChange) CheckEnvelope() error {
 	switch {
 	case c.V != Version:
 		return fmt.Errorf("protocol: unsupported version %d", c.V)
@@ -100,12 +131,6 @@ func (c *ReservationChange) Validate() error {
 		return fmt.Errorf("protocol: change without lot_id")
 	case c.Seq <= 0:
 		return fmt.Errorf("protocol: change seq %d not positive", c.Seq)
-	case c.Op != OpUpsert && c.Op != OpDelete:
-		return fmt.Errorf("protocol: unknown op %q", c.Op)
-	case c.Reservation.ID == "":
-		return fmt.Errorf("protocol: change without reservation id")
-	case c.Op == OpUpsert && !c.Reservation.StartsAt.Before(c.Reservation.EndsAt):
-		return fmt.Errorf("protocol: upsert with empty window")
 	}
 	return nil
 }
@@ -145,6 +170,7 @@ const (
 	ReasonLowConfidence  = "low_confidence"  // camera not sure enough
 	ReasonAmbiguous      = "ambiguous_plate" // a fuzzy read that fits two plates
 	ReasonManualOverride = "manual_override" // an operator opened the barrier
+	ReasonPermit         = "permit"          // a permit of the plate is valid now
 )
 
 // Gate event kinds.

@@ -18,7 +18,13 @@ var ErrBadSignature = errors.New("protocol: bad signature")
 // It is built field by field rather than from JSON so that a receiver does
 // not depend on how its JSON library re-encodes times and floats: times are
 // Unix nanoseconds, fields are separated by a byte no field may contain.
+// That is the reservation form, unchanged since the first release so that
+// every change signed before kinds existed still verifies; the other kinds
+// have their own (kindSigningBytes, change.go).
 func (c *ReservationChange) SigningBytes() []byte {
+	if c.Kind != KindReservation {
+		return c.kindSigningBytes()
+	}
 	r := c.Reservation
 	var b strings.Builder
 	b.Grow(160)

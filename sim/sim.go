@@ -16,6 +16,13 @@ const (
 	ArrivalOverstay Arrival = "overstay" // enters on time, leaves after ends_at + exit grace
 	ArrivalNoShow   Arrival = "no_show"  // never comes
 	ArrivalIntruder Arrival = "intruder" // never booked, tries the gate anyway
+	// ArrivalPermit holds a permit the operator made for it (issue 15):
+	// it never books, enters and leaves within the permit's validity.
+	ArrivalPermit Arrival = "permit"
+	// ArrivalRevoked held a permit the operator revoked before it came: it
+	// tries the entry once the revocation reached the edge, and must be
+	// refused.
+	ArrivalRevoked Arrival = "permit_revoked"
 )
 
 // Payment is how a driver pays at the Stripe stand-in.
@@ -66,6 +73,10 @@ const (
 	// LifeAccessCode comes to a lane whose camera misses the plate and
 	// shows the reservation's access code at the edge instead.
 	LifeAccessCode Life = "access_code"
+	// LifeReset is a permit holder whose exit the camera missed: back at
+	// the entry it is refused already_inside, the operator resets its
+	// presence from the cloud, and once the edge has the reset it gets in.
+	LifeReset Life = "presence_reset"
 )
 
 // Plan is what a driver means to do; the run records what happened.
@@ -161,6 +172,33 @@ type Journey struct {
 	OverstaySession string    `json:"overstay_session,omitempty"`
 	OverstayPaidAt  time.Time `json:"overstay_paid_at"`
 	OverstayStatus  string    `json:"overstay_status,omitempty"`
+
+	// Permit is what the operator did for a permit holder.
+	Permit *PermitLife `json:"permit,omitempty"`
+}
+
+// PermitLife is a permit holder's permit as the operator made (and maybe
+// revoked) it, and the presence reset asked for it.
+type PermitLife struct {
+	ID        string    `json:"id,omitempty"`
+	Status    int       `json:"status"` // the answer to its creation
+	RevokedAt time.Time `json:"revoked_at"`
+	Revoke    int       `json:"revoke,omitempty"` // the answer to its revocation
+	// Tried: the revoked holder came to the entry once the edge had the
+	// revocation (and was connected).
+	Tried bool   `json:"tried,omitempty"`
+	Reset *Reset `json:"reset,omitempty"`
+}
+
+// Reset is an operator's presence reset and what the car met around it.
+type Reset struct {
+	DeniedBefore string    `json:"denied_before,omitempty"` // the entry's answer before the reset
+	At           time.Time `json:"at"`
+	Status       int       `json:"status"`
+	Seq          int64     `json:"seq,omitempty"`
+	Offline      bool      `json:"offline,omitempty"` // sent while the lot's uplink was cut
+	Synced       time.Time `json:"synced"`            // when the edge was seen at or past Seq
+	After        string    `json:"after,omitempty"`   // the entry's answer after it
 }
 
 // Cancel is one POST /v1/reservations/{id}/cancel and its answer.
@@ -390,10 +428,24 @@ type Run struct {
 	EdgeSeqEvery time.Duration `json:"edge_seq_every,omitempty"`
 
 	Reservations []Reservation   `json:"reservations"`
+	Permits      []Permit        `json:"permits,omitempty"`
 	Changes      []Change        `json:"changes"`
 	GateEvents   []GateEvent     `json:"gate_events"`
 	Payments     []StripePayment `json:"payments"`
 	Refunds      []Refund        `json:"refunds"`
 	Webhooks     []Webhook       `json:"webhooks"`
 	Edges        []EdgeState     `json:"edges"`
+}
+
+// Permit is a permit as the cloud kept it.
+type Permit struct {
+	ID         string    `json:"id"`
+	LotID      string    `json:"lot_id"`
+	Plate      string    `json:"plate"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+	CreatedAt  time.Time `json:"created_at"`
+	RevokedAt  time.Time `json:"revoked_at"` // zero while live
+	Seq        int64     `json:"seq"`
+	RevokeSeq  int64     `json:"revoke_seq,omitempty"`
 }

@@ -16,8 +16,9 @@ import (
 // Service is the reservation service.
 type Service struct {
 	Store    cloud.Store
-	Payments cloud.Payments // nil: holds carry no payment session (tests, benchmarks)
-	Guard    cloud.Guard    // nil: no Redis
+	Payments cloud.Payments    // nil: holds carry no payment session (tests, benchmarks)
+	Guard    cloud.Guard       // nil: no Redis
+	Permits  cloud.PermitStore // nil: the permit and presence-reset calls answer unavailable
 	// Changed, when set, hears of every committed change with its lot,
 	// after the commit: parkcloud wakes its outbox relay with it.
 	Changed func(lotID string)

@@ -77,10 +77,11 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	return out, nil
 }
 
-// AllChanges returns every lot's change log, by lot and seq.
+// AllChanges returns every lot's reservation changes, by lot and seq; the
+// rows of other kinds (permits, presence resets) are left out.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox ORDER BY lot_id, seq`)
+		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox WHERE kind = '' ORDER BY lot_id, seq`)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -167,4 +168,44 @@ func (db *DB) ReservationStatus(ctx context.Context, id string) (cloud.Status, e
 		return "", fmt.Errorf("read reservation status: %w", err)
 	}
 	return st, nil
+}
+
+// AuditPermit is a permits row with the seqs of its changes.
+type AuditPermit struct {
+	ID         string
+	LotID      string
+	Plate      string
+	ValidFrom  time.Time
+	ValidUntil time.Time
+	CreatedAt  time.Time
+	RevokedAt  time.Time // zero while live
+	Seq        int64     // its upsert's seq
+	RevokeSeq  int64     // its revoke's seq, 0 while live
+}
+
+// AllPermits returns every permit ever made, revoked ones included.
+func (db *DB) AllPermits(ctx context.Context) ([]AuditPermit, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT p.id::text, p.lot_id::text, p.plate, p.valid_from, p.valid_until, p.created_at,
+		       coalesce(p.revoked_at, 'epoch'::timestamptz),
+		       coalesce((SELECT min(o.seq) FROM outbox o WHERE o.lot_id = p.lot_id AND o.kind = 'permit'
+		                  AND o.reservation_id = p.id AND o.op = 'upsert'), 0),
+		       coalesce((SELECT min(o.seq) FROM outbox o WHERE o.lot_id = p.lot_id AND o.kind = 'permit'
+		                  AND o.reservation_id = p.id AND o.op = 'delete'), 0)
+		  FROM permits p ORDER BY p.created_at, p.id`)
+	if err != nil {
+		return nil, fmt.Errorf("read permits: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditPermit, error) {
+		var p AuditPermit
+		err := row.Scan(&p.ID, &p.LotID, &p.Plate, &p.ValidFrom, &p.ValidUntil, &p.CreatedAt, &p.RevokedAt, &p.Seq, &p.RevokeSeq)
+		if p.RevokedAt.Equal(time.Unix(0, 0)) {
+			p.RevokedAt = time.Time{}
+		}
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read permits: %w", err)
+	}
+	return out, nil
 }

@@ -36,10 +36,10 @@ func canonicalUUID(s string) (string, bool) {
 // One statement, so LastSeq and the rows come from one snapshot: an edge
 // that reads LastSeq = n has been handed every change up to n it asked for.
 const sqlReadChanges = `
-SELECT l.seq, o.seq, o.reservation_id::text, o.op, o.status, o.plate, o.starts_at, o.ends_at
+SELECT l.seq, o.seq, o.kind, o.reservation_id::text, o.op, o.status, o.plate, o.starts_at, o.ends_at
   FROM lots l
   LEFT JOIN LATERAL (
-        SELECT x.seq, x.reservation_id, x.op, x.status, x.plate, x.starts_at, x.ends_at
+        SELECT x.seq, x.kind, x.reservation_id, x.op, x.status, x.plate, x.starts_at, x.ends_at
           FROM outbox x
          WHERE x.lot_id = l.id AND x.seq > $2
          ORDER BY x.seq
@@ -73,12 +73,13 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 		found = true
 		var (
 			seq              *int64
+			kind             *protocol.ChangeKind
 			id, plate        *string
 			op               *protocol.Op
 			status           *cloud.Status
 			startsAt, endsAt *time.Time
 		)
-		if err := rows.Scan(&page.LastSeq, &seq, &id, &op, &status, &plate, &startsAt, &endsAt); err != nil {
+		if err := rows.Scan(&page.LastSeq, &seq, &kind, &id, &op, &status, &plate, &startsAt, &endsAt); err != nil {
 			return cloud.ChangePage{}, fail("read changes", err)
 		}
 		if seq == nil {
@@ -88,7 +89,7 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 			page.More = true
 			continue
 		}
-		page.Changes = append(page.Changes, cloud.Change{Seq: *seq, ReservationID: *id, Op: *op, Status: *status,
+		page.Changes = append(page.Changes, cloud.Change{Seq: *seq, Kind: *kind, ReservationID: *id, Op: *op, Status: *status,
 			Plate: *plate, StartsAt: *startsAt, EndsAt: *endsAt})
 	}
 	if err := rows.Err(); err != nil {
@@ -139,7 +140,7 @@ func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Durati
 // lot's rows commit in seq order: the lot row lock orders its writers.
 func (db *DB) UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]cloud.Change, error) {
 	rows, err := db.Pool.Query(ctx, `
-SELECT seq, reservation_id::text, op, status, plate, starts_at, ends_at
+SELECT seq, kind, reservation_id::text, op, status, plate, starts_at, ends_at
   FROM outbox
  WHERE lot_id = $1 AND published_at IS NULL
  ORDER BY seq
@@ -149,7 +150,7 @@ SELECT seq, reservation_id::text, op, status, plate, starts_at, ends_at
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cloud.Change, error) {
 		var c cloud.Change
-		err := row.Scan(&c.Seq, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt)
+		err := row.Scan(&c.Seq, &c.Kind, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt)
 		return c, err
 	})
 	if err != nil {

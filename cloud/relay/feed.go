@@ -45,7 +45,23 @@ func (f *Feed) Changes(ctx context.Context, lotID string, after int64, limit int
 // out in UTC, as the external contract says; the signature covers instants,
 // so either would do.
 func sign(c *cloud.Change, lotID string, key ed25519.PrivateKey) protocol.ReservationChange {
-	m := protocol.ReservationChange{
+	var m protocol.ReservationChange
+	switch c.Kind {
+	case cloud.ChangePermit:
+		m = protocol.PermitChange(lotID, c.Seq, c.Op, protocol.Permit{ID: c.ReservationID, Plate: c.Plate,
+			ValidFrom: c.StartsAt, ValidUntil: c.EndsAt})
+	case cloud.ChangeReset:
+		m = protocol.PresenceResetChange(lotID, c.Seq, protocol.PresenceReset{ID: c.ReservationID, Plate: c.Plate,
+			IssuedAt: c.StartsAt})
+	default:
+		m = reservationChange(c, lotID)
+	}
+	m.Sign(key)
+	return m
+}
+
+func reservationChange(c *cloud.Change, lotID string) protocol.ReservationChange {
+	return protocol.ReservationChange{
 		V:     protocol.Version,
 		LotID: lotID,
 		Seq:   c.Seq,
@@ -58,6 +74,4 @@ func sign(c *cloud.Change, lotID string, key ed25519.PrivateKey) protocol.Reserv
 			Status:   c.Status,
 		},
 	}
-	m.Sign(key)
-	return m
 }

@@ -169,6 +169,11 @@ func (s *Store) commit(batch []*pending) error {
 			}
 			switch pc := p.rec.Presence; pc.Op {
 			case edge.PresenceEnter:
+				if !s.stillInside(pc.Plate, pc.Presence.EnteredAt) {
+					// A presence reset from the cloud took it back
+					// before this commit (see forgetInside).
+					continue
+				}
 				b, err := json.Marshal(pc.Presence)
 				if err != nil {
 					return err

@@ -37,6 +37,8 @@ var (
 	bucketFold         = []byte("fold")         // fold(plate) 0 plate → nothing
 	bucketTrunc        = []byte("trunc")        // fold(plate minus last char) 0 plate → nothing
 	bucketIDs          = []byte("ids")          // reservation id → plate
+	bucketPermits      = []byte("permits")      // plate 0 permit id → permit
+	bucketPermitIDs    = []byte("permit_ids")   // permit id → plate
 	bucketPresence     = []byte("presence")     // plate → presence JSON
 	bucketMeta         = []byte("meta")         // last_seq → uint64
 	bucketOutbox       = []byte("outbox")       // uint64 key → outbox entry
@@ -147,7 +149,8 @@ func Open(path string, opts *Options) (*Store, error) {
 
 func (s *Store) load() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketReservations, bucketFold, bucketTrunc, bucketIDs, bucketPresence, bucketMeta, bucketOutbox} {
+		for _, name := range [][]byte{bucketReservations, bucketFold, bucketTrunc, bucketIDs,
+			bucketPermits, bucketPermitIDs, bucketPresence, bucketMeta, bucketOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -199,9 +202,9 @@ func (s *Store) Lookup(plate string) (edge.View, error) {
 	v := edge.View{Exact: edge.PlateState{Plate: plate}}
 	fold := protocol.FoldPlate(plate)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		res := tx.Bucket(bucketReservations)
+		res, pms := tx.Bucket(bucketReservations), tx.Bucket(bucketPermits)
 		var err error
-		if v.Exact.Reservations, err = scanPlate(res, plate); err != nil {
+		if v.Exact, err = scanState(res, pms, plate); err != nil {
 			return err
 		}
 		var cands []string
@@ -210,11 +213,11 @@ func (s *Store) Lookup(plate string) (edge.View, error) {
 			cands = appendPlates(cands, tx.Bucket(bucketTrunc), fold, plate)
 		}
 		for _, c := range cands {
-			rs, err := scanPlate(res, c)
+			ps, err := scanState(res, pms, c)
 			if err != nil {
 				return err
 			}
-			v.Candidates = append(v.Candidates, edge.PlateState{Plate: c, Reservations: rs})
+			v.Candidates = append(v.Candidates, ps)
 		}
 		return nil
 	})
@@ -283,6 +286,17 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
+// scanState reads a plate's reservations and permits.
+func scanState(res, pms *bolt.Bucket, plate string) (edge.PlateState, error) {
+	ps := edge.PlateState{Plate: plate}
+	var err error
+	if ps.Reservations, err = scanPlate(res, plate); err != nil {
+		return ps, err
+	}
+	ps.Permits, err = scanPermits(pms, plate)
+	return ps, err
+}
+
 func scanPlate(b *bolt.Bucket, plate string) ([]edge.Reservation, error) {
 	prefix := append([]byte(plate), 0)
 	var out []edge.Reservation
@@ -306,6 +320,7 @@ func (s *Store) LastSeq() (int64, error) { return s.lastSeq.Load(), nil }
 // Apply implements edge.SyncStore. The caller verified the signatures.
 func (s *Store) Apply(changes []protocol.ReservationChange) (int64, error) {
 	var last int64
+	s.forgetInside(changes)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyLastSeq); len(v) == 8 {
@@ -320,7 +335,20 @@ func (s *Store) Apply(changes []protocol.ReservationChange) (int64, error) {
 			if c.Seq != last+1 {
 				return fmt.Errorf("change %d after %d: gap", c.Seq, last)
 			}
-			if err := applyChange(tx, c); err != nil {
+			var err error
+			switch c.Kind {
+			case protocol.KindReservation:
+				err = applyChange(tx, c)
+			case protocol.KindPermit:
+				err = applyPermit(tx, c)
+			case protocol.KindPresenceReset:
+				err = applyReset(tx, c)
+			}
+			// Any other kind changes nothing here: its seq is applied
+			// all the same, so a kind this build does not know cannot
+			// hold up the ones after it (the link has verified and
+			// counted it).
+			if err != nil {
 				return fmt.Errorf("change %d: %w", c.Seq, err)
 			}
 			last = c.Seq
@@ -341,6 +369,9 @@ func (s *Store) Apply(changes []protocol.ReservationChange) (int64, error) {
 
 func applyChange(tx *bolt.Tx, c *protocol.ReservationChange) error {
 	r := c.Reservation
+	if c.Op != protocol.OpUpsert && c.Op != protocol.OpDelete || r.ID == "" {
+		return nil // signed, but nothing this build can use (protocol.ErrUnknownChange)
+	}
 	if err := deleteReservation(tx, r.ID); err != nil {
 		return err
 	}
@@ -360,6 +391,11 @@ func applyChange(tx *bolt.Tx, c *protocol.ReservationChange) error {
 	if err := tx.Bucket(bucketIDs).Put([]byte(r.ID), []byte(plate)); err != nil {
 		return err
 	}
+	return indexPlate(tx, plate)
+}
+
+// indexPlate adds a plate to the look-alike and truncation indexes.
+func indexPlate(tx *bolt.Tx, plate string) error {
 	fold := protocol.FoldPlate(plate)
 	if err := tx.Bucket(bucketFold).Put(resKey(fold, plate), nil); err != nil {
 		return err
@@ -368,6 +404,25 @@ func applyChange(tx *bolt.Tx, c *protocol.ReservationChange) error {
 		if err := tx.Bucket(bucketTrunc).Put(resKey(fold[:len(fold)-1], plate), nil); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// unindexPlate removes a plate from the indexes unless it still has a
+// reservation or a permit.
+func unindexPlate(tx *bolt.Tx, plate string) error {
+	prefix := append([]byte(plate), 0)
+	for _, b := range [][]byte{bucketReservations, bucketPermits} {
+		if k, _ := tx.Bucket(b).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+	}
+	fold := protocol.FoldPlate(plate)
+	if err := tx.Bucket(bucketFold).Delete(resKey(fold, plate)); err != nil {
+		return err
+	}
+	if len(plate) > MinTruncatedRead {
+		return tx.Bucket(bucketTrunc).Delete(resKey(fold[:len(fold)-1], plate))
 	}
 	return nil
 }
@@ -382,22 +437,10 @@ func deleteReservation(tx *bolt.Tx, id string) error {
 	if err := ids.Delete([]byte(id)); err != nil {
 		return err
 	}
-	res := tx.Bucket(bucketReservations)
-	if err := res.Delete(resKey(plate, id)); err != nil {
+	if err := tx.Bucket(bucketReservations).Delete(resKey(plate, id)); err != nil {
 		return err
 	}
-	prefix := append([]byte(plate), 0)
-	if k, _ := res.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
-		return nil // the plate still has reservations: keep its index entries
-	}
-	fold := protocol.FoldPlate(plate)
-	if err := tx.Bucket(bucketFold).Delete(resKey(fold, plate)); err != nil {
-		return err
-	}
-	if len(plate) > MinTruncatedRead {
-		return tx.Bucket(bucketTrunc).Delete(resKey(fold[:len(fold)-1], plate))
-	}
-	return nil
+	return unindexPlate(tx, plate)
 }
 
 func resKey(a, b string) []byte {

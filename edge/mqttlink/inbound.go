@@ -36,9 +36,15 @@ func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// check validates and verifies a change, counting what it refuses.
+// check validates the envelope of a change and verifies it, counting what
+// it refuses. Only the envelope is checked before the signature: a change
+// whose body this build cannot use (a kind added after it, an op it does
+// not know) is passed on once it verifies, and applied as a no-op (flush),
+// because refusing it would stop the lot's stream at its seq for good —
+// every later change waits for it, and catch-up fetches it again and again.
+// An unsigned one is refused: else a forger could burn a seq with it.
 func (l *Link) check(c *protocol.ReservationChange) error {
-	if err := c.Validate(); err != nil {
+	if err := c.CheckEnvelope(); err != nil {
 		l.invalid.Add(1)
 		l.log.Warn("invalid change refused", "seq", c.Seq, "err", err)
 		return err
@@ -50,7 +56,7 @@ func (l *Link) check(c *protocol.ReservationChange) error {
 	}
 	if err := c.Verify(l.cfg.Keys); err != nil {
 		l.badSigs.Add(1)
-		l.log.Warn("change with a bad signature refused", "seq", c.Seq, "reservation_id", c.Reservation.ID)
+		l.log.Warn("change with a bad signature refused", "seq", c.Seq, "kind", c.Kind, "reservation_id", c.Reservation.ID)
 		return err
 	}
 	return nil
@@ -140,6 +146,13 @@ func (l *Link) flush(pending map[int64]protocol.ReservationChange) error {
 	last, err := l.store.Apply(run)
 	if err != nil {
 		return err
+	}
+	for i := range run {
+		if err := run[i].Validate(); err != nil {
+			l.skipped.Add(1)
+			l.log.Warn("change this agent cannot use skipped; its seq is applied", "seq", run[i].Seq,
+				"kind", run[i].Kind, "op", run[i].Op, "err", err)
+		}
 	}
 	for _, c := range run {
 		delete(pending, c.Seq)

@@ -73,6 +73,7 @@ type Stats struct {
 	Duplicates    uint64 // changes at or below the applied seq, or already buffered
 	BadSignatures uint64 // changes refused because no key verified them
 	Invalid       uint64 // messages that were not a valid change for this lot
+	Skipped       uint64 // verified changes of a kind or op this build cannot use: applied as no-ops
 	Published     uint64 // gate events acknowledged by the broker and removed from the outbox
 	CatchUps      uint64 // successful catch-up runs
 	CatchUpErrors uint64
@@ -98,7 +99,7 @@ type Link struct {
 	keyRegistered atomic.Bool
 	registerErrs  atomic.Uint64
 
-	connections, appliedN, duplicates, badSigs, invalid, published, catchUps, catchUpErrs atomic.Uint64
+	connections, appliedN, duplicates, badSigs, invalid, skipped, published, catchUps, catchUpErrs atomic.Uint64
 
 	live     chan protocol.ReservationChange
 	caught   chan []protocol.ReservationChange
@@ -254,6 +255,7 @@ func (l *Link) Stats() Stats {
 		Duplicates:    l.duplicates.Load(),
 		BadSignatures: l.badSigs.Load(),
 		Invalid:       l.invalid.Load(),
+		Skipped:       l.skipped.Load(),
 		Published:     l.published.Load(),
 		CatchUps:      l.catchUps.Load(),
 		CatchUpErrors: l.catchUpErrs.Load(),

@@ -26,6 +26,7 @@ func (l *Link) register(reg prometheus.Registerer) error {
 		counter("parkedge_sync_duplicates_total", "Reservation changes ignored as already applied or buffered.", l.duplicates.Load),
 		counter("parkedge_sync_bad_signatures_total", "Reservation changes refused because no cloud key verified them.", l.badSigs.Load),
 		counter("parkedge_sync_invalid_total", "Messages refused as not a valid change for this lot.", l.invalid.Load),
+		counter("parkedge_sync_skipped_total", "Signed changes of a kind or op this agent does not know, applied as no-ops.", l.skipped.Load),
 		counter("parkedge_sync_catchups_total", "Completed HTTP catch-ups.", l.catchUps.Load),
 		counter("parkedge_sync_catchup_errors_total", "Failed HTTP catch-up attempts.", l.catchUpErrs.Load),
 		gauge("parkedge_signing_key_registered", "1 once the cloud has accepted the key that signs the gate events; until then they wait in the outbox.", func() float64 {

@@ -53,6 +53,9 @@ var All = []Check{
 	{"refunds_in_policy", RefundsInPolicy},
 	{"overstay_priced_once", OverstayPricedOnce},
 	{"code_never_opens_cancelled", CodeNeverOpensCancelled},
+	{"permit_holders_admitted", PermitHoldersAdmitted},
+	{"revoked_permit_never_opens", RevokedPermitNeverOpens},
+	{"presence_reset_applied", PresenceResetApplied},
 }
 
 // Evaluate runs every invariant over run.

@@ -85,6 +85,54 @@ func TestChecksBite(t *testing.T) {
 			},
 		},
 		{
+			name: "RevokedPermitOpens", check: "revoked_permit_never_opens", want: "LLL222L let in on a permit",
+			also: []string{"no_entry_without_reservation"},
+			break_: func(run *sim.Run) {
+				// An edge that ignored the revocation let driver 11 in.
+				for i := range run.Reads {
+					if run.Reads[i].EventID == "e11" {
+						run.Reads[i].Decision, run.Reads[i].Reason = "open", protocol.ReasonPermit
+					}
+				}
+				for i := range run.GateEvents {
+					if run.GateEvents[i].EventID == "e11" {
+						run.GateEvents[i].Decision, run.GateEvents[i].Reason = "open", protocol.ReasonPermit
+					}
+				}
+			},
+		},
+		{
+			name: "PermitHolderRefused", check: "permit_holders_admitted", want: "permit holder 10 (KKK111K) refused no_reservation",
+			break_: func(run *sim.Run) {
+				// An edge that lost the synced permit turned driver 10 away.
+				for i := range run.Reads {
+					if run.Reads[i].EventID == "e10" {
+						run.Reads[i].Decision, run.Reads[i].Reason = "deny", protocol.ReasonNoReservation
+					}
+				}
+				for i := range run.GateEvents {
+					if run.GateEvents[i].EventID == "e10" {
+						run.GateEvents[i].Decision, run.GateEvents[i].Reason = "deny", protocol.ReasonNoReservation
+					}
+				}
+			},
+		},
+		{
+			name: "ResetNeverArrived", check: "presence_reset_applied", want: "never reached the edge",
+			break_: func(run *sim.Run) {
+				for i := range run.Journeys {
+					if p := run.Journeys[i].Permit; p != nil && p.Reset != nil {
+						p.Reset.Synced, p.Reset.After = time.Time{}, ""
+					}
+				}
+			},
+		},
+		{
+			name: "PermitOpenWithoutPermit", check: "no_entry_without_reservation", want: "holds no valid permit",
+			// The edge let driver 10 in before its permit began.
+			break_: func(run *sim.Run) { run.Permits[0].ValidFrom = simtest.T0.Add(13 * time.Second) },
+		},
+		{
 			name: "IntruderLetIn", check: "no_entry_without_reservation", want: "car DDD444D let in",
 			break_: func(run *sim.Run) {
 				// The intruder got in on driver 0's reservation (a fuzzy

@@ -18,6 +18,7 @@ type entry struct {
 	at        time.Time // when the gate decided, or at the earliest when only the simulator saw it
 	atMax     time.Time // at the latest
 	open      bool
+	reason    string
 	fromSim   bool
 	driver    int
 }
@@ -31,7 +32,7 @@ func entries(run *sim.Run) []entry {
 			continue
 		}
 		e := entry{eventID: rd.EventID, lotID: rd.LotID, plate: rd.Plate, resID: rd.ReservationID,
-			at: rd.SentAt, atMax: rd.SentAt.Add(rd.RTT), open: rd.Open(), fromSim: true, driver: rd.Driver}
+			at: rd.SentAt, atMax: rd.SentAt.Add(rd.RTT), open: rd.Open(), reason: rd.Reason, fromSim: true, driver: rd.Driver}
 		if rd.EventID != "" {
 			byEvent[rd.EventID] = len(out)
 		}
@@ -52,10 +53,14 @@ func entries(run *sim.Run) []entry {
 				out[i].resID = ge.ReservationID
 			}
 			out[i].open = out[i].open || ge.Decision == protocol.DecisionOpen
+			if ge.Reason != "" {
+				out[i].reason = ge.Reason
+			}
 			continue
 		}
 		out = append(out, entry{eventID: ge.EventID, lotID: ge.LotID, plate: ge.Plate, edgePlate: ge.Plate,
-			resID: ge.ReservationID, at: ge.OccurredAt, atMax: ge.OccurredAt, open: ge.Decision == protocol.DecisionOpen, driver: -1})
+			resID: ge.ReservationID, at: ge.OccurredAt, atMax: ge.OccurredAt, open: ge.Decision == protocol.DecisionOpen,
+			reason: ge.Reason, driver: -1})
 	}
 	return out
 }
@@ -76,7 +81,8 @@ func gateDirections(run *sim.Run) map[string]string {
 // NoEntryWithoutReservation: every entry the gates opened was for a car
 // whose own reservation at that lot was paid and kept (CONFIRMED, then
 // CHECKED_IN or COMPLETED) and covered the moment of entry, early grace
-// included. Openings come from the cloud's gate_events and the simulator's
+// included — or, opened with reason permit, for a car whose own permit at
+// that lot was valid then (permitEntry). Openings come from the cloud's gate_events and the simulator's
 // reads; the car's real plate comes from the simulator, which knows which
 // car stood at the gate whatever the camera read.
 func NoEntryWithoutReservation(run *sim.Run) Result {
@@ -95,6 +101,12 @@ func NoEntryWithoutReservation(run *sim.Run) Result {
 		who := "car " + e.plate
 		if !e.fromSim {
 			who = "plate " + e.plate + " (an event the simulator did not cause)"
+		}
+		if e.reason == protocol.ReasonPermit && e.resID == "" {
+			if v := permitEntry(run, e); v != "" {
+				r.fail("%s %s", who, v)
+			}
+			continue
 		}
 		res, ok := byID[e.resID]
 		switch {

@@ -78,6 +78,7 @@ ul.v{margin:4px 0 0 18px;padding:0;color:#b91c1c}code{font-size:12px}
 <tr><th>extended</th><td>{{.S.Journeys.Life.Extended}} of {{.S.Journeys.Life.ExtendAsked}} asked ({{.S.Journeys.Life.ExtendRefused}} refused)</td></tr>
 <tr><th>overstays owed / paid</th><td>{{.S.Journeys.Life.Overstays}} / {{.S.Journeys.Life.OverstaysPaid}}</td></tr>
 <tr><th>access code at a blind camera</th><td>{{.S.Journeys.Life.CodeShown}} ({{.S.Journeys.Life.CodeShownIn}} let in)</td></tr>
+<tr><th>permit holders</th><td>{{.S.Journeys.Life.Permits}} ({{.S.Journeys.Life.PermitsIn}} let in) · {{.S.Journeys.Life.Revoked}} revoked permits tried ({{.S.Journeys.Life.RevokedRefused}} refused) · {{.S.Journeys.Life.Resets}} presence resets ({{.S.Journeys.Life.ResetsOffline}} to a cut-off edge, {{.S.Journeys.Life.ResetsIn}} let back in)</td></tr>
 <tr><th>intruders</th><td>{{.S.Journeys.Intruders}} ({{.S.Journeys.IntrudersIn}} let in)</td></tr>
 <tr><th>plans</th><td>{{range $i, $c := .S.Journeys.Plans}}{{if $i}} · {{end}}{{$c.Count}}× {{$c.Key}}{{end}}</td></tr>
 </table>

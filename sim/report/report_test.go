@@ -27,22 +27,23 @@ func setup(t *testing.T) *report.Summary {
 func TestSummarize(t *testing.T) {
 	s := setup(t)
 	j := s.Journeys
-	if j.Drivers != 10 || j.Booked != 9 || j.Paid != 8 || j.PaidLate != 1 || j.Entered != 4 || j.Exited != 4 || j.Intruders != 1 || j.NoShow != 1 {
+	if j.Drivers != 13 || j.Booked != 9 || j.Paid != 8 || j.PaidLate != 1 || j.Entered != 4 || j.Exited != 4 || j.Intruders != 1 || j.NoShow != 1 {
 		t.Errorf("journeys %+v", j)
 	}
 	// One of each lifecycle journey, each as it should end; driver 7's
 	// late exit is inside its extension, so only driver 8 overstayed.
 	if want := (report.Life{CancelIn: 1, CancelInRefunded: 1, CancelOut: 1, CancelOutRefused: 1, CodeCancelled: 1, CodeCancelledNo: 1,
-		ExtendAsked: 1, Extended: 1, Overstays: 1, OverstaysPaid: 1, CodeShown: 1, CodeShownIn: 1}); !reflect.DeepEqual(j.Life, want) || j.Overstayed != 1 {
+		ExtendAsked: 1, Extended: 1, Overstays: 1, OverstaysPaid: 1, CodeShown: 1, CodeShownIn: 1,
+		Permits: 2, PermitsIn: 2, Revoked: 1, RevokedRefused: 1, Resets: 1, ResetsIn: 1}); !reflect.DeepEqual(j.Life, want) || j.Overstayed != 1 {
 		t.Errorf("life %+v, overstayed %d", j.Life, j.Overstayed)
 	}
 	if s.Refunds.Count != 2 || s.Refunds.Expected != 2 {
 		t.Errorf("refunds %+v", s.Refunds)
 	}
-	if s.Latency.ReadToBarrier.N != 8 || s.Latency.ReadToBarrier.Max != time.Millisecond {
+	if s.Latency.ReadToBarrier.N != 13 || s.Latency.ReadToBarrier.Max != time.Millisecond {
 		t.Errorf("read to barrier %+v", s.Latency.ReadToBarrier)
 	}
-	if s.Sync.Lag.N != 11 || s.Sync.Lag.P50 != 5*time.Millisecond {
+	if s.Sync.Lag.N != 18 || s.Sync.Lag.P50 != 5*time.Millisecond {
 		t.Errorf("sync lag %+v", s.Sync.Lag)
 	}
 	if !s.Pass {

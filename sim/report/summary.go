@@ -54,6 +54,14 @@ type Life struct {
 	OverstaysPaid  int     `json:"overstays_paid"` // …paid
 	CodeShown      int     `json:"code_shown"`     // drivers at a camera-blind lane who showed their code
 	CodeShownIn    int     `json:"code_shown_in"`  // …and got in
+	// Permit holders (issue 15): no booking, a permit the operator made.
+	Permits        int `json:"permits"`         // holders whose permit was made
+	PermitsIn      int `json:"permits_in"`      // …who got in
+	Revoked        int `json:"revoked"`         // holders whose permit was revoked, who came once it was synced
+	RevokedRefused int `json:"revoked_refused"` // …and were refused
+	Resets         int `json:"resets"`          // presence resets the operator sent for a car whose exit was missed
+	ResetsIn       int `json:"resets_in"`       // …after which the car got in again
+	ResetsOffline  int `json:"resets_offline"`  // …sent while the lot's edge was cut off
 }
 
 // Holds counts hold requests.

@@ -58,11 +58,17 @@ func (s *Summary) journeys(run *sim.Run) {
 		}
 	}
 	for _, jn := range run.Journeys {
-		plan := string(jn.Plan.Arrival) + "/" + string(jn.Plan.Payment)
+		plan := string(jn.Plan.Arrival)
+		if jn.Plan.Payment != "" {
+			plan += "/" + string(jn.Plan.Payment)
+		}
 		if jn.Plan.Life != sim.LifeNone {
 			plan += "/" + string(jn.Plan.Life)
 		}
 		plans[plan]++
+		if jn.Permit != nil {
+			continue // counted in Life: no booking, no payment
+		}
 		if jn.Plan.Arrival == sim.ArrivalIntruder {
 			j.Intruders++
 			if jn.Entered() {
@@ -172,6 +178,31 @@ func life(run *sim.Run) Life {
 			if e.Status/100 == 4 {
 				l.ExtendRefused++
 				refusals[fmt.Sprintf("%d %s", e.Status, e.Code)]++
+			}
+		}
+		if p := jn.Permit; p != nil && p.ID != "" {
+			switch jn.Plan.Arrival {
+			case sim.ArrivalRevoked:
+				if p.Tried {
+					l.Revoked++
+					if !jn.Entered() {
+						l.RevokedRefused++
+					}
+				}
+			default:
+				l.Permits++
+				if jn.Entered() {
+					l.PermitsIn++
+				}
+			}
+			if rs := p.Reset; rs != nil && rs.Seq != 0 {
+				l.Resets++
+				if rs.Offline {
+					l.ResetsOffline++
+				}
+				if rs.After == protocol.ReasonPermit {
+					l.ResetsIn++
+				}
 			}
 		}
 		if jn.Plan.Life == sim.LifeAccessCode && codeIn[jn.Driver] {

@@ -34,6 +34,8 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "\t%d extended of %d asked (%s) · %d overstays owed (%d paid) · %d showed a code at a blind camera (%d let in)\n",
 		l.Extended, l.ExtendAsked, refused, l.Overstays, l.OverstaysPaid, l.CodeShown, l.CodeShownIn)
+	fmt.Fprintf(tw, "\t%d permit holders (%d let in) · %d revoked permits tried (%d refused) · %d presence resets (%d to a cut-off edge, %d let back in)\n",
+		l.Permits, l.PermitsIn, l.Revoked, l.RevokedRefused, l.Resets, l.ResetsOffline, l.ResetsIn)
 	h := s.Holds
 	fmt.Fprintf(tw, "holds\t%d requests: %s\n", h.Requests, joinCounts(h.Outcomes, 6))
 	fmt.Fprintf(tw, "\t%d drivers retried after a timeout, %d answers replayed, %d orphaned holds · latency %s\n", h.Retried, h.Replayed, h.Orphans, h.Latency)

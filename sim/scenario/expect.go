@@ -46,6 +46,45 @@ func expectEntered() Expectation {
 	}
 }
 
+// expectPermits: permit holders came and got in, a revoked permit was
+// tried once synced, and a presence reset was sent and reached its edge,
+// so the permit invariants had something to judge.
+func expectPermits() Expectation {
+	return func(run *sim.Run) check.Result {
+		holders, in, tried, resets := 0, 0, 0, 0
+		for _, j := range run.Journeys {
+			p := j.Permit
+			if p == nil {
+				continue
+			}
+			switch {
+			case j.Plan.Arrival == sim.ArrivalRevoked && p.Tried:
+				tried++
+			case j.Plan.Arrival == sim.ArrivalPermit && p.ID != "":
+				holders++
+				if j.Entered() {
+					in++
+				}
+			}
+			if p.Reset != nil && !p.Reset.Synced.IsZero() {
+				resets++
+			}
+		}
+		var v []string
+		if in == 0 {
+			v = append(v, fmt.Sprintf("none of %d permit holders got in", holders))
+		}
+		if tried == 0 {
+			v = append(v, "no revoked permit was tried at a synced edge")
+		}
+		if resets == 0 {
+			v = append(v, "no presence reset reached an edge")
+		}
+		return result("permits", "permit holders came, a revoked permit was tried, a presence reset reached its edge",
+			"simulator: journeys", holders+tried+resets, v...)
+	}
+}
+
 // expectOffline: a cut lot decided without its uplink, and its events say so.
 func expectOffline() Expectation {
 	return func(run *sim.Run) check.Result {

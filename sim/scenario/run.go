@@ -179,7 +179,7 @@ func Run(ctx context.Context, opts Options) (*Outcome, error) {
 	world := traffic.New(traffic.Config{
 		CloudURL: st.CloudURL, Lots: tlots, Payments: st.Stripe, Webhooks: st.Webhooks,
 		EarlyGrace: sc.EarlyGrace, ExitGrace: sc.ExitGrace, Pulse: pulse,
-		Noise: sc.Noise, Seed: opts.Seed, Start: t0, LossyCloudURL: st.LossyURL,
+		Noise: sc.Noise, Seed: opts.Seed, Start: t0, LossyCloudURL: st.LossyURL, AdminToken: st.AdminToken,
 	}, journeys)
 
 	// The traffic plays out by itself; the hard deadline only stops a run

@@ -295,7 +295,7 @@ func init() {
 			}
 			return fs
 		},
-		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered(), expectLifecycle()},
+		Expect: []Expectation{expectRefunds(), expectOffline(), expectEntered(), expectLifecycle(), expectPermits()},
 	})
 
 	register(&Scenario{
@@ -362,7 +362,27 @@ func planMix(rng *rand.Rand, sz Size, sc *Scenario) []sim.Plan {
 		ps[i] = p
 	}
 	lifeMix(rng, sz, ps)
-	return ps
+	return append(ps, permitMix(rng, sz, sc)...)
+}
+
+// permitMix adds the permit holders of issue 15 after the booking
+// drivers: two per lot who come and go, one per lot whose permit is
+// revoked before it comes, and on the first lot one whose exit read is
+// missed, so the operator resets its presence (on the lot the demo cuts
+// off, when there are two, so the reset may have to wait for the uplink).
+func permitMix(rng *rand.Rand, sz Size, sc *Scenario) []sim.Plan {
+	d := sz.Duration
+	var ps []sim.Plan
+	for lot := range sz.Lots {
+		for _, a := range []sim.Arrival{sim.ArrivalPermit, sim.ArrivalPermit, sim.ArrivalRevoked} {
+			p := sim.Plan{Arrival: a, Lot: lot}
+			sc.window(rng, &p, 8*time.Second, frac(d, 0.6), max(frac(d, 0.08), 4*time.Second), max(frac(d, 0.2), 6*time.Second))
+			ps = append(ps, p)
+		}
+	}
+	p := sim.Plan{Arrival: sim.ArrivalPermit, Life: sim.LifeReset, Lot: min(1, sz.Lots-1)}
+	sc.window(rng, &p, 6*time.Second, frac(d, 0.2), max(frac(d, 0.15), 6*time.Second), max(frac(d, 0.2), 8*time.Second))
+	return append(ps, p)
 }
 
 // demoPolicy gives the first of several lots a free cancellation of an

@@ -30,6 +30,14 @@ func (s *Stack) Collect(ctx context.Context, run *sim.Run) error {
 	if run.Changes, err = s.Changes(ctx); err != nil {
 		return err
 	}
+	ps, err := s.store().AllPermits(ctx)
+	if err != nil {
+		return err
+	}
+	run.Permits = run.Permits[:0]
+	for _, p := range ps {
+		run.Permits = append(run.Permits, sim.Permit(p))
+	}
 	if run.GateEvents, err = s.GateEvents(ctx); err != nil {
 		return err
 	}

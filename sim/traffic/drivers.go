@@ -32,6 +32,10 @@ func (w *World) drive(ctx context.Context, i int) {
 	if !sleepUntil(ctx, t0.Add(j.Plan.BookAt)) {
 		return
 	}
+	if j.Plan.Arrival == sim.ArrivalPermit || j.Plan.Arrival == sim.ArrivalRevoked {
+		w.permitHolder(ctx, i, rng, lot)
+		return
+	}
 	if j.Plan.Arrival == sim.ArrivalIntruder {
 		w.visit(ctx, i, rng, lot, startsAt, endsAt, false)
 		return

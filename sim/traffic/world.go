@@ -60,6 +60,9 @@ type Config struct {
 	LossyCloudURL string
 	// HTTP is the transport of every driver's and camera's requests.
 	HTTP *http.Client
+	// AdminToken is the operator's, who makes and revokes permits and
+	// resets presence.
+	AdminToken string
 }
 
 // World runs the drivers of a run.

@@ -109,6 +109,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Events the bus recorded before it carried decoded ones.
 	svc.DecodeLegacy = stripepay.DecodeEvent
+	svc.Permits = db
 	pub, cons, purgeBus, err := m.bus(db)
 	if err != nil {
 		return err

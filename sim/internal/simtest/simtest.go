@@ -145,6 +145,39 @@ func Run() *sim.Run {
 		read(9, LotA, "exit-1", protocol.DirectionExit, "JJJ000J", 34, "open", protocol.ReasonInside, "r9", "e9x"),
 	)
 	run.Reads[2].BarrierAt, run.Reads[3].BarrierAt, run.Reads[4].BarrierAt = time.Time{}, time.Time{}, time.Time{}
+
+	// Permit holders (issue 15): driver 10 comes and goes on its permit;
+	// driver 11's permit is revoked and it is refused once the edge has
+	// the revocation; driver 12's exit is missed, it is refused
+	// already_inside, the operator resets it, and it gets in again.
+	run.Permits = []sim.Permit{
+		{ID: "p10", LotID: LotB, Plate: "KKK111K", ValidFrom: at(0), ValidUntil: at(3600), CreatedAt: at(1), Seq: 11},
+		{ID: "p11", LotID: LotB, Plate: "LLL222L", ValidFrom: at(0), ValidUntil: at(3600), CreatedAt: at(1), Seq: 12,
+			RevokedAt: at(13), RevokeSeq: 13},
+		{ID: "p12", LotID: LotA, Plate: "MMM333M", ValidFrom: at(0), ValidUntil: at(3600), CreatedAt: at(1), Seq: 30},
+	}
+	run.EdgeSeqs = append(run.EdgeSeqs, sim.SeqSample{LotID: LotB, At: at(11), Seq: 12}, sim.SeqSample{LotID: LotB, At: at(14), Seq: 13},
+		sim.SeqSample{LotID: LotA, At: at(10), Seq: 30}, sim.SeqSample{LotID: LotA, At: at(17), Seq: 31})
+	j10 := sim.Journey{Driver: 10, Plate: "KKK111K", Plan: sim.Plan{Arrival: sim.ArrivalPermit, Lot: 1}, LotID: LotB,
+		Permit: &sim.PermitLife{ID: "p10", Status: 201}, EnteredAt: at(12), ExitedAt: at(16)}
+	j11 := sim.Journey{Driver: 11, Plate: "LLL222L", Plan: sim.Plan{Arrival: sim.ArrivalRevoked, Lot: 1}, LotID: LotB,
+		Permit: &sim.PermitLife{ID: "p11", Status: 201, RevokedAt: at(13), Revoke: 204, Tried: true}}
+	j12 := sim.Journey{Driver: 12, Plate: "MMM333M", Plan: sim.Plan{Arrival: sim.ArrivalPermit, Life: sim.LifeReset}, LotID: LotA,
+		Permit: &sim.PermitLife{ID: "p12", Status: 201, Reset: &sim.Reset{DeniedBefore: protocol.ReasonAlreadyInside, At: at(15.5),
+			Status: 202, Seq: 31, Synced: at(17), After: protocol.ReasonPermit}}, EnteredAt: at(18), ExitedAt: at(21)}
+	run.Journeys = append(run.Journeys, j10, j11, j12)
+	run.Reads = append(run.Reads,
+		read(10, LotB, "entry-1", protocol.DirectionEntry, "KKK111K", 12, "open", protocol.ReasonPermit, "", "e10"),
+		read(10, LotB, "exit-1", protocol.DirectionExit, "KKK111K", 16, "open", protocol.ReasonInside, "", "e10x"),
+		read(11, LotB, "entry-1", protocol.DirectionEntry, "LLL222L", 20, "deny", protocol.ReasonNoReservation, "", "e11"),
+		read(12, LotA, "entry-1", protocol.DirectionEntry, "MMM333M", 11, "open", protocol.ReasonPermit, "", "e12"),
+		read(12, LotA, "entry-1", protocol.DirectionEntry, "MMM333M", 15, "deny", protocol.ReasonAlreadyInside, "", "e12b"),
+		read(12, LotA, "entry-1", protocol.DirectionEntry, "MMM333M", 18, "open", protocol.ReasonPermit, "", "e12c"),
+		read(12, LotA, "exit-1", protocol.DirectionExit, "MMM333M", 21, "open", protocol.ReasonInside, "", "e12x"),
+	)
+	for _, i := range []int{len(run.Reads) - 5, len(run.Reads) - 3} {
+		run.Reads[i].BarrierAt = time.Time{}
+	}
 	for _, r := range run.Reads {
 		run.GateEvents = append(run.GateEvents, sim.GateEvent{EventID: r.EventID, LotID: r.LotID, GateID: r.GateID,
 			Direction: r.Direction, Kind: protocol.KindDecision, Plate: r.Plate, Decision: r.Decision, Reason: r.Reason,
@@ -171,6 +204,6 @@ func Run() *sim.Run {
 	}
 	run.Occupancy = []sim.Sample{{At: at(9), LotID: LotA, Inside: 1}, {At: at(30), LotID: LotA, Inside: 0}}
 	run.Faults = []sim.Fault{{At: at(15), Until: at(25), Kind: "edge_cut", Target: "lot-2"}}
-	run.Edges = []sim.EdgeState{{LotID: LotA, Online: true, SyncSeq: 29, LotSeq: 29}, {LotID: LotB, Online: true, SyncSeq: 10, LotSeq: 10}}
+	run.Edges = []sim.EdgeState{{LotID: LotA, Online: true, SyncSeq: 31, LotSeq: 31}, {LotID: LotB, Online: true, SyncSeq: 13, LotSeq: 13}}
 	return run
 }
