@@ -168,9 +168,6 @@ type OperatorStore interface {
 	// Occupancy returns how many plates are inside the lot; not_found for
 	// no lot.
 	Occupancy(ctx context.Context, lotID string) (Occupancy, error)
-	// ClearPresence forgets that plate (normalised) is inside the lot,
-	// and reports whether it was.
-	ClearPresence(ctx context.Context, lotID, plate string) (bool, error)
 	// LotReservations returns a page of a lot's reservations (never an
 	// extension's own row), newest first, at most f.Limit, and whether
 	// more follow.

@@ -122,27 +122,6 @@ func presenceChange(e *protocol.GateEvent, kind string) (sql, plate string) {
 	return "", ""
 }
 
-// ClearPresence takes plate out of the lot's presence. The counter row is
-// locked first, in the order the ingest takes the two.
-func (db *DB) ClearPresence(ctx context.Context, lotID, plate string) (bool, error) {
-	if _, err := uuid.Parse(lotID); err != nil {
-		return false, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
-	}
-	var cleared bool
-	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM lot_occupancy WHERE lot_id = $1 FOR UPDATE`, lotID); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, sqlPresenceLeave, lotID, plate)
-		cleared = tag.RowsAffected() == 1
-		return err
-	})
-	if err != nil {
-		return false, fail("clear presence", err)
-	}
-	return cleared, nil
-}
-
 // LotReservations pages a lot's reservations newest first by (created_at,
 // id), from the cursor on: a range scan of reservations_lot_created_idx,
 // the other filters applied to the rows it reads. Only the conditions asked

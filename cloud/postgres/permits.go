@@ -140,14 +140,25 @@ func (db *DB) ResetPresence(ctx context.Context, r cloud.PresenceReset) (cloud.P
 	}
 	r.LotID = lot
 	err := db.inTx(ctx, "reset presence", func(tx pgx.Tx) error {
+		// The cloud's own count of who is inside forgets the plate in the
+		// same transaction, so the lot's occupancy agrees with its edges
+		// once they apply the change. The counter row is locked before the
+		// lot's sequence, in the order the gate-event ingest takes them.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM lot_occupancy WHERE lot_id = $1 FOR UPDATE`, lot); err != nil {
+			return err
+		}
 		var err error
 		if r.Seq, err = nextSeq(ctx, tx, lot); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `
+		if err := tx.QueryRow(ctx, `
 INSERT INTO outbox (lot_id, seq, kind, reservation_id, op, status, plate, starts_at, ends_at)
 VALUES ($1, $2, $3, $4, 'reset', '', $5, now(), now())
-RETURNING starts_at`, lot, r.Seq, cloud.ChangeReset, r.ID, r.Plate).Scan(&r.IssuedAt)
+RETURNING starts_at`, lot, r.Seq, cloud.ChangeReset, r.ID, r.Plate).Scan(&r.IssuedAt); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, sqlPresenceLeave, lot, r.Plate)
+		return err
 	})
 	if err != nil {
 		return r, err
