@@ -192,8 +192,28 @@ func TestAlertsOfReservations(t *testing.T) {
 		t.Errorf("reservation.overstayed %v", o)
 	}
 
-	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, all.ID); n != 4 {
-		t.Errorf("%d deliveries to the endpoint of every type, want 4", n)
+	// An operator's refund raises payment.refunded once the provider took
+	// it, once however often it is settled; a failed one raises nothing.
+	op := f.reservation(lot, protocol.StatusConfirmed, "GH321J", 8)
+	f.exec(`UPDATE reservations SET payment_intent_id = 'pi_op' WHERE id = $1`, op)
+	for _, settle := range []string{cloud.RefundFailed, cloud.RefundSucceeded} {
+		amount := int64(100)
+		res, err := f.db.CreateRefund(ctx, cloud.RefundParams{ID: uuid.NewString(), ReservationID: op, Amount: &amount})
+		if err != nil || res.Outcome != cloud.RefundCreated {
+			t.Fatalf("operator refund: %+v, %v", res, err)
+		}
+		for range 2 {
+			if err := f.db.SettleRefund(ctx, res.RefundID, settle); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if r := events(cloud.AlertPaymentRefunded); len(r) != 3 || r[2]["reservation_id"] != op || r[2]["reason"] != "operator" || r[2]["amount"] != float64(100) {
+		t.Errorf("operator refund's payment.refunded %v", r)
+	}
+
+	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, all.ID); n != 5 {
+		t.Errorf("%d deliveries to the endpoint of every type, want 5", n)
 	}
 	if n := f.queryInt(`SELECT count(*) FROM alert_deliveries WHERE endpoint_id = $1`, edgesOnly.ID); n != 0 {
 		t.Errorf("%d deliveries to the edge.offline endpoint, want 0", n)

@@ -75,10 +75,20 @@ func (db *DB) FinishRefundPart(ctx context.Context, refundID string, part int, p
 	return nil
 }
 
-// SettleRefund ends a pending refund as succeeded or failed.
+// SettleRefund ends a pending refund as succeeded or failed; a success
+// raises its payment.refunded alert in the same statement, once (only a
+// pending refund is settled).
 func (db *DB) SettleRefund(ctx context.Context, refundID, status string) error {
 	_, err := db.Pool.Exec(ctx, `
-		UPDATE refunds SET status = $2, updated_at = now() WHERE id = $1 AND status = 'pending'`, refundID, status)
+		WITH done AS (
+		    UPDATE refunds f SET status = $2, updated_at = now()
+		      FROM reservations r
+		     WHERE f.id = $1 AND f.status = 'pending' AND r.id = f.reservation_id
+		    RETURNING f.id, f.reservation_id, r.lot_id, f.amount, f.currency, f.status)
+		SELECT parkgate_alert('payment.refunded', jsonb_build_object(
+		           'reservation_id', reservation_id, 'lot_id', lot_id, 'amount', amount, 'currency', currency,
+		           'refund_id', id, 'reason', 'operator'))
+		  FROM done WHERE status = 'succeeded'`, refundID, status)
 	if err != nil {
 		return fail("settle refund", err)
 	}
