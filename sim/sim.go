@@ -269,6 +269,7 @@ type Reservation struct {
 	PaymentIntentID string          `json:"payment_intent_id,omitempty"`
 	RefundID        string          `json:"refund_id,omitempty"`
 	CreatedAt       time.Time       `json:"created_at"`
+	ExtendsID       string          `json:"extends_id,omitempty"` // on an extension's own row
 	// What the cloud's API shows of the reservation (read with the admin
 	// token at the end; absent for extension rows, which are not shown).
 	Overstay *Overstay `json:"overstay,omitempty"`
@@ -291,6 +292,9 @@ type Change struct {
 	ReservationID string          `json:"reservation_id"`
 	Status        protocol.Status `json:"status"`
 	CreatedAt     time.Time       `json:"created_at"`
+	Op            string          `json:"op"`
+	StartsAt      time.Time       `json:"starts_at"`
+	EndsAt        time.Time       `json:"ends_at"`
 }
 
 // GateEvent is a row of the cloud's gate_events table.

@@ -28,15 +28,24 @@ type AuditReservation struct {
 	PaymentIntentID string
 	RefundID        string
 	CreatedAt       time.Time
+	// ExtendsID is, on an extension's own row, the reservation it extends
+	// ("" on a booking): with the change log's windows it traces an
+	// extension from its hold to the change that moved the booking's end.
+	ExtendsID string
 }
 
-// AuditChange is an outbox row: one status change in its lot's sequence.
+// AuditChange is an outbox row: one change in its lot's sequence, with the
+// window it gave the edges (an extension merged shows as a change of its
+// booking with the later EndsAt).
 type AuditChange struct {
 	LotID         string
 	Seq           int64
 	ReservationID string
 	Status        cloud.Status
 	CreatedAt     time.Time
+	Op            string // upsert or delete
+	StartsAt      time.Time
+	EndsAt        time.Time
 }
 
 // AuditGateEvent is a gate_events row.
@@ -60,7 +69,8 @@ type AuditGateEvent struct {
 func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT id::text, lot_id::text, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
-		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at
+		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at,
+		       coalesce(extends_id::text, '')
 		  FROM reservations ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("read reservations: %w", err)
@@ -68,7 +78,7 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditReservation, error) {
 		var r AuditReservation
 		err := row.Scan(&r.ID, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.Status, &r.HoldExpiresAt,
-			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt)
+			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.ExtendsID)
 		return r, err
 	})
 	if err != nil {
@@ -80,13 +90,14 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 // AllChanges returns every lot's change log, by lot and seq.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox ORDER BY lot_id, seq`)
+		`SELECT lot_id::text, seq, reservation_id::text, status, created_at, op, starts_at, ends_at
+		   FROM outbox ORDER BY lot_id, seq`)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditChange, error) {
 		var c AuditChange
-		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt)
+		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt, &c.Op, &c.StartsAt, &c.EndsAt)
 		return c, err
 	})
 	if err != nil {

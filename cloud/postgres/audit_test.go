@@ -53,3 +53,53 @@ func TestAudit(t *testing.T) {
 		t.Errorf("status of no reservation: %q, %v", st, err)
 	}
 }
+
+// TestAuditExtension: an extension is traceable in the audit: its own row
+// names the booking it extends, and the change that merged it carries the
+// booking's new window, after the one the booking had before.
+func TestAuditExtension(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	lot := f.lot()
+	res := f.reservation(lot, protocol.StatusPending, "EXT1A", 1)
+	f.exec(`SELECT * FROM parkgate_change($1, '{PENDING}', 'CONFIRMED')`, res)
+	r, err := f.db.Reservation(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newEnd := r.EndsAt.Add(30 * time.Minute)
+	ext := uuid.NewString()
+	h, err := f.db.HoldExtension(ctx, cloud.ExtensionParams{ID: ext, ParentID: res, From: r.EndsAt, EndsAt: newEnd,
+		HoldTTL: 10 * time.Minute, Price: cloud.Money{Amount: 150, Currency: "EUR"}, Key: "ext-" + ext,
+		RequestHash: []byte("h"), Lease: time.Minute, Now: time.Now()})
+	if err != nil || h.Outcome != cloud.ExtensionHeld {
+		t.Fatalf("hold extension: %+v, %v", h, err)
+	}
+	if out, _, err := f.db.Extend(ctx, ext, "pi_ext", time.Now()); err != nil || out != "extended" {
+		t.Fatalf("extend: %q, %v", out, err)
+	}
+
+	rs, err := f.db.AllReservations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]string{}
+	for _, x := range rs {
+		links[x.ID] = x.ExtendsID
+	}
+	if len(rs) != 2 || links[ext] != res || links[res] != "" {
+		t.Errorf("extends ids: %v; want %s → %s and the booking itself none", links, ext, res)
+	}
+	cs, err := f.db.AllChanges(ctx)
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("changes: %+v, %v", cs, err)
+	}
+	first, merged := cs[0], cs[1]
+	if first.ReservationID != res || !first.EndsAt.Equal(r.EndsAt) || !first.StartsAt.Equal(r.StartsAt) || first.Op != "upsert" {
+		t.Errorf("confirmation's change: %+v; want the booking's first window [%s, %s)", first, r.StartsAt, r.EndsAt)
+	}
+	if merged.ReservationID != res || !merged.EndsAt.Equal(newEnd) || merged.Status != protocol.StatusConfirmed || merged.Op != "upsert" {
+		t.Errorf("merge's change: %+v; want the booking with ends_at %s", merged, newEnd)
+	}
+}

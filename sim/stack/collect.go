@@ -61,7 +61,8 @@ func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {
 	for _, r := range rows {
 		out = append(out, sim.Reservation{ID: r.ID, LotID: r.LotID, SpotID: r.SpotID, Plate: r.Plate,
 			StartsAt: r.StartsAt, EndsAt: r.EndsAt, Status: r.Status, HoldExpiresAt: r.HoldExpiresAt,
-			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt})
+			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt,
+			ExtendsID: r.ExtendsID})
 	}
 	return out, nil
 }
