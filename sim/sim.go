@@ -312,6 +312,7 @@ type GateEvent struct {
 	OccurredAt    time.Time `json:"occurred_at"`
 	ReceivedAt    time.Time `json:"received_at"`
 	DecidedInUs   int64     `json:"decided_in_us"`
+	Note          string    `json:"note,omitempty"`
 }
 
 // StripePayment is a Checkout Session at the Stripe stand-in.

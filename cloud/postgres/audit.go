@@ -63,6 +63,7 @@ type AuditGateEvent struct {
 	OccurredAt    time.Time
 	ReceivedAt    time.Time
 	DecidedInUs   int64
+	Note          string // an operator's reason for a remote open
 }
 
 // AllReservations returns every reservation, oldest first.
@@ -110,7 +111,7 @@ func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 func (db *DB) AllGateEvents(ctx context.Context) ([]AuditGateEvent, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT event_id, lot_id::text, gate_id, direction, kind, plate, decision, reason, coalesce(reservation_id, ''),
-		       offline, occurred_at, received_at, decided_in_us
+		       offline, occurred_at, received_at, decided_in_us, note
 		  FROM gate_events ORDER BY occurred_at, event_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read gate events: %w", err)
@@ -118,7 +119,7 @@ func (db *DB) AllGateEvents(ctx context.Context) ([]AuditGateEvent, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditGateEvent, error) {
 		var g AuditGateEvent
 		err := row.Scan(&g.EventID, &g.LotID, &g.GateID, &g.Direction, &g.Kind, &g.Plate, &g.Decision, &g.Reason,
-			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs)
+			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs, &g.Note)
 		return g, err
 	})
 	if err != nil {

@@ -34,12 +34,24 @@ func TestAudit(t *testing.T) {
 	if err != nil || len(cs) != 2 || cs[0].Seq != 1 || cs[1].Status != protocol.StatusCheckedIn || cs[1].ReservationID != res {
 		t.Errorf("changes: %+v, %v", cs, err)
 	}
+	// A remote open carries the operator's reason as its note, which the
+	// audit shows; a plate decision has none.
+	open := &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: lot, GateID: "g1",
+		Direction: protocol.DirectionEntry, Decision: protocol.DecisionOpen, Reason: protocol.ReasonManualOverride,
+		OccurredAt: e.OccurredAt.Add(time.Second), Note: "barrier stuck; driver at the intercom"}
+	if _, err := f.db.IngestGateEvent(ctx, open, cloud.Transition{}); err != nil {
+		t.Fatal(err)
+	}
 	gs, err := f.db.AllGateEvents(ctx)
-	if err != nil || len(gs) != 1 || gs[0].EventID != e.EventID || gs[0].ReservationID != res || gs[0].Kind != protocol.KindDecision {
+	if err != nil || len(gs) != 2 || gs[0].EventID != e.EventID || gs[0].ReservationID != res || gs[0].Kind != protocol.KindDecision ||
+		gs[0].Note != "" {
 		t.Errorf("gate events: %+v, %v", gs, err)
 	}
+	if len(gs) == 2 && (gs[1].EventID != open.EventID || gs[1].Reason != protocol.ReasonManualOverride || gs[1].Note != open.Note) {
+		t.Errorf("remote open in the audit: %+v; want its note %q", gs[1], open.Note)
+	}
 	ids, err := f.db.GateEventIDs(ctx)
-	if err != nil || len(ids) != 1 || !ids[e.EventID] {
+	if err != nil || len(ids) != 2 || !ids[e.EventID] {
 		t.Errorf("gate event ids: %v, %v", ids, err)
 	}
 	seqs, err := f.db.LotSeqs(ctx)

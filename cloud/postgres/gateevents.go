@@ -16,8 +16,8 @@ var _ cloud.GateEventStore = (*DB)(nil)
 
 const sqlInsertGateEvent = `
 INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate, confidence, decision, reason,
-                         reservation_id, fuzzy, overstay_minutes, offline, occurred_at, decided_in_us)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         reservation_id, fuzzy, overstay_minutes, offline, occurred_at, decided_in_us, note)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (event_id) DO NOTHING`
 
 // sqlTransition moves a reservation of the given lot (an edge may only move
@@ -50,7 +50,7 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 		out = cloud.GateEventResult{}
 		tag, err := tx.Exec(ctx, sqlInsertGateEvent,
 			e.EventID, e.LotID, e.GateID, e.Direction, kind, e.Plate, e.Confidence, e.Decision, e.Reason,
-			resID, e.Fuzzy, e.OverstayMinutes, e.Offline, e.OccurredAt, e.DecidedInUs)
+			resID, e.Fuzzy, e.OverstayMinutes, e.Offline, e.OccurredAt, e.DecidedInUs, e.Note)
 		if err != nil {
 			return err
 		}
