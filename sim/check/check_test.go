@@ -393,3 +393,27 @@ func TestPaidRefusedWhileCutOff(t *testing.T) {
 		})
 	}
 }
+
+// TestExtensionLinkedByTheStore: an extension is traced by the store's own
+// link (extends_id) even when the driver's app never heard the answer that
+// named it: its payment is its booking's, not a stranger's.
+func TestExtensionLinkedByTheStore(t *testing.T) {
+	t.Parallel()
+	run := simtest.Run()
+	for i := range run.Journeys {
+		if run.Journeys[i].Extension != nil {
+			run.Journeys[i].Extension.ID = "" // the answer was lost
+		}
+	}
+	if r := check.PaidEnteredOrRefunded(run); r.Pass {
+		t.Fatal("without any link the extension's payment looks like a stranger's; the test proves nothing")
+	}
+	for i := range run.Reservations {
+		if run.Reservations[i].ID == "r7x" {
+			run.Reservations[i].ExtendsID = "r7"
+		}
+	}
+	if r := check.PaidEnteredOrRefunded(run); !r.Pass {
+		t.Errorf("extension linked by extends_id: %v", r.Violations)
+	}
+}
