@@ -103,8 +103,11 @@ type Outbox interface {
 	// ClaimOutboxLots takes, for owner, the lease of up to max lots with
 	// unpublished changes that nobody else holds (or whose lease ran out),
 	// oldest backlog first, and returns their ids. A lease lasts ttl unless
-	// renewed.
-	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int) ([]string, error)
+	// renewed. A lease owner still holds is taken again, unless its lot is
+	// in busy (the lots owner is draining now): a lease owner could not
+	// give back (the database went away under the drain) must not keep
+	// its own lot from it until the lease runs out.
+	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string) ([]string, error)
 	// UnpublishedChanges returns the lot's first unpublished changes in
 	// seq order, at most limit: a gap-free run starting at the first
 	// change not yet delivered, as long as every publisher marks only a

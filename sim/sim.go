@@ -307,6 +307,7 @@ type Reservation struct {
 	PaymentIntentID string          `json:"payment_intent_id,omitempty"`
 	RefundID        string          `json:"refund_id,omitempty"`
 	CreatedAt       time.Time       `json:"created_at"`
+	ExtendsID       string          `json:"extends_id,omitempty"` // on an extension's own row
 	// What the cloud's API shows of the reservation (read with the admin
 	// token at the end; absent for extension rows, which are not shown).
 	Overstay *Overstay `json:"overstay,omitempty"`
@@ -329,6 +330,9 @@ type Change struct {
 	ReservationID string          `json:"reservation_id"`
 	Status        protocol.Status `json:"status"`
 	CreatedAt     time.Time       `json:"created_at"`
+	Op            string          `json:"op"`
+	StartsAt      time.Time       `json:"starts_at"`
+	EndsAt        time.Time       `json:"ends_at"`
 }
 
 // GateEvent is a row of the cloud's gate_events table.
@@ -346,6 +350,7 @@ type GateEvent struct {
 	OccurredAt    time.Time `json:"occurred_at"`
 	ReceivedAt    time.Time `json:"received_at"`
 	DecidedInUs   int64     `json:"decided_in_us"`
+	Note          string    `json:"note,omitempty"`
 }
 
 // StripePayment is a Checkout Session at the Stripe stand-in.

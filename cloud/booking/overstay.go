@@ -7,13 +7,14 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// ChargeOverstays prices the overstays the gate-event ingest marked due
-// and opens their Checkout Sessions, at most limit of them, off the
+// ChargeOverstays opens the Checkout Sessions of the overstays the
+// gate-event ingest marked due and priced, at most limit of them, off the
 // ingest's transaction (a gate event never waits for Stripe); it reports
-// how many it handed on. Each is priced once (the store keeps the first
-// amount) and its session is made under a key derived from the reservation,
-// so replicas running this at once make one session (a new key for each
-// session after one expired unpaid).
+// how many it handed on. One the ingest left unpriced (marked by an older
+// release, or too large to price) is priced here, once: the store keeps
+// the first amount. Each session is made under a key derived from the
+// reservation, so replicas running this at once make one session (a new
+// key for each session after one expired unpaid).
 func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 	due, err := s.Store.DueOverstays(ctx, limit)
 	if err != nil {

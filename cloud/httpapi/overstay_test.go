@@ -44,13 +44,25 @@ func TestOverstay(t *testing.T) {
 	b.gateEvent(t, lot, late, "exit", end.Add(40*time.Minute+time.Second))
 	b.gateEvent(t, lot, onTime, "exit", end.Add(15*time.Minute))
 	b.gateEvent(t, lot, late, "exit", end.Add(3*time.Hour)) // a second read at the exit: priced already
+	// Shown at once, priced at the exit: due, with no session until the
+	// worker opens one.
+	g := b.do(t, "GET", "/v1/reservations/"+late, nil, nil).json(t)
+	if o, _ := g["overstay"].(map[string]any); o == nil || o["minutes"].(float64) != 41 || o["amount"].(float64) != 188 ||
+		o["currency"] != "EUR" || o["status"] != "due" || o["payment"] != nil {
+		t.Fatalf("overstay before the worker ran: %v", g)
+	}
+	// The rate the lot charges from now on does not reprice an exit that
+	// happened: the worker opens the session for the amount shown.
+	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE lots SET hourly_rate_amount = hourly_rate_amount * 7 WHERE id = $1`, lot); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := b.svc.ChargeOverstays(ctx, 10); err != nil || n != 1 {
 		t.Fatalf("ChargeOverstays = %d, %v", n, err)
 	}
 	if n, err := b.svc.ChargeOverstays(ctx, 10); err != nil || n != 0 {
 		t.Errorf("charged again: %d, %v", n, err)
 	}
-	g := b.do(t, "GET", "/v1/reservations/"+late, nil, nil).json(t)
+	g = b.do(t, "GET", "/v1/reservations/"+late, nil, nil).json(t)
 	o, _ := g["overstay"].(map[string]any)
 	if g["status"] != "COMPLETED" || o == nil || o["minutes"].(float64) != 41 || o["amount"].(float64) != 188 ||
 		o["currency"] != "EUR" || o["status"] != "due" {
@@ -94,5 +106,35 @@ func TestOverstay(t *testing.T) {
 	}
 	if len(b.fake.Refunds()) != 0 {
 		t.Errorf("refunds: %+v", b.fake.Refunds())
+	}
+}
+
+// TestOverstayFreeLot: a late exit from a free lot owes nothing, and its
+// overstay is shown settled as soon as the exit is stored, with no session.
+func TestOverstayFreeLot(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	r := b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) {
+		m["hourly_rate"] = map[string]any{"amount": 0, "currency": "EUR"}
+	}), admin())
+	if r.Status != 201 {
+		t.Fatalf("free lot: %d %s", r.Status, r.Body)
+	}
+	lot := r.json(t)["id"].(string)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	h := b.do(t, "POST", "/v1/reservations", hold(lot, "FREEOV", start, start.Add(time.Hour)), key("freeov"))
+	if h.Status != 201 {
+		t.Fatalf("hold: %d %s", h.Status, h.Body)
+	}
+	id := h.json(t)["id"].(string)
+	b.gateEvent(t, lot, id, "entry", start)
+	b.gateEvent(t, lot, id, "exit", start.Add(3*time.Hour))
+	g := b.do(t, "GET", "/v1/reservations/"+id, nil, nil).json(t)
+	if o, _ := g["overstay"].(map[string]any); o == nil || o["minutes"].(float64) != 120 || o["amount"].(float64) != 0 ||
+		o["status"] != "paid" || o["payment"] != nil {
+		t.Fatalf("free lot's overstay: %v", g)
+	}
+	if n, err := b.svc.ChargeOverstays(context.Background(), 10); err != nil || n != 0 {
+		t.Errorf("ChargeOverstays = %d, %v; want nothing left to do", n, err)
 	}
 }

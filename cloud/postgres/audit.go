@@ -28,15 +28,24 @@ type AuditReservation struct {
 	PaymentIntentID string
 	RefundID        string
 	CreatedAt       time.Time
+	// ExtendsID is, on an extension's own row, the reservation it extends
+	// ("" on a booking): with the change log's windows it traces an
+	// extension from its hold to the change that moved the booking's end.
+	ExtendsID string
 }
 
-// AuditChange is an outbox row: one status change in its lot's sequence.
+// AuditChange is an outbox row: one change in its lot's sequence, with the
+// window it gave the edges (an extension merged shows as a change of its
+// booking with the later EndsAt).
 type AuditChange struct {
 	LotID         string
 	Seq           int64
 	ReservationID string
 	Status        cloud.Status
 	CreatedAt     time.Time
+	Op            string // upsert or delete
+	StartsAt      time.Time
+	EndsAt        time.Time
 }
 
 // AuditGateEvent is a gate_events row.
@@ -54,13 +63,15 @@ type AuditGateEvent struct {
 	OccurredAt    time.Time
 	ReceivedAt    time.Time
 	DecidedInUs   int64
+	Note          string // an operator's reason for a remote open
 }
 
 // AllReservations returns every reservation, oldest first.
 func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT id::text, lot_id::text, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
-		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at
+		       coalesce(checkout_session_id, ''), coalesce(payment_intent_id, ''), coalesce(refund_id, ''), created_at,
+		       coalesce(extends_id::text, '')
 		  FROM reservations ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("read reservations: %w", err)
@@ -68,7 +79,7 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditReservation, error) {
 		var r AuditReservation
 		err := row.Scan(&r.ID, &r.LotID, &r.SpotID, &r.Plate, &r.StartsAt, &r.EndsAt, &r.Status, &r.HoldExpiresAt,
-			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt)
+			&r.SessionID, &r.PaymentIntentID, &r.RefundID, &r.CreatedAt, &r.ExtendsID)
 		return r, err
 	})
 	if err != nil {
@@ -81,13 +92,14 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 // rows of other kinds (permits, presence resets) are left out.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 	rows, err := db.Pool.Query(ctx,
-		`SELECT lot_id::text, seq, reservation_id::text, status, created_at FROM outbox WHERE kind = '' ORDER BY lot_id, seq`)
+		`SELECT lot_id::text, seq, reservation_id::text, status, created_at, op, starts_at, ends_at
+		   FROM outbox WHERE kind = '' ORDER BY lot_id, seq`)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditChange, error) {
 		var c AuditChange
-		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt)
+		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt, &c.Op, &c.StartsAt, &c.EndsAt)
 		return c, err
 	})
 	if err != nil {
@@ -100,7 +112,7 @@ func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 func (db *DB) AllGateEvents(ctx context.Context) ([]AuditGateEvent, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT event_id, lot_id::text, gate_id, direction, kind, plate, decision, reason, coalesce(reservation_id, ''),
-		       offline, occurred_at, received_at, decided_in_us
+		       offline, occurred_at, received_at, decided_in_us, coalesce(note, '')
 		  FROM gate_events ORDER BY occurred_at, event_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read gate events: %w", err)
@@ -108,7 +120,7 @@ func (db *DB) AllGateEvents(ctx context.Context) ([]AuditGateEvent, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditGateEvent, error) {
 		var g AuditGateEvent
 		err := row.Scan(&g.EventID, &g.LotID, &g.GateID, &g.Direction, &g.Kind, &g.Plate, &g.Decision, &g.Reason,
-			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs)
+			&g.ReservationID, &g.Offline, &g.OccurredAt, &g.ReceivedAt, &g.DecidedInUs, &g.Note)
 		return g, err
 	})
 	if err != nil {

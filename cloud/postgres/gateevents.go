@@ -111,7 +111,7 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 		}
 		if t.To == cloud.StatusCompleted {
 			// An exit: late past the lot's grace, it owes an overstay.
-			if _, err := tx.Exec(ctx, sqlOverstay, e.ReservationID, e.LotID, e.OccurredAt); err != nil {
+			if err := markOverstay(ctx, tx, e.ReservationID, e.LotID, e.OccurredAt); err != nil {
 				return err
 			}
 		}

@@ -102,17 +102,22 @@ func (db *DB) ReadChanges(ctx context.Context, lotID string, after int64, limit 
 }
 
 // sqlClaimLots takes the lease of up to $3 lots with unpublished changes
-// that nobody holds (or whose lease ran out: its owner died), oldest backlog
-// first so no lot starves. The upsert inserts in lot order so that two
-// replicas claiming overlapping sets lock rows in the same order; its WHERE
-// re-checks the lease after waiting for a concurrent claim, so a lot goes to
-// one owner.
+// that no other owner holds (or whose lease ran out: its owner died),
+// oldest backlog first so no lot starves. $1's own lease counts as free
+// unless the lot is in $4 (being drained): a drain whose release failed
+// with the database left it behind, and waiting it out would hold the
+// lot's changes back from its edges for a whole TTL after the database
+// came back. The upsert inserts in lot order so that two replicas claiming
+// overlapping sets lock rows in the same order; its WHERE re-checks the
+// lease after waiting for a concurrent claim, so a lot goes to one owner.
 const sqlClaimLots = `
 WITH pending AS (
     SELECT o.lot_id
       FROM outbox o
      WHERE o.published_at IS NULL
-       AND NOT EXISTS (SELECT 1 FROM relay_leases r WHERE r.lot_id = o.lot_id AND r.expires_at > now())
+       AND o.lot_id <> ALL ($4::uuid[])
+       AND NOT EXISTS (SELECT 1 FROM relay_leases r
+                        WHERE r.lot_id = o.lot_id AND r.expires_at > now() AND r.owner <> $1)
      GROUP BY o.lot_id
      ORDER BY min(o.created_at)
      LIMIT $3
@@ -120,12 +125,15 @@ WITH pending AS (
 INSERT INTO relay_leases AS r (lot_id, owner, expires_at)
 SELECT p.lot_id, $1, now() + $2 * interval '1 millisecond' FROM pending p ORDER BY p.lot_id
 ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
- WHERE r.expires_at <= now()
+ WHERE r.expires_at <= now() OR r.owner = excluded.owner
 RETURNING r.lot_id::text`
 
 // ClaimOutboxLots implements cloud.Outbox.
-func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int) ([]string, error) {
-	rows, err := db.Pool.Query(ctx, sqlClaimLots, owner, ttl.Milliseconds(), max)
+func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string) ([]string, error) {
+	if busy == nil {
+		busy = []string{}
+	}
+	rows, err := db.Pool.Query(ctx, sqlClaimLots, owner, ttl.Milliseconds(), max, busy)
 	if err != nil {
 		return nil, fail("claim lots", err)
 	}

@@ -105,12 +105,21 @@ func TestOutboxLeases(t *testing.T) {
 	lot, quiet := f.lot(), f.lot()
 	f.addChanges(lot, 5)
 
-	claimed, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10)
+	claimed, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil)
 	if err != nil || len(claimed) != 1 || claimed[0] != lot {
 		t.Fatalf("claim: %v, %v; want only %s (not %s, which has no changes)", claimed, err, lot, quiet)
 	}
-	if again, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10); err != nil || len(again) != 0 {
+	if again, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(again) != 0 {
 		t.Fatalf("second owner claimed %v, %v while the lease holds", again, err)
+	}
+	// The owner's own lease, left behind (its release failed), does not
+	// keep the lot from it; while it drains the lot, the lot is not
+	// claimed again.
+	if busy, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, []string{lot}); err != nil || len(busy) != 0 {
+		t.Fatalf("owner claimed %v, %v, a lot it is draining", busy, err)
+	}
+	if own, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil); err != nil || len(own) != 1 || own[0] != lot {
+		t.Fatalf("owner's claim of its own left-behind lease: %v, %v; want %s", own, err, lot)
 	}
 	if n, err := f.db.OutboxBacklog(ctx); err != nil || n != 5 {
 		t.Fatalf("backlog %d, %v", n, err)
@@ -142,7 +151,7 @@ func TestOutboxLeases(t *testing.T) {
 	if err := f.db.ReleaseOutboxLease(ctx, lot, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10); err != nil || len(claimed) != 1 {
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
 		t.Fatalf("claim after release: %v, %v", claimed, err)
 	}
 	if err := f.db.ReleaseOutboxLeases(ctx, "b"); err != nil {

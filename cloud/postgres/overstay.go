@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -12,13 +14,48 @@ import (
 // transaction, once per reservation: an exit (of this lot's reservation)
 // later than its ends_at plus the lot's exit_grace. Minutes count from
 // ends_at, rounded up; the grace only decides whether there is an overstay.
+// It returns the minutes and the lot's rate as they are at the exit, which
+// is what the overstay is priced at (see priceOverstay).
 const sqlOverstay = `
 UPDATE reservations r
    SET overstay_exit_at = $3, overstay_status = 'due', updated_at = now(),
        overstay_minutes = least(ceil(extract(epoch FROM ($3 - r.ends_at)) / 60), 1000000000)::integer
   FROM lots l
  WHERE r.id = $1 AND r.lot_id = $2 AND l.id = r.lot_id AND r.extends_id IS NULL
-   AND r.overstay_status IS NULL AND $3 > r.ends_at + l.exit_grace`
+   AND r.overstay_status IS NULL AND $3 > r.ends_at + l.exit_grace
+RETURNING r.overstay_minutes, l.hourly_rate_amount, l.currency`
+
+// sqlPriceOverstay sets the amount of the overstay sqlOverstay just marked;
+// nothing to pay (a free lot) settles it at once.
+const sqlPriceOverstay = `
+UPDATE reservations
+   SET overstay_amount = $2::bigint, overstay_status = CASE WHEN $2::bigint = 0 THEN 'paid' ELSE overstay_status END
+ WHERE id = $1 AND overstay_amount IS NULL`
+
+// markOverstay marks and prices an exit's overstay inside the gate event's
+// transaction tx, so the reservation shows it, with its amount, as soon as
+// the exit is stored; the worker then only opens its Checkout Session. The
+// price is cloud.OverstayPrice (the one pricing rule) of the rate at the
+// exit, set once: a second exit read finds the overstay marked and
+// changes nothing. An amount too large to price is left unset, for the
+// worker to report, rather than refusing the exit's event.
+func markOverstay(ctx context.Context, tx pgx.Tx, reservationID, lotID string, at time.Time) error {
+	var minutes int
+	var rate cloud.Money
+	err := tx.QueryRow(ctx, sqlOverstay, reservationID, lotID, at).Scan(&minutes, &rate.Amount, &rate.Currency)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // on time, not this lot's, or marked before
+	}
+	if err != nil {
+		return err
+	}
+	price, err := cloud.OverstayPrice(rate, minutes)
+	if err != nil {
+		return nil
+	}
+	_, err = tx.Exec(ctx, sqlPriceOverstay, reservationID, price.Amount)
+	return err
+}
 
 // DueOverstays returns overstays to price or to hand to the provider.
 func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay, error) {

@@ -179,6 +179,17 @@ func (s *lotSet) free(max int) int {
 	return max - len(s.active)
 }
 
+// list returns the lots being drained.
+func (s *lotSet) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.active))
+	for lot := range s.active {
+		out = append(out, lot)
+	}
+	return out
+}
+
 func (s *lotSet) add(lot string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,7 +221,7 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 	if free <= 0 {
 		return nil
 	}
-	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free)
+	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, lots.list())
 	if err != nil {
 		return err
 	}

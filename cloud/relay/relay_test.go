@@ -148,6 +148,28 @@ func TestRelayLeaseExpiry(t *testing.T) {
 	eventually(t, 5*time.Second, "rows marked", func() bool { return f.unpublished(lot) == 0 })
 }
 
+// TestRelayOwnLeaseLeftBehind (issue 13's soak): a drain whose lease
+// release failed with the database leaves this replica's own lease behind;
+// once the database is back the replica takes its lot again at once
+// instead of holding the lot's changes back from its edge until the lease
+// runs out.
+func TestRelayOwnLeaseLeftBehind(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	url := sharedBrokerURL()
+	lot := f.lot()
+	sub, _ := newSubscriber(t, url, f.pub, true, lot)
+	f.addChanges(lot, 5)
+	f.exec(`INSERT INTO relay_leases (lot_id, owner, expires_at) VALUES ($1, 'this-replica', now() + interval '10 minutes')`, lot)
+
+	startRelay(t, f, url, Options{Owner: "this-replica"})
+	eventually(t, 60*time.Second, "changes delivered", func() bool { return sub.distinct(lot) == 5 })
+	if err := checkOrder(sub.got(lot), 5); err != nil {
+		t.Error(err)
+	}
+	eventually(t, 10*time.Second, "rows marked", func() bool { return f.unpublished(lot) == 0 })
+}
+
 // fakePublisher completes publishes at once. While trap > 0 it plays paho
 // across a reconnect: the token completes without error, but the connection
 // has changed since the publish.
@@ -192,7 +214,7 @@ func TestRelayReconnectGuard(t *testing.T) {
 	fake := &fakePublisher{trap: 1}
 	r.pub = fake
 	ctx := context.Background()
-	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -202,7 +224,7 @@ func TestRelayReconnectGuard(t *testing.T) {
 	if got := f.unpublished(lot); got != 3 {
 		t.Fatalf("%d rows unpublished after the untrusted completion, want 3", got)
 	}
-	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.drain(ctx, lot); err != nil {

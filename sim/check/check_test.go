@@ -383,3 +383,85 @@ func TestOverlapSeesWindowsAsTheyWere(t *testing.T) {
 		t.Errorf("an extension merged over a live hold went unnoticed: %+v", r)
 	}
 }
+
+// TestPaidRefusedWhileCutOff (issue 13's soak): a paid driver refused at
+// the gate because the booking was confirmed while the simulator had the
+// lot's uplink cut, and reached the edge only when the link came back, is
+// the cut's doing; the same refusal is the system's when the booking
+// reached the edge late with no cut, or long after the link returned.
+func TestPaidRefusedWhileCutOff(t *testing.T) {
+	t.Parallel()
+	at := func(s float64) time.Time { return simtest.T0.Add(time.Duration(s * float64(time.Second))) }
+	refused := func(cutUntil, arrived float64, cut bool) *sim.Run {
+		run := simtest.Run()
+		// Driver 0 (r0, lot-1, [10s,40s)) is refused at 9s and gives up.
+		run.Reads[0].Decision, run.Reads[0].Reason, run.Reads[0].ReservationID = "deny", protocol.ReasonNoReservation, ""
+		run.GateEvents[0].Decision, run.GateEvents[0].Reason, run.GateEvents[0].ReservationID = "deny", protocol.ReasonNoReservation, ""
+		run.Reads = append(run.Reads[:1:1], simtest.Run().Reads[2:]...)
+		run.GateEvents = append(run.GateEvents[:1:1], run.GateEvents[2:]...)
+		run.Journeys[0].EnteredAt, run.Journeys[0].ExitedAt = time.Time{}, time.Time{}
+		// r0 was confirmed (lot-1's seq 3) at 6s; lot-1's edge applied it
+		// only at arrived.
+		for i, c := range run.Changes {
+			if c.ReservationID == "r0" && c.Status == protocol.StatusConfirmed {
+				run.Changes[i].CreatedAt = at(6)
+			}
+		}
+		var seqs []sim.SeqSample
+		for _, x := range run.EdgeSeqs {
+			if x.LotID != simtest.LotA {
+				seqs = append(seqs, x)
+			}
+		}
+		run.EdgeSeqs = append(seqs, sim.SeqSample{LotID: simtest.LotA, At: at(4), Seq: 2},
+			sim.SeqSample{LotID: simtest.LotA, At: at(arrived), Seq: 21})
+		if cut {
+			run.Faults = append(run.Faults, sim.Fault{At: at(5), Until: at(cutUntil), Kind: "edge_disk_full", Target: "lot-1"})
+		}
+		return run
+	}
+	tests := []struct {
+		name string
+		run  *sim.Run
+		pass bool
+	}{
+		{"ConfirmedDuringCutArrivedAfterIt", refused(38, 39, true), true},
+		{"ArrivedLongAfterTheLinkReturned", refused(20, 30, true), false},
+		{"ArrivedLateWithoutCut", refused(38, 39, false), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := check.PaidEnteredOrRefunded(tc.run)
+			if r.Pass != tc.pass {
+				t.Errorf("pass = %v, want %v: %v", r.Pass, tc.pass, r.Violations)
+			}
+			if !tc.pass && !slices.ContainsFunc(r.Violations, func(v string) bool { return strings.Contains(v, "came within the window") }) {
+				t.Errorf("violations %v do not name the refused driver", r.Violations)
+			}
+		})
+	}
+}
+
+// TestExtensionLinkedByTheStore: an extension is traced by the store's own
+// link (extends_id) even when the driver's app never heard the answer that
+// named it: its payment is its booking's, not a stranger's.
+func TestExtensionLinkedByTheStore(t *testing.T) {
+	t.Parallel()
+	run := simtest.Run()
+	for i := range run.Journeys {
+		if run.Journeys[i].Extension != nil {
+			run.Journeys[i].Extension.ID = "" // the answer was lost
+		}
+	}
+	if r := check.PaidEnteredOrRefunded(run); r.Pass {
+		t.Fatal("without any link the extension's payment looks like a stranger's; the test proves nothing")
+	}
+	for i := range run.Reservations {
+		if run.Reservations[i].ID == "r7x" {
+			run.Reservations[i].ExtendsID = "r7"
+		}
+	}
+	if r := check.PaidEnteredOrRefunded(run); !r.Pass {
+		t.Errorf("extension linked by extends_id: %v", r.Violations)
+	}
+}

@@ -9,12 +9,18 @@ import (
 )
 
 // extensions maps each extension's own reservation row to the reservation
-// it extends, as the drivers who bought them were told.
+// it extends: as the store links them (extends_id), and as the drivers who
+// bought them were told, which also covers a run whose rows were not read.
 func extensions(run *sim.Run) map[string]string {
 	m := map[string]string{}
 	for _, j := range run.Journeys {
 		if j.Extension != nil && j.Extension.ID != "" && j.ReservationID != "" {
 			m[j.Extension.ID] = j.ReservationID
+		}
+	}
+	for _, r := range run.Reservations {
+		if r.ExtendsID != "" {
+			m[r.ID] = r.ExtendsID
 		}
 	}
 	return m

@@ -39,8 +39,7 @@ func NoOverlap(run *sim.Run) Result {
 		extended[parent] = w
 	}
 	// The history judges each change by the windows as they were then: a
-	// booking's first end until the change that merged its extension (the
-	// first of its live changes after the driver paid for it), so a hold
+	// booking's first end until the change that merged its extension, so a hold
 	// that came and went over the interval before it was sold is no
 	// overlap.
 	before := map[string]sim.Reservation{}
@@ -61,7 +60,14 @@ func NoOverlap(run *sim.Run) Result {
 		b.EndsAt = byID[extID].StartsAt
 		before[parent] = b
 		for _, c := range changes {
-			if c.ReservationID == parent && c.Status.Active() && !c.CreatedAt.Before(paidAt[extID]) {
+			// The change log's own window names the merge: the first live
+			// change of the booking that reaches the extension's end (a log
+			// read without windows falls back to the first after payment).
+			merged := !c.EndsAt.IsZero() && !c.EndsAt.Before(byID[extID].EndsAt)
+			if c.EndsAt.IsZero() {
+				merged = !c.CreatedAt.Before(paidAt[extID])
+			}
+			if c.ReservationID == parent && c.Status.Active() && merged {
 				mergedAt[parent] = c.CreatedAt
 				break
 			}

@@ -134,13 +134,14 @@ func PaidEnteredOrRefunded(run *sim.Run) Result {
 		journeys[ext] = journeys[parent]
 	}
 	grace := run.Config.EarlyGrace
+	cutOff := cutOffUntil(run)
 	cameInWindow := map[int]bool{}
 	for _, rd := range run.Reads {
 		if rd.Direction != protocol.DirectionEntry {
 			continue
 		}
 		j := findJourney(run, rd.Driver)
-		if j == nil || j.StartsAt.IsZero() {
+		if j == nil || j.StartsAt.IsZero() || rd.SentAt.Before(cutOff[j.ReservationID]) {
 			continue
 		}
 		if !rd.SentAt.Before(j.StartsAt.Add(-grace)) && rd.SentAt.Before(j.EndsAt.Add(-WindowSlack)) {
@@ -162,6 +163,58 @@ func PaidEnteredOrRefunded(run *sim.Run) Result {
 		}
 	}
 	return r.done()
+}
+
+// CutCatchUp is how long after its uplink returns an edge may take to
+// learn of the bookings confirmed while it was cut off: a reconnect and
+// a catch-up, which take well under a second on this machine.
+const CutCatchUp = 5 * time.Second
+
+// cutOffUntil returns, for each booking that could not have reached its
+// lot's gate because the simulator had cut the lot's uplink (edge_cut,
+// edge_disk_full), until when it could not: when the edge applied its
+// confirmation. That is a booking whose confirmation had not reached the
+// edge when a cut began, was made before the cut ended, and reached the
+// edge within CutCatchUp of the link's return; a refusal before then is
+// the cut's, not the system's. A booking held back longer, or held back
+// with no cut (a relay that stalls, say), stays the system's to answer
+// for.
+func cutOffUntil(run *sim.Run) map[string]time.Time {
+	var cuts []sim.Fault
+	for _, f := range run.Faults {
+		if f.Kind == "edge_cut" || f.Kind == "edge_disk_full" {
+			cuts = append(cuts, f)
+		}
+	}
+	out := map[string]time.Time{}
+	if len(cuts) == 0 {
+		return out
+	}
+	samples := map[string][]sim.SeqSample{}
+	for _, x := range run.EdgeSeqs {
+		samples[x.LotID] = append(samples[x.LotID], x)
+	}
+	for _, c := range sortedChanges(run) {
+		if c.Status != protocol.StatusConfirmed || !out[c.ReservationID].IsZero() {
+			continue
+		}
+		var arrived time.Time
+		for _, x := range samples[c.LotID] {
+			if x.Seq >= c.Seq && (arrived.IsZero() || x.At.Before(arrived)) {
+				arrived = x.At
+			}
+		}
+		if arrived.IsZero() {
+			continue // never arrived: changes_reached_edges says so
+		}
+		name := lotName(run, c.LotID)
+		for _, f := range cuts {
+			if f.Target == name && f.At.Before(arrived) && c.CreatedAt.Before(f.Until) && !arrived.After(f.Until.Add(CutCatchUp)) {
+				out[c.ReservationID] = arrived
+			}
+		}
+	}
+	return out
 }
 
 func findJourney(run *sim.Run, driver int) *sim.Journey {

@@ -69,7 +69,8 @@ func (s *Stack) Reservations(ctx context.Context) ([]sim.Reservation, error) {
 	for _, r := range rows {
 		out = append(out, sim.Reservation{ID: r.ID, LotID: r.LotID, SpotID: r.SpotID, Plate: r.Plate,
 			StartsAt: r.StartsAt, EndsAt: r.EndsAt, Status: r.Status, HoldExpiresAt: r.HoldExpiresAt,
-			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt})
+			SessionID: r.SessionID, PaymentIntentID: r.PaymentIntentID, RefundID: r.RefundID, CreatedAt: r.CreatedAt,
+			ExtendsID: r.ExtendsID})
 	}
 	return out, nil
 }
@@ -260,8 +261,9 @@ func (s *Stack) AppliedSeq(ctx context.Context, e *Edge) (int64, error) {
 
 // UnpricedOverstays counts the reservations whose car left clearly later
 // than ends_at plus the lot's exit grace and whose overstay the API does
-// not show yet: the cloud's worker prices an overstay after the exit's
-// event, and shows it only then.
+// not show yet. The cloud prices an overstay in the exit event's own
+// transaction, so this is 0 unless that goes wrong (an older cloud priced
+// it later, in a worker, and showed it only then).
 func (s *Stack) UnpricedOverstays(ctx context.Context) int {
 	events, err := s.store().AllGateEvents(ctx)
 	if err != nil {

@@ -397,7 +397,10 @@ func writeError(w http.ResponseWriter, e *apiError) {
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(bytes.TrimSpace(body), '\n'))
+	// Not append(body, '\n'): body may be a stored response that replays
+	// share, and appending into its spare capacity is a data race.
+	_, _ = w.Write(bytes.TrimSpace(body))
+	_, _ = w.Write([]byte{'\n'})
 }
 
 const idAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
