@@ -92,7 +92,11 @@ func (s *Stack) lots(ctx context.Context) error {
 		e := &Edge{Lot: sl, Token: tok.Token, dataDir: filepath.Join(s.Dir, "edge-"+spec.Name)}
 		e.env = []string{"PARKGATE_GATES=" + gates}
 		s.Edges = append(s.Edges, e)
-		s.logf("lot %s: %s, %d spots", spec.Name, lot.ID, spec.Spots)
+		if i < 10 || i == len(s.opts.Lots)-1 {
+			s.logf("lot %s: %s, %d spots", spec.Name, lot.ID, spec.Spots)
+		} else if i == 10 {
+			s.logf("…")
+		}
 	}
 	return nil
 }
@@ -148,12 +152,15 @@ func edgeEnv(s *Stack, e *Edge, addr string) []string {
 	env := []string{
 		"PARKGATE_LOT_ID=" + e.Lot.ID,
 		"PARKGATE_DATA_DIR=" + e.dataDir,
-		"MQTT_URL=" + e.Proxy.URL(),
+		"MQTT_URL=" + s.edgeBrokerURL(e),
 		"PARKGATE_CLOUD_URL=http://" + e.CloudProxy.Addr(),
 		"PARKGATE_EDGE_TOKEN=" + e.Token,
 		"PARKGATE_CLOUD_PUBLIC_KEYS=" + s.PublicKey,
 		"PARKGATE_HARDWARE=sim",
 		"PARKGATE_HTTP_ADDR=" + addr,
+	}
+	if ca := s.CAFile(); ca != "" {
+		env = append(env, "SSL_CERT_FILE="+ca)
 	}
 	if o.EarlyGrace > 0 {
 		env = append(env, "PARKGATE_EARLY_GRACE="+o.EarlyGrace.String())
