@@ -77,8 +77,8 @@ type Result struct {
 	Connections int `json:"mqtt_connections"` // edges' broker connections: a lot's main one and one per further gate
 	// StartAll is from the first agent's start until every agent was
 	// connected with its signing key registered.
-	StartAll time.Duration `json:"-"`
-	StartAllS float64      `json:"start_all_s"`
+	StartAll  time.Duration `json:"-"`
+	StartAllS float64       `json:"start_all_s"`
 	// Memory per agent: this process's Go heap in use and its resident
 	// set, grown by starting the agents, divided by their number.
 	HeapPerAgent int64 `json:"heap_per_agent_bytes"`

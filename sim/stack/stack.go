@@ -107,7 +107,7 @@ type Stack struct {
 	DB          *postgres.DB
 
 	Broker     *broker.Broker
-	prod       *prodBroker // nil unless Options.ProductionBroker
+	prod       *prodBroker         // nil unless Options.ProductionBroker
 	Postgres   *pgserver.Server    // nil unless Options.PrivatePostgres
 	Redis      *redisserver.Server // nil unless Options.PrivateRedis
 	Stripe     *stripefake.Fake
