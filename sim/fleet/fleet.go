@@ -31,6 +31,9 @@ type Options struct {
 	// Outage is how long the broker stays down in the restart phase, while
 	// bookings go on being confirmed [5s]; negative skips the phase.
 	Outage time.Duration
+	// Idle is how long the CPU of a connected, unbooked fleet is measured
+	// before the steady phase [15s]; negative skips it.
+	Idle time.Duration
 	// Settle is the longest wait for changes to reach the edges, after each
 	// phase [2m].
 	Settle time.Duration
@@ -69,6 +72,9 @@ func (o *Options) defaults() {
 	if o.Settle <= 0 {
 		o.Settle = 2 * time.Minute
 	}
+	if o.Idle == 0 {
+		o.Idle = 15 * time.Second
+	}
 }
 
 // Result is what a run measured and found.
@@ -88,8 +94,18 @@ type Result struct {
 	BrokerRSS int64 `json:"broker_rss_bytes"`
 	CloudRSS  int64 `json:"cloud_rss_bytes"`
 
+	// Idle is the CPU every process spent over a stretch with all agents
+	// connected and nothing booked: keepalives, polls, the cost of lots
+	// merely existing.
+	Idle    Phase    `json:"idle"`
 	Steady  Phase    `json:"steady"`
 	Restart *Restart `json:"restart,omitempty"`
+	// EntryCPU is each process's CPU seconds from the first booked car at
+	// its entry until every gate event was in the cloud and every
+	// CHECKED_IN change at its edge: the ingest of a gate event and the
+	// relay of the change it makes.
+	EntryCPU     map[string]float64 `json:"entry_cpu_s"`
+	EntryElapsed float64            `json:"entry_elapsed_s"`
 
 	Entries      int `json:"entries"`       // booked cars shown at their lot's entry camera
 	EntriesOpen  int `json:"entries_open"`  // …that the agent let in
@@ -136,6 +152,9 @@ type Restart struct {
 	ReconnectedS float64       `json:"reconnected_s"`
 	CaughtUp     time.Duration `json:"-"`
 	CaughtUpS    float64       `json:"caught_up_s"`
+	// EdgeReconnect is each edge's time from the broker up until its main
+	// connection was back.
+	EdgeReconnect Percentiles `json:"edge_reconnect"`
 	// CommitToApplied of the bookings confirmed during the outage.
 	CommitToApplied Percentiles `json:"commit_to_applied"`
 }
@@ -361,6 +380,14 @@ func (r *runner) cpu() map[string]float64 {
 	return m
 }
 
+func diffCPU(after, before map[string]float64) map[string]float64 {
+	d := map[string]float64{}
+	for k, v := range after {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
 func (r *runner) relayPublished(ctx context.Context) (float64, error) {
 	return metric(ctx, r.http, r.st.CloudURL+"/metrics", "parkgate_relay_published_total")
 }
@@ -371,6 +398,16 @@ func (r *runner) steady(ctx context.Context) error {
 		lotIDs[i] = a.lot.ID
 	}
 	r.book = &booker{cloudURL: r.st.CloudURL, http: r.http, stripe: r.st.Stripe, lots: lotIDs, run: runTag()}
+	if idle := r.opts.Idle; idle > 0 {
+		r.logf("fleet: idle for %s: CPU with every lot connected and nothing booked", idle)
+		icpu := r.cpu()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(idle):
+		}
+		r.res.Idle = Phase{Elapsed: idle, ElapsedS: idle.Seconds(), CPU: diffCPU(r.cpu(), icpu)}
+	}
 	relay0, err := r.relayPublished(ctx)
 	if err != nil {
 		return err
@@ -388,10 +425,7 @@ func (r *runner) steady(ctx context.Context) error {
 		return err
 	}
 	r.res.BrokerRSS, r.res.CloudRSS = rssBytes(r.st.Broker.Pid()), rssBytes(r.st.Cloud.Pid())
-	p.CPU = map[string]float64{}
-	for k, v := range cpu1 {
-		p.CPU[k] = v - cpu0[k]
-	}
+	p.CPU = diffCPU(cpu1, cpu0)
 	p.RelayPublished = relay1 - relay0
 	p.RelayPerSecond = p.RelayPublished / p.ElapsedS
 	bs := r.book.bookings()
@@ -449,10 +483,14 @@ func (r *runner) restart(ctx context.Context) error {
 	rs.Down = up.Sub(down)
 	rs.DownS = rs.Down.Seconds()
 	rs.Bookings = len(r.book.bookings()) - before
+	back := make([]time.Duration, len(r.agents))
 	if err := r.waitFor(ctx, "every edge reconnected", func() (int, bool) {
 		n := 0
-		for _, a := range r.agents {
-			if a.link.Connected() {
+		for i, a := range r.agents {
+			if back[i] == 0 && a.link.Connected() {
+				back[i] = time.Since(up)
+			}
+			if back[i] > 0 {
 				n++
 			}
 		}
@@ -462,6 +500,7 @@ func (r *runner) restart(ctx context.Context) error {
 	}
 	rs.Reconnected = time.Since(up)
 	rs.ReconnectedS = rs.Reconnected.Seconds()
+	rs.EdgeReconnect = percentiles(back)
 	if err := r.waitCaughtUp(ctx); err != nil {
 		r.res.Problems = append(r.res.Problems, err.Error())
 	}
@@ -570,6 +609,7 @@ func (r *runner) entries(ctx context.Context) error {
 	bs := r.book.bookings()
 	var refused []string
 	want := map[string]bool{}
+	cpu0, start := r.cpu(), time.Now()
 	for _, b := range bs {
 		res, err := r.agents[b.lot].enter(ctx, b.plate)
 		if err != nil {
@@ -602,6 +642,11 @@ func (r *runner) entries(ctx context.Context) error {
 	if err != nil {
 		r.res.Problems = append(r.res.Problems, err.Error())
 	}
+	// Each entry's CHECKED_IN change goes back to its edge.
+	if err := r.waitCaughtUp(ctx); err != nil {
+		r.res.Problems = append(r.res.Problems, err.Error())
+	}
+	r.res.EntryCPU, r.res.EntryElapsed = diffCPU(r.cpu(), cpu0), time.Since(start).Seconds()
 	return nil
 }
 

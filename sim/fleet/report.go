@@ -16,6 +16,9 @@ func (r *Result) Write(w io.Writer) {
 	fmt.Fprintf(w, "  memory per agent    %.1f KiB Go heap, %.1f KiB RSS (in one process)\n", kib(r.HeapPerAgent), kib(r.RSSPerAgent))
 	fmt.Fprintf(w, "  mosquitto RSS       %.1f MiB (%.1f KiB per connection); parkcloud RSS %.1f MiB\n",
 		mib(r.BrokerRSS), kib(r.BrokerRSS)/float64(max(r.Connections, 1)), mib(r.CloudRSS))
+	if r.Idle.ElapsedS > 0 {
+		fmt.Fprintf(w, "idle: %.0fs, every lot connected, nothing booked\n  CPU                 %s\n", r.Idle.ElapsedS, cpuLine(r.Idle.CPU, r.Idle.ElapsedS))
+	}
 	fmt.Fprintf(w, "steady: %d bookings in %.1fs (%.1f/s asked, %d failed)\n", p.Bookings, p.ElapsedS, p.Rate, p.Failed)
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  last failure        %s\n", p.LastError)
@@ -36,9 +39,20 @@ func (r *Result) Write(w io.Writer) {
 	if rs := r.Restart; rs != nil {
 		fmt.Fprintf(w, "broker restart: %d persistent sessions, down %.1fs with %d bookings confirmed meanwhile\n", rs.Sessions, rs.DownS, rs.Bookings)
 		fmt.Fprintf(w, "  from broker up      every edge reconnected %.1fs, every edge caught up %.1fs\n", rs.ReconnectedS, rs.CaughtUpS)
+		fmt.Fprintf(w, "  edge reconnected    %s\n", rs.EdgeReconnect)
 		fmt.Fprintf(w, "  commit → applied    %s (the outage's bookings)\n", rs.CommitToApplied)
 	}
 	fmt.Fprintf(w, "entries: %d booked cars shown at their entry, %d let in, %d gate events in the cloud\n", r.Entries, r.EntriesOpen, r.EventsStored)
+	if r.EntryElapsed > 0 {
+		fmt.Fprintf(w, "  CPU until stored and CHECKED_IN back at the edges (%.1fs): %s\n", r.EntryElapsed, cpuLine(r.EntryCPU, r.EntryElapsed))
+		if c := r.EntryCPU["parkcloud"]; c > 0 && r.Entries > 0 {
+			fmt.Fprintf(w, "  per core-second     parkcloud: %.0f entries", float64(r.Entries)/c)
+			if v := r.EntryCPU["postgres"]; v > 0 {
+				fmt.Fprintf(w, "; postgres: %.0f entries", float64(r.Entries)/v)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "correct: every confirmed booking applied at its edge, every edge caught up, every booked car let in")
 		return
