@@ -152,15 +152,12 @@ func edgeEnv(s *Stack, e *Edge, addr string) []string {
 	env := []string{
 		"PARKGATE_LOT_ID=" + e.Lot.ID,
 		"PARKGATE_DATA_DIR=" + e.dataDir,
-		"MQTT_URL=" + s.edgeBrokerURL(e),
+		"MQTT_URL=" + e.Proxy.URL(),
 		"PARKGATE_CLOUD_URL=http://" + e.CloudProxy.Addr(),
 		"PARKGATE_EDGE_TOKEN=" + e.Token,
 		"PARKGATE_CLOUD_PUBLIC_KEYS=" + s.PublicKey,
 		"PARKGATE_HARDWARE=sim",
 		"PARKGATE_HTTP_ADDR=" + addr,
-	}
-	if ca := s.CAFile(); ca != "" {
-		env = append(env, "SSL_CERT_FILE="+ca)
 	}
 	if o.EarlyGrace > 0 {
 		env = append(env, "PARKGATE_EARLY_GRACE="+o.EarlyGrace.String())

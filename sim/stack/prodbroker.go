@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/deploy/mosquitto"
@@ -131,14 +130,6 @@ func (s *Stack) cloudMQTTURL() string {
 	}
 	u := url.URL{Scheme: "ssl", User: url.UserPassword("parkcloud", s.prod.cloudPassword), Host: s.Broker.Addr()}
 	return u.String()
-}
-
-// edgeBrokerURL is the edge's MQTT_URL through its proxy.
-func (s *Stack) edgeBrokerURL(e *Edge) string {
-	if s.prod != nil {
-		return strings.Replace(e.Proxy.URL(), "tcp://", "ssl://", 1)
-	}
-	return e.Proxy.URL()
 }
 
 // selfSigned writes a one-day ECDSA P-256 certificate for 127.0.0.1 that is

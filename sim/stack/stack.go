@@ -68,7 +68,8 @@ type Options struct {
 	// ProductionBroker runs Mosquitto with the shipped configuration
 	// (deploy/mosquitto: TLS, the acl, a password file with a user per lot
 	// and per further gate, client id = username) instead of the test
-	// kit's open one; parkcloud runs as replica 1, the acl's.
+	// kit's open one; parkcloud runs as replica 1, the acl's. Only with
+	// ExternalEdges: the agents' processes are not given its certificate.
 	ProductionBroker bool
 	// ExternalEdges creates the lots and their edge tokens but starts no
 	// parkedge: the caller runs the agents (the fleet run builds them in
@@ -161,6 +162,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if len(opts.Lots) == 0 {
 		return nil, errors.New("stack: no lots")
+	}
+	if opts.ProductionBroker && !opts.ExternalEdges {
+		return nil, errors.New("stack: the production broker is for agents the caller runs (ExternalEdges)")
 	}
 	bins := []string{opts.CloudBin, opts.EdgeBin}
 	if opts.ExternalEdges {
