@@ -155,6 +155,10 @@ type Restart struct {
 	// EdgeReconnect is each edge's time from the broker up until its main
 	// connection was back.
 	EdgeReconnect Percentiles `json:"edge_reconnect"`
+	// CPU is each process's CPU seconds from the broker up until every
+	// edge caught up (mosquitto's is its new process's whole: loading the
+	// sessions and taking every connection back).
+	CPU map[string]float64 `json:"cpu_s"`
 	// CommitToApplied of the bookings confirmed during the outage.
 	CommitToApplied Percentiles `json:"commit_to_applied"`
 }
@@ -479,9 +483,8 @@ func (r *runner) restart(ctx context.Context) error {
 	if err := r.st.RestartBroker(); err != nil {
 		return err
 	}
-	up := time.Now()
-	rs.Down = up.Sub(down)
-	rs.DownS = rs.Down.Seconds()
+	up, cpu0 := time.Now(), r.cpu()
+	cpu0["mosquitto"] = 0
 	rs.Bookings = len(r.book.bookings()) - before
 	back := make([]time.Duration, len(r.agents))
 	if err := r.waitFor(ctx, "every edge reconnected", func() (int, bool) {
@@ -506,6 +509,12 @@ func (r *runner) restart(ctx context.Context) error {
 	}
 	rs.CaughtUp = time.Since(up)
 	rs.CaughtUpS = rs.CaughtUp.Seconds()
+	rs.CPU = diffCPU(r.cpu(), cpu0)
+	rs.Down = up.Sub(down)
+	rs.DownS = rs.Down.Seconds()
+	// What the broker said while taking the fleet back, for a post-mortem
+	// (--keep).
+	_ = os.WriteFile(filepath.Join(r.st.Dir, "broker-restart.log"), []byte(r.st.Broker.Log()), 0o644)
 	r.logf("fleet: broker back after %s; every edge reconnected %s and caught up %s after", round(rs.Down),
 		round(rs.Reconnected), round(rs.CaughtUp))
 	return nil

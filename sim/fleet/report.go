@@ -40,6 +40,7 @@ func (r *Result) Write(w io.Writer) {
 		fmt.Fprintf(w, "broker restart: %d persistent sessions, down %.1fs with %d bookings confirmed meanwhile\n", rs.Sessions, rs.DownS, rs.Bookings)
 		fmt.Fprintf(w, "  from broker up      every edge reconnected %.1fs, every edge caught up %.1fs\n", rs.ReconnectedS, rs.CaughtUpS)
 		fmt.Fprintf(w, "  edge reconnected    %s\n", rs.EdgeReconnect)
+		fmt.Fprintf(w, "  CPU until caught up %s\n", cpuLine(rs.CPU, rs.CaughtUpS))
 		fmt.Fprintf(w, "  commit → applied    %s (the outage's bookings)\n", rs.CommitToApplied)
 	}
 	fmt.Fprintf(w, "entries: %d booked cars shown at their entry, %d let in, %d gate events in the cloud\n", r.Entries, r.EntriesOpen, r.EventsStored)

@@ -28,6 +28,7 @@ func (m *Main) fleetCmd(ctx context.Context, args []string) (int, error) {
 	fs.Float64Var(&o.Rate, "rate", 20, "bookings per second across all lots (held, paid at the Stripe stand-in, confirmed by its webhook)")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Minute, "how long the steady phase books")
 	fs.DurationVar(&o.Outage, "outage", 5*time.Second, "broker down this long in the restart phase while bookings go on; 0 skips the phase")
+	fs.DurationVar(&o.Idle, "idle", 15*time.Second, "how long the CPU of the connected, unbooked fleet is measured first; 0 skips it")
 	fs.DurationVar(&o.Settle, "settle", 3*time.Minute, "longest wait for changes to reach the edges after each phase")
 	fs.BoolVar(&o.PrivateServices, "private-services", true, "run the run's own Postgres and Redis, so their CPU is counted per booking")
 	fs.IntVar(&o.DBMaxConns, "db-max-conns", 0, "parkcloud's Postgres pool (0: its default)")
@@ -54,8 +55,11 @@ func (m *Main) fleetCmd(ctx context.Context, args []string) (int, error) {
 		return exitError, errors.New("--lots and --spots must be at least 1")
 	case o.Rate <= 0 || o.Duration < 5*time.Second:
 		return exitError, errors.New("--rate must be positive and --duration at least 5s")
-	case o.Outage < 0:
-		return exitError, errors.New("--outage must not be negative")
+	case o.Outage < 0 || o.Idle < 0:
+		return exitError, errors.New("--outage and --idle must not be negative")
+	}
+	if o.Idle == 0 {
+		o.Idle = -1 // fleet.Options: negative skips the idle phase
 	}
 	if o.Outage == 0 {
 		o.Outage = -1 // fleet.Options: negative skips the restart

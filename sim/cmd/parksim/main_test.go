@@ -78,7 +78,8 @@ func TestFleetFlags(t *testing.T) {
 		{"NoSpots", []string{"--spots", "-2"}, "--lots and --spots"},
 		{"NoRate", []string{"--rate", "0"}, "--rate must be positive"},
 		{"ShortDuration", []string{"--duration", "1s"}, "at least 5s"},
-		{"NegativeOutage", []string{"--outage", "-1s"}, "--outage must not be negative"},
+		{"NegativeOutage", []string{"--outage", "-1s"}, "--outage and --idle must not be negative"},
+		{"NegativeIdle", []string{"--idle", "-1s"}, "--outage and --idle must not be negative"},
 		{"StrayArgument", []string{"big"}, "unexpected arguments"},
 		{"UnknownFlag", []string{"--lot", "3"}, "flag provided but not defined"},
 	}
