@@ -19,7 +19,8 @@ func (r *Result) Write(w io.Writer) {
 	if r.Idle.ElapsedS > 0 {
 		fmt.Fprintf(w, "idle: %.0fs, every lot connected, nothing booked\n  CPU                 %s\n", r.Idle.ElapsedS, cpuLine(r.Idle.CPU, r.Idle.ElapsedS))
 	}
-	fmt.Fprintf(w, "steady: %d bookings in %.1fs (%.1f/s asked, %d failed)\n", p.Bookings, p.ElapsedS, p.Rate, p.Failed)
+	fmt.Fprintf(w, "steady: %d bookings in %.1fs (%.1f/s made of %.1f/s asked, %d failed)\n", p.Bookings, p.ElapsedS,
+		float64(p.Bookings)/max(p.ElapsedS, 1e-9), p.Rate, p.Failed)
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  last failure        %s\n", p.LastError)
 	}
