@@ -227,6 +227,7 @@ func (r *runner) logf(format string, args ...any) {
 }
 
 func (r *runner) close() {
+	r.logf("fleet: taking the fleet and the system down")
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for _, a := range r.agents {
@@ -235,6 +236,7 @@ func (r *runner) close() {
 		go func() { defer wg.Done(); a.close(); <-sem }()
 	}
 	wg.Wait()
+	r.logf("fleet: agents closed")
 	if r.logFile != nil {
 		r.logFile.Close()
 	}

@@ -37,7 +37,7 @@ func TestFleet(t *testing.T) {
 	}
 	progress := &stampWriter{start: time.Now()}
 	res, err := fleet.Run(t.Context(), fleet.Options{
-		Lots: 50, Spots: 20, Rate: 10, Duration: 15 * time.Second, Outage: 3 * time.Second, Idle: 2 * time.Second,
+		Lots: 50, Spots: 20, Rate: 10, Duration: 10 * time.Second, Outage: 2 * time.Second, Idle: 2 * time.Second,
 		Settle: 90 * time.Second, CloudBin: bin, DatabaseURL: os.Getenv("TEST_DATABASE_URL"),
 		DBMaxConns: 8, Progress: progress,
 	})
