@@ -81,6 +81,13 @@ demo: services build ## the main job: a one-minute simulated multi-lot run with 
 	@# services has just run and printed its block: parksim need not run it again.
 	./bin/parksim run --scenario demo --services=false
 
+FLEET_LOTS ?= 1000
+FLEET_RATE ?= 20
+FLEET_DURATION ?= 2m
+.PHONY: fleet
+fleet: services build ## a thousand lots through the production broker, agents in one process (issue 16): confirmed → applied, relay rate, broker restart, memory per agent; writes reports/<run>-fleet/
+	./bin/parksim fleet --lots $(FLEET_LOTS) --rate $(FLEET_RATE) --duration $(FLEET_DURATION) --services=false
+
 SOAK_DURATION ?= 5m
 .PHONY: soak
 soak: services build ## the fault suite, long (SOAK_DURATION, default 5m): every fault again and again under load; writes reports/<run>/faults.md

@@ -26,7 +26,7 @@ func (s *Stack) cloud(ctx context.Context) error {
 	env := []string{
 		"DATABASE_URL=" + s.DatabaseURL,
 		"REDIS_URL=" + s.opts.RedisURL,
-		"MQTT_URL=" + s.Broker.URL(),
+		"MQTT_URL=" + s.cloudMQTTURL(),
 		"STRIPE_SECRET_KEY=sk_test_parksim",
 		"STRIPE_WEBHOOK_SECRET=" + webhookSecret,
 		"STRIPE_API_BASE=" + s.StripeURL,
@@ -37,6 +37,9 @@ func (s *Stack) cloud(ctx context.Context) error {
 		"PARKGATE_CLIENT_RATE=" + s.opts.ClientRate,
 		"PARKGATE_REPLICA_ID=parksim-" + s.Schema,
 		"PARKGATE_REDIS_NAMESPACE=parksim-" + s.Schema,
+	}
+	if s.prod != nil {
+		env = append(env, "PARKGATE_REPLICA_ID="+cloudReplica, "SSL_CERT_FILE="+s.prod.caFile)
 	}
 	if s.opts.LotRate != "" {
 		env = append(env, "PARKGATE_LOT_RATE="+s.opts.LotRate)

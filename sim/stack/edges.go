@@ -92,7 +92,11 @@ func (s *Stack) lots(ctx context.Context) error {
 		e := &Edge{Lot: sl, Token: tok.Token, dataDir: filepath.Join(s.Dir, "edge-"+spec.Name)}
 		e.env = []string{"PARKGATE_GATES=" + gates}
 		s.Edges = append(s.Edges, e)
-		s.logf("lot %s: %s, %d spots", spec.Name, lot.ID, spec.Spots)
+		if i < 10 || i == len(s.opts.Lots)-1 {
+			s.logf("lot %s: %s, %d spots", spec.Name, lot.ID, spec.Spots)
+		} else if i == 10 {
+			s.logf("…")
+		}
 	}
 	return nil
 }

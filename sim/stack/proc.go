@@ -26,6 +26,9 @@ type Proc struct {
 	err  error
 }
 
+// Pid is the process's id, for reading its CPU time and memory from /proc.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // startProc runs bin with args and env (added to a clean copy of ours),
 // writing its stdout and stderr to dir/name.log.
 func startProc(name, dir, bin string, args, env []string) (*Proc, error) {

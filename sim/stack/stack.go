@@ -65,6 +65,16 @@ type Options struct {
 	// SmallDisks puts each edge's data directory on a small tmpfs that
 	// FillDisk can fill (needs root; without, FillDisk says so).
 	SmallDisks bool
+	// ProductionBroker runs Mosquitto with the shipped configuration
+	// (deploy/mosquitto: TLS, the acl, a password file with a user per lot
+	// and per further gate, client id = username) instead of the test
+	// kit's open one; parkcloud runs as replica 1, the acl's. Only with
+	// ExternalEdges: the agents' processes are not given its certificate.
+	ProductionBroker bool
+	// ExternalEdges creates the lots and their edge tokens but starts no
+	// parkedge: the caller runs the agents (the fleet run builds them in
+	// its own process). EdgeBin is then not needed.
+	ExternalEdges bool
 
 	Lots []LotSpec
 
@@ -98,6 +108,7 @@ type Stack struct {
 	DB          *postgres.DB
 
 	Broker     *broker.Broker
+	prod       *prodBroker         // nil unless Options.ProductionBroker
 	Postgres   *pgserver.Server    // nil unless Options.PrivatePostgres
 	Redis      *redisserver.Server // nil unless Options.PrivateRedis
 	Stripe     *stripefake.Fake
@@ -152,7 +163,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if len(opts.Lots) == 0 {
 		return nil, errors.New("stack: no lots")
 	}
-	for _, bin := range []string{opts.CloudBin, opts.EdgeBin} {
+	if opts.ProductionBroker && !opts.ExternalEdges {
+		return nil, errors.New("stack: the production broker is for agents the caller runs (ExternalEdges)")
+	}
+	bins := []string{opts.CloudBin, opts.EdgeBin}
+	if opts.ExternalEdges {
+		bins = bins[:1]
+	}
+	for _, bin := range bins {
 		if _, err := os.Stat(bin); err != nil {
 			return nil, fmt.Errorf("stack: %s not found (make build, or --cloud-bin/--edge-bin): %w", bin, err)
 		}
@@ -185,7 +203,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err = s.schema(ctx); err != nil {
 		return nil, err
 	}
-	if err = s.broker(); err != nil {
+	if opts.ProductionBroker {
+		err = s.productionBroker()
+	} else {
+		err = s.broker()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err = s.stripe(); err != nil {
@@ -196,6 +219,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if err = s.lots(ctx); err != nil {
 		return nil, err
+	}
+	if s.prod != nil {
+		if err = s.addLotUsers(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.ExternalEdges {
+		return s, nil
 	}
 	if opts.SmallDisks {
 		s.smallDisks()

@@ -62,17 +62,8 @@ func Start(tb testing.TB) *Broker {
 // New writes a configuration into dir and starts Mosquitto on
 // 127.0.0.1:port, returning once the port accepts connections.
 func New(dir string, port int) (*Broker, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("broker dir: %w", err)
-	}
-	b := &Broker{dir: dir, port: port}
-	if err := os.MkdirAll(b.dataDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("broker dir: %w", err)
-	}
-	// user root: Mosquitto run as root otherwise drops to its own user,
-	// which cannot write a test's temporary directory.
-	conf := fmt.Sprintf(`listener %d 127.0.0.1
+	return NewConfig(dir, port, func(port int, dataDir string) string {
+		return fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
 set_tcp_nodelay true
 persistence true
@@ -86,11 +77,30 @@ log_dest stderr
 log_type error
 log_type warning
 log_type notice
-`, port, b.dataDir())
-	if os.Geteuid() == 0 {
-		conf += "user root\n"
+`, port, dataDir)
+	})
+}
+
+// NewConfig starts Mosquitto with the configuration conf returns for the
+// port and the persistence directory (e.g. the production parkgate.conf
+// with its paths rewritten), so a test or the fleet run can put the shipped
+// configuration under load. Run as root, "user root" is added: Mosquitto
+// would otherwise drop to its own user, which cannot write a temporary
+// directory.
+func NewConfig(dir string, port int, conf func(port int, dataDir string) string) (*Broker, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("broker dir: %w", err)
 	}
-	if err := os.WriteFile(b.confPath(), []byte(conf), 0o644); err != nil {
+	b := &Broker{dir: dir, port: port}
+	if err := os.MkdirAll(b.dataDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("broker dir: %w", err)
+	}
+	text := conf(port, b.dataDir())
+	if os.Geteuid() == 0 {
+		text += "user root\n"
+	}
+	if err := os.WriteFile(b.confPath(), []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
 	if err := b.start(); err != nil {
@@ -174,6 +184,31 @@ func (b *Broker) Restart() error {
 		return err
 	}
 	return b.start()
+}
+
+// Reload sends SIGHUP, on which Mosquitto re-reads its password and ACL
+// files (what `systemctl reload mosquitto` does when a lot is added).
+func (b *Broker) Reload() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return errors.New("broker: not running")
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("broker: reload: %w", err)
+	}
+	return nil
+}
+
+// Pid is the running process's id (0 when stopped), for reading its CPU
+// time and memory from /proc.
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
 }
 
 // Running reports whether the process is up.

@@ -154,6 +154,18 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // Dir is the server's directory (data, socket, log).
 func (s *Server) Dir() string { return s.dir }
 
+// Pid is the postmaster's process id from its postmaster.pid (0 when it
+// is not running); its backends are its children.
+func (s *Server) Pid() int {
+	b, err := os.ReadFile(filepath.Join(s.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
+}
+
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
 func (s *Server) logPath() string { return filepath.Join(s.dir, "postgres.log") }
 

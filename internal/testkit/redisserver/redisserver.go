@@ -128,6 +128,17 @@ func (s *Server) Restart() error {
 	return s.Start()
 }
 
+// Pid is the running process's id (0 when stopped), for reading its CPU
+// time from /proc.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Running reports whether the process is up.
 func (s *Server) Running() bool {
 	s.mu.Lock()

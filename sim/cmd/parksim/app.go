@@ -40,6 +40,8 @@ func (m *Main) usage() {
 commands:
   run    run a scenario against the whole system and report (default scenario: demo)
   list   list the scenarios
+  fleet  many lots (default 1,000), their edge agents in one process, the production broker:
+         confirmed → applied, relay rate, broker restart, memory per agent (parksim fleet --help)
 
 Try: parksim run --help
 `)
@@ -63,6 +65,8 @@ func (m *Main) Run(ctx context.Context, args []string) (int, error) {
 			return exitError, err
 		}
 		return m.run(ctx)
+	case "fleet":
+		return m.fleetCmd(ctx, args[1:])
 	case "-h", "--help", "help":
 		m.usage()
 		return exitPass, nil

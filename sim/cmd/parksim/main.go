@@ -7,6 +7,8 @@
 //
 //	parksim run [flags]    run a scenario (default: demo) and report
 //	parksim list           list the scenarios
+//	parksim fleet [flags]  a thousand lots' agents in one process through the
+//	                       production broker; prints the fleet's figures
 //
 // The exit status is 0 when every invariant holds, 1 when one fails, 2 when
 // the run could not be carried out.

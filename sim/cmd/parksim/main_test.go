@@ -65,3 +65,31 @@ func TestCommands(t *testing.T) {
 		t.Errorf("no command: exit %d", code)
 	}
 }
+
+// TestFleetFlags covers the refusals of `parksim fleet`: each comes before
+// anything is started, so a mistake costs nothing.
+func TestFleetFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"NoLots", []string{"--lots", "0"}, "--lots and --spots"},
+		{"NoSpots", []string{"--spots", "-2"}, "--lots and --spots"},
+		{"NoRate", []string{"--rate", "0"}, "--rate must be positive"},
+		{"ShortDuration", []string{"--duration", "1s"}, "at least 5s"},
+		{"NegativeOutage", []string{"--outage", "-1s"}, "--outage and --idle must not be negative"},
+		{"NegativeIdle", []string{"--idle", "-1s"}, "--outage and --idle must not be negative"},
+		{"StrayArgument", []string{"big"}, "unexpected arguments"},
+		{"UnknownFlag", []string{"--lot", "3"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Main{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}
+			code, err := m.Run(context.Background(), append([]string{"fleet", "--report-dir", t.TempDir()}, tt.args...))
+			if code != exitError || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("exit %d, error %v; want %d and %q", code, err, exitError, tt.wantErr)
+			}
+		})
+	}
+}
