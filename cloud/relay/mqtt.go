@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/parkgate/parkgate/internal/mqttstore"
 )
 
 // MQTTConfig says how to reach the broker.
@@ -54,7 +56,8 @@ func (c MQTTConfig) options() (*mqtt.ClientOptions, error) {
 		SetWriteTimeout(10 * time.Second).
 		// 3.1.1 explicitly: paho would otherwise fall back to 3.1 on a
 		// refused CONNECT and hide the real reason.
-		SetProtocolVersion(4)
+		SetProtocolVersion(4).
+		SetStore(mqttstore.Copying{Store: mqtt.NewMemoryStore()})
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}

@@ -108,7 +108,7 @@ func TestRelayTakeover(t *testing.T) {
 	f.addChanges(lot, n)
 
 	stopFirst := startRelay(t, f, url, Options{BatchSize: 10})
-	eventually(t, 10*time.Second, "first relay under way", func() bool { return sub.distinct(lot) >= 50 })
+	eventually(t, 30*time.Second, "first relay under way", func() bool { return sub.distinct(lot) >= 50 })
 	stopFirst()
 	if f.unpublished(lot) == 0 {
 		t.Fatal("first relay finished the whole backlog; the test proves nothing")
@@ -118,7 +118,7 @@ func TestRelayTakeover(t *testing.T) {
 	}
 
 	startRelay(t, f, url, Options{BatchSize: 100})
-	eventually(t, 20*time.Second, "second relay finished", func() bool { return f.unpublished(lot) == 0 })
+	eventually(t, 90*time.Second, "second relay finished", func() bool { return f.unpublished(lot) == 0 })
 	eventually(t, 5*time.Second, "all changes delivered", func() bool { return sub.distinct(lot) == n })
 	if err := checkOrder(sub.got(lot), n); err != nil {
 		t.Error(err)

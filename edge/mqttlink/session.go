@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/parkgate/parkgate/internal/mqttstore"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -114,32 +115,14 @@ func (s *resumeCountingStore) attempt() {
 	}
 }
 
-// Put keeps a copy of a publish, and Get hands out a fresh copy, so that
-// the packet the store holds is never one a connection's writer holds.
-// paho's resume sets the Dup flag of what it gets from the store while the
-// original may still be on its way out, queued before the connection
-// dropped, and the writer both reads the flags and sets the packet's length
-// as it sends: a data race in paho (eclipse-paho/paho.mqtt.golang#703,
-// still open in 1.5.1), which the race detector found in TestFlakyNetwork
-// twice, once on each side. paho stores a publish before it queues it, so
-// copying in Put reads a packet no other goroutine has yet. The event may
-// go out twice, which QoS 1 allows and the cloud's event-id dedupe absorbs.
+// Put and Get copy publishes (mqttstore): paho's resume would otherwise
+// race its own writer on the packet the store holds.
 func (s *resumeCountingStore) Put(key string, m packets.ControlPacket) {
-	s.OrderedMemoryStore.Put(key, clonePublish(m))
+	s.OrderedMemoryStore.Put(key, mqttstore.ClonePublish(m))
 }
 
 func (s *resumeCountingStore) Get(key string) packets.ControlPacket {
-	return clonePublish(s.OrderedMemoryStore.Get(key))
-}
-
-// clonePublish copies a publish packet (its payload is only ever read);
-// other packets pass through.
-func clonePublish(m packets.ControlPacket) packets.ControlPacket {
-	if p, ok := m.(*packets.PublishPacket); ok {
-		cp := *p
-		return &cp
-	}
-	return m
+	return mqttstore.ClonePublish(s.OrderedMemoryStore.Get(key))
 }
 
 func (s *resumeCountingStore) All() []string {
