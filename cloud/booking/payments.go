@@ -32,18 +32,6 @@ const (
 	operatorDeferred  = "deferred"
 )
 
-func init() {
-	// Every series exists from the start, at zero, so that the dashboard's
-	// rate() has a baseline before the first refund, and a panel shows
-	// "none" rather than "no data".
-	for _, r := range []string{refundLate, refundUnknown, refundCancelled, refundOperator} {
-		refunds.WithLabelValues(r)
-	}
-	for _, o := range []string{operatorSucceeded, operatorRefused, operatorDeferred} {
-		operatorRefunds.WithLabelValues(o)
-	}
-}
-
 // HandlePaymentEvent applies one verified payment event. It is idempotent:
 // every change it makes is conditional on the reservation's status, and every
 // refund carries a key derived from the reservation, so the same event
