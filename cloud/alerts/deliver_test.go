@@ -141,7 +141,7 @@ func always(status int) func(int) int { return func(int) int { return status } }
 func counter(outcome string) float64 {
 	mfs, _ := prometheus.DefaultGatherer.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() != "parkcloud_alert_deliveries_total" {
+		if mf.GetName() != "parkgate_alert_deliveries_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

@@ -9,21 +9,21 @@ import (
 // serves the default registry.
 var (
 	deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "parkcloud_alert_deliveries_total",
+		Name: "parkgate_alert_deliveries_total",
 		Help: "Alert webhook attempts by outcome: delivered (a 2xx), retry (failed, tried again later), failed (given up three days after the event).",
 	}, []string{"outcome"})
 	lag = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name:    "parkcloud_alert_lag_seconds",
+		Name:    "parkgate_alert_lag_seconds",
 		Help:    "Time from an alert event's creation (the commit of what it reports) to its delivery to an endpoint.",
 		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 72 * 3600},
 	})
 	pending = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "parkcloud_alert_pending",
+		Name: "parkgate_alert_pending",
 		Help: "Alert deliveries neither delivered nor given up, counted every few seconds.",
 	})
 )
 
-// The outcomes of an attempt, the label values of parkcloud_alert_deliveries_total.
+// The outcomes of an attempt, the label values of parkgate_alert_deliveries_total.
 const (
 	outcomeDelivered = "delivered"
 	outcomeRetry     = "retry"

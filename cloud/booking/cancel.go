@@ -93,7 +93,7 @@ func (s *Service) refundCancelled(ctx context.Context, r cloud.Reservation) erro
 	if err := s.Store.FinishRefund(ctx, r.ID, refundID); err != nil {
 		return err
 	}
-	refunds.WithLabelValues("cancelled").Inc()
+	refunds.WithLabelValues(refundCancelled).Inc()
 	return nil
 }
 

@@ -225,7 +225,7 @@ func (s *Service) extensionPaid(ctx context.Context, ext cloud.Reservation, e cl
 	}
 	switch outcome {
 	case cloud.ExtendDone:
-		transitions.WithLabelValues("EXTENDED").Inc()
+		transitions.WithLabelValues(transitionExtended).Inc()
 		s.invalidate(ctx, lotID)
 	case cloud.ExtendRefund:
 		s.invalidate(ctx, lotID)

@@ -10,8 +10,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-var refunds = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "parkgate_refunds_total", Help: "Refunds issued for payments that came too late, by reason."}, []string{"reason"})
+var (
+	refunds = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_refunds_total", Help: "Refunds that went through, by reason: late_payment, unknown_reservation, cancelled, operator."}, []string{"reason"})
+	operatorRefunds = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_operator_refunds_total",
+		Help: "Attempts to take an operator's refund from the payment provider, by outcome: succeeded, refused (by the provider, the refund failed), deferred (provider away or a part refused; left pending for the worker).",
+	}, []string{"outcome"})
+)
+
+// The label values of parkgate_refunds_total and
+// parkgate_operator_refunds_total.
+const (
+	refundLate      = "late_payment"
+	refundUnknown   = "unknown_reservation"
+	refundCancelled = "cancelled"
+	refundOperator  = "operator"
+
+	operatorSucceeded = "succeeded"
+	operatorRefused   = "refused"
+	operatorDeferred  = "deferred"
+)
 
 // HandlePaymentEvent applies one verified payment event. It is idempotent:
 // every change it makes is conditional on the reservation's status, and every
@@ -68,7 +87,7 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 		if err != nil {
 			return fmt.Errorf("refund payment of unknown reservation: %w", err)
 		}
-		refunds.WithLabelValues("unknown_reservation").Inc()
+		refunds.WithLabelValues(refundUnknown).Inc()
 		return nil
 	}
 	if err != nil {
@@ -143,7 +162,7 @@ func (s *Service) refund(ctx context.Context, reservationID, paymentIntentID str
 	}
 	if changed {
 		s.invalidate(ctx, lotOf)
-		refunds.WithLabelValues("late_payment").Inc()
+		refunds.WithLabelValues(refundLate).Inc()
 		transitions.WithLabelValues(string(cloud.StatusRefunded)).Inc()
 		s.Log.Info("late payment refunded", "reservation", reservationID, "refund", refundID)
 	}

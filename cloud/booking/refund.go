@@ -142,8 +142,10 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 				if serr := s.Store.SettleRefund(ctx, refundID, cloud.RefundFailed); serr != nil {
 					s.Log.Warn("settle refused refund", "refund", refundID, "err", serr)
 				}
+				operatorRefunds.WithLabelValues(operatorRefused).Inc()
 				return err
 			}
+			operatorRefunds.WithLabelValues(operatorDeferred).Inc()
 			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
 				return err
 			}
@@ -158,7 +160,8 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 	if err := s.Store.SettleRefund(ctx, refundID, cloud.RefundSucceeded); err != nil {
 		return err
 	}
-	refunds.WithLabelValues("operator").Inc()
+	refunds.WithLabelValues(refundOperator).Inc()
+	operatorRefunds.WithLabelValues(operatorSucceeded).Inc()
 	return nil
 }
 

@@ -24,28 +24,37 @@ type Webhooks struct {
 var webhookEvents = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "parkgate_webhook_events_total", Help: "Webhook calls, by outcome."}, []string{"outcome"})
 
+// The label values of parkgate_webhook_events_total.
+const (
+	webhookInvalidSignature = "invalid_signature"
+	webhookUnreadable       = "unreadable"
+	webhookError            = "error"
+	webhookDuplicate        = "duplicate"
+	webhookRecorded         = "recorded"
+)
+
 // Receive verifies and records one webhook call. Nothing is recorded for a
 // bad signature; a recorded event is processed later by HandleMessage.
 func (w *Webhooks) Receive(ctx context.Context, payload []byte, signature string) (bool, error) {
 	e, err := w.Verify(payload, signature)
 	if err != nil {
 		if errors.Is(err, cloud.ErrInvalidSignature) {
-			webhookEvents.WithLabelValues("invalid_signature").Inc()
+			webhookEvents.WithLabelValues(webhookInvalidSignature).Inc()
 			return false, cloud.Errorf(cloud.EInvalidSignature, "the webhook signature does not verify")
 		}
-		webhookEvents.WithLabelValues("unreadable").Inc()
+		webhookEvents.WithLabelValues(webhookUnreadable).Inc()
 		return false, &cloud.Error{Code: cloud.EInvalid, Message: "unreadable event: " + err.Error()}
 	}
 	dup, err := w.Bus.Publish(ctx, EventMessage(e))
 	if err != nil {
-		webhookEvents.WithLabelValues("error").Inc()
+		webhookEvents.WithLabelValues(webhookError).Inc()
 		// Stripe retries on a non-2xx: better late than lost.
 		return false, &cloud.Error{Code: cloud.EUnavailable, Message: "the event could not be recorded; retry"}
 	}
 	if dup {
-		webhookEvents.WithLabelValues("duplicate").Inc()
+		webhookEvents.WithLabelValues(webhookDuplicate).Inc()
 	} else {
-		webhookEvents.WithLabelValues("recorded").Inc()
+		webhookEvents.WithLabelValues(webhookRecorded).Inc()
 	}
 	return dup, nil
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // refundOf reads the refund a reservation shows.
@@ -311,6 +313,7 @@ func TestRefundProviderDown(t *testing.T) {
 	path := "/v1/reservations/" + id + "/refund"
 	keyed := map[string]string{"Authorization": "Bearer " + adminToken, "Idempotency-Key": "rd-k"}
 
+	deferred, succeeded := operatorRefunds("deferred"), operatorRefunds("succeeded")
 	b.fake.SetDown(true)
 	if r := b.do(t, "POST", path, map[string]any{"amount": 100}, keyed); r.Status != 503 || r.code() != "unavailable" {
 		t.Fatalf("refund with Stripe away: %d %s", r.Status, r.Body)
@@ -353,6 +356,33 @@ func TestRefundProviderDown(t *testing.T) {
 	if total, n := b.stripeRefunded(); total != 200 || n != 2 {
 		t.Errorf("Stripe refunded %d in %d, want 200 in 2", total, n)
 	}
+	// Other tests refund in parallel, so at least: the two refunds put off
+	// while Stripe was away, and the two that then went through.
+	if d := operatorRefunds("deferred") - deferred; d < 2 {
+		t.Errorf("parkgate_operator_refunds_total{outcome=deferred} rose by %v, want 2", d)
+	}
+	if d := operatorRefunds("succeeded") - succeeded; d < 2 {
+		t.Errorf("parkgate_operator_refunds_total{outcome=succeeded} rose by %v, want 2", d)
+	}
+}
+
+// operatorRefunds reads this process's count of operator refund attempts
+// with outcome.
+func operatorRefunds(outcome string) float64 {
+	mfs, _ := prometheus.DefaultGatherer.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "parkgate_operator_refunds_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // ageRefunds makes every refund's last touch a minute old: past the lease

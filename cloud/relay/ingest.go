@@ -260,26 +260,26 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Tim
 	res := ingestResult{topic: m.Topic()}
 	lot, gate, kind, err := protocol.ParseGateTopic(m.Topic())
 	if err != nil {
-		return in.reject(res, "topic", err)
+		return in.reject(res, rejectTopic, err)
 	}
 	if kind == "status" {
 		return in.status(ctx, res, lot, gate, m.Payload(), !m.Retained(), received)
 	}
 	var e protocol.GateEvent
 	if err := json.Unmarshal(m.Payload(), &e); err != nil {
-		return in.reject(res, "bad_json", err)
+		return in.reject(res, rejectBadJSON, err)
 	}
 	res.eventID = e.EventID
 	if err := e.Validate(); err != nil {
-		return in.reject(res, "invalid", err)
+		return in.reject(res, rejectInvalid, err)
 	}
 	// The broker's ACL lets a lot's credentials publish only under its
 	// own topics; an event naming another lot is forged or broken.
 	if e.LotID != lot || e.GateID != gate {
-		return in.reject(res, "topic_mismatch", fmt.Errorf("event of lot %q gate %q on topic of lot %q gate %q", e.LotID, e.GateID, lot, gate))
+		return in.reject(res, rejectTopicMismatch, fmt.Errorf("event of lot %q gate %q on topic of lot %q gate %q", e.LotID, e.GateID, lot, gate))
 	}
 	if !isUUID(lot) {
-		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
+		return in.reject(res, rejectUnknownLot, fmt.Errorf("lot id %q is not a uuid", lot))
 	}
 	err = in.retry(ctx, func() error { return in.keys.verify(ctx, lot, &e, received) })
 	switch {
@@ -287,11 +287,11 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Tim
 		res.outcome = "abandoned"
 		return res
 	case errors.Is(err, protocol.ErrBadSignature):
-		return in.reject(res, "bad_signature", fmt.Errorf("no key of lot %s verifies event %s", lot, e.EventID))
+		return in.reject(res, rejectBadSignature, fmt.Errorf("no key of lot %s verifies event %s", lot, e.EventID))
 	case cloud.ErrorCode(err) == cloud.ENotFound:
-		return in.reject(res, "unknown_lot", err)
+		return in.reject(res, rejectUnknownLot, err)
 	case err != nil:
-		return in.reject(res, "database", err)
+		return in.reject(res, rejectDatabase, err)
 	}
 	var out cloud.GateEventResult
 	err = in.retry(ctx, func() error {
@@ -304,14 +304,14 @@ func (in *Ingest) process(ctx context.Context, m mqtt.Message, received time.Tim
 		res.outcome = "abandoned"
 		return res
 	case cloud.ErrorCode(err) == cloud.ENotFound:
-		return in.reject(res, "unknown_lot", err)
+		return in.reject(res, rejectUnknownLot, err)
 	case err != nil:
-		return in.reject(res, "database", err)
+		return in.reject(res, rejectDatabase, err)
 	case out.Duplicate:
-		ingestEvents.WithLabelValues("duplicate").Inc()
+		ingestEvents.WithLabelValues(ingestDuplicate).Inc()
 		res.outcome = "duplicate"
 	default:
-		ingestEvents.WithLabelValues("stored").Inc()
+		ingestEvents.WithLabelValues(ingestStored).Inc()
 		res.outcome = "stored"
 		if out.Moved != "" {
 			ingestTransitions.WithLabelValues(string(out.Moved)).Inc()
@@ -364,17 +364,17 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 	st := protocol.GateStatus{State: string(payload)}
 	if payload[0] == '{' {
 		if err := json.Unmarshal(payload, &st); err != nil {
-			return in.reject(res, "bad_json", err)
+			return in.reject(res, rejectBadJSON, err)
 		}
 	}
 	if st.State != protocol.StateOnline && st.State != protocol.StateOffline {
-		return in.reject(res, "invalid", fmt.Errorf("unknown gate state %q", st.State))
+		return in.reject(res, rejectInvalid, fmt.Errorf("unknown gate state %q", st.State))
 	}
 	if (st.LotID != "" && st.LotID != lot) || (st.GateID != "" && st.GateID != gate) {
-		return in.reject(res, "topic_mismatch", fmt.Errorf("status of lot %q gate %q on topic of lot %q gate %q", st.LotID, st.GateID, lot, gate))
+		return in.reject(res, rejectTopicMismatch, fmt.Errorf("status of lot %q gate %q on topic of lot %q gate %q", st.LotID, st.GateID, lot, gate))
 	}
 	if !isUUID(lot) {
-		return in.reject(res, "unknown_lot", fmt.Errorf("lot id %q is not a uuid", lot))
+		return in.reject(res, rejectUnknownLot, fmt.Errorf("lot id %q is not a uuid", lot))
 	}
 	if st.At.IsZero() {
 		st.At = time.Now()
@@ -389,9 +389,9 @@ func (in *Ingest) status(ctx context.Context, res ingestResult, lot, gate string
 	case ctx.Err() != nil:
 		res.outcome = "abandoned"
 	case cloud.ErrorCode(err) == cloud.ENotFound:
-		return in.reject(res, "unknown_lot", err)
+		return in.reject(res, rejectUnknownLot, err)
 	case err != nil:
-		return in.reject(res, "database", err)
+		return in.reject(res, rejectDatabase, err)
 	default:
 		ingestStatuses.Inc()
 		res.transition = moved

@@ -55,3 +55,29 @@ var (
 		Help: "Gate status messages recorded.",
 	})
 )
+
+// The label values of parkgate_ingest_rejects_total and
+// parkgate_ingest_events_total.
+const (
+	rejectTopic         = "topic"          // not a topic of ours
+	rejectBadJSON       = "bad_json"       // not a message
+	rejectInvalid       = "invalid"        // a message, not a valid one
+	rejectTopicMismatch = "topic_mismatch" // for another lot or gate than its topic's
+	rejectUnknownLot    = "unknown_lot"    // no such lot
+	rejectBadSignature  = "bad_signature"  // no key of the lot verifies it
+	rejectDatabase      = "database"       // the store answered an error
+
+	ingestStored    = "stored"
+	ingestDuplicate = "duplicate"
+)
+
+func init() {
+	// Every labelled series exists from the start, at zero, so the
+	// dashboard's reject rate shows none rather than no data until the
+	// first reject (TestScenarios/Dashboard holds it to that).
+	for _, r := range []string{rejectTopic, rejectBadJSON, rejectInvalid, rejectTopicMismatch, rejectUnknownLot, rejectBadSignature, rejectDatabase} {
+		ingestRejects.WithLabelValues(r)
+	}
+	ingestEvents.WithLabelValues(ingestStored)
+	ingestEvents.WithLabelValues(ingestDuplicate)
+}

@@ -144,6 +144,7 @@ func TestScenarios(t *testing.T) {
 		"load":           {Lots: 2, Spots: 30, Duration: 15 * time.Second, Rate: 3},
 	}
 	var jobs []*job
+	demo := &scrapes{} // what the demo run's processes export at its end
 	for _, sc := range scenario.List() {
 		if sc.Name == "faults" {
 			continue // TestFaults: it asserts the fault table too
@@ -155,6 +156,9 @@ func TestScenarios(t *testing.T) {
 		}
 		log := &lockedBuffer{}
 		jobs = append(jobs, &job{name: sc.Name, opts: options(sc.Name, sz, log), log: log})
+		if sc.Name == "demo" {
+			jobs[len(jobs)-1].opts.BeforeCheck = demo.take
+		}
 	}
 	// Longest first, so the last batch is not one long run alone.
 	order := map[string]int{"demo": 0, "offline-edge": 1, "late-payment": 2, "broker-restart": 3}
@@ -168,6 +172,7 @@ func TestScenarios(t *testing.T) {
 			report(t, j)
 		})
 	}
+	t.Run("Dashboard", func(t *testing.T) { checkDashboard(t, demo) })
 }
 
 func sortJobs(jobs []*job, order map[string]int) {
