@@ -242,7 +242,10 @@ func TestDeliverSurvivesRestart(t *testing.T) {
 	}
 	stopped := f.raise(cloud.AlertReservationCancelled)
 
-	stop := f.run(alerts.Options{})
+	// A short backoff: what is tested is that the rows outlive the
+	// deliverer, not the default waits, which a loaded machine stretches.
+	quick := alerts.Options{Backoff: func(int) time.Duration { return 300 * time.Millisecond }}
+	stop := f.run(quick)
 	eventually(t, "an attempt of each", func() bool { return len(rcv.deliveries()) >= 2 })
 	stop()
 	if n := f.pending(); n != 2 {
@@ -252,7 +255,7 @@ func TestDeliverSurvivesRestart(t *testing.T) {
 	up.Lock()
 	failing = false
 	up.Unlock()
-	f.run(alerts.Options{}) // the next start
+	f.run(quick) // the next start
 	eventually(t, "delivered after the restart", func() bool { return f.pending() == 0 })
 	ok := map[string]int{}
 	for _, g := range rcv.deliveries() {
