@@ -47,3 +47,16 @@ func TestBodyMediaType(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyNotAnObject: a JSON body that is no object is named as such (the
+// message was " has the wrong type", the decoder's empty field).
+func TestBodyNotAnObject(t *testing.T) {
+	b := setup(t)
+	for _, body := range []string{`[]`, `"AB123C"`, `1`} {
+		status, out := b.do(t, "POST", "/v1/plate-reads", body)
+		e, _ := out["error"].(map[string]any)
+		if status != 400 || e["code"] != "invalid_request" || e["message"] != "the body must be a JSON object" {
+			t.Errorf("%s: %d %v; want 400 invalid_request, the body must be a JSON object", body, status, out)
+		}
+	}
+}
