@@ -7,10 +7,11 @@ import (
 
 // Error codes, shared with the HTTP API that maps them to statuses.
 const (
-	EInvalid     = "invalid_request"
-	ENotFound    = "not_found"
-	EUnavailable = "unavailable"
-	EInternal    = "internal"
+	EInvalid          = "invalid_request"
+	ENotFound         = "not_found"
+	EUnsupportedMedia = "unsupported_media_type"
+	EUnavailable      = "unavailable"
+	EInternal         = "internal"
 )
 
 // Error is a domain error with a code a client can act on; Field names the

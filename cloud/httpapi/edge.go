@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -16,7 +17,12 @@ func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
 		return
 	}
-	lotID := chi.URLParam(r, "id")
+	// The lot's one spelling, so the answer names it as every other does.
+	lotID, err := booking.LotID(chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
 	if _, err := s.DB.Lot(r.Context(), lotID); err != nil {
 		writeError(w, r, s.Log, err)
 		return
@@ -27,6 +33,17 @@ func (s *Server) createEdgeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"token": tok, "lot_id": lotID})
+}
+
+// edgeLotID is the path's lot id in its one spelling when it is a uuid, so
+// answers name the lot as every other answer does; anything else is left as
+// sent, for edgeAuth to refuse.
+func edgeLotID(r *http.Request) string {
+	id := chi.URLParam(r, "lot_id")
+	if c, err := booking.LotID(id); err == nil {
+		return c
+	}
+	return id
 }
 
 // edgeAuth answers 401 and returns false unless the request carries a live
@@ -57,7 +74,7 @@ func (s *Server) registerEdgeKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
 		return
 	}
-	lotID := chi.URLParam(r, "lot_id")
+	lotID := edgeLotID(r)
 	if !s.edgeAuth(w, r, lotID) {
 		return
 	}
@@ -91,7 +108,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Log, cloud.Errorf(cloud.EUnavailable, "edge sync is not configured"))
 		return
 	}
-	lotID := chi.URLParam(r, "lot_id")
+	lotID := edgeLotID(r)
 	if !s.edgeAuth(w, r, lotID) {
 		return
 	}

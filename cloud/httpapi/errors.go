@@ -108,6 +108,9 @@ func decodeError(err error) error {
 		return cloud.FieldError("", "the body is empty; a JSON object is required")
 	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
 		return cloud.FieldError("", "malformed JSON: %v", err)
+	case errors.As(err, &typ) && typ.Field == "":
+		// The body itself is the wrong kind (a list, a string, a number).
+		return cloud.FieldError("", "the body must be a JSON object")
 	case errors.As(err, &typ):
 		return cloud.FieldError(typ.Field, "%s must be a %s", typ.Field, jsonKind(typ.Type.Kind().String()))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

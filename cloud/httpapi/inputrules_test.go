@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -230,6 +231,18 @@ func TestBodies(t *testing.T) {
 	} {
 		if r := b.do(t, "POST", "/v1/lots", tt.body, admin()); r.Status != tt.status || r.code() != "invalid_request" {
 			t.Errorf("lot, %s: %d %.200s; want %d invalid_request", tt.name, r.Status, r.Body, tt.status)
+		}
+	}
+	// A body that is JSON but no object is named as such (the message was
+	// " must be a JSON struct": the decoder's empty field and Go's kind).
+	for _, body := range []string{`[]`, `"lot"`, `3`} {
+		r := b.do(t, "POST", "/v1/lots", body, admin())
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		_ = json.Unmarshal(r.Body, &e)
+		if r.Status != 400 || e.Error.Code != "invalid_request" || e.Error.Message != "the body must be a JSON object" {
+			t.Errorf("lot as %s: %d %s; want 400 invalid_request, the body must be a JSON object", body, r.Status, r.Body)
 		}
 	}
 }

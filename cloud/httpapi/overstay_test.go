@@ -38,6 +38,10 @@ func TestOverstay(t *testing.T) {
 	late, _ := b.paidBooking(t, lot, "OVER1", "ov1", start)
 	onTime, _ := b.paidBooking(t, lot, "OVER2", "ov2", start)
 	ctx := context.Background()
+	if _, err := b.schema.DB.CreateWebhookEndpoint(ctx, cloud.WebhookEndpoint{URL: "http://127.0.0.1:1/",
+		Events: []string{cloud.AlertReservationOverstayed}, Secret: "whsec_over"}); err != nil {
+		t.Fatal(err)
+	}
 
 	b.gateEvent(t, lot, late, "entry", start)
 	b.gateEvent(t, lot, onTime, "entry", start)
@@ -61,6 +65,24 @@ func TestOverstay(t *testing.T) {
 	}
 	if n, err := b.svc.ChargeOverstays(ctx, 10); err != nil || n != 0 {
 		t.Errorf("charged again: %d, %v", n, err)
+	}
+	// reservation.overstayed once, for the late exit only, priced as shown
+	// (it was never raised once the exit's transaction priced overstays).
+	var alerts []map[string]any
+	rows, err := b.schema.DB.Pool.Query(ctx, `SELECT data FROM alert_events WHERE type = 'reservation.overstayed' AND data->>'lot_id' = $1`, lot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var m map[string]any
+		if err := rows.Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		alerts = append(alerts, m)
+	}
+	rows.Close()
+	if len(alerts) != 1 || alerts[0]["reservation_id"] != late || alerts[0]["amount"] != float64(188) || alerts[0]["minutes"] != float64(41) {
+		t.Errorf("reservation.overstayed alerts %v, want one for %s", alerts, late)
 	}
 	g = b.do(t, "GET", "/v1/reservations/"+late, nil, nil).json(t)
 	o, _ := g["overstay"].(map[string]any)

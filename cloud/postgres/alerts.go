@@ -59,7 +59,7 @@ func (db *DB) WebhookEndpoints(ctx context.Context) ([]cloud.WebhookEndpoint, er
 // DeleteWebhookEndpoint implements cloud.WebhookEndpoints. Its pending
 // deliveries go with it (ON DELETE CASCADE), so nothing more is sent to it.
 func (db *DB) DeleteWebhookEndpoint(ctx context.Context, id string) error {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return cloud.Errorf(cloud.ENotFound, "webhook endpoint %q not found", id)
 	}
 	tag, err := db.Pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1`, id)
@@ -204,7 +204,7 @@ func (db *DB) PurgeAlerts(ctx context.Context, olderThan time.Duration) (int64, 
 // LotEdges implements cloud.EdgeStatusReader. The lot's seq and its gates
 // come from one snapshot.
 func (db *DB) LotEdges(ctx context.Context, lotID string) (cloud.LotEdges, error) {
-	if _, err := uuid.Parse(lotID); err != nil {
+	if !canonicalize(&lotID) {
 		return cloud.LotEdges{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
 	out := cloud.LotEdges{Gates: []cloud.EdgeState{}}

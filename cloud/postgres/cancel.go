@@ -13,7 +13,7 @@ import (
 // Cancel cancels a reservation in one round trip (see parkgate_cancel),
 // running it again when it lost a race the database detected.
 func (db *DB) Cancel(ctx context.Context, id string, at time.Time) (cloud.CancelOutcome, string, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return cloud.CancelNotFound, "", nil
 	}
 	var outcome string

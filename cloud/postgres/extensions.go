@@ -15,7 +15,7 @@ import (
 // detected: the exclusion constraint refusing the insert is such a race,
 // and the run after it finds the spot taken.
 func (db *DB) HoldExtension(ctx context.Context, p cloud.ExtensionParams) (cloud.ExtensionHold, error) {
-	if _, err := uuid.Parse(p.ParentID); err != nil {
+	if !canonicalize(&p.ParentID) {
 		return cloud.ExtensionHold{Outcome: cloud.ExtensionNotFound}, nil
 	}
 	var out cloud.ExtensionHold
@@ -35,7 +35,7 @@ func (db *DB) HoldExtension(ctx context.Context, p cloud.ExtensionParams) (cloud
 
 // Extend merges a paid extension (see parkgate_extend).
 func (db *DB) Extend(ctx context.Context, extensionID, paymentIntentID string, at time.Time) (string, string, error) {
-	if _, err := uuid.Parse(extensionID); err != nil {
+	if !canonicalize(&extensionID) {
 		return cloud.ExtensionNotFound, "", nil
 	}
 	var outcome string

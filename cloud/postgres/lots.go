@@ -45,7 +45,7 @@ func (db *DB) CreateLot(ctx context.Context, lot cloud.Lot) (cloud.Lot, error) {
 
 // Lot returns a lot without its spot list, or a not_found error.
 func (db *DB) Lot(ctx context.Context, id string) (cloud.Lot, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
 	l, err := scanLot(db.Pool.QueryRow(ctx, `SELECT `+lotColumns+` FROM lots WHERE id = $1`, id))
@@ -97,7 +97,7 @@ const availableSpots = `CASE WHEN l.closed THEN 0 ELSE l.total_spots - ` + taken
 // Availability returns how many of a lot's spots are free for the whole of
 // [start, end), and how many it has.
 func (db *DB) Availability(ctx context.Context, lotID string, start, end time.Time) (available, total int, err error) {
-	if _, err := uuid.Parse(lotID); err != nil {
+	if !canonicalize(&lotID) {
 		return 0, 0, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
 	err = db.Pool.QueryRow(ctx, `SELECT `+availableSpots+`, l.total_spots FROM lots l WHERE l.id = $3`,

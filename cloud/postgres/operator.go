@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/protocol"
@@ -20,7 +19,7 @@ import (
 // the lot's row lock, which every hold takes first (parkgate_hold), so a
 // hold either committed before the change or sees it.
 func (db *DB) UpdateLot(ctx context.Context, id string, u cloud.LotUpdate) (cloud.Lot, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return cloud.Lot{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", id)
 	}
 	var rate, currency, free, grace, count, window any
@@ -61,7 +60,7 @@ func (db *DB) UpdateLot(ctx context.Context, id string, u cloud.LotUpdate) (clou
 // Occupancy reads the lot's counter, kept in step with its presence rows
 // by the gate-event ingest.
 func (db *DB) Occupancy(ctx context.Context, lotID string) (cloud.Occupancy, error) {
-	if _, err := uuid.Parse(lotID); err != nil {
+	if !canonicalize(&lotID) {
 		return cloud.Occupancy{}, cloud.Errorf(cloud.ENotFound, "lot %q not found", lotID)
 	}
 	var o cloud.Occupancy

@@ -21,16 +21,27 @@ var (
 
 // canonicalUUID returns s in Postgres' text form of a uuid, so lot ids the
 // store hands out (and the relay signs) read the same whichever way a caller
-// spelled them, and false for anything that is not a uuid.
+// spelled them (upper case, braces, urn:uuid:, no hyphens: whatever
+// uuid.Parse takes), and false for anything that is not a uuid.
 func canonicalUUID(s string) (string, bool) {
-	if len(s) != 36 {
-		return "", false
-	}
 	u, err := uuid.Parse(s)
 	if err != nil {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// canonicalize rewrites *s into its canonical uuid spelling and reports
+// whether it is a uuid at all. Every id reaches a query only through it (or
+// canonicalUUID): Postgres' uuid input refuses some spellings uuid.Parse
+// takes (urn:uuid:), and such an id passed on raw failed the query, a 500
+// where the lot or reservation exists.
+func canonicalize(s *string) bool {
+	c, ok := canonicalUUID(*s)
+	if ok {
+		*s = c
+	}
+	return ok
 }
 
 // One statement, so LastSeq and the rows come from one snapshot: an edge

@@ -26,11 +26,27 @@ UPDATE reservations r
 RETURNING r.overstay_minutes, l.hourly_rate_amount, l.currency`
 
 // sqlPriceOverstay sets the amount of the overstay sqlOverstay just marked;
-// nothing to pay (a free lot) settles it at once.
+// nothing to pay (a free lot) settles it at once. Pricing is what raises
+// reservation.overstayed (sqlOverstayedAlert), here as in PriceOverstay: the
+// exit's transaction prices nearly every overstay, and PriceOverstay then
+// finds it priced and raises nothing, so without the alert here none was
+// ever sent.
 const sqlPriceOverstay = `
-UPDATE reservations
-   SET overstay_amount = $2::bigint, overstay_status = CASE WHEN $2::bigint = 0 THEN 'paid' ELSE overstay_status END
- WHERE id = $1 AND overstay_amount IS NULL`
+WITH priced AS (
+    UPDATE reservations
+       SET overstay_amount = $2::bigint, overstay_status = CASE WHEN $2::bigint = 0 THEN 'paid' ELSE overstay_status END
+     WHERE id = $1 AND overstay_amount IS NULL
+    RETURNING id, lot_id, plate, ends_at, overstay_exit_at, overstay_minutes, overstay_amount, currency)
+` + sqlOverstayedAlert
+
+// sqlOverstayedAlert raises reservation.overstayed for the rows of a CTE
+// named priced, the reservations whose overstay was just priced.
+const sqlOverstayedAlert = `
+SELECT parkgate_alert('reservation.overstayed', jsonb_build_object(
+           'reservation_id', id, 'lot_id', lot_id, 'plate', plate, 'ends_at', parkgate_rfc3339(ends_at),
+           'exit_at', parkgate_rfc3339(overstay_exit_at), 'minutes', overstay_minutes,
+           'amount', overstay_amount, 'currency', currency))
+  FROM priced`
 
 // markOverstay marks and prices an exit's overstay inside the gate event's
 // transaction tx, so the reservation shows it, with its amount, as soon as
@@ -84,7 +100,9 @@ func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay,
 }
 
 // PriceOverstay sets the amount once; the first time, with the
-// reservation.overstayed alert in the same transaction.
+// reservation.overstayed alert in the same transaction. The exit's own
+// transaction prices (and alerts) every overstay it can; this prices what
+// it could not.
 func (db *DB) PriceOverstay(ctx context.Context, reservationID string, amount int64) (int64, error) {
 	var got int64
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
@@ -103,11 +121,7 @@ func (db *DB) PriceOverstay(ctx context.Context, reservationID string, amount in
 			WITH priced AS (
 			    UPDATE reservations SET overstay_amount = $2, updated_at = now() WHERE id = $1
 			    RETURNING id, lot_id, plate, ends_at, overstay_exit_at, overstay_minutes, overstay_amount, currency)
-			SELECT parkgate_alert('reservation.overstayed', jsonb_build_object(
-			           'reservation_id', id, 'lot_id', lot_id, 'plate', plate, 'ends_at', parkgate_rfc3339(ends_at),
-			           'exit_at', parkgate_rfc3339(overstay_exit_at), 'minutes', overstay_minutes,
-			           'amount', overstay_amount, 'currency', currency))
-			  FROM priced`, reservationID, amount)
+			`+sqlOverstayedAlert, reservationID, amount)
 		return err
 	})
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // CreateRefund runs parkgate_refund, again when it lost a race the
 // database detected.
 func (db *DB) CreateRefund(ctx context.Context, p cloud.RefundParams) (cloud.RefundResult, error) {
-	if _, err := uuid.Parse(p.ReservationID); err != nil {
+	if !canonicalize(&p.ReservationID) {
 		return cloud.RefundResult{Outcome: cloud.RefundNotFound}, nil
 	}
 	var key any

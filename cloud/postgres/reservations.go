@@ -303,7 +303,7 @@ func scanReservation(row pgx.Row) (cloud.Reservation, error) {
 
 // Reservation returns a reservation by id, or a not_found error.
 func (db *DB) Reservation(ctx context.Context, id string) (cloud.Reservation, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return cloud.Reservation{}, cloud.Errorf(cloud.ENotFound, "reservation %q not found", id)
 	}
 	r, err := scanReservation(db.Pool.QueryRow(ctx,
@@ -348,7 +348,7 @@ func (db *DB) Change(ctx context.Context, id string, from []cloud.Status, to clo
 // (parkgate_confirm_holds), so a burst of payments is not held to one
 // commit each.
 func (db *DB) ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !canonicalize(&id) {
 		return false, "", nil // no such reservation: one bad id must not fail a shared statement
 	}
 	res, err := db.confirms.Do(ctx, confirmReq{id: id, intent: paymentIntentID, at: at})

@@ -105,6 +105,9 @@ func bodyError(err error) error {
 		return &statusError{http.StatusRequestTimeout, edge.Errorf(edge.EInvalid, "", "body not received in time")}
 	case errors.Is(err, io.EOF):
 		return errEmptyBody
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		// The body itself is the wrong kind (a list, a string, a number).
+		return edge.Errorf(edge.EInvalid, "", "the body must be a JSON object")
 	case errors.As(err, &typeErr):
 		return edge.Errorf(edge.EInvalid, typeErr.Field, "%s has the wrong type", typeErr.Field)
 	}

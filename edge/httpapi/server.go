@@ -48,6 +48,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	s := &server{Config: cfg}
 	r := chi.NewRouter()
+	r.Use(jsonBodies)
 	r.Post("/v1/plate-reads", s.camera(s.plateRead))
 	r.Post("/v1/access-codes", s.camera(s.accessCode))
 	r.Get("/v1/gates", s.gates)
@@ -267,6 +268,8 @@ func errorStatus(code string) int {
 		return http.StatusBadRequest
 	case edge.ENotFound:
 		return http.StatusNotFound
+	case edge.EUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
 	case edge.EUnavailable:
 		return http.StatusServiceUnavailable
 	}

@@ -158,6 +158,7 @@ func (l *Link) flush(pending map[int64]protocol.ReservationChange) error {
 		delete(pending, c.Seq)
 	}
 	l.applied.Store(last)
+	signal(l.statusDue)
 	l.appliedN.Add(uint64(len(run)))
 	if l.cfg.OnApplied != nil {
 		l.cfg.OnApplied(last)

@@ -53,6 +53,11 @@ type Config struct {
 	// outage reaches the gate that way.
 	CatchUpInterval time.Duration
 
+	// StatusEvery is the least time between republishing the gates'
+	// statuses after changes were applied (2s): each carries the applied
+	// seq, which the cloud shows operators as how far the edge has synced.
+	StatusEvery time.Duration
+
 	GapWait        time.Duration // how long a gap may wait for redelivery before catch-up; 500ms
 	Window         int           // gate events published before waiting for acknowledgements; 256
 	KeepAlive      time.Duration // 10s
@@ -106,6 +111,13 @@ type Link struct {
 	catchReq chan struct{}
 	wake     chan struct{}
 
+	// statusDue is signalled when the applied seq moved; statusMu and
+	// closing keep the status reporter from publishing "online" after Close
+	// published "offline".
+	statusDue chan struct{}
+	statusMu  sync.Mutex
+	closing   bool
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -148,6 +160,9 @@ func New(cfg Config, store Store) (*Link, error) {
 	if cfg.CatchUpInterval <= 0 {
 		cfg.CatchUpInterval = 10 * time.Second
 	}
+	if cfg.StatusEvery <= 0 {
+		cfg.StatusEvery = 2 * time.Second
+	}
 	l := &Link{
 		cfg:      cfg,
 		store:    store,
@@ -159,6 +174,8 @@ func New(cfg Config, store Store) (*Link, error) {
 		caught:   make(chan []protocol.ReservationChange, 2),
 		catchReq: make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+
+		statusDue: make(chan struct{}, 1),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -197,7 +214,8 @@ func New(cfg Config, store Store) (*Link, error) {
 // and starts applying, catching up and draining the outbox.
 func (l *Link) Start(ctx context.Context) error {
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	l.wg.Add(3)
+	l.wg.Add(4)
+	go func() { defer l.wg.Done(); l.statusReporter() }()
 	go func() { defer l.wg.Done(); l.applier() }()
 	go func() { defer l.wg.Done(); l.catchUpLoop() }()
 	go func() { defer l.wg.Done(); l.drainer() }()
@@ -221,6 +239,9 @@ func (l *Link) Start(ctx context.Context) error {
 // its queued messages stay at the broker) and stops the goroutines.
 func (l *Link) Close() error {
 	l.once.Do(func() {
+		l.statusMu.Lock()
+		l.closing = true
+		l.statusMu.Unlock()
 		for _, s := range l.status {
 			s.publish(protocol.StateOffline)
 		}

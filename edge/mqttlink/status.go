@@ -101,3 +101,36 @@ func (l *Link) statusPayload(gate, state string) []byte {
 	b, _ := protocol.Encode(st) // a struct of strings, ints and a time always encodes
 	return b
 }
+
+// statusReporter republishes every gate's retained online status after
+// changes were applied, at most once per StatusEvery, so the status carries
+// the seq the agent has applied rather than the one it had when it last
+// connected (the cloud's GET /v1/lots/{id}/edges answers applied_seq from
+// it). A connection that is down publishes nothing: onConnect publishes
+// the current seq when it is back.
+func (l *Link) statusReporter() {
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-l.statusDue:
+		}
+		l.statusMu.Lock()
+		if !l.closing {
+			if l.client.IsConnectionOpen() && l.pstore.ready() {
+				t := l.client.Publish(protocol.GateStatusTopic(l.cfg.LotID, l.cfg.Gates[0]), 1, true,
+					l.statusPayload(l.cfg.Gates[0], protocol.StateOnline))
+				t.WaitTimeout(time.Second)
+			}
+			for _, s := range l.status {
+				s.refresh()
+			}
+		}
+		l.statusMu.Unlock()
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(l.cfg.StatusEvery):
+		}
+	}
+}

@@ -29,7 +29,10 @@ func TestCommandLine(t *testing.T) {
 		stdout []string
 		stderr string
 	}{
-		{args: "--help", stdout: []string{"serve", "migrate", "keygen", "-database-url", "(env DATABASE_URL)", "-database-read-url", "(env DATABASE_READ_URL)"}},
+		// Every configuration variable DESIGN names for parkcloud.
+		{args: "--help", stdout: []string{"serve", "migrate", "keygen", "-database-url", "(env DATABASE_URL)", "-database-read-url", "(env DATABASE_READ_URL)",
+			"(env REDIS_URL)", "(env MQTT_URL)", "(env STRIPE_SECRET_KEY)", "(env STRIPE_WEBHOOK_SECRET)", "(env STRIPE_API_BASE)",
+			"(env PARKGATE_HTTP_ADDR)", "(env PARKGATE_ADMIN_TOKEN)", "(env PARKGATE_HOLD_TTL", "(env PARKGATE_SIGNING_KEY)"}},
 		{args: "-h", stdout: []string{"serve", "migrate", "keygen"}},
 		{args: "help", stdout: []string{"serve", "migrate", "keygen"}},
 		{args: "serve --help", stdout: []string{"serve", "-hold-ttl"}},

@@ -30,11 +30,14 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- parkgate_rfc3339 writes a time as the API does (RFC 3339, UTC, "Z"),
--- whatever the session's TimeZone, for the data of alert events.
+-- parkgate_rfc3339 writes a time as the API does (RFC 3339, UTC, "Z",
+-- the fraction without trailing zeros and none when it is zero, as Go's
+-- time.RFC3339Nano), whatever the session's TimeZone, for the data of
+-- alert events: a receiver comparing an alert's time with the API's sees
+-- the same string.
 CREATE OR REPLACE FUNCTION parkgate_rfc3339(p_at timestamptz)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    SELECT rtrim(rtrim(to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.') || 'Z'
 $$;
 
 -- parkgate_go_duration writes an interval as Go prints a time.Duration

@@ -202,8 +202,8 @@ Flags:
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
 	fmt.Fprint(w, `
-Edge API on -http-addr: POST /v1/plate-reads (camera), GET /v1/gates,
-POST /v1/gates/{gate_id}/open and POST /v1/presence/{plate}/reset
+Edge API on -http-addr: POST /v1/plate-reads and POST /v1/access-codes
+(camera), GET /v1/gates, POST /v1/gates/{gate_id}/open and POST /v1/presence/{plate}/reset
 (operator), GET /healthz, GET /metrics.
 `)
 }
