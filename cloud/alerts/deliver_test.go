@@ -306,7 +306,9 @@ func TestGiveUpAfterDeadline(t *testing.T) {
 	f.endpoint(rcv.srv.URL)
 	f.raise(cloud.AlertReservationOverstayed)
 	failed := counter("failed")
-	f.run(alerts.Options{GiveUpAfter: 500 * time.Millisecond})
+	// Retries 100ms apart within a 3s life: several attempts fit even
+	// when a loaded machine makes the first one late.
+	f.run(alerts.Options{GiveUpAfter: 3 * time.Second, Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
 	eventually(t, "given up", func() bool { return f.pending() == 0 })
 	if counter("failed") < failed+1 {
 		t.Errorf("failed counter %v → %v", failed, counter("failed"))
