@@ -137,6 +137,7 @@ func envOr(name, def string) string {
 }
 
 type binResult struct {
+	mode     string
 	holds    float64
 	p50, p99 time.Duration
 	// Redis commands per hold during the timed part, by command, from
@@ -145,11 +146,16 @@ type binResult struct {
 	// CPU the server process and Redis spent per hold (user+system), the
 	// figure least moved by other load on the box.
 	cpu, redisCPU time.Duration
-	bd            *bundle
+	// CPU this process spent per hold: the load generator, and in the
+	// stand-in mode the Stripe stand-in as well, so the difference
+	// between the modes is the stand-in's share of the 2 cores.
+	genCPU time.Duration
+	bd     *bundle
 }
 
 func (r binResult) redisLine() string {
-	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, redis %v", r.cpu.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond))
+	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, redis %v, generator%s %v", r.cpu.Round(time.Microsecond),
+		r.redisCPU.Round(time.Microsecond), r.genLabel(), r.genCPU.Round(time.Microsecond))
 	if len(r.redis) == 0 {
 		return cpu
 	}
@@ -168,6 +174,13 @@ func (r binResult) redisLine() string {
 	return sb.String()
 }
 
+func (r binResult) genLabel() string {
+	if r.mode == "stand-in" {
+		return "+stand-in"
+	}
+	return ""
+}
+
 func medianResult(rs []binResult) binResult {
 	by := func(f func(binResult) float64) float64 {
 		v := make([]float64, len(rs))
@@ -183,6 +196,7 @@ func medianResult(rs []binResult) binResult {
 	m.p99 = time.Duration(by(func(r binResult) float64 { return float64(r.p99) }))
 	m.cpu = time.Duration(by(func(r binResult) float64 { return float64(r.cpu) }))
 	m.redisCPU = time.Duration(by(func(r binResult) float64 { return float64(r.redisCPU) }))
+	m.genCPU = time.Duration(by(func(r binResult) float64 { return float64(r.genCPU) }))
 	return m
 }
 
@@ -304,7 +318,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	n := benchN(8000)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	before, cpu0, rcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	before, cpu0, rcpu0, gcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
 	var prof sync.WaitGroup
 	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
 		prof.Add(1)
@@ -318,13 +332,14 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	lat := &latencies{}
 	codes := map[int]int{}
 	el := drive(n, 400, lat, codes)
-	after, cpu1, rcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	after, cpu1, rcpu1, gcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
 	prof.Wait()
 	if codes[201] != n {
 		b.Errorf("statuses %v", codes)
 	}
-	res := binResult{holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
-		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n)}
+	res := binResult{mode: mode, holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
+		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n),
+		genCPU: (gcpu1 - gcpu0) / time.Duration(n)}
 	if mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range after {

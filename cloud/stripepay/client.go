@@ -127,6 +127,10 @@ func New(cfg Config) (*Client, error) {
 		// package treats as success (expiring an expired session, refunding
 		// a refunded payment); the errors we return carry what matters.
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+		// Telemetry reports each call's latency to Stripe in a header of
+		// the next: a JSON encoding, a queue and a lock on every call,
+		// for Stripe's dashboards, not ours.
+		EnableTelemetry: stripe.Bool(false),
 	})
 	return &Client{
 		api:     client.New(cfg.SecretKey, &stripe.Backends{API: be, Connect: be, Uploads: be}),
