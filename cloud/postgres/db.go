@@ -35,7 +35,6 @@ type DB struct {
 	Pool *pgxpool.Pool
 
 	confirms *groupcommit.Group[confirmReq, confirmRes]
-	finishes *groupcommit.Group[finishReq, struct{}]
 	searches chan struct{} // turns at SearchLots; see LimitSearches
 }
 
@@ -84,11 +83,6 @@ func New(pool *pgxpool.Pool) *DB {
 	// locks, and meanwhile the queue it could have carried grows. Alone,
 	// each batch takes everything that queued during the one before.
 	db.confirms = &groupcommit.Group[confirmReq, confirmRes]{Write: db.confirmHolds, MaxBatch: 64, MaxWriters: 1}
-	// Two finishing batches at once: their rows never overlap (each hold
-	// finishes once), so a second writer does not wait on the first's
-	// locks, and one round trip in flight would make every hold behind it
-	// wait a whole statement more.
-	db.finishes = &groupcommit.Group[finishReq, struct{}]{Write: db.finishHolds, MaxBatch: 64, MaxWriters: 2}
 	return db
 }
 

@@ -12,11 +12,13 @@ import (
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
-// TestFinishHoldsTogether: holds finished at the same moment share a
-// statement, and each still gets its own session on its reservation and its
-// own answer under its key; one finished without a session leaves its
-// reservation as it was; a finish that comes after a payment confirmed the
-// hold stores its session without undoing the confirmation.
+// TestFinishHoldsTogether: holds finished at the same moment (as the
+// API's clients finish them, each after its Checkout Session) each get
+// their own session on their reservation and their own answer under their
+// key; one finished without a session leaves its reservation as it was; a
+// finish that comes after a payment confirmed the hold (a driver who paid
+// faster than the session was stored) stores its session without undoing
+// the confirmation.
 func TestFinishHoldsTogether(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 8)
