@@ -137,6 +137,7 @@ func envOr(name, def string) string {
 }
 
 type binResult struct {
+	mode     string
 	holds    float64
 	p50, p99 time.Duration
 	// Redis commands per hold during the timed part, by command, from
@@ -145,11 +146,18 @@ type binResult struct {
 	// CPU the server process and Redis spent per hold (user+system), the
 	// figure least moved by other load on the box.
 	cpu, redisCPU time.Duration
-	bd            *bundle
+	// CPU this process spent per hold: the load generator, and in the
+	// stand-in mode the Stripe stand-in as well, so the difference
+	// between the modes is the stand-in's share of the 2 cores.
+	genCPU time.Duration
+	// CPU the server's own Postgres backends spent per hold.
+	pgCPU time.Duration
+	bd    *bundle
 }
 
 func (r binResult) redisLine() string {
-	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, redis %v", r.cpu.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond))
+	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, postgres %v, redis %v, generator%s %v", r.cpu.Round(time.Microsecond),
+		r.pgCPU.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond), r.genLabel(), r.genCPU.Round(time.Microsecond))
 	if len(r.redis) == 0 {
 		return cpu
 	}
@@ -168,6 +176,13 @@ func (r binResult) redisLine() string {
 	return sb.String()
 }
 
+func (r binResult) genLabel() string {
+	if r.mode == "stand-in" {
+		return "+stand-in"
+	}
+	return ""
+}
+
 func medianResult(rs []binResult) binResult {
 	by := func(f func(binResult) float64) float64 {
 		v := make([]float64, len(rs))
@@ -183,6 +198,8 @@ func medianResult(rs []binResult) binResult {
 	m.p99 = time.Duration(by(func(r binResult) float64 { return float64(r.p99) }))
 	m.cpu = time.Duration(by(func(r binResult) float64 { return float64(r.cpu) }))
 	m.redisCPU = time.Duration(by(func(r binResult) float64 { return float64(r.redisCPU) }))
+	m.genCPU = time.Duration(by(func(r binResult) float64 { return float64(r.genCPU) }))
+	m.pgCPU = time.Duration(by(func(r binResult) float64 { return float64(r.pgCPU) }))
 	return m
 }
 
@@ -207,8 +224,11 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
 	addr, pprofAddr := freePort(b), freePort(b)
+	app := "binbench-" + hex.EncodeToString(ns[:])
 	env := append(os.Environ(),
-		"DATABASE_URL="+bd.schema.URL,
+		// Named, so that its Postgres backends can be found and their CPU
+		// counted (pgBackendCPU).
+		"DATABASE_URL="+bd.schema.URL+"&application_name="+app,
 		"PARKGATE_HTTP_ADDR="+addr,
 		"PARKGATE_REDIS_NAMESPACE=binbench-"+hex.EncodeToString(ns[:]),
 		// Lifted, not off: "off" would skip the limits' Redis calls.
@@ -304,7 +324,8 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	n := benchN(8000)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	before, cpu0, rcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	before, cpu0, rcpu0, gcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
+	pg0 := pgBackendCPU(bd, app)
 	var prof sync.WaitGroup
 	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
 		prof.Add(1)
@@ -318,13 +339,15 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	lat := &latencies{}
 	codes := map[int]int{}
 	el := drive(n, 400, lat, codes)
-	after, cpu1, rcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb)
+	after, cpu1, rcpu1, gcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
+	pgCPU := cpuSince(pg0, pgBackendCPU(bd, app))
 	prof.Wait()
 	if codes[201] != n {
 		b.Errorf("statuses %v", codes)
 	}
-	res := binResult{holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
-		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n)}
+	res := binResult{mode: mode, holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
+		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n),
+		genCPU: (gcpu1 - gcpu0) / time.Duration(n), pgCPU: pgCPU / time.Duration(n)}
 	if mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range after {
@@ -391,6 +414,34 @@ func procCPU(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// pgBackendCPU is the CPU time so far of each Postgres backend serving
+// connections named app, by pid. The backends must be on this machine, as
+// the benchmark's are.
+func pgBackendCPU(bd *bundle, app string) map[int32]time.Duration {
+	out := map[int32]time.Duration{}
+	var pids []int32
+	err := bd.schema.DB.Pool.QueryRow(context.Background(),
+		`SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&pids)
+	if err != nil {
+		return out
+	}
+	for _, pid := range pids {
+		out[pid] = procCPU(int(pid))
+	}
+	return out
+}
+
+// cpuSince is what the backends spent between two pgBackendCPU readings;
+// one that started in between counts in full (the pool opens its
+// connections in the warm-up, so that is rare).
+func cpuSince(before, after map[int32]time.Duration) time.Duration {
+	var total time.Duration
+	for pid, c := range after {
+		total += c - before[pid]
+	}
+	return total
 }
 
 // redisCPU is Redis' used_cpu_user+used_cpu_sys so far (the shared Redis:

@@ -30,7 +30,7 @@ type bundle struct {
 
 // setup serves a fresh stripefake behind a request counter; wrap, if given,
 // sits in front of the fake to inject failures.
-func setup(t *testing.T, wrap func(http.Handler) http.Handler) bundle {
+func setup(t testing.TB, wrap func(http.Handler) http.Handler) bundle {
 	t.Helper()
 	fake := stripefake.New(stripefake.Options{RetryBase: 5 * time.Millisecond})
 	var h http.Handler = fake
@@ -51,7 +51,7 @@ func setup(t *testing.T, wrap func(http.Handler) http.Handler) bundle {
 	return bundle{client: newClient(t, srv.URL, 5*time.Second), fake: fake, server: srv, hits: hits}
 }
 
-func newClient(t *testing.T, base string, timeout time.Duration) *Client {
+func newClient(t testing.TB, base string, timeout time.Duration) *Client {
 	t.Helper()
 	c, err := New(Config{
 		SecretKey:  testKey,
