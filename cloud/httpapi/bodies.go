@@ -1,11 +1,10 @@
 package httpapi
 
 import (
-	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/internal/mediatype"
 )
 
 // webhookPath is exempt from the Content-Type rule: the body is Stripe's to
@@ -19,24 +18,11 @@ const webhookPath = "/v1/payments/webhook"
 func (s *Server) jsonBodies(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if (r.Method == http.MethodPost || r.Method == http.MethodPatch) && r.ContentLength != 0 &&
-			r.URL.Path != webhookPath && !isJSON(r.Header.Get("Content-Type")) {
+			r.URL.Path != webhookPath && !mediatype.IsJSON(r.Header.Get("Content-Type")) {
 			writeError(w, r, s.Log, cloud.Errorf(cloud.EUnsupportedMedia,
 				"the request body must be JSON (Content-Type: application/json)"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// isJSON reports whether a Content-Type is absent or JSON, parameters
-// (charset) aside: application/json or a +json type.
-func isJSON(ct string) bool {
-	if ct == "" {
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }

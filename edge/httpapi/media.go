@@ -1,11 +1,10 @@
 package httpapi
 
 import (
-	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/parkgate/parkgate/edge"
+	"github.com/parkgate/parkgate/internal/mediatype"
 )
 
 // jsonBodies refuses, with 415 unsupported_media_type, a POST body labelled
@@ -16,23 +15,10 @@ import (
 func jsonBodies(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if (r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut) &&
-			r.ContentLength != 0 && !isJSON(r.Header.Get("Content-Type")) {
+			r.ContentLength != 0 && !mediatype.IsJSON(r.Header.Get("Content-Type")) {
 			writeError(w, edge.Errorf(edge.EUnsupportedMedia, "", "the request body must be JSON (Content-Type: application/json)"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// isJSON reports whether a Content-Type is absent or JSON, parameters
-// (charset) aside: application/json or an application/…+json type.
-func isJSON(ct string) bool {
-	if ct == "" {
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
