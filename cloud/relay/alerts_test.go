@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/alerts"
+	"github.com/parkgate/parkgate/internal/mqttstore"
 	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -88,6 +89,7 @@ func TestEdgeAlertsFromLastWill(t *testing.T) {
 		SetConnectRetryInterval(100*time.Millisecond).SetMaxReconnectInterval(500*time.Millisecond).
 		SetKeepAlive(2*time.Second).SetProtocolVersion(4).
 		SetBinaryWill(topic, will, 1, true).
+		SetStore(mqttstore.Copying{Store: mqtt.NewMemoryStore()}). // paho#703, as the relay does
 		SetOnConnectHandler(func(c mqtt.Client) {
 			go c.Publish(topic, 1, true, status(protocol.StateOnline, 5)).WaitTimeout(5 * time.Second)
 		})

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/internal/mqttstore"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -155,7 +156,8 @@ func connectMQTT(tb testing.TB, url, clientID string, clean bool, handler mqtt.M
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(clientID).
 		SetCleanSession(clean).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
-		SetProtocolVersion(4)
+		SetProtocolVersion(4).
+		SetStore(mqttstore.Copying{Store: mqtt.NewMemoryStore()}) // paho#703, as the relay does
 	if handler != nil {
 		opts.SetDefaultPublishHandler(handler)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parkgate/parkgate/edge/bolt"
 	"github.com/parkgate/parkgate/edge/mqttlink"
+	"github.com/parkgate/parkgate/internal/mqttstore"
 	"github.com/parkgate/parkgate/internal/testkit/broker"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -150,7 +151,8 @@ func client(t testing.TB, url, id string, clean bool, handler mqtt.MessageHandle
 	t.Helper()
 	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(clean).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
-		SetMaxReconnectInterval(500 * time.Millisecond).SetDefaultPublishHandler(handler)
+		SetMaxReconnectInterval(500 * time.Millisecond).SetDefaultPublishHandler(handler).
+		SetStore(mqttstore.Copying{Store: mqtt.NewMemoryStore()}) // paho#703, as the link does
 	c := mqtt.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())
