@@ -368,6 +368,9 @@ func (l *Load) Measure(kill time.Time) Report {
 				r.Unavailable++
 			}
 			secs[a.At.Unix()] = true
+			if a.At.Before(kill) {
+				break // an earlier round's: counted, but not this window's bound
+			}
 			if r.First503.IsZero() || a.At.Before(r.First503) {
 				r.First503 = a.At
 			}
