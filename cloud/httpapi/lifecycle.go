@@ -21,6 +21,22 @@ func (s *Server) mayAct(r *http.Request, res cloud.Reservation) bool {
 	return s.isAdmin(r) || booking.HoldsAccessToken(res, bearer(r))
 }
 
+// ownReservation reads the reservation named in the path for a request
+// that must act for it, and answers the error or 401 itself when it may
+// not; ok is false then.
+func (s *Server) ownReservation(w http.ResponseWriter, r *http.Request) (res cloud.Reservation, ok bool) {
+	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return res, false
+	}
+	if !s.mayAct(r, res) {
+		s.unauthorized(w, r)
+		return res, false
+	}
+	return res, true
+}
+
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="parkgate"`)
 	writeError(w, r, s.Log, cloud.Errorf(cloud.EUnauthorized,
@@ -40,20 +56,15 @@ func (s *Server) emptyBody(w http.ResponseWriter, r *http.Request) error {
 
 // cancelReservation is POST /v1/reservations/{id}/cancel.
 func (s *Server) cancelReservation(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		writeError(w, r, s.Log, err)
-		return
-	}
-	if !s.mayAct(r, res) {
-		s.unauthorized(w, r)
+	res, ok := s.ownReservation(w, r)
+	if !ok {
 		return
 	}
 	if err := s.emptyBody(w, r); err != nil {
 		writeError(w, r, s.Log, err)
 		return
 	}
-	res, err = s.Booking.Cancel(r.Context(), res.ID)
+	res, err := s.Booking.Cancel(r.Context(), res.ID)
 	if err != nil {
 		writeError(w, r, s.Log, err)
 		return
@@ -78,13 +89,8 @@ func (s *Server) writeReservation(w http.ResponseWriter, r *http.Request, res cl
 
 // extendReservation is POST /v1/reservations/{id}/extensions.
 func (s *Server) extendReservation(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		writeError(w, r, s.Log, err)
-		return
-	}
-	if !s.mayAct(r, res) {
-		s.unauthorized(w, r)
+	res, ok := s.ownReservation(w, r)
+	if !ok {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")

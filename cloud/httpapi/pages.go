@@ -310,13 +310,8 @@ const qrSize = 384
 // admin token, as a bearer token), while the reservation opens the gate.
 // It never logs the code or the token.
 func (s *Server) reservationQR(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Booking.Reservation(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		writeError(w, r, s.Log, err)
-		return
-	}
-	if !s.mayAct(r, res) {
-		s.unauthorized(w, r)
+	res, ok := s.ownReservation(w, r)
+	if !ok {
 		return
 	}
 	if s.AccessCodes == nil || !res.Status.OpensGate() {

@@ -52,19 +52,7 @@ func applyPermit(tx *bolt.Tx, c *protocol.ReservationChange) error {
 }
 
 func deletePermit(tx *bolt.Tx, id string) error {
-	ids := tx.Bucket(bucketPermitIDs)
-	p := ids.Get([]byte(id))
-	if p == nil {
-		return nil
-	}
-	plate := string(p)
-	if err := ids.Delete([]byte(id)); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketPermits).Delete(resKey(plate, id)); err != nil {
-		return err
-	}
-	return unindexPlate(tx, plate)
+	return deleteIndexed(tx, bucketPermitIDs, bucketPermits, id)
 }
 
 func scanPermits(b *bolt.Bucket, plate string) ([]edge.Permit, error) {

@@ -428,7 +428,15 @@ func unindexPlate(tx *bolt.Tx, plate string) error {
 }
 
 func deleteReservation(tx *bolt.Tx, id string) error {
-	ids := tx.Bucket(bucketIDs)
+	return deleteIndexed(tx, bucketIDs, bucketReservations, id)
+}
+
+// deleteIndexed removes the row stored under (plate, id) in rows, whose
+// plate the ids bucket maps id to — reservations and permits are kept
+// alike — and takes the plate out of the look-alike indexes when it was
+// the plate's last row. Deleting an unknown id does nothing.
+func deleteIndexed(tx *bolt.Tx, idBucket, rowBucket []byte, id string) error {
+	ids := tx.Bucket(idBucket)
 	p := ids.Get([]byte(id))
 	if p == nil {
 		return nil
@@ -437,7 +445,7 @@ func deleteReservation(tx *bolt.Tx, id string) error {
 	if err := ids.Delete([]byte(id)); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketReservations).Delete(resKey(plate, id)); err != nil {
+	if err := tx.Bucket(rowBucket).Delete(resKey(plate, id)); err != nil {
 		return err
 	}
 	return unindexPlate(tx, plate)
