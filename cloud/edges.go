@@ -114,11 +114,11 @@ type Outbox interface {
 	// prefix of what it sent.
 	UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]Change, error)
 	// MarkPublished stamps the lot's changes from..to as published and
-	// renews owner's lease for ttl. It returns how long each marked change
-	// waited since it was written, in seconds by the store's clock, and
-	// whether owner still holds the lease. Changes marked already are left
-	// as they are.
-	MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration) (lags []float64, held bool, err error)
+	// renews owner's lease for ttl, or with release gives it back, in the
+	// same round trip. It returns how long each marked change waited since
+	// it was written, in seconds by the store's clock, and whether owner
+	// still held the lease. Changes marked already are left as they are.
+	MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration, release bool) (lags []float64, held bool, err error)
 	// ReleaseOutboxLease gives the lot back if owner holds it.
 	ReleaseOutboxLease(ctx context.Context, lotID, owner string) error
 	// ReleaseOutboxLeases gives back every lot owner holds.

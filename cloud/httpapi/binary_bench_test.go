@@ -41,7 +41,8 @@ import (
 // modes and binaries in turn, so that a comparison is made of alternating
 // runs in one session; BENCH_MODES picks modes; BENCH_N sets the holds per
 // run (default 8,000). pgbench runs once, after the first round, for the
-// ratio. BENCH_PPROF=DIR saves a 5 s CPU profile of each run's server
+// ratio, unless BENCH_PGBENCH=off (when counting the database's own work
+// per hold, which pgbench's would swamp). BENCH_PPROF=DIR saves a 5 s CPU profile of each run's server
 // taken mid-run (the binary must have the PARKGATE_PPROF_ADDR opt-in).
 func BenchmarkBinary(b *testing.B) {
 	bins := binaries(b)
@@ -60,7 +61,7 @@ func BenchmarkBinary(b *testing.B) {
 						order = append(order, name)
 					}
 					results[name] = append(results[name], r)
-					if pgbenchTPS == 0 && round == 0 && mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
+					if pgbenchTPS == 0 && round == 0 && os.Getenv("BENCH_PGBENCH") != "off" && mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
 						if inv := pgbenchRatio(b, r.bd, 1); inv > 0 {
 							pgbenchTPS = 1 / inv
 						}

@@ -180,7 +180,7 @@ SELECT seq, kind, reservation_id::text, op, status, plate, starts_at, ends_at
 
 // MarkPublished implements cloud.Outbox, in one round trip. The lags are
 // by the database's clock, so app clock skew does not show up as lag.
-func (db *DB) MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration) (lags []float64, held bool, err error) {
+func (db *DB) MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration, release bool) (lags []float64, held bool, err error) {
 	var b pgx.Batch
 	b.Queue(`
 UPDATE outbox SET published_at = clock_timestamp()
@@ -191,12 +191,19 @@ RETURNING extract(epoch FROM published_at - created_at)::float8`, lotID, from, t
 			lags, err = pgx.CollectRows(rows, pgx.RowTo[float64])
 			return err
 		})
-	b.Queue(`UPDATE relay_leases SET expires_at = now() + $3 * interval '1 millisecond' WHERE lot_id = $1 AND owner = $2`,
-		lotID, owner, ttl.Milliseconds()).
-		Exec(func(tag pgconn.CommandTag) error {
-			held = tag.RowsAffected() == 1
-			return nil
-		})
+	// Renewed, or given back: either way the row count says whether owner
+	// still held it.
+	var lease *pgx.QueuedQuery
+	if release {
+		lease = b.Queue(`DELETE FROM relay_leases WHERE lot_id = $1 AND owner = $2`, lotID, owner)
+	} else {
+		lease = b.Queue(`UPDATE relay_leases SET expires_at = now() + $3 * interval '1 millisecond' WHERE lot_id = $1 AND owner = $2`,
+			lotID, owner, ttl.Milliseconds())
+	}
+	lease.Exec(func(tag pgconn.CommandTag) error {
+		held = tag.RowsAffected() == 1
+		return nil
+	})
 	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, false, fail("mark published", err)
 	}

@@ -129,13 +129,13 @@ func TestOutboxLeases(t *testing.T) {
 	if err != nil || len(rows) != 3 || rows[0].Seq != 1 || rows[2].Seq != 3 {
 		t.Fatalf("unpublished: %+v, %v", rows, err)
 	}
-	lags, held, err := f.db.MarkPublished(ctx, lot, "a", 1, 3, time.Minute)
+	lags, held, err := f.db.MarkPublished(ctx, lot, "a", 1, 3, time.Minute, false)
 	if err != nil || len(lags) != 3 || !held {
 		t.Fatalf("mark: lags %v held %v, %v", lags, held, err)
 	}
 	// A second mark of the same rows marks nothing; another owner's mark
 	// does not hold the lease.
-	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 1, 3, time.Minute); err != nil || len(lags) != 0 || held {
+	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 1, 3, time.Minute, false); err != nil || len(lags) != 0 || held {
 		t.Fatalf("mark again by another owner: lags %v held %v, %v", lags, held, err)
 	}
 	if rows, err := f.db.UnpublishedChanges(ctx, lot, 10); err != nil || len(rows) != 2 || rows[0].Seq != 4 {
@@ -153,6 +153,35 @@ func TestOutboxLeases(t *testing.T) {
 	}
 	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
 		t.Fatalf("claim after release: %v, %v", claimed, err)
+	}
+	// The last mark of a drain gives the lease back in its round trip:
+	// another owner may claim the lot at once. Only the holder's does.
+	if lags, held, err := f.db.MarkPublished(ctx, lot, "a", 4, 4, time.Minute, true); err != nil || len(lags) != 1 || held {
+		t.Fatalf("mark and release by a non-holder: lags %v held %v, %v", lags, held, err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases WHERE owner = 'b'`); n != 1 {
+		t.Fatalf("a non-holder's release took the lease: %d left", n)
+	}
+	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 5, 5, time.Minute, true); err != nil || len(lags) != 1 || !held {
+		t.Fatalf("mark and release: lags %v held %v, %v", lags, held, err)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 0 {
+		t.Fatalf("mark and release left %d leases", n)
+	}
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil); err != nil || len(claimed) != 0 {
+		t.Fatalf("claimed %v, %v with nothing left to publish", claimed, err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE outbox SET published_at = NULL WHERE lot_id = $1 AND seq = 5`, lot); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
+		t.Fatalf("claim after mark and release: %v, %v", claimed, err)
+	}
+	if err := f.db.ReleaseOutboxLeases(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
+		t.Fatalf("claim again: %v, %v", claimed, err)
 	}
 	if err := f.db.ReleaseOutboxLeases(ctx, "b"); err != nil {
 		t.Fatal(err)
