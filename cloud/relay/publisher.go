@@ -50,7 +50,7 @@ type Options struct {
 	// negative value waits for none). Every hold and confirmation wakes the
 	// relay: without it, a busy replica claims once per change.
 	Linger time.Duration
-	Logger   *slog.Logger
+	Logger *slog.Logger
 }
 
 func (o *Options) defaults() {
