@@ -35,6 +35,9 @@ type HoldParams struct {
 	// refused HoldRateChanged when the lot's rate is another now. The zero
 	// Money skips the check.
 	Rate Money
+	// Session is the payment session made for this hold before it, kept
+	// on the reservation as it is made; the zero Session for none.
+	Session Session
 }
 
 // Hold outcomes: what the store decided about one HoldParams.

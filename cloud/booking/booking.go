@@ -89,6 +89,9 @@ var (
 		Name: "parkgate_lot_busy_total", Help: "Hold requests turned away because their lot had too many in flight."})
 	holdsCreated = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parkgate_holds_created_total", Help: "PENDING holds created."})
+	sessionsDiscarded = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_checkout_sessions_discarded_total",
+		Help: "Checkout Sessions made before a hold that was then not made (no spot, key in use, lot closed), expired unused."})
 	holdConflicts = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parkgate_hold_conflicts_total", Help: "Hold requests refused, by code."}, []string{"code"})
 	idempotentReplays = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -224,7 +224,7 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 	// hold has lapsed, and was deleted so this request can start afresh,
 	// or when the lot's rate changed since this replica read it.
 	for range 3 {
-		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull)
+		resp, again, err := s.hold(ctx, key, hash, lot, req, markFull, s.Guard != nil && !retry)
 		if errors.Is(err, errRateChanged) {
 			s.forgetLot(lot.ID)
 			if lot, err = s.Lot(ctx, lot.ID); err != nil {
@@ -240,8 +240,9 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 }
 
 // hold makes one attempt; markFull, when not nil, records in the cache
-// that the window is full.
-func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int)) (resp Response, again bool, err error) {
+// that the window is full. fresh says the key is not known to have been
+// used: Redis had no answer stored under it.
+func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int), fresh bool) (resp Response, again bool, err error) {
 	id := uuid.NewString()
 	price, err := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)
 	if err != nil {
@@ -258,19 +259,48 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	if err != nil {
 		return Response{}, false, err
 	}
+	// On a calm lot the Checkout Session is made first, so that the hold
+	// is final as it commits: the session goes on the row as it is
+	// inserted, and one transaction does what took two (the second one
+	// rewrote the fresh row and every one of its indexes, the two GiST
+	// ones among them, to add the session). The call to the provider holds
+	// nothing shared: no lot row lock, no transaction, only this request's
+	// place among its lot's requests in flight. The hold is made first,
+	// as before, on a lot in a rush (most of its requests find no spot,
+	// and a session made for each would be a call to the provider for
+	// nothing), and for a key not known fresh: without Redis' word that
+	// no answer is stored under it, the request may be a retry, which
+	// Postgres answers with no call to the provider at all.
+	var sess cloud.Session
+	if final == 0 && fresh && !s.hot(lot.ID) {
+		exp := s.Now().Add(s.HoldTTL)
+		if sess, err = s.Payments.CreateCheckoutSession(ctx, checkout(lot, id, req.StartsAt, req.EndsAt, price, exp)); err != nil {
+			s.Log.Warn("checkout session failed; no hold made", "lot", lot.ID, "err", err)
+			return Response{}, false, checkoutError(err)
+		}
+		final = http.StatusCreated
+	}
 	out, err := s.holdGroup(lot.ID).Do(ctx, cloud.HoldParams{
 		ID: id, LotID: lot.ID, SpotID: req.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldTTL: s.HoldTTL, Price: price,
 		Key: key, RequestHash: hash, Lease: s.Lease, ConflictBody: noAvailabilityBody,
 		FinalStatus: final, AccessToken: token, AccessTokenHash: tokenHash, Rate: lot.HourlyRate,
+		Session: sess,
 	})
 	if err == nil {
 		err = out.Err
 	}
 	if err != nil {
+		// Whether the hold committed is not known (the answer may have
+		// been lost with the connection): its session stays, for the
+		// retry that may replay it. If it did not, nobody has the
+		// session's address, and the provider expires it.
 		return Response{}, false, err
 	}
 	res := out.HoldResult
+	if res.Outcome != cloud.HoldHeld && sess.ID != "" {
+		s.discardSession(ctx, id, sess)
+	}
 	switch res.Outcome {
 	case cloud.HoldKeyExists:
 		return s.existingKey(ctx, key, hash, lot, req)
@@ -299,7 +329,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		return Response{}, false, fmt.Errorf("hold: unexpected outcome %q", res.Outcome)
 	}
 	holdsCreated.Inc() // and the batch's writer has invalidated the lot
-	r := heldReservation(id, lot.ID, req, price, res, token)
+	r := heldReservation(id, lot.ID, req, price, res, token, sess)
 	if final != 0 {
 		body, err := holdBody(r)
 		if err != nil {
@@ -315,18 +345,13 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	return resp, false, err
 }
 
-// handOff creates the Checkout Session of a fresh hold (or finds it again,
-// through the provider's idempotency, when resuming a crashed request) and
-// stores the final response under the key.
+// handOff creates the Checkout Session of a hold made first (on a lot in a
+// rush), or finds it again, through the provider's idempotency, when
+// resuming a crashed request; then it stores the session on the
+// reservation and the final response under the key.
 func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot cloud.Lot, r cloud.Reservation) (Response, error) {
 	if s.Payments != nil {
-		sess, err := s.Payments.CreateCheckoutSession(ctx, cloud.Checkout{
-			ReservationID: r.ID, LotID: lot.ID,
-			Description: fmt.Sprintf("Parking at %s, %s to %s", lot.Name,
-				r.StartsAt.Format(time.RFC3339), r.EndsAt.Format(time.RFC3339)),
-			Amount: r.Price.Amount, Currency: r.Price.Currency, ExpiresAt: r.HoldExpiresAt,
-			IdempotencyKey: "parkgate-checkout-" + r.ID,
-		})
+		sess, err := s.Payments.CreateCheckoutSession(ctx, checkout(lot, r.ID, r.StartsAt, r.EndsAt, r.Price, r.HoldExpiresAt))
 		if err != nil {
 			s.Log.Warn("checkout session failed; releasing hold", "reservation", r.ID, "err", err)
 			if aerr := s.Store.AbandonHold(context.WithoutCancel(ctx), r.ID, key); aerr != nil {
@@ -336,16 +361,9 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 			} else {
 				s.invalidate(ctx, lot.ID)
 			}
-			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
-				// The provider refused the request: a retry would be
-				// refused too. Its message says why.
-				holdConflicts.WithLabelValues(cloud.EPaymentProvider).Inc()
-				return Response{}, err
-			}
-			holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
-			return Response{}, &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
+			return Response{}, checkoutError(err)
 		}
-		r.Payment = &cloud.Payment{Provider: "stripe", SessionID: sess.ID, URL: sess.URL}
+		r.Payment = payment(sess)
 	}
 	body, err := holdBody(r)
 	if err != nil {
@@ -367,13 +385,62 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 	return resp, nil
 }
 
-// heldReservation is the reservation a hold made, as its 201 tells it.
-func heldReservation(id, lotID string, req HoldRequest, price cloud.Money, res cloud.HoldResult, token string) cloud.Reservation {
-	return cloud.Reservation{
+// checkout is what the provider is asked for a hold's payment page. Its
+// idempotency key is the reservation's: a retry after a crash finds the
+// same session.
+func checkout(lot cloud.Lot, id string, startsAt, endsAt time.Time, price cloud.Money, expiresAt time.Time) cloud.Checkout {
+	return cloud.Checkout{
+		ReservationID: id, LotID: lot.ID,
+		Description: fmt.Sprintf("Parking at %s, %s to %s", lot.Name,
+			startsAt.Format(time.RFC3339), endsAt.Format(time.RFC3339)),
+		Amount: price.Amount, Currency: price.Currency, ExpiresAt: expiresAt,
+		IdempotencyKey: "parkgate-checkout-" + id,
+	}
+}
+
+// checkoutError is the answer to a hold whose session could not be made.
+func checkoutError(err error) error {
+	if cloud.ErrorCode(err) == cloud.EPaymentProvider {
+		// The provider refused the request: a retry would be refused
+		// too. Its message says why.
+		holdConflicts.WithLabelValues(cloud.EPaymentProvider).Inc()
+		return err
+	}
+	holdConflicts.WithLabelValues(cloud.EUnavailable).Inc()
+	return &cloud.Error{Code: cloud.EUnavailable, Message: "the payment provider cannot be reached; retry with the same Idempotency-Key"}
+}
+
+// discardSession expires, in the background, a session made for a hold
+// that was not made (no spot, the key taken, the lot closed): nobody was
+// given its address, so this only tidies the provider's side; if it
+// fails, the session expires on its own.
+func (s *Service) discardSession(ctx context.Context, id string, sess cloud.Session) {
+	sessionsDiscarded.Inc()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := s.Payments.ExpireSession(ctx, sess.ID, "parkgate-expire-"+id); err != nil {
+			s.Log.Warn("expire unused checkout session", "session", sess.ID, "err", err)
+		}
+	}()
+}
+
+func payment(sess cloud.Session) *cloud.Payment {
+	return &cloud.Payment{Provider: "stripe", SessionID: sess.ID, URL: sess.URL}
+}
+
+// heldReservation is the reservation a hold made, as its 201 tells it:
+// with the session made before it, if one was.
+func heldReservation(id, lotID string, req HoldRequest, price cloud.Money, res cloud.HoldResult, token string, sess cloud.Session) cloud.Reservation {
+	r := cloud.Reservation{
 		ID: id, Status: madeAs(price), LotID: lotID, SpotID: res.SpotID, Plate: req.Plate,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, HoldExpiresAt: res.HoldExpiresAt, Price: price,
 		CreatedAt: res.CreatedAt, UpdatedAt: res.CreatedAt, AccessToken: token,
 	}
+	if sess.ID != "" {
+		r.Payment = payment(sess)
+	}
+	return r
 }
 
 // madeAs is the status a hold is made with: CONFIRMED when there is nothing

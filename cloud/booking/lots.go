@@ -224,8 +224,8 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 }
 
 // finalAnswers are the responses of the batch that are final now: the 201
-// of a hold with nothing left to do (no payment provider, or nothing to
-// pay), and the 409 of a window found full. hold sends the same.
+// of a hold with nothing left to do (no payment provider, nothing to pay,
+// or its session made before it), and the 409 of a window found full. hold sends the same.
 func finalAnswers(batch []cloud.HoldParams, out []cloud.HoldOutcome) []cloud.KeyedResponse {
 	var saves []cloud.KeyedResponse
 	for i, o := range out {
@@ -237,7 +237,7 @@ func finalAnswers(batch []cloud.HoldParams, out []cloud.HoldOutcome) []cloud.Key
 		case o.Outcome == cloud.HoldNoAvailability:
 			r = cloud.StoredResponse{Status: http.StatusConflict, Body: noAvailabilityBody}
 		case o.Outcome == cloud.HoldHeld && p.FinalStatus != 0:
-			body, err := holdBody(heldReservation(p.ID, p.LotID, HoldRequest{Plate: p.Plate, StartsAt: p.StartsAt, EndsAt: p.EndsAt}, p.Price, o.HoldResult, p.AccessToken))
+			body, err := holdBody(heldReservation(p.ID, p.LotID, HoldRequest{Plate: p.Plate, StartsAt: p.StartsAt, EndsAt: p.EndsAt}, p.Price, o.HoldResult, p.AccessToken, p.Session))
 			if err != nil {
 				continue // hold reports it; its retry replays from Postgres
 			}

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/parkgate/parkgate/cloud/booking"
+	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
@@ -56,14 +59,23 @@ func TestFreeLot(t *testing.T) {
 }
 
 // TestStripeRefuses (finding 3): Stripe's 4xx is a 502
-// payment_provider_error with Stripe's message, and the hold is released;
-// Stripe's 5xx is 503 unavailable.
+// payment_provider_error with Stripe's message, and no spot is kept: on a
+// calm lot (with the Redis guard's word that the key is fresh) the session
+// is asked for before the hold, so none is made; on a lot in a rush the
+// hold is made first and released. Stripe's 5xx is 503
+// unavailable.
 func TestStripeRefuses(t *testing.T) {
 	t.Parallel()
 	var status atomic.Int32
 	status.Store(http.StatusBadRequest)
+	var sessions atomic.Int32
 	stripe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/v1/checkout/sessions" && status.Load() == http.StatusOK {
+			n := sessions.Add(1)
+			fmt.Fprintf(w, `{"id":"cs_test_%d","object":"checkout.session","url":"http://pay/%d","expires_at":%d}`, n, n, time.Now().Add(time.Hour).Unix())
+			return
+		}
 		w.WriteHeader(int(status.Load()))
 		_, _ = w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"Amount must convert to at least 50 cents."}}`))
 	}))
@@ -74,23 +86,59 @@ func TestStripeRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := booking.New(s.DB, sp, nil, nil, 10*time.Minute)
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	svc.Guard = guard.New(rdb, guard.Options{Namespace: fmt.Sprintf("refuses-%d", time.Now().UnixNano())})
 	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken}).Handler())
 	defer srv.Close()
 	b := &bundle{srv: srv, schema: s, svc: svc}
 	lot := b.createLot(t, 1)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	statuses := func() (out []string) {
+		rows, err := s.DB.Pool.Query(context.Background(), `SELECT status FROM reservations ORDER BY created_at`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
 
 	r := b.do(t, "POST", "/v1/reservations", hold(lot, "REF1", start, start.Add(time.Hour)), key("refused"))
 	if r.Status != 502 || r.code() != "payment_provider_error" || !strings.Contains(r.json(t)["error"].(map[string]any)["message"].(string), "at least 50 cents") {
 		t.Errorf("Stripe 400: %d %s; want 502 payment_provider_error with Stripe's message", r.Status, r.Body)
 	}
-	var st string
-	if err := s.DB.Pool.QueryRow(context.Background(), `SELECT status FROM reservations`).Scan(&st); err != nil || st != "CANCELLED" {
-		t.Errorf("the hold after Stripe refused: %q %v; want CANCELLED", st, err)
+	if st := statuses(); len(st) != 0 {
+		t.Errorf("reservations after Stripe refused on a calm lot: %v; want none made", st)
+	}
+
+	// The lot in a rush: its one spot taken, a second driver told 409.
+	status.Store(http.StatusOK)
+	if r := b.do(t, "POST", "/v1/reservations", hold(lot, "REF2", start, start.Add(time.Hour)), key("taken")); r.Status != 201 {
+		t.Fatalf("hold with Stripe up: %d %s", r.Status, r.Body)
+	}
+	if r := b.do(t, "POST", "/v1/reservations", hold(lot, "REF3", start, start.Add(time.Hour)), key("full")); r.Status != 409 {
+		t.Fatalf("hold of a full window: %d %s", r.Status, r.Body)
+	}
+	status.Store(http.StatusBadRequest)
+	later := start.Add(2 * time.Hour)
+	if r := b.do(t, "POST", "/v1/reservations", hold(lot, "REF4", later, later.Add(time.Hour)), key("hot refused")); r.Status != 502 {
+		t.Errorf("Stripe 400 on a lot in a rush: %d %s; want 502", r.Status, r.Body)
+	}
+	if st := statuses(); len(st) != 2 || st[0] != "PENDING" || st[1] != "CANCELLED" {
+		t.Errorf("reservations after Stripe refused on a lot in a rush: %v; want [PENDING CANCELLED] (held first, then released)", st)
+	}
+	if n := sessions.Load(); n != 2 {
+		t.Errorf("%d sessions made; want 2 (the hold, and the one made for the window found full)", n)
 	}
 
 	status.Store(http.StatusInternalServerError)
-	r = b.do(t, "POST", "/v1/reservations", hold(lot, "REF1", start, start.Add(time.Hour)), key("down"))
+	r = b.do(t, "POST", "/v1/reservations", hold(lot, "REF1", later, later.Add(time.Hour)), key("down"))
 	if r.Status != 503 || r.code() != "unavailable" {
 		t.Errorf("Stripe 500: %d %s; want 503 unavailable", r.Status, r.Body)
 	}

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -364,4 +365,92 @@ func TestAvailabilityCacheWriteThrough(t *testing.T) {
 	}
 	g.InvalidateLot(ctx, lot) // what parkcloud wires as the ingest's OnChange
 	avail(1, "after check-out")
+}
+
+// TestSessionMadeFirst (issue 17): on a calm lot, for a key Redis has no
+// answer under, the Checkout Session is made before the hold, and the hold
+// is final as it commits: the session is on the row and the key is stored
+// done with no body, in the hold's one transaction. A retry Redis has lost
+// the answer of is replayed from Postgres, after the booking was paid, as
+// the first answer byte for byte. The sessions made for attempts that made
+// no hold (that retry, and a hold that found no spot) are expired at the
+// provider, never handed to anyone.
+func TestSessionMadeFirst(t *testing.T) {
+	t.Parallel()
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ns := fmt.Sprintf("sessionfirst-%d", time.Now().UnixNano())
+	b := setupPaymentsGuarded(t, 10*time.Minute, guard.New(rdb, guard.Options{Namespace: ns}))
+	ctx := context.Background()
+	discarded := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var open, expired int
+			for _, s := range b.fake.Sessions() {
+				switch {
+				case s.Status == "open":
+					open++
+				case s.Status == "expired":
+					expired++
+				}
+			}
+			if open == 0 && expired == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions not paid: %d open, %d expired; want %d expired", open, expired, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	body := hold(lot, "SF1", start, start.Add(time.Hour))
+	first := b.do(t, "POST", "/v1/reservations", body, key("sf-1"))
+	if first.Status != 201 {
+		t.Fatalf("hold: %d %s", first.Status, first.Body)
+	}
+	m := first.json(t)
+	id, sid := m["id"].(string), m["payment"].(map[string]any)["session_id"].(string)
+	var rowSession string
+	var keyStatus *int
+	var keyBody []byte
+	var locked *time.Time
+	if err := b.schema.DB.Pool.QueryRow(ctx, `
+		SELECT r.checkout_session_id, k.response_status, k.response_body, k.locked_until
+		  FROM reservations r JOIN idempotency_keys k ON k.reservation_id = r.id
+		 WHERE r.id = $1`, id).Scan(&rowSession, &keyStatus, &keyBody, &locked); err != nil {
+		t.Fatal(err)
+	}
+	if rowSession != sid || keyStatus == nil || *keyStatus != 201 || keyBody != nil || locked != nil {
+		t.Errorf("row session %q (answered %q), key status %v body %q lease %v; want the session on the row and the key done with no body",
+			rowSession, sid, keyStatus, keyBody, locked)
+	}
+	s, ok := b.fake.Session(sid)
+	if !ok || s.ClientReferenceID != id || s.IdempotencyKey != "parkgate-checkout-"+id || s.Status != "open" {
+		t.Errorf("session at the provider: %+v", s)
+	}
+
+	if _, err := b.fake.Pay(sid); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, id, "CONFIRMED")
+	if n, err := rdb.Del(ctx, ns+":idem:sf-1").Result(); err != nil || n != 1 {
+		t.Fatalf("Redis' copy of the answer: %d, %v", n, err)
+	}
+	again := b.do(t, "POST", "/v1/reservations", body, key("sf-1"))
+	if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
+		t.Errorf("replay after payment: %d %s\nfirst: %s", again.Status, again.Body, first.Body)
+	}
+	discarded(1)
+
+	full := b.do(t, "POST", "/v1/reservations", hold(lot, "SF2", start, start.Add(time.Hour)), key("sf-2"))
+	if full.Status != 409 || full.code() != "no_availability" {
+		t.Fatalf("hold of the taken spot: %d %s", full.Status, full.Body)
+	}
+	discarded(2)
 }

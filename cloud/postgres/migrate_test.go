@@ -71,7 +71,7 @@ const released = 10
 // after release 010; any other function must be what those migrations made
 // of it, byte for byte. Add a function here when you change its file.
 var changedSinceRelease = map[string]bool{
-	"parkgate_hold":          true, // issue 13: a hold priced at 0 is CONFIRMED as made; issue 14: the access token
+	"parkgate_hold":          true, // issue 13: a hold priced at 0 is CONFIRMED as made; issue 14: the access token; issue 17: the session made first
 	"parkgate_confirm_holds": true, // issue 14: an extension's row is merged by parkgate_extend, not confirmed
 	"parkgate_cancel":        true, // issue 15: less what an operator refunded before; the reservation.cancelled alert
 	"parkgate_change":        true, // issue 15: the payment.refunded alert of a late payment

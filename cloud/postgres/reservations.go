@@ -58,7 +58,7 @@ func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutc
 	return out
 }
 
-const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
+const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 
 func holdArgs(p *cloud.HoldParams) []any {
 	var key, spot, final any
@@ -79,8 +79,12 @@ func holdArgs(p *cloud.HoldParams) []any {
 	if p.Rate != (cloud.Money{}) {
 		rate = p.Rate.Amount
 	}
+	var sid, surl any
+	if p.Session.ID != "" {
+		sid, surl = p.Session.ID, p.Session.URL
+	}
 	return []any{p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash, rate}
+		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash, rate, sid, surl}
 }
 
 func holdError(p *cloud.HoldParams, err error) error {

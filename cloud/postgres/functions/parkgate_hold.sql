@@ -21,6 +21,11 @@
 -- p_token is the driver's access token: its hash goes on the reservation,
 -- the token itself on the key, for a replay's 201 (see migration 013).
 --
+-- p_session_id and p_session_url are the Checkout Session made for this
+-- hold before it (a calm lot's hold, booking.Service.hold): it goes on the
+-- row as it is inserted, and with p_final_status the hold is final at once,
+-- its body rebuilt from the row as a free hold's (migration 019).
+--
 -- A closed lot takes no hold: 'lot_closed', and the key is forgotten so a
 -- retry after the lot reopens starts afresh. The check is here, under the
 -- lot's row lock that PATCH /v1/lots/{id} takes to close it, so no cache
@@ -35,7 +40,8 @@ CREATE OR REPLACE FUNCTION parkgate_hold(
     p_key text, p_hash bytea, p_lease interval, p_conflict_body bytea,
     p_final_status integer DEFAULT NULL,
     p_token text DEFAULT NULL, p_token_hash bytea DEFAULT NULL,
-    p_rate bigint DEFAULT NULL)
+    p_rate bigint DEFAULT NULL,
+    p_session_id text DEFAULT NULL, p_session_url text DEFAULT NULL)
 RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, created_at timestamptz, seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -120,9 +126,11 @@ BEGIN
 
     v_seq := v_seq + 1;
     INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status,
-                              hold_expires_at, price_amount, currency, access_token_hash)
+                              hold_expires_at, price_amount, currency, access_token_hash,
+                              checkout_session_id, checkout_url)
     VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, v_status,
-            now() + p_hold, p_price, p_currency, p_token_hash);
+            now() + p_hold, p_price, p_currency, p_token_hash,
+            p_session_id, p_session_url);
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
     VALUES (p_lot, v_seq, p_id, CASE WHEN v_status = 'CONFIRMED' THEN 'upsert' ELSE 'delete' END,
             v_status, p_plate, p_starts, p_ends);
