@@ -4,7 +4,7 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable
 STRIPE_MOCK_VERSION := v0.203.0
 
-.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge bench-binary fuzz lint vet fmt demo stripe-mock clean
+.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge bench-binary bench-binary-ab fuzz lint vet fmt demo stripe-mock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,8 +55,11 @@ bench-core: services ## hold throughput and search latency vs pgbench (issue 2),
 	@# Last: loading a million reservations leaves Postgres checkpointing for a while after.
 	$(GO) test -run '^$$' -bench 'Search' -benchtime 1x -timeout 30m ./cloud/httpapi/
 
-bench-binary: services build ## bin/parkcloud as its own process over loopback, guard off / on / with a Stripe stand-in, vs pgbench (issue 17); BENCH_ROUNDS=3 alternates
-	PARKCLOUD_BIN=this=$(CURDIR)/bin/parkcloud $(GO) test -run '^$$' -bench Binary -benchtime 1x -timeout 30m ./cloud/httpapi/
+bench-binary: services build ## bin/parkcloud as its own process over loopback, guard off / on / with a Stripe stand-in, vs pgbench (issue 17); BENCH_ROUNDS=3 alternates, PARKCLOUD_BIN=a=PATH,b=PATH compares binaries of one schema
+	PARKCLOUD_BIN=$${PARKCLOUD_BIN:-this=$(CURDIR)/bin/parkcloud} $(GO) test -run '^$$' -bench Binary -benchtime 1x -timeout 30m ./cloud/httpapi/
+
+bench-binary-ab: services ## bench-binary of revision BASE (default HEAD~1) and of this tree, each on its own harness and schema, alternating ROUNDS (default 3)
+	deploy/bench-ab.sh $(or $(BASE),HEAD~1) $(or $(ROUNDS),3)
 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...
