@@ -40,6 +40,13 @@ type Change struct {
 	EndsAt        time.Time
 }
 
+// ClaimedLot is a lot whose outbox lease a publisher took, with the first
+// of its changes to publish.
+type ClaimedLot struct {
+	LotID   string
+	Changes []Change
+}
+
 // ChangePage is one read of a lot's change log.
 type ChangePage struct {
 	LotID   string // in canonical form, however the caller spelled it
@@ -102,12 +109,14 @@ type EdgeKeys interface {
 type Outbox interface {
 	// ClaimOutboxLots takes, for owner, the lease of up to max lots with
 	// unpublished changes that nobody else holds (or whose lease ran out),
-	// oldest backlog first, and returns their ids. A lease lasts ttl unless
-	// renewed. A lease owner still holds is taken again, unless its lot is
-	// in busy (the lots owner is draining now): a lease owner could not
-	// give back (the database went away under the drain) must not keep
+	// oldest backlog first, and returns them, each with its first
+	// unpublished changes (at most limit, as UnpublishedChanges reads them
+	// after the claim; none read when limit is 0). A lease lasts ttl
+	// unless renewed. A lease owner still holds is taken again, unless its
+	// lot is in busy (the lots owner is draining now): a lease owner could
+	// not give back (the database went away under the drain) must not keep
 	// its own lot from it until the lease runs out.
-	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string) ([]string, error)
+	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string, limit int) ([]ClaimedLot, error)
 	// UnpublishedChanges returns the lot's first unpublished changes in
 	// seq order, at most limit: a gap-free run starting at the first
 	// change not yet delivered, as long as every publisher marks only a

@@ -139,20 +139,64 @@ ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded
  WHERE r.expires_at <= now() OR r.owner = excluded.owner
 RETURNING r.lot_id::text`
 
-// ClaimOutboxLots implements cloud.Outbox.
-func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string) ([]string, error) {
+// sqlClaimedChanges reads, right after sqlClaimLots in the same implicit
+// transaction, the first unpublished changes of each lot $1 holds and is
+// not draining ($2): those it has just claimed. Its own statement, so its
+// snapshot is taken after the claim's: a mark another owner committed
+// while the claim waited for its lease row is seen, and its changes are not
+// sent again.
+const sqlClaimedChanges = `
+SELECT r.lot_id::text, o.seq, o.kind, o.reservation_id::text, o.op, o.status, o.plate, o.starts_at, o.ends_at
+  FROM relay_leases r
+ CROSS JOIN LATERAL (
+       SELECT x.seq, x.kind, x.reservation_id, x.op, x.status, x.plate, x.starts_at, x.ends_at
+         FROM outbox x
+        WHERE x.lot_id = r.lot_id AND x.published_at IS NULL
+        ORDER BY x.seq
+        LIMIT $3) o
+ WHERE r.owner = $1 AND r.lot_id <> ALL ($2::uuid[])
+ ORDER BY r.lot_id, o.seq`
+
+// ClaimOutboxLots implements cloud.Outbox: the claim and the first changes
+// of every lot it took in one round trip, where a read per lot took one
+// each. On a calm day each claimed lot has a change or two, and those
+// reads were a third of what the relay asked of the database.
+func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string, limit int) ([]cloud.ClaimedLot, error) {
 	if busy == nil {
 		busy = []string{}
 	}
-	rows, err := db.Pool.Query(ctx, sqlClaimLots, owner, ttl.Milliseconds(), max, busy)
-	if err != nil {
+	var out []cloud.ClaimedLot
+	index := map[string]int{}
+	b := &pgx.Batch{}
+	b.Queue(sqlClaimLots, owner, ttl.Milliseconds(), max, busy).Query(func(rows pgx.Rows) error {
+		lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, lot := range lots {
+			index[lot] = len(out)
+			out = append(out, cloud.ClaimedLot{LotID: lot})
+		}
+		return err
+	})
+	if limit > 0 {
+		b.Queue(sqlClaimedChanges, owner, busy, limit).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var lot string
+				var c cloud.Change
+				if err := rows.Scan(&lot, &c.Seq, &c.Kind, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt); err != nil {
+					return err
+				}
+				// A lease of its own the claim did not return (more than
+				// max lots pending) is not this drain's: left for the next.
+				if i, ok := index[lot]; ok {
+					out[i].Changes = append(out[i].Changes, c)
+				}
+			}
+			return rows.Err()
+		})
+	}
+	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fail("claim lots", err)
 	}
-	lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fail("claim lots", err)
-	}
-	return lots, nil
+	return out, nil
 }
 
 // UnpublishedChanges implements cloud.Outbox. The run is gap-free because a

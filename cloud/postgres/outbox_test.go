@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -105,20 +106,20 @@ func TestOutboxLeases(t *testing.T) {
 	lot, quiet := f.lot(), f.lot()
 	f.addChanges(lot, 5)
 
-	claimed, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil)
-	if err != nil || len(claimed) != 1 || claimed[0] != lot {
+	claimed, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil, 0)
+	if err != nil || len(claimed) != 1 || claimed[0].LotID != lot {
 		t.Fatalf("claim: %v, %v; want only %s (not %s, which has no changes)", claimed, err, lot, quiet)
 	}
-	if again, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(again) != 0 {
+	if again, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil, 0); err != nil || len(again) != 0 {
 		t.Fatalf("second owner claimed %v, %v while the lease holds", again, err)
 	}
 	// The owner's own lease, left behind (its release failed), does not
 	// keep the lot from it; while it drains the lot, the lot is not
 	// claimed again.
-	if busy, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, []string{lot}); err != nil || len(busy) != 0 {
+	if busy, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, []string{lot}, 0); err != nil || len(busy) != 0 {
 		t.Fatalf("owner claimed %v, %v, a lot it is draining", busy, err)
 	}
-	if own, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil); err != nil || len(own) != 1 || own[0] != lot {
+	if own, err := f.db.ClaimOutboxLots(ctx, "a", time.Minute, 10, nil, 0); err != nil || len(own) != 1 || own[0].LotID != lot {
 		t.Fatalf("owner's claim of its own left-behind lease: %v, %v; want %s", own, err, lot)
 	}
 	if n, err := f.db.OutboxBacklog(ctx); err != nil || n != 5 {
@@ -151,7 +152,7 @@ func TestOutboxLeases(t *testing.T) {
 	if err := f.db.ReleaseOutboxLease(ctx, lot, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil, 0); err != nil || len(claimed) != 1 {
 		t.Fatalf("claim after release: %v, %v", claimed, err)
 	}
 	// The last mark of a drain gives the lease back in its round trip:
@@ -168,19 +169,19 @@ func TestOutboxLeases(t *testing.T) {
 	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 0 {
 		t.Fatalf("mark and release left %d leases", n)
 	}
-	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil); err != nil || len(claimed) != 0 {
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil, 0); err != nil || len(claimed) != 0 {
 		t.Fatalf("claimed %v, %v with nothing left to publish", claimed, err)
 	}
 	if _, err := f.db.Pool.Exec(ctx, `UPDATE outbox SET published_at = NULL WHERE lot_id = $1 AND seq = 5`, lot); err != nil {
 		t.Fatal(err)
 	}
-	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "c", time.Minute, 10, nil, 0); err != nil || len(claimed) != 1 {
 		t.Fatalf("claim after mark and release: %v, %v", claimed, err)
 	}
 	if err := f.db.ReleaseOutboxLeases(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil); err != nil || len(claimed) != 1 {
+	if claimed, err := f.db.ClaimOutboxLots(ctx, "b", time.Minute, 10, nil, 0); err != nil || len(claimed) != 1 {
 		t.Fatalf("claim again: %v, %v", claimed, err)
 	}
 	if err := f.db.ReleaseOutboxLeases(ctx, "b"); err != nil {
@@ -188,5 +189,50 @@ func TestOutboxLeases(t *testing.T) {
 	}
 	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 0 {
 		t.Fatalf("%d leases left after releasing all", n)
+	}
+}
+
+// TestClaimReadsChanges: a claim returns each lot it took with its first
+// unpublished changes, as UnpublishedChanges reads them, at most the limit
+// asked; not the changes of a lot it did not take (another owner's, or one
+// it is draining), and a mark committed before the claim is seen by it.
+func TestClaimReadsChanges(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	a, b, c, other := f.lot(), f.lot(), f.lot(), f.lot()
+	f.addChanges(a, 5)
+	f.addChanges(b, 2)
+	f.addChanges(c, 1)
+	f.addChanges(other, 3)
+	if got, err := f.db.ClaimOutboxLots(ctx, "someone else", time.Minute, 10, []string{a, b, c}, 0); err != nil || len(got) != 1 || got[0].LotID != other || got[0].Changes != nil {
+		t.Fatalf("another owner's claim of the fourth lot without a read: %+v, %v", got, err)
+	}
+	if _, _, err := f.db.MarkPublished(ctx, a, "nobody", 1, 2, time.Minute, false); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := f.db.ClaimOutboxLots(ctx, "me", time.Minute, 10, []string{c}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byLot := map[string][]cloud.Change{}
+	for _, l := range got {
+		byLot[l.LotID] = l.Changes
+	}
+	if len(got) != 2 || byLot[a] == nil || byLot[b] == nil {
+		t.Fatalf("claimed %+v; want lots %s and %s (not %s, being drained, nor %s, another's)", got, a, b, c, other)
+	}
+	for _, lot := range []string{a, b} {
+		want, err := f.db.UnpublishedChanges(ctx, lot, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(byLot[lot], want) {
+			t.Errorf("lot %s: claim read %+v, UnpublishedChanges %+v", lot, byLot[lot], want)
+		}
+	}
+	if s := byLot[a]; s[0].Seq != 3 || s[1].Seq != 4 {
+		t.Errorf("lot %s read from seq %d; want 3, after the two marked", a, s[0].Seq)
 	}
 }

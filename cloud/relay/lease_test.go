@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/internal/testkit/tcpproxy"
@@ -72,11 +73,11 @@ func TestDrainCutFromTheDatabase(t *testing.T) {
 	pub := &heldPublisher{sent: make(chan struct{}, 1), release: make(chan struct{})}
 	r.pub = pub
 	ctx := context.Background()
-	if lots, err := r.outbox.ClaimOutboxLots(ctx, "replica-1", time.Minute, 10, nil); err != nil || len(lots) != 1 {
+	if lots, err := r.outbox.ClaimOutboxLots(ctx, "replica-1", time.Minute, 10, nil, 0); err != nil || len(lots) != 1 {
 		t.Fatalf("claim: %v, %v", lots, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.drain(ctx, lot) }()
+	go func() { done <- r.drain(ctx, lot, nil) }()
 	select {
 	case <-pub.sent:
 	case <-time.After(30 * time.Second):
@@ -100,19 +101,19 @@ func TestDrainCutFromTheDatabase(t *testing.T) {
 	}
 
 	proxy.Restore()
-	var lots []string
+	var lots []cloud.ClaimedLot
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		lots, err = r.outbox.ClaimOutboxLots(ctx, "replica-1", time.Minute, 10, nil)
+		lots, err = r.outbox.ClaimOutboxLots(ctx, "replica-1", time.Minute, 10, nil, 0)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // the pool reconnecting
 	}
-	if err != nil || len(lots) != 1 || lots[0] != lot {
+	if err != nil || len(lots) != 1 || lots[0].LotID != lot {
 		t.Fatalf("claim after the database came back: %v, %v; want %s at once, not after the lease", lots, err, lot)
 	}
-	if err := r.drain(ctx, lot); err != nil {
+	if err := r.drain(ctx, lot, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.unpublished(lot); n != 0 {

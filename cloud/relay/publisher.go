@@ -232,16 +232,17 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 	if free <= 0 {
 		return nil
 	}
-	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, lots.list())
+	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, lots.list(), r.opts.BatchSize)
 	if err != nil {
 		return err
 	}
-	for _, lot := range claimed {
+	for _, c := range claimed {
+		lot := c.LotID
 		lots.add(lot)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := r.drain(ctx, lot)
+			err := r.drain(ctx, lot, c.Changes)
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("relay: publish failed", "lot", lot, "err", err)
 			}
@@ -257,18 +258,18 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 // batchesPerTurn bounds how long one drain keeps its lot while others wait.
 const batchesPerTurn = 10
 
-// drain publishes the lot's unpublished changes batch by batch until none
-// is left, its turn is over, the lease is lost, or publishing fails; then it
-// releases the lease.
+// drain publishes the lot's unpublished changes batch by batch, the first
+// one read by the claim, until none is left, its turn is over, the lease is
+// lost, or publishing fails; then it releases the lease.
 //
 // A batch shorter than BatchSize had every change committed before it was
 // read: its mark gives the lease back in the same round trip, and the drain
 // ends without reading the lot again. That costs the database two round
-// trips per drain rather than four, which on a calm lot (one change per
-// drain) is most of what the relay asks of it. A change committed since the
+// trips per drain rather than four (one, with the claim's read), which on
+// a calm lot (one change per drain) is most of what the relay asks of it. A change committed since the
 // read is not left behind: its commit woke the relay (or the next poll
 // sees it), and the lot is claimed again once this drain is done.
-func (r *Relay) drain(ctx context.Context, lot string) error {
+func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) error {
 	// Marks and releases outlive a cancelled ctx: a change the broker
 	// acknowledged should not be sent again for want of a mark.
 	bg := context.WithoutCancel(ctx)
@@ -283,10 +284,13 @@ func (r *Relay) drain(ctx context.Context, lot string) error {
 			r.log.Warn("relay: release lease", "lot", lot, "err", err)
 		}
 	}()
-	for range batchesPerTurn {
-		rows, err := r.outbox.UnpublishedChanges(ctx, lot, r.opts.BatchSize)
-		if err != nil || len(rows) == 0 {
-			return err
+	for turn := range batchesPerTurn {
+		rows := first
+		if turn > 0 || len(rows) == 0 {
+			var err error
+			if rows, err = r.outbox.UnpublishedChanges(ctx, lot, r.opts.BatchSize); err != nil || len(rows) == 0 {
+				return err
+			}
 		}
 		n, perr := r.publishBatch(ctx, lot, rows)
 		if n > 0 {

@@ -214,20 +214,20 @@ func TestRelayReconnectGuard(t *testing.T) {
 	fake := &fakePublisher{trap: 1}
 	r.pub = fake
 	ctx := context.Background()
-	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil, 0); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := r.drain(ctx, lot); err == nil {
+	if err := r.drain(ctx, lot, nil); err == nil {
 		t.Fatal("drain trusted a completion from another connection")
 	}
 	if got := f.unpublished(lot); got != 3 {
 		t.Fatalf("%d rows unpublished after the untrusted completion, want 3", got)
 	}
-	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil); err != nil {
+	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.drain(ctx, lot); err != nil {
+	if err := r.drain(ctx, lot, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.unpublished(lot); got != 0 {
