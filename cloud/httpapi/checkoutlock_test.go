@@ -10,11 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/parkgate/parkgate/cloud/booking"
-	"github.com/parkgate/parkgate/cloud/guard"
-	"github.com/parkgate/parkgate/cloud/httpapi"
-	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
-	"github.com/parkgate/parkgate/cloud/stripepay"
 )
 
 // TestCheckoutHoldsNothingShared (issue 17): while one driver's call to
@@ -40,21 +35,8 @@ func TestCheckoutHoldsNothingShared(t *testing.T) {
 		fmt.Fprintf(w, `{"id":"cs_test_%d","object":"checkout.session","url":"http://pay/%d","expires_at":%d}`, i, i, time.Now().Add(time.Hour).Unix())
 	}))
 	defer stripe.Close()
-	s := pgtest.New(t, 10)
-	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: stripe.URL, SuccessURL: "http://x/ok", Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := booking.New(s.DB, sp, nil, nil, 10*time.Minute)
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	svc.Guard = guard.New(rdb, guard.Options{Namespace: fmt.Sprintf("checkoutlock-%d", time.Now().UnixNano())})
-	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken}).Handler())
-	defer srv.Close()
-	b := &bundle{srv: srv, schema: s, svc: svc}
+	b := setupStripeStub(t, stripe.URL, "checkoutlock")
+	s := b.schema
 	lot := b.createLot(t, 2)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	ctx := context.Background()

@@ -16,6 +16,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestFreeLot (finding 3): a hold on a lot whose rate is 0 is CONFIRMED at
@@ -80,21 +81,8 @@ func TestStripeRefuses(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"Amount must convert to at least 50 cents."}}`))
 	}))
 	defer stripe.Close()
-	s := pgtest.New(t, 10)
-	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: stripe.URL, SuccessURL: "http://x/ok", Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := booking.New(s.DB, sp, nil, nil, 10*time.Minute)
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	svc.Guard = guard.New(rdb, guard.Options{Namespace: fmt.Sprintf("refuses-%d", time.Now().UnixNano())})
-	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken}).Handler())
-	defer srv.Close()
-	b := &bundle{srv: srv, schema: s, svc: svc}
+	b := setupStripeStub(t, stripe.URL, "refuses")
+	s := b.schema
 	lot := b.createLot(t, 1)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	statuses := func() (out []string) {
@@ -142,4 +130,34 @@ func TestStripeRefuses(t *testing.T) {
 	if r.Status != 503 || r.code() != "unavailable" {
 		t.Errorf("Stripe 500: %d %s; want 503 unavailable", r.Status, r.Body)
 	}
+}
+
+// testGuard is a Redis guard of its own namespace (returned, for a test
+// that looks at its keys) on the shared Redis, and its client.
+func testGuard(t testing.TB, name string) (*guard.Guard, *redis.Client, string) {
+	t.Helper()
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ns := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	return guard.New(rdb, guard.Options{Namespace: ns}), rdb, ns
+}
+
+// setupStripeStub wires the service to a Stripe stub at stripeURL (a
+// handler the test writes, where the stand-in cannot misbehave as asked),
+// with a Redis guard, as parkcloud runs.
+func setupStripeStub(t testing.TB, stripeURL, name string) *bundle {
+	t.Helper()
+	s := pgtest.New(t, 10)
+	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: stripeURL, SuccessURL: "http://x/ok", Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := booking.New(s.DB, sp, nil, nil, 10*time.Minute)
+	svc.Guard, _, _ = testGuard(t, name)
+	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken}).Handler())
+	t.Cleanup(srv.Close)
+	return &bundle{srv: srv, schema: s, svc: svc}
 }

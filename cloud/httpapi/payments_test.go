@@ -319,12 +319,7 @@ func TestSessionClosedAfterHold(t *testing.T) {
 // is right after every kind of change: hold, expiry, confirm, refund.
 func TestAvailabilityCacheWriteThrough(t *testing.T) {
 	t.Parallel()
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	g := guard.New(rdb, guard.Options{Namespace: fmt.Sprintf("cachetest-%d", time.Now().UnixNano())})
+	g, _, _ := testGuard(t, "cachetest")
 	b := setupPaymentsGuarded(t, 10*time.Minute, g)
 	lot := b.createLot(t, 1)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
@@ -377,13 +372,8 @@ func TestAvailabilityCacheWriteThrough(t *testing.T) {
 // provider, never handed to anyone.
 func TestSessionMadeFirst(t *testing.T) {
 	t.Parallel()
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	ns := fmt.Sprintf("sessionfirst-%d", time.Now().UnixNano())
-	b := setupPaymentsGuarded(t, 10*time.Minute, guard.New(rdb, guard.Options{Namespace: ns}))
+	g, rdb, ns := testGuard(t, "sessionfirst")
+	b := setupPaymentsGuarded(t, 10*time.Minute, g)
 	ctx := context.Background()
 	discarded := func(want int) {
 		t.Helper()

@@ -3,11 +3,11 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/guard"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRetryMissingRedis: the copy of an answer in Redis is only a fast
@@ -17,12 +17,7 @@ import (
 // done by the hold itself) and on (the body stored by FinishHold).
 func TestRetryMissingRedis(t *testing.T) {
 	t.Parallel()
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	check := func(t *testing.T, bd *bundle, ns string) {
+	check := func(t *testing.T, bd *bundle, rdb *redis.Client, ns string) {
 		lot := bd.createLot(t, 1)
 		start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 		body := hold(lot, "RM1", start, start.Add(time.Hour))
@@ -64,12 +59,13 @@ func TestRetryMissingRedis(t *testing.T) {
 	t.Run("PaymentsOff", func(t *testing.T) {
 		t.Parallel()
 		bd := setupGuarded(t, guard.Options{})
-		check(t, bd, bd.ns)
+		_, rdb, _ := testGuard(t, "redismiss")
+		check(t, bd, rdb, bd.ns)
 	})
 	t.Run("PaymentsOn", func(t *testing.T) {
 		t.Parallel()
-		ns := fmt.Sprintf("redismiss-%d", time.Now().UnixNano())
-		pb := setupPaymentsGuarded(t, 10*time.Minute, guard.New(rdb, guard.Options{Namespace: ns}))
-		check(t, pb.bundle, ns)
+		g, rdb, ns := testGuard(t, "redismiss")
+		pb := setupPaymentsGuarded(t, 10*time.Minute, g)
+		check(t, pb.bundle, rdb, ns)
 	})
 }
