@@ -186,6 +186,10 @@ type LotStore interface {
 	// nearest first, at most limit, with their availability over
 	// [start, end); an empty list when there are none.
 	SearchLots(ctx context.Context, lat, lng, radiusM float64, start, end time.Time, limit int) ([]LotMatch, error)
+	// LotsNamed returns the lots whose name contains name, case folded,
+	// by name, at most limit, with their availability over [start, end)
+	// (DistanceM 0); an empty list when there are none.
+	LotsNamed(ctx context.Context, name string, start, end time.Time, limit int) ([]LotMatch, error)
 }
 
 // LotReader answers the questions about lots that may be answered from a

@@ -71,6 +71,7 @@ func (s *Server) writePage(w http.ResponseWriter, status int, p page) {
 // pages registers the driver's landing pages on r.
 func (s *Server) pages(r chi.Router) {
 	r = r.With(s.limitClients) // a page reads the database as the API's GET does
+	r.Get("/", s.driverPage)
 	r.Get("/reservations/{id}", s.reservationPage)
 	r.Get("/reservations/{id}/qr.png", s.reservationQR)
 	r.Get("/paid", s.returnPage)
@@ -291,7 +292,9 @@ var (
 
 // inlineHash is the CSP source of the text between open and close in t's
 // source: the exact bytes a browser hashes, since html/template leaves
-// text without actions as it is (TestPagesCSP checks the page served).
+// text without actions as it is, but for JavaScript comments, which it
+// drops: the inline scripts have none (TestPagesCSP checks the page
+// served).
 func inlineHash(t *template.Template, open, close string) string {
 	src := t.Tree.Root.String()
 	i := strings.Index(src, open)

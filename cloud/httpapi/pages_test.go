@@ -246,8 +246,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // TestPagesCSP: every page forbids framing and loading from elsewhere, and
-// the reservation page's policy lists the hashes of exactly the script and
-// style blocks it serves, so a browser runs them and nothing else.
+// the policy of a page with a script (the reservation's, the driver's)
+// lists the hashes of exactly the script and style blocks it serves, so a
+// browser runs them and nothing else.
 func TestPagesCSP(t *testing.T) {
 	t.Parallel()
 	b := setupPayments(t, 10*time.Minute)
@@ -255,25 +256,27 @@ func TestPagesCSP(t *testing.T) {
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	id, _ := b.paidBooking(t, lot, "CSP1", "csp1", start)
 
-	p := b.do(t, "GET", "/reservations/"+id, nil, nil)
-	csp := p.Header.Get("Content-Security-Policy")
-	if p.Status != 200 || !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'none'") {
-		t.Fatalf("reservation page: %d, CSP %q", p.Status, csp)
-	}
-	body := string(p.Body)
-	for _, tag := range []string{"script", "style"} {
-		_, rest, ok := strings.Cut(body, "<"+tag+">")
-		inline, _, ok2 := strings.Cut(rest, "</"+tag+">")
-		if !ok || !ok2 {
-			t.Fatalf("no <%s> in the page", tag)
+	for _, path := range []string{"/reservations/" + id, "/?name=central"} {
+		p := b.do(t, "GET", path, nil, nil)
+		csp := p.Header.Get("Content-Security-Policy")
+		if p.Status != 200 || !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'none'") {
+			t.Fatalf("%s: %d, CSP %q", path, p.Status, csp)
 		}
-		sum := sha256.Sum256([]byte(inline))
-		want := tag + "-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-		if !strings.Contains(csp, want) {
-			t.Errorf("CSP %q lacks %q, the hash of the <%s> served", csp, want, tag)
-		}
-		if strings.Count(body, "<"+tag) != 1 {
-			t.Errorf("%d <%s> blocks; the policy lists one", strings.Count(body, "<"+tag), tag)
+		body := string(p.Body)
+		for _, tag := range []string{"script", "style"} {
+			_, rest, ok := strings.Cut(body, "<"+tag+">")
+			inline, _, ok2 := strings.Cut(rest, "</"+tag+">")
+			if !ok || !ok2 {
+				t.Fatalf("%s: no <%s> in the page", path, tag)
+			}
+			sum := sha256.Sum256([]byte(inline))
+			want := tag + "-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: CSP %q lacks %q, the hash of the <%s> served", path, csp, want, tag)
+			}
+			if strings.Count(body, "<"+tag+">") != 1 {
+				t.Errorf("%s: %d <%s> blocks; the policy lists one", path, strings.Count(body, "<"+tag+">"), tag)
+			}
 		}
 	}
 	for _, path := range []string{"/reservations/not-a-uuid", "/paid", "/cancelled"} {

@@ -169,3 +169,38 @@ func (db *DB) SearchLots(ctx context.Context, lat, lng, radiusM float64, start, 
 	}
 	return out, nil
 }
+
+// LotsNamed implements cloud.LotStore: the driver's page finds a lot by
+// its name. strpos rather than LIKE, so a "%" or "_" in what the driver
+// typed is a character, not a pattern. A scan of lots: their names are
+// short and their number is a city's, not a country's; a trigram index
+// is the next step if that changes.
+func (db *DB) LotsNamed(ctx context.Context, name string, start, end time.Time, limit int) ([]cloud.LotMatch, error) {
+	select {
+	case db.searches <- struct{}{}:
+		defer func() { <-db.searches }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("lots named: waiting for a turn: %w", ctx.Err())
+	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT l.id, l.name, l.latitude, l.longitude, l.time_zone, l.hourly_rate_amount, l.currency,
+		       l.total_spots, l.created_at, `+availableSpots+` AS available
+		  FROM (SELECT * FROM lots l WHERE strpos(lower(l.name), lower($3)) > 0
+		         ORDER BY lower(l.name), l.id LIMIT $4) l
+		 ORDER BY lower(l.name), l.id`,
+		start, end, name, limit)
+	if err != nil {
+		return nil, fail("lots named", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (cloud.LotMatch, error) {
+		var m cloud.LotMatch
+		l := &m.Lot
+		err := r.Scan(&l.ID, &l.Name, &l.Latitude, &l.Longitude, &l.TimeZone, &l.HourlyRate.Amount,
+			&l.HourlyRate.Currency, &l.TotalSpots, &l.CreatedAt, &m.Available)
+		return m, err
+	})
+	if err != nil {
+		return nil, fail("lots named", err)
+	}
+	return out, nil
+}

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +84,56 @@ func TestSearchAcrossTheMeridian(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("search from %g within 1 km: %d lots, missing the one across the meridian", tt.lng, len(got))
+		}
+	}
+}
+
+// TestLotsNamed: a name matches anywhere in a lot's name, case folded, as
+// characters (a "%" or "_" is no pattern), sorted by name, at most the
+// limit, each with its availability over the window asked.
+func TestLotsNamed(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, name := range []string{"Central Garage", "central station P2", "Airport 50% off", "Harbour_East"} {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, Latitude: 48, Longitude: 11, TimeZone: "UTC",
+			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"1", "2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = l.ID
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	if _, err := s.DB.Pool.Exec(ctx, `INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at, price_amount, currency)
+		SELECT gen_random_uuid(), $1, min(id), 'AB1', $2, $3, 'CONFIRMED', now(), 100, 'EUR' FROM spots WHERE lot_id = $1`,
+		ids["Central Garage"], start, start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	names := func(q string, limit int) (out []string) {
+		t.Helper()
+		got, err := s.DB.LotsNamed(ctx, q, start, start.Add(time.Hour), limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range got {
+			out = append(out, fmt.Sprintf("%s/%d", m.Lot.Name, m.Available))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		q     string
+		limit int
+		want  string
+	}{
+		{"CENTRAL", 10, "Central Garage/1,central station P2/2"},
+		{"central", 1, "Central Garage/1"},
+		{"%", 10, "Airport 50% off/2"},
+		{"_", 10, "Harbour_East/2"},
+		{"nowhere", 10, ""},
+	} {
+		if got := strings.Join(names(tt.q, tt.limit), ","); got != tt.want {
+			t.Errorf("LotsNamed(%q, %d) = %q, want %q", tt.q, tt.limit, got, tt.want)
 		}
 	}
 }
