@@ -191,7 +191,7 @@ code{font-family:ui-monospace,monospace}
   "use strict";
   var TOKEN = "parkgate-admin-token", LOTS = "parkgate-console-lots";
   var token = null, lot = null, lotClosed = false, gen = 0;
-  var lastSeq = 0, paused = false, cursor = null;
+  var lastSeq = 0, paused = false, cursor = null, resQuery = {};
   function $(id) { return document.getElementById(id); }
   var msg = $("msg");
   function say(t) { msg.textContent = t; }
@@ -304,7 +304,7 @@ code{font-family:ui-monospace,monospace}
   function showLot(l) {
     lotClosed = !!l.closed;
     $("lot-name").textContent = l.name;
-    $("lot-state").textContent = l.state + (l.closed ? " (closed by an operator)" : "");
+    $("lot-state").textContent = l.state;
     $("lot-inside").textContent = (l.occupancy ? l.occupancy.inside : "?") + " of " + l.total_spots + " spots";
     $("lot-updated").textContent = when(l.occupancy && l.occupancy.updated_at);
     $("lot-rate").textContent = money(l.hourly_rate);
@@ -356,12 +356,15 @@ code{font-family:ui-monospace,monospace}
     });
   }
   function loadRes(more) {
-    var tb = $("res");
-    var q = { status: $("res-status").value, plate: $("res-plate").value.trim(), limit: 50 };
-    var from = iso($("res-from").value), to = iso($("res-to").value);
-    if (from === null || to === null) { say("Please give the times in full."); return; }
-    q.from = from; q.to = to;
-    if (more) q.cursor = cursor;
+    var tb = $("res"), q = resQuery;
+    if (!more) {
+      q = { status: $("res-status").value, plate: $("res-plate").value.trim(), limit: 50 };
+      var from = iso($("res-from").value), to = iso($("res-to").value);
+      if (from === null || to === null) { say("Please give the times in full."); return; }
+      q.from = from; q.to = to;
+      resQuery = q;
+    }
+    q.cursor = more ? cursor : "";
     api("GET", "/v1/lots/{id}/reservations", { id: lot }, { query: q }).then(function (x) {
       if (!more) clear(tb);
       if (!more && !x.reservations.length) empty(tb, 8, "No reservations match.");
