@@ -76,6 +76,7 @@ func (s *Server) pages(r chi.Router) {
 	r.Get("/reservations/{id}/qr.png", s.reservationQR)
 	r.Get("/paid", s.returnPage)
 	r.Get("/cancelled", s.returnPage)
+	r.Get("/console", s.consolePage)
 }
 
 // reservationPage shows a reservation's current status.
