@@ -68,7 +68,8 @@ func (s *Server) writePage(w http.ResponseWriter, status int, p page) {
 	}
 }
 
-// pages registers the driver's landing pages on r.
+// pages registers the people's pages on r: the driver's page, the
+// reservation's page and the operator console.
 func (s *Server) pages(r chi.Router) {
 	r = r.With(s.limitClients) // a page reads the database as the API's GET does
 	r.Get("/", s.driverPage)
