@@ -31,6 +31,19 @@ type PresenceReset struct {
 	Seq      int64     `json:"seq"`
 }
 
+// GateOpen is an operator's remote open of one gate, sent down the lot's
+// change log (see protocol.GateOpen): the edge running the gate opens it
+// once, if it learns of it by NotAfter.
+type GateOpen struct {
+	ID       string    `json:"-"`
+	LotID    string    `json:"lot_id"`
+	GateID   string    `json:"gate_id"`
+	Reason   string    `json:"reason"`
+	IssuedAt time.Time `json:"issued_at"`
+	NotAfter time.Time `json:"not_after"`
+	Seq      int64     `json:"seq"`
+}
+
 // PermitStore keeps permits and writes them, and presence resets, into the
 // lot's change log: each write and its change-log row (the lot's next seq)
 // commit together, as every reservation change does.
@@ -50,6 +63,10 @@ type PermitStore interface {
 	// change log, stamped with the store's clock, and returns it with
 	// IssuedAt and Seq. An unknown lot is a not_found error.
 	ResetPresence(ctx context.Context, r PresenceReset) (PresenceReset, error)
+	// OpenGate appends a remote open of g.GateID to g.LotID's change log,
+	// issued at the store's clock and valid for validity, and returns it
+	// with IssuedAt, NotAfter and Seq. An unknown lot is a not_found error.
+	OpenGate(ctx context.Context, g GateOpen, validity time.Duration) (GateOpen, error)
 }
 
 // Change kinds of the change log (protocol.ChangeKind), for Change.Kind.
@@ -57,4 +74,5 @@ const (
 	ChangeReservation = protocol.KindReservation
 	ChangePermit      = protocol.KindPermit
 	ChangeReset       = protocol.KindPresenceReset
+	ChangeGateOpen    = protocol.KindGateOpen
 )

@@ -285,6 +285,36 @@ func (a *Agent) RemoteOpen(ctx context.Context, gateID, note string) (Result, er
 	return a.open(ctx, gateID, note)
 }
 
+// Command acts on a command of the lot's change stream once it has been
+// applied: a remote open (protocol.KindGateOpen) of one of this agent's
+// gates, by the deadline the cloud gave it, opens that gate as RemoteOpen
+// does, recording the operator's reason. It reports whether it opened.
+// Anything else is no command of this agent's: a change of another kind,
+// another agent's gate. A remote open heard of after its deadline (the
+// edge was offline) is not carried out: nobody is at the gate any more.
+// Applied changes are not applied again, so a command runs at most once.
+func (a *Agent) Command(ctx context.Context, c protocol.ReservationChange) (bool, error) {
+	if c.Kind != protocol.KindGateOpen {
+		return false, nil
+	}
+	g, err := c.GateOpen()
+	if err != nil {
+		return false, err
+	}
+	if _, ok := a.gates[g.GateID]; !ok {
+		return false, nil
+	}
+	if now := a.now(); now.After(g.NotAfter) {
+		a.log.Warn("remote open heard of after its deadline: not opened", "gate", g.GateID, "seq", c.Seq,
+			"issued_at", g.IssuedAt, "not_after", g.NotAfter, "now", now)
+		return false, nil
+	}
+	if _, err := a.open(ctx, g.GateID, g.Reason); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 func (a *Agent) open(ctx context.Context, gateID, note string) (Result, error) {
 	start := time.Now()
 	g, ok := a.gates[gateID]

@@ -204,6 +204,41 @@ func TestAgent(t *testing.T) {
 			t.Fatalf("no reason: %v", err)
 		}
 	})
+	t.Run("RemoteOpenCommand", func(t *testing.T) {
+		b := setupAgent(t, nil)
+		cmd := func(seq int64, gate string, notAfter time.Time) protocol.ReservationChange {
+			return protocol.GateOpenChange("lot-1", seq, protocol.GateOpen{ID: "o", GateID: gate, Reason: "intercom: ticket lost",
+				IssuedAt: b.now.Add(-time.Second), NotAfter: notAfter})
+		}
+		for _, tt := range []struct {
+			name string
+			c    protocol.ReservationChange
+		}{
+			{"too late", cmd(4, "entry-1", b.now.Add(-time.Millisecond))},
+			{"another agent's gate", cmd(5, "side-door", b.now.Add(time.Minute))},
+			{"a reservation", protocol.ReservationChange{V: 1, LotID: "lot-1", Seq: 6, Op: protocol.OpUpsert,
+				Reservation: protocol.Reservation{ID: "r9", Plate: "ZZ99", StartsAt: t0, EndsAt: t1, Status: protocol.StatusConfirmed}}},
+		} {
+			if opened, err := b.agent.Command(context.Background(), tt.c); opened || err != nil {
+				t.Errorf("%s: opened %v, %v", tt.name, opened, err)
+			}
+		}
+		if b.pins["entry-1"].Read() == gpio.High || len(b.events(t)) != 0 {
+			t.Fatal("a command that was not this agent's to carry out moved a barrier or recorded an event")
+		}
+		opened, err := b.agent.Command(context.Background(), cmd(7, "entry-1", b.now))
+		if !opened || err != nil {
+			t.Fatalf("remote open by its deadline: opened %v, %v", opened, err)
+		}
+		if b.pins["entry-1"].Read() != gpio.High {
+			t.Fatal("the remote open did not open the barrier")
+		}
+		evs := b.events(t)
+		if len(evs) != 1 || evs[0].Reason != protocol.ReasonManualOverride || evs[0].Note != "intercom: ticket lost" ||
+			evs[0].GateID != "entry-1" || evs[0].Validate() != nil {
+			t.Fatalf("events %+v", evs)
+		}
+	})
 	t.Run("StaleReadDeniedAndRecorded", func(t *testing.T) {
 		b := setupAgent(t, nil)
 		res, err := b.agent.HandleRead(context.Background(), edge.PlateRead{GateID: "entry-1", Plate: "AB123C", Confidence: 0.95,

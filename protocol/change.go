@@ -40,10 +40,17 @@ const (
 	// KindPresenceReset is an operator's command to forget that a plate is
 	// inside: Op reset, the body in Data as the Presence* keys.
 	KindPresenceReset ChangeKind = "presence_reset"
+	// KindGateOpen is an operator's remote open of one gate: Op open, the
+	// body in Data as the Gate* keys. A command with a deadline: an edge
+	// that learns of it after NotAfter (it was offline) does not open.
+	KindGateOpen ChangeKind = "gate_open"
 )
 
 // OpReset is the op of a presence reset: a command, not a record to store.
 const OpReset Op = "reset"
+
+// OpOpen is the op of a remote open.
+const OpOpen Op = "open"
 
 // Data keys of the kinds this build knows. Times are RFC 3339 with
 // nanoseconds, in UTC.
@@ -52,7 +59,10 @@ const (
 	DataPlate      = "plate"       // normalised
 	DataValidFrom  = "valid_from"  // permit
 	DataValidUntil = "valid_until" // permit
-	DataIssuedAt   = "issued_at"   // presence reset: when the operator asked, by the cloud's clock
+	DataIssuedAt   = "issued_at"   // presence reset, remote open: when the operator asked, by the cloud's clock
+	DataGateID     = "gate_id"     // remote open
+	DataReason     = "reason"      // remote open: the operator's, recorded on the gate event
+	DataNotAfter   = "not_after"   // remote open: the last instant an edge may act on it
 )
 
 // ErrUnknownChange wraps the Validate error of a change whose kind or op
@@ -74,6 +84,48 @@ type PresenceReset struct {
 	ID       string
 	Plate    string
 	IssuedAt time.Time
+}
+
+// GateOpen asks the edge that runs GateID to open its barrier, once, for
+// Reason, if it learns of it by NotAfter (its own clock).
+type GateOpen struct {
+	ID       string
+	GateID   string
+	Reason   string
+	IssuedAt time.Time
+	NotAfter time.Time
+}
+
+// GateOpenChange is the unsigned change that carries g at seq of lot.
+func GateOpenChange(lotID string, seq int64, g GateOpen) ReservationChange {
+	return ReservationChange{V: Version, LotID: lotID, Seq: seq, Kind: KindGateOpen, Op: OpOpen, Data: map[string]string{
+		DataID: g.ID, DataGateID: g.GateID, DataReason: g.Reason,
+		DataIssuedAt: FormatTime(g.IssuedAt), DataNotAfter: FormatTime(g.NotAfter),
+	}}
+}
+
+// GateOpen returns the command a KindGateOpen change carries.
+func (c *ReservationChange) GateOpen() (GateOpen, error) {
+	if c.Kind != KindGateOpen {
+		return GateOpen{}, fmt.Errorf("%w: kind %q is not a remote open", ErrUnknownChange, c.Kind)
+	}
+	g := GateOpen{ID: c.Data[DataID], GateID: c.Data[DataGateID], Reason: c.Data[DataReason]}
+	var err error
+	if g.IssuedAt, err = time.Parse(time.RFC3339Nano, c.Data[DataIssuedAt]); err != nil {
+		return g, fmt.Errorf("%w: remote open issued_at: %v", ErrUnknownChange, err)
+	}
+	if g.NotAfter, err = time.Parse(time.RFC3339Nano, c.Data[DataNotAfter]); err != nil {
+		return g, fmt.Errorf("%w: remote open not_after: %v", ErrUnknownChange, err)
+	}
+	switch {
+	case g.GateID == "":
+		return g, fmt.Errorf("%w: remote open without gate", ErrUnknownChange)
+	case g.Reason == "":
+		return g, fmt.Errorf("%w: remote open without reason", ErrUnknownChange)
+	case g.NotAfter.Before(g.IssuedAt):
+		return g, fmt.Errorf("%w: remote open due before it was issued", ErrUnknownChange)
+	}
+	return g, nil
 }
 
 // FormatTime is how a time is written into Data.
@@ -146,6 +198,9 @@ func (c *ReservationChange) validateBody() error {
 		return err
 	case c.Kind == KindPresenceReset && c.Op == OpReset:
 		_, err := c.PresenceReset()
+		return err
+	case c.Kind == KindGateOpen && c.Op == OpOpen:
+		_, err := c.GateOpen()
 		return err
 	}
 	return fmt.Errorf("%w: kind %q op %q", ErrUnknownChange, c.Kind, c.Op)

@@ -60,6 +60,8 @@ func TestKindChangeSignVerify(t *testing.T) {
 		"PermitUpsert": protocol.PermitChange("lot-1", 8, protocol.OpUpsert, samplePermit()),
 		"PermitDelete": protocol.PermitChange("lot-1", 9, protocol.OpDelete, samplePermit()),
 		"Reset":        protocol.PresenceResetChange("lot-1", 10, protocol.PresenceReset{ID: "x-1", Plate: "AB123", IssuedAt: issued}),
+		"GateOpen": protocol.GateOpenChange("lot-1", 11, protocol.GateOpen{ID: "o-1", GateID: "entry-1", Reason: "intercom: ticket machine broken",
+			IssuedAt: issued, NotAfter: issued.Add(30 * time.Second)}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -91,8 +93,12 @@ func TestKindChangeSignVerify(t *testing.T) {
 				func(c *protocol.ReservationChange) { delete(c.Data, protocol.DataID) },
 				// Text may not slide from one entry into the next.
 				func(c *protocol.ReservationChange) {
-					c.Data[protocol.DataID] += "\x001:" + c.Data[protocol.DataPlate][:1]
-					c.Data[protocol.DataPlate] = c.Data[protocol.DataPlate][1:]
+					k := protocol.DataPlate
+					if _, ok := c.Data[k]; !ok {
+						k = protocol.DataGateID
+					}
+					c.Data[protocol.DataID] += "\x001:" + c.Data[k][:1]
+					c.Data[k] = c.Data[k][1:]
 				},
 			}
 			for i, f := range tamper {
@@ -133,6 +139,9 @@ func TestUnknownKind(t *testing.T) {
 	bad := []protocol.ReservationChange{
 		protocol.PermitChange("lot-1", 1, "suspend", samplePermit()),
 		protocol.PresenceResetChange("lot-1", 1, protocol.PresenceReset{ID: "x", IssuedAt: time.Now()}),
+		protocol.GateOpenChange("lot-1", 1, protocol.GateOpen{ID: "o", GateID: "entry-1", IssuedAt: time.Now(), NotAfter: time.Now().Add(time.Second)}),
+		protocol.GateOpenChange("lot-1", 1, protocol.GateOpen{ID: "o", GateID: "entry-1", Reason: "r", IssuedAt: time.Now(), NotAfter: time.Now().Add(-time.Second)}),
+		protocol.GateOpenChange("lot-1", 1, protocol.GateOpen{ID: "o", Reason: "r", IssuedAt: time.Now(), NotAfter: time.Now().Add(time.Second)}),
 		{V: 1, LotID: "lot-1", Seq: 1, Kind: protocol.KindPermit, Op: protocol.OpUpsert, Data: map[string]string{"id": "p"}},
 	}
 	for i, c := range bad {

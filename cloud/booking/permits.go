@@ -149,6 +149,45 @@ func (s *Service) ResetPresence(ctx context.Context, lotID, plate string) (cloud
 	return r, nil
 }
 
+// RemoteOpenValidity is how long an edge may act on a remote open after
+// it was issued: an operator opens for the driver at the intercom now, and
+// an edge that was offline and hears of it later must not open for nobody.
+const RemoteOpenValidity = 30 * time.Second
+
+// MaxGateIDLen bounds a gate's id, in characters; MaxReasonLen a remote
+// open's reason.
+const (
+	MaxGateIDLen = 64
+	MaxReasonLen = 200
+)
+
+// OpenGate sends a remote open of a gate down the lot's change log; the
+// edge running that gate opens it once, with reason manual_override and
+// the operator's reason on its gate event, if it hears of it within
+// RemoteOpenValidity.
+func (s *Service) OpenGate(ctx context.Context, lotID, gateID, reason string) (cloud.GateOpen, error) {
+	st, err := s.permits()
+	if err != nil {
+		return cloud.GateOpen{}, err
+	}
+	lot, err := LotID(lotID)
+	if err != nil {
+		return cloud.GateOpen{}, err
+	}
+	if err := CheckText("gate_id", gateID, MaxGateIDLen); err != nil {
+		return cloud.GateOpen{}, err
+	}
+	if err := CheckText("reason", reason, MaxReasonLen); err != nil {
+		return cloud.GateOpen{}, err
+	}
+	g, err := st.OpenGate(ctx, cloud.GateOpen{ID: uuid.NewString(), LotID: lot, GateID: gateID, Reason: reason}, RemoteOpenValidity)
+	if err != nil {
+		return g, err
+	}
+	s.changed(lot)
+	return g, nil
+}
+
 // changed wakes the relay for the lot; a permit changes no availability.
 func (s *Service) changed(lotID string) {
 	if s.Changed != nil {

@@ -13,9 +13,9 @@ import (
 // markup), so nothing an API field holds — a plate, a webhook URL — can
 // become script.
 //
-// Remote open is not here: it is the edge's call (POST /v1/gates/{gate_id}/open
-// on the gate computer, with that edge's operator token), and the cloud has
-// no route to it; the page says so where it lists the edges.
+// Remote open goes down the lot's change stream (POST
+// /v1/lots/{id}/gates/{gate_id}/open): the gate's computer opens once if it
+// hears of it within booking.RemoteOpenValidity.
 
 // consoleTmpl is the console's page. No template actions: the script and
 // the style are hashed from this text for the CSP, and neither may hold a
@@ -95,7 +95,16 @@ code{font-family:ui-monospace,monospace}
 <caption class="note">Gate computers of this lot as the cloud last heard of them</caption>
 <thead><tr><th scope="col">Gate</th><th scope="col">Status</th><th scope="col">Last seen</th><th scope="col">Applied change</th></tr></thead>
 <tbody id="edges"></tbody></table></div>
-<p class="note">Remote open is done on the gate computer itself, not here: its API <code>POST /v1/gates/{gate_id}/open</code> with a <code>reason</code>, and that edge's operator token.</p>
+<h3 id="open-h">Remote open</h3>
+<form id="open-form" aria-labelledby="open-h">
+<label for="open-gate">Gate</label>
+<input id="open-gate" required maxlength="64" list="gate-ids" autocomplete="off">
+<datalist id="gate-ids"></datalist>
+<label for="open-reason">Reason (kept with the gate event)</label>
+<input id="open-reason" required maxlength="200" autocomplete="off">
+<button type="submit">Open the barrier</button>
+</form>
+<p class="note">The gate opens once, if its computer hears of it within 30 seconds; one that is offline longer does not open later.</p>
 </section>
 
 <section aria-labelledby="events-h" data-needs-lot hidden>
@@ -322,9 +331,14 @@ code{font-family:ui-monospace,monospace}
       clear(tb);
       $("edges-seq").textContent = "Newest change of the lot: " + x.lot_seq;
       if (!x.gates.length) empty(tb, 4, "No gate has reported yet.");
+      var ids = $("gate-ids");
+      clear(ids);
       x.gates.forEach(function (g) {
         tb.appendChild(row([g.gate_id, el("span", g.status, g.status === "online" ? "online" : "offline"),
           when(g.last_seen), g.applied_seq + (g.applied_seq < x.lot_seq ? " (behind)" : "")]));
+        var o = document.createElement("option");
+        o.value = g.gate_id;
+        ids.appendChild(o);
       });
     }, function (e) {
       clear(tb);
@@ -497,6 +511,15 @@ code{font-family:ui-monospace,monospace}
       say("Permit added for " + p.plate + ".");
       $("permit-form").reset();
       loadPermits();
+    }, failed);
+  });
+  $("open-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var gate = $("open-gate").value.trim(), reason = $("open-reason").value.trim();
+    if (!confirm("Open the barrier of " + gate + " now?")) return;
+    api("POST", "/v1/lots/{id}/gates/{gate_id}/open", { id: lot, gate_id: gate }, { body: { reason: reason } }).then(function (x) {
+      say("Open sent to " + gate + " (change " + x.seq + "); it opens if the gate hears of it by " + when(x.not_after) + ".");
+      $("open-reason").value = "";
     }, failed);
   });
   $("presence-form").addEventListener("submit", function (ev) {

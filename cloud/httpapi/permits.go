@@ -100,3 +100,35 @@ func (s *Server) resetPresence(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusAccepted, res)
 }
+
+// openGateBody is the body of POST /v1/lots/{id}/gates/{gate_id}/open.
+type openGateBody struct {
+	Reason *string `json:"reason"`
+}
+
+// openGate is POST /v1/lots/{id}/gates/{gate_id}/open: a remote open, sent
+// down the lot's change log to the edge running the gate; 202, since the
+// edge acts on it when it hears of it (within booking.RemoteOpenValidity).
+func (s *Server) openGate(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+	var body openGateBody
+	if err := decode(r, &body); err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	if body.Reason == nil {
+		writeError(w, r, s.Log, cloud.FieldError("reason", "reason is required: an open nobody can explain later is what an audit is for"))
+		return
+	}
+	gate, err := url.PathUnescape(chi.URLParam(r, "gate_id"))
+	if err != nil {
+		writeError(w, r, s.Log, cloud.FieldError("gate_id", "gate_id is not a well-formed path segment"))
+		return
+	}
+	res, err := s.Booking.OpenGate(r.Context(), chi.URLParam(r, "id"), gate, *body.Reason)
+	if err != nil {
+		writeError(w, r, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}

@@ -207,3 +207,52 @@ func TestPermitInputRules(t *testing.T) {
 		t.Fatalf("a 400-day permit: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestOpenGate: a remote open is a signed gate_open change in the lot's
+// stream, naming the gate and the operator's reason, valid for
+// booking.RemoteOpenValidity; a missing or empty reason, a bad gate id and
+// an unknown lot are refused, and nothing is written for them.
+func TestOpenGate(t *testing.T) {
+	t.Parallel()
+	b, pub, _ := setupPermits(t)
+	lot := b.createLot(t, 1)
+	r := b.do(t, "POST", "/v1/lots/"+lot+"/gates/entry-1/open", map[string]any{"reason": "intercom: ticket machine broken"}, adminHdr)
+	m := r.json(t)
+	if r.Status != 202 || m["gate_id"] != "entry-1" || m["lot_id"] != lot || m["seq"] != 1.0 || m["reason"] != "intercom: ticket machine broken" {
+		t.Fatalf("open: %d %s", r.Status, r.Body)
+	}
+	issued, _ := time.Parse(time.RFC3339Nano, m["issued_at"].(string))
+	notAfter, _ := time.Parse(time.RFC3339Nano, m["not_after"].(string))
+	if d := notAfter.Sub(issued); d != booking.RemoteOpenValidity {
+		t.Errorf("valid for %v, want %v", d, booking.RemoteOpenValidity)
+	}
+	for _, tt := range []struct {
+		path   string
+		body   any
+		status int
+		field  string
+	}{
+		{"/v1/lots/" + lot + "/gates/entry-1/open", map[string]any{}, 400, "reason"},
+		{"/v1/lots/" + lot + "/gates/entry-1/open", map[string]any{"reason": "  "}, 400, "reason"},
+		{"/v1/lots/" + lot + "/gates/entry-1/open", map[string]any{"reason": strings.Repeat("x", 201)}, 400, "reason"},
+		{"/v1/lots/" + lot + "/gates/" + strings.Repeat("g", 65) + "/open", map[string]any{"reason": "x"}, 400, "gate_id"},
+		{"/v1/lots/" + lot + "/gates/entry%0A1/open", map[string]any{"reason": "x"}, 400, "gate_id"},
+		{"/v1/lots/6f1c3e44-0000-4000-8000-000000000000/gates/entry-1/open", map[string]any{"reason": "x"}, 404, ""},
+	} {
+		r := b.do(t, "POST", tt.path, tt.body, adminHdr)
+		if r.Status != tt.status || (tt.field != "" && r.field() != tt.field) {
+			t.Errorf("%s %v: %d %s; want %d naming %q", tt.path, tt.body, r.Status, r.Body, tt.status, tt.field)
+		}
+	}
+	if r := b.do(t, "POST", "/v1/lots/"+lot+"/gates/entry-1/open", map[string]any{"reason": "x"}, nil); r.Status != 401 {
+		t.Errorf("without the admin token: %d", r.Status)
+	}
+	cs := b.changesOf(t, lot, pub)
+	if len(cs) != 1 || cs[0].Kind != protocol.KindGateOpen || cs[0].Op != protocol.OpOpen {
+		t.Fatalf("changes %+v; want the one remote open", cs)
+	}
+	g, err := cs[0].GateOpen()
+	if err != nil || g.GateID != "entry-1" || g.Reason != "intercom: ticket machine broken" || !g.NotAfter.Equal(notAfter) {
+		t.Errorf("the change carries %+v, %v", g, err)
+	}
+}

@@ -136,6 +136,7 @@ func (s *Server) Handler() http.Handler {
 		r.With(s.admin).Get("/lots/{id}/permits", s.listPermits)
 		r.With(s.admin).Delete("/lots/{id}/permits/{permit_id}", s.deletePermit)
 		r.With(s.admin).Post("/lots/{id}/presence/{plate}/reset", s.resetPresence)
+		r.With(s.admin).Post("/lots/{id}/gates/{gate_id}/open", s.openGate)
 		r.Get("/edge/lots/{lot_id}/changes", s.changes)
 		r.Post("/edge/lots/{lot_id}/keys", s.registerEdgeKey)
 		r.Post("/payments/webhook", s.webhook)

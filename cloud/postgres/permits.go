@@ -165,3 +165,28 @@ RETURNING starts_at`, lot, r.Seq, cloud.ChangeReset, r.ID, r.Plate).Scan(&r.Issu
 	}
 	return r, nil
 }
+
+// OpenGate implements cloud.PermitStore: the command in the lot's change
+// log (columns as migration 020 says), issued at the transaction's clock.
+func (db *DB) OpenGate(ctx context.Context, g cloud.GateOpen, validity time.Duration) (cloud.GateOpen, error) {
+	lot, ok := canonicalUUID(g.LotID)
+	if !ok {
+		return g, cloud.Errorf(cloud.ENotFound, "lot %q not found", g.LotID)
+	}
+	g.LotID = lot
+	err := db.inTx(ctx, "open gate", func(tx pgx.Tx) error {
+		var err error
+		if g.Seq, err = nextSeq(ctx, tx, lot); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `
+INSERT INTO outbox (lot_id, seq, kind, reservation_id, op, status, plate, starts_at, ends_at)
+VALUES ($1, $2, $3, $4, 'open', $5, $6, now(), now() + $7::interval)
+RETURNING starts_at, ends_at`, lot, g.Seq, cloud.ChangeGateOpen, g.ID, g.Reason, g.GateID, validity).Scan(&g.IssuedAt, &g.NotAfter)
+	})
+	if err != nil {
+		return g, err
+	}
+	g.IssuedAt, g.NotAfter = g.IssuedAt.UTC(), g.NotAfter.UTC()
+	return g, nil
+}

@@ -53,6 +53,9 @@ func sign(c *cloud.Change, lotID string, key ed25519.PrivateKey) protocol.Reserv
 	case cloud.ChangeReset:
 		m = protocol.PresenceResetChange(lotID, c.Seq, protocol.PresenceReset{ID: c.ReservationID, Plate: c.Plate,
 			IssuedAt: c.StartsAt})
+	case cloud.ChangeGateOpen:
+		m = protocol.GateOpenChange(lotID, c.Seq, protocol.GateOpen{ID: c.ReservationID, GateID: c.Plate,
+			Reason: string(c.Status), IssuedAt: c.StartsAt, NotAfter: c.EndsAt})
 	default:
 		m = reservationChange(c, lotID)
 	}

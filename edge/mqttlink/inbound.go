@@ -152,6 +152,10 @@ func (l *Link) flush(pending map[int64]protocol.ReservationChange) error {
 			l.skipped.Add(1)
 			l.log.Warn("change this agent cannot use skipped; its seq is applied", "seq", run[i].Seq,
 				"kind", run[i].Kind, "op", run[i].Op, "err", err)
+			continue
+		}
+		if run[i].Kind == protocol.KindGateOpen && run[i].Seq > applied && run[i].Seq <= last && l.cfg.OnCommand != nil {
+			l.cfg.OnCommand(run[i])
 		}
 	}
 	for _, c := range run {

@@ -69,6 +69,11 @@ type Config struct {
 	// OnApplied is called after each applied batch with the new last
 	// sequence number, from the applier goroutine; it must not block.
 	OnApplied func(seq int64)
+	// OnCommand is called, after the batch that carries it is applied,
+	// with each command the stream sends (a remote open), from the applier
+	// goroutine; it must not block. Applied changes are never applied
+	// again, so each command reaches it at most once.
+	OnCommand func(c protocol.ReservationChange)
 }
 
 // Stats are the link's counters.

@@ -2,6 +2,7 @@ package mqttlink_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +159,67 @@ func TestForgedPermitRefused(t *testing.T) {
 	publish(t, attacker, protocol.ReservationsTopic(lot), genuine)
 	b.applied.wait(t, 1, 10*time.Second)
 	reader(t, a)("entry-1", "EVIL1", protocol.DecisionOpen, protocol.ReasonPermit)
+}
+
+// TestRemoteOpenOverTheStream: a remote open sent down the lot's stream
+// reaches the agent once it is applied, and the agent opens the gate; the
+// same command delivered again is not run again; one heard of after its
+// deadline is not carried out.
+func TestRemoteOpenOverTheStream(t *testing.T) {
+	b := setup(t, "", nil)
+	var agent atomic.Pointer[edge.Agent]
+	type ran struct {
+		seq    int64
+		opened bool
+	}
+	results := make(chan ran, 10)
+	next := func() ran {
+		t.Helper()
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no command reached the agent")
+			return ran{}
+		}
+	}
+	b.cfg.OnCommand = func(c protocol.ReservationChange) {
+		go func() {
+			opened, err := agent.Load().Command(context.Background(), c)
+			if err != nil {
+				t.Errorf("command %d: %v", c.Seq, err)
+			}
+			results <- ran{c.Seq, opened}
+		}()
+	}
+	l := b.start(t)
+	a, _ := newAgent(t, b, l)
+	agent.Store(a)
+	cloud := client(t, b.broker.URL(), "cloud", true, nil)
+	send := func(c protocol.ReservationChange) protocol.ReservationChange {
+		c.Sign(b.key)
+		publish(t, cloud, protocol.ReservationsTopic(lot), c)
+		return c
+	}
+	now := time.Now()
+	open := send(protocol.GateOpenChange(lot, 1, protocol.GateOpen{ID: "o1", GateID: "entry-1", Reason: "intercom",
+		IssuedAt: now, NotAfter: now.Add(30 * time.Second)}))
+	b.applied.wait(t, 1, 10*time.Second)
+	if r := next(); r.seq != 1 || !r.opened {
+		t.Fatalf("remote open: %+v", r)
+	}
+	publish(t, cloud, protocol.ReservationsTopic(lot), open) // delivered again
+	send(change(b.key, 2))
+	b.applied.wait(t, 2, 10*time.Second)
+	send(protocol.GateOpenChange(lot, 3, protocol.GateOpen{ID: "o2", GateID: "entry-1", Reason: "intercom",
+		IssuedAt: now.Add(-2 * time.Minute), NotAfter: now.Add(-90 * time.Second)}))
+	b.applied.wait(t, 3, 10*time.Second)
+	if r := next(); r.seq != 3 || r.opened {
+		t.Fatalf("after the redelivery, the late command: %+v; want seq 3 not opened (and seq 1 not run again)", r)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("a command ran again: %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

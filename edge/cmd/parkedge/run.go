@@ -111,6 +111,15 @@ func (m *Main) Run(ctx context.Context) error {
 		Brokers: c.Brokers, LotID: c.LotID, ClientID: c.ClientID, Password: c.EdgeToken, Gates: gateIDs,
 		Keys: c.PublicKeys, CloudURL: c.CloudURL, Token: c.EdgeToken, Logger: m.Logger, Registerer: reg,
 		PublicKey: store.PublicKey(), CatchUpInterval: c.CatchUpEvery,
+		OnCommand: func(cmd protocol.ReservationChange) {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				if _, err := m.agent.Command(ctx, cmd); err != nil {
+					m.Logger.Error("remote open", "seq", cmd.Seq, "err", err)
+				}
+			}()
+		},
 	}, store)
 	if err != nil {
 		return err
