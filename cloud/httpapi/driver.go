@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"html/template"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parkgate/parkgate/cloud"
+	"golang.org/x/text/currency"
 )
 
 // The hold's Idempotency-Key, in the page's script: a refusal is stored
@@ -33,13 +33,11 @@ const maxNameQuery = 100
 
 // driverResult is one lot found, as the page shows it.
 type driverResult struct {
-	ID, Name           string
-	DistanceM          float64
-	HasDistance        bool
-	Available, Total   int
-	Price              string
-	StartsAt, EndsAt   string
-	StartsISO, EndsISO string
+	ID, Name         string
+	DistanceM        float64
+	HasDistance      bool
+	Available, Total int
+	Price            string
 }
 
 type driverView struct {
@@ -65,7 +63,7 @@ func (s *Server) driverPage(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status = StatusOf(err)
 		v.Error = cloud.ErrorMessage(err)
-		if f := fieldOf(err); f != "" {
+		if f := cloud.ErrorField(err); f != "" {
 			v.Error = f + ": " + v.Error
 		}
 	}
@@ -145,26 +143,24 @@ func (s *Server) driverSearch(r *http.Request, v driverView, start, end time.Tim
 		out = append(out, driverResult{
 			ID: m.Lot.ID, Name: m.Lot.Name, DistanceM: math.Round(m.DistanceM), HasDistance: located,
 			Available: max(m.Available, 0), Total: m.Lot.TotalSpots, Price: money(price),
-			StartsAt: start.Format("2006-01-02 15:04 MST"), EndsAt: end.Format("2006-01-02 15:04 MST"),
-			StartsISO: start.Format(time.RFC3339), EndsISO: end.Format(time.RFC3339),
 		})
 	}
 	return out, true, nil
 }
 
-// money shows an amount in its currency's major unit: two decimals, as
-// the currencies lots are priced in have (cloud.Price works in cents).
+// money shows an amount in its currency's major unit, with as many
+// decimals as the currency has (ISO 4217: two for EUR, none for JPY, three
+// for BHD), as amounts are in its minor unit.
 func money(m cloud.Money) string {
-	return fmt.Sprintf("%d.%02d %s", m.Amount/100, m.Amount%100, m.Currency)
-}
-
-// fieldOf is the field an error names, if any.
-func fieldOf(err error) string {
-	var e *cloud.Error
-	if errors.As(err, &e) {
-		return e.Field
+	scale := 2
+	if u, err := currency.ParseISO(m.Currency); err == nil {
+		scale, _ = currency.Standard.Rounding(u)
 	}
-	return ""
+	if scale == 0 {
+		return fmt.Sprintf("%d %s", m.Amount, m.Currency)
+	}
+	pow := int64(math.Pow10(scale))
+	return fmt.Sprintf("%d.%0*d %s", m.Amount/pow, scale, m.Amount%pow, m.Currency)
 }
 
 var driverPageCSP = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; " +
@@ -217,8 +213,8 @@ ul{list-style:none;padding:0}li{border:1px solid #ccc;border-radius:.4rem;paddin
 <h2 id="results-h">{{len .Results}} {{if eq (len .Results) 1}}lot{{else}}lots{{end}} found</h2>
 <ul>{{range .Results}}
 <li><h3>{{.Name}}</h3>
-<p>{{if .HasDistance}}{{.DistanceM}} m away · {{end}}{{.Available}} of {{.Total}} spots free · {{.Price}} from <time datetime="{{.StartsISO}}">{{.StartsAt}}</time> to <time datetime="{{.EndsISO}}">{{.EndsAt}}</time></p>
-{{if gt .Available 0}}<form class="hold" data-lot="{{.ID}}" data-starts-at="{{.StartsISO}}" data-ends-at="{{.EndsISO}}">
+<p>{{if .HasDistance}}{{.DistanceM}} m away · {{end}}{{.Available}} of {{.Total}} spots free · {{.Price}} from <time datetime="{{$.StartsAt}}">{{$.StartsAt}}</time> to <time datetime="{{$.EndsAt}}">{{$.EndsAt}}</time></p>
+{{if gt .Available 0}}<form class="hold" data-lot="{{.ID}}" data-starts-at="{{$.StartsAt}}" data-ends-at="{{$.EndsAt}}">
 <label for="plate-{{.ID}}">Your number plate</label>
 <input id="plate-{{.ID}}" name="plate" required maxlength="16" autocomplete="off" autocapitalize="characters">
 <button type="submit">Hold a spot and pay</button>

@@ -65,6 +65,17 @@ func TestDriverPage(t *testing.T) {
 		t.Errorf("after a hold: %s", p.Body)
 	}
 
+	// A currency with no minor unit is shown as such: 250 yen an hour for
+	// 90 minutes is 375 yen, not 3.75.
+	if r := b.do(t, "POST", "/v1/lots", lotBody(func(m map[string]any) {
+		m["name"], m["hourly_rate"] = "Tokyo Station", map[string]any{"amount": 250, "currency": "JPY"}
+	}), adminHdr); r.Status != 201 {
+		t.Fatalf("create a yen lot: %d %s", r.Status, r.Body)
+	}
+	if p := b.do(t, "GET", "/?name=tokyo"+window, nil, nil); !strings.Contains(string(p.Body), "375 JPY") {
+		t.Errorf("a yen lot's price: %s", p.Body)
+	}
+
 	if p := b.do(t, "GET", "/?name=nowhere"+window, nil, nil); p.Status != 200 || !strings.Contains(string(p.Body), "0 lots found") {
 		t.Errorf("no match: %d %s", p.Status, p.Body)
 	}
