@@ -47,6 +47,23 @@ type ClaimedLot struct {
 	Changes []Change
 }
 
+// Mark is one drain's acknowledged run of a lot's changes, From..To, to be
+// stamped published; the drain's lease is renewed with it, or with Release
+// given back.
+type Mark struct {
+	LotID    string
+	From, To int64
+	Release  bool
+}
+
+// Marked is what one Mark did: how long each change it stamped had waited
+// since it was written (seconds, by the store's clock, in seq order), and
+// whether the owner still held the lot's lease.
+type Marked struct {
+	Lags []float64
+	Held bool
+}
+
 // ChangePage is one read of a lot's change log.
 type ChangePage struct {
 	LotID   string // in canonical form, however the caller spelled it
@@ -122,12 +139,11 @@ type Outbox interface {
 	// change not yet delivered, as long as every publisher marks only a
 	// prefix of what it sent.
 	UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]Change, error)
-	// MarkPublished stamps the lot's changes from..to as published and
-	// renews owner's lease for ttl, or with release gives it back, in the
-	// same round trip. It returns how long each marked change waited since
-	// it was written, in seconds by the store's clock, and whether owner
-	// still held the lease. Changes marked already are left as they are.
-	MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration, release bool) (lags []float64, held bool, err error)
+	// MarkPublished applies the marks of several lots, all of owner's, in
+	// one round trip, and returns what each did, in the order given.
+	// Changes marked already are left as they are; a lease owner no longer
+	// holds is neither renewed nor given back (Held false).
+	MarkPublished(ctx context.Context, owner string, ttl time.Duration, marks []Mark) ([]Marked, error)
 	// ReleaseOutboxLease gives the lot back if owner holds it.
 	ReleaseOutboxLease(ctx context.Context, lotID, owner string) error
 	// ReleaseOutboxLeases gives back every lot owner holds.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/protocol"
 )
@@ -222,36 +221,90 @@ SELECT seq, kind, reservation_id::text, op, status, plate, starts_at, ends_at
 	return out, nil
 }
 
-// MarkPublished implements cloud.Outbox, in one round trip. The lags are
-// by the database's clock, so app clock skew does not show up as lag.
-func (db *DB) MarkPublished(ctx context.Context, lotID, owner string, from, to int64, ttl time.Duration, release bool) (lags []float64, held bool, err error) {
+// The statements of MarkPublished, each over arrays of lots so that the
+// marks of many drains cost one round trip and one commit.
+const (
+	sqlMarkPublished = `
+WITH marked AS (
+    UPDATE outbox o SET published_at = clock_timestamp()
+      FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS m(lot_id, first, last)
+     WHERE o.lot_id = m.lot_id AND o.seq BETWEEN m.first AND m.last AND o.published_at IS NULL
+    RETURNING o.lot_id, o.seq, extract(epoch FROM o.published_at - o.created_at)::float8 AS lag
+)
+SELECT lot_id::text, lag FROM marked ORDER BY lot_id, seq`
+	sqlReleaseLeases = `
+DELETE FROM relay_leases r USING unnest($2::uuid[]) AS m(lot_id)
+ WHERE r.lot_id = m.lot_id AND r.owner = $1
+RETURNING r.lot_id::text`
+	sqlRenewLeases = `
+UPDATE relay_leases r SET expires_at = now() + $3 * interval '1 millisecond'
+  FROM unnest($2::uuid[]) AS m(lot_id)
+ WHERE r.lot_id = m.lot_id AND r.owner = $1
+RETURNING r.lot_id::text`
+)
+
+// MarkPublished implements cloud.Outbox: three statements at most, however
+// many lots, in one implicit transaction. The lags are by the database's
+// clock, so app clock skew does not show up as lag.
+//
+// Two replicas whose groups share two lots could deadlock (the database
+// breaks it, and the loser's drain retries); it takes a lease lost on both
+// lots at once, since a lot's marks come only from its lease holder.
+func (db *DB) MarkPublished(ctx context.Context, owner string, ttl time.Duration, marks []cloud.Mark) ([]cloud.Marked, error) {
+	if len(marks) == 0 {
+		return nil, nil
+	}
+	lots := make([]string, len(marks))
+	first := make([]int64, len(marks))
+	last := make([]int64, len(marks))
+	var release, renew []string
+	for i, m := range marks {
+		lot, ok := canonicalUUID(m.LotID)
+		if !ok {
+			return nil, cloud.Errorf(cloud.ENotFound, "lot %q not found", m.LotID)
+		}
+		lots[i], first[i], last[i] = lot, m.From, m.To
+		if m.Release {
+			release = append(release, lot)
+		} else {
+			renew = append(renew, lot)
+		}
+	}
+	lags := map[string][]float64{}
+	held := map[string]bool{}
+	heldRows := func(rows pgx.Rows) error {
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, lot := range got {
+			held[lot] = true
+		}
+		return err
+	}
 	var b pgx.Batch
-	b.Queue(`
-UPDATE outbox SET published_at = clock_timestamp()
- WHERE lot_id = $1 AND seq BETWEEN $2 AND $3 AND published_at IS NULL
-RETURNING extract(epoch FROM published_at - created_at)::float8`, lotID, from, to).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			lags, err = pgx.CollectRows(rows, pgx.RowTo[float64])
-			return err
-		})
-	// Renewed, or given back: either way the row count says whether owner
-	// still held it.
-	var lease *pgx.QueuedQuery
-	if release {
-		lease = b.Queue(`DELETE FROM relay_leases WHERE lot_id = $1 AND owner = $2`, lotID, owner)
-	} else {
-		lease = b.Queue(`UPDATE relay_leases SET expires_at = now() + $3 * interval '1 millisecond' WHERE lot_id = $1 AND owner = $2`,
-			lotID, owner, ttl.Milliseconds())
-	}
-	lease.Exec(func(tag pgconn.CommandTag) error {
-		held = tag.RowsAffected() == 1
-		return nil
+	b.Queue(sqlMarkPublished, lots, first, last).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var lot string
+			var lag float64
+			if err := rows.Scan(&lot, &lag); err != nil {
+				return err
+			}
+			lags[lot] = append(lags[lot], lag)
+		}
+		return rows.Err()
 	})
-	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, false, fail("mark published", err)
+	if len(release) > 0 {
+		b.Queue(sqlReleaseLeases, owner, release).Query(heldRows)
 	}
-	return lags, held, nil
+	if len(renew) > 0 {
+		b.Queue(sqlRenewLeases, owner, renew, ttl.Milliseconds()).Query(heldRows)
+	}
+	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fail("mark published", err)
+	}
+	out := make([]cloud.Marked, len(marks))
+	for i, lot := range lots {
+		out[i] = cloud.Marked{Lags: lags[lot], Held: held[lot]}
+	}
+	return out, nil
 }
 
 // ReleaseOutboxLease implements cloud.Outbox; a released lot may be taken

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -130,13 +131,13 @@ func TestOutboxLeases(t *testing.T) {
 	if err != nil || len(rows) != 3 || rows[0].Seq != 1 || rows[2].Seq != 3 {
 		t.Fatalf("unpublished: %+v, %v", rows, err)
 	}
-	lags, held, err := f.db.MarkPublished(ctx, lot, "a", 1, 3, time.Minute, false)
+	lags, held, err := markOne(ctx, f.db, lot, "a", 1, 3, false)
 	if err != nil || len(lags) != 3 || !held {
 		t.Fatalf("mark: lags %v held %v, %v", lags, held, err)
 	}
 	// A second mark of the same rows marks nothing; another owner's mark
 	// does not hold the lease.
-	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 1, 3, time.Minute, false); err != nil || len(lags) != 0 || held {
+	if lags, held, err := markOne(ctx, f.db, lot, "b", 1, 3, false); err != nil || len(lags) != 0 || held {
 		t.Fatalf("mark again by another owner: lags %v held %v, %v", lags, held, err)
 	}
 	if rows, err := f.db.UnpublishedChanges(ctx, lot, 10); err != nil || len(rows) != 2 || rows[0].Seq != 4 {
@@ -157,13 +158,13 @@ func TestOutboxLeases(t *testing.T) {
 	}
 	// The last mark of a drain gives the lease back in its round trip:
 	// another owner may claim the lot at once. Only the holder's does.
-	if lags, held, err := f.db.MarkPublished(ctx, lot, "a", 4, 4, time.Minute, true); err != nil || len(lags) != 1 || held {
+	if lags, held, err := markOne(ctx, f.db, lot, "a", 4, 4, true); err != nil || len(lags) != 1 || held {
 		t.Fatalf("mark and release by a non-holder: lags %v held %v, %v", lags, held, err)
 	}
 	if n := f.queryInt(`SELECT count(*) FROM relay_leases WHERE owner = 'b'`); n != 1 {
 		t.Fatalf("a non-holder's release took the lease: %d left", n)
 	}
-	if lags, held, err := f.db.MarkPublished(ctx, lot, "b", 5, 5, time.Minute, true); err != nil || len(lags) != 1 || !held {
+	if lags, held, err := markOne(ctx, f.db, lot, "b", 5, 5, true); err != nil || len(lags) != 1 || !held {
 		t.Fatalf("mark and release: lags %v held %v, %v", lags, held, err)
 	}
 	if n := f.queryInt(`SELECT count(*) FROM relay_leases`); n != 0 {
@@ -208,7 +209,7 @@ func TestClaimReadsChanges(t *testing.T) {
 	if got, err := f.db.ClaimOutboxLots(ctx, "someone else", time.Minute, 10, []string{a, b, c}, 0); err != nil || len(got) != 1 || got[0].LotID != other || got[0].Changes != nil {
 		t.Fatalf("another owner's claim of the fourth lot without a read: %+v, %v", got, err)
 	}
-	if _, _, err := f.db.MarkPublished(ctx, a, "nobody", 1, 2, time.Minute, false); err != nil {
+	if _, _, err := markOne(ctx, f.db, a, "nobody", 1, 2, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -235,4 +236,73 @@ func TestClaimReadsChanges(t *testing.T) {
 	if s := byLot[a]; s[0].Seq != 3 || s[1].Seq != 4 {
 		t.Errorf("lot %s read from seq %d; want 3, after the two marked", a, s[0].Seq)
 	}
+}
+
+// TestMarkGroup: one MarkPublished of several lots' runs stamps each run and
+// nothing else, renews or gives back each lease as its mark asks, and
+// answers each mark in the order given: a lot whose lease another owner
+// took is stamped (what was sent was sent) but not held, and its lease
+// stays with the other.
+func TestMarkGroup(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	a, b, c, lost := f.lot(), f.lot(), f.lot(), f.lot()
+	for _, lot := range []string{a, b, c, lost} {
+		f.addChanges(lot, 4)
+	}
+	if got, err := f.db.ClaimOutboxLots(ctx, "me", time.Minute, 10, nil, 0); err != nil || len(got) != 4 {
+		t.Fatalf("claim: %+v, %v", got, err)
+	}
+	f.exec(`UPDATE relay_leases SET owner = 'other' WHERE lot_id = $1`, lost)
+	f.exec(`UPDATE relay_leases SET expires_at = now() + interval '1 second' WHERE lot_id = $1`, b)
+
+	res, err := f.db.MarkPublished(ctx, "me", time.Hour, []cloud.Mark{
+		{LotID: c, From: 1, To: 4, Release: true},
+		{LotID: a, From: 1, To: 2},
+		{LotID: lost, From: 1, To: 1},
+		{LotID: b, From: 2, To: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		lags int
+		held bool
+	}{{4, true}, {2, true}, {1, false}, {2, true}}
+	for i, w := range want {
+		if len(res[i].Lags) != w.lags || res[i].Held != w.held {
+			t.Errorf("mark %d: %d lags, held %v; want %d, %v", i, len(res[i].Lags), res[i].Held, w.lags, w.held)
+		}
+	}
+	for _, tc := range []struct {
+		lot         string
+		unpublished string
+	}{{a, "3,4"}, {b, "1,4"}, {c, ""}, {lost, "2,3,4"}} {
+		if got := f.queryString(`SELECT coalesce(string_agg(seq::text, ',' ORDER BY seq), '') FROM outbox
+			WHERE lot_id = $1 AND published_at IS NULL`, tc.lot); got != tc.unpublished {
+			t.Errorf("lot %s unpublished %q; want %q", tc.lot, got, tc.unpublished)
+		}
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases WHERE lot_id = $1`, c); n != 0 {
+		t.Errorf("the released lot's lease is still there")
+	}
+	if got := f.queryString(`SELECT owner FROM relay_leases WHERE lot_id = $1`, lost); got != "other" {
+		t.Errorf("the lost lot's lease went to %q", got)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases WHERE owner = 'me' AND expires_at > now() + interval '50 minutes'`); n != 2 {
+		t.Errorf("%d leases renewed for the hour asked; want 2 (a and b)", n)
+	}
+	if res, err := f.db.MarkPublished(ctx, "me", time.Hour, nil); err != nil || len(res) != 0 {
+		t.Errorf("no marks: %v, %v", res, err)
+	}
+}
+
+// markOne is MarkPublished of one lot's run.
+func markOne(ctx context.Context, db *postgres.DB, lot, owner string, from, to int64, release bool) (lags []float64, held bool, err error) {
+	res, err := db.MarkPublished(ctx, owner, time.Minute, []cloud.Mark{{LotID: lot, From: from, To: to, Release: release}})
+	if err != nil {
+		return nil, false, err
+	}
+	return res[0].Lags, res[0].Held, nil
 }

@@ -25,6 +25,11 @@ var (
 		Help:    "Time from an outbox row's commit to its being marked published after the broker's PUBACK.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	})
+	relayMarkGroup = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "parkgate_relay_mark_group_size",
+		Help:    "How many drains' marks went to the database in one round trip.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+	})
 	relayLag = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "parkgate_relay_lag_seconds",
 		Help: "How old the most recently published change was when it was marked published.",
