@@ -153,12 +153,22 @@ type binResult struct {
 	genCPU time.Duration
 	// CPU the server's own Postgres backends spent per hold.
 	pgCPU time.Duration
-	bd    *bundle
+	// The relay's work per hold, from the server's /metrics: changes
+	// published, and round trips of marks (0 where the binary predates
+	// the metric).
+	relayChanges, relayMarks float64
+	bd                       *bundle
 }
 
 func (r binResult) redisLine() string {
 	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, postgres %v, redis %v, generator%s %v", r.cpu.Round(time.Microsecond),
 		r.pgCPU.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond), r.genLabel(), r.genCPU.Round(time.Microsecond))
+	if r.relayChanges > 0 {
+		cpu += fmt.Sprintf("  relay/hold: changes %.2f", r.relayChanges)
+		if r.relayMarks > 0 {
+			cpu += fmt.Sprintf(", mark round trips %.2f", r.relayMarks)
+		}
+	}
 	if len(r.redis) == 0 {
 		return cpu
 	}
@@ -201,6 +211,8 @@ func medianResult(rs []binResult) binResult {
 	m.redisCPU = time.Duration(by(func(r binResult) float64 { return float64(r.redisCPU) }))
 	m.genCPU = time.Duration(by(func(r binResult) float64 { return float64(r.genCPU) }))
 	m.pgCPU = time.Duration(by(func(r binResult) float64 { return float64(r.pgCPU) }))
+	m.relayChanges = by(func(r binResult) float64 { return r.relayChanges })
+	m.relayMarks = by(func(r binResult) float64 { return r.relayMarks })
 	return m
 }
 
@@ -229,7 +241,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	env := append(os.Environ(),
 		// Named, so that its Postgres backends can be found and their CPU
 		// counted (pgBackendCPU).
-		"DATABASE_URL="+bd.schema.URL+"&application_name="+app,
+		"DATABASE_URL="+bd.schema.URL+"&application_name="+app+os.Getenv("BENCH_DB_PARAMS"),
 		"PARKGATE_HTTP_ADDR="+addr,
 		"PARKGATE_REDIS_NAMESPACE=binbench-"+hex.EncodeToString(ns[:]),
 		// Lifted, not off: "off" would skip the limits' Redis calls.
@@ -327,6 +339,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	defer rdb.Close()
 	before, cpu0, rcpu0, gcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
 	pg0 := pgBackendCPU(bd, app)
+	m0 := scrapeMetrics(b, base)
 	var prof sync.WaitGroup
 	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
 		prof.Add(1)
@@ -342,13 +355,18 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	el := drive(n, 400, lat, codes)
 	after, cpu1, rcpu1, gcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
 	pgCPU := cpuSince(pg0, pgBackendCPU(bd, app))
+	// The relay publishes after the holds are answered: let it finish.
+	time.Sleep(300 * time.Millisecond)
+	m1 := scrapeMetrics(b, base)
 	prof.Wait()
 	if codes[201] != n {
 		b.Errorf("statuses %v", codes)
 	}
 	res := binResult{mode: mode, holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
 		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n),
-		genCPU: (gcpu1 - gcpu0) / time.Duration(n), pgCPU: pgCPU / time.Duration(n)}
+		genCPU: (gcpu1 - gcpu0) / time.Duration(n), pgCPU: pgCPU / time.Duration(n),
+		relayChanges: (m1["parkgate_relay_published_total"] - m0["parkgate_relay_published_total"]) / float64(n),
+		relayMarks:   (m1["parkgate_relay_mark_group_size_count"] - m0["parkgate_relay_mark_group_size_count"]) / float64(n)}
 	if mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range after {
@@ -360,6 +378,28 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	reportHolds(b, lat, codes, el)
 	b.Logf("%s", res.redisLine())
 	return res
+}
+
+// scrapeMetrics reads the server's unlabelled counters.
+func scrapeMetrics(b *testing.B, base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func waitReady(b *testing.B, base, logName string) {

@@ -11,24 +11,17 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// markStore answers MarkPublished, one group at a time as the test lets it.
+// markStore answers MarkPublished one group at a time, as the test lets it.
 type markStore struct {
 	cloud.Outbox
-	mu     sync.Mutex
-	groups [][]cloud.Mark
-	sent   chan int      // the size of each group as it arrives
-	let    chan struct{} // one receive per group answered
-	fail   error
+	sent chan []cloud.Mark // each group as it arrives
+	let  chan error        // the answer to the group in flight
 }
 
 func (s *markStore) MarkPublished(_ context.Context, owner string, _ time.Duration, marks []cloud.Mark) ([]cloud.Marked, error) {
-	s.mu.Lock()
-	s.groups = append(s.groups, marks)
-	s.mu.Unlock()
-	s.sent <- len(marks)
-	<-s.let
-	if s.fail != nil {
-		return nil, s.fail
+	s.sent <- marks
+	if err := <-s.let; err != nil {
+		return nil, err
 	}
 	out := make([]cloud.Marked, len(marks))
 	for i, m := range marks {
@@ -37,47 +30,50 @@ func (s *markStore) MarkPublished(_ context.Context, owner string, _ time.Durati
 	return out, nil
 }
 
-func (s *markStore) queued(r *Relay) int {
-	r.marks.mu.Lock()
-	defer r.marks.mu.Unlock()
-	return len(r.marks.queue)
-}
-
-// TestMarksGrouped: marks made while one is in flight go together in the
-// next round trip, each answered with its own result; the drain that sent
-// a group is answered as soon as it is, not after the groups behind it; and
-// a failed group fails each of its marks.
+// TestMarksGrouped: the marks drains make while a group is in flight wait
+// for it and then go together, one group at a time; each drain is answered
+// with its own mark's result, and a failed group fails each of its marks.
 func TestMarksGrouped(t *testing.T) {
-	store := &markStore{sent: make(chan int, 10), let: make(chan struct{})}
-	r := &Relay{outbox: store, opts: Options{Owner: "me", LeaseTTL: time.Minute}}
+	store := &markStore{sent: make(chan []cloud.Mark, 10), let: make(chan error)}
+	opts := Options{Owner: "me", LeaseTTL: time.Minute}
+	r := &Relay{outbox: store, opts: opts, marks: newMarks(store, opts)}
 	type answer struct {
 		i   int
 		res cloud.Marked
 		err error
 	}
 	answers := make(chan answer, 10)
+	var wg sync.WaitGroup
 	mark := func(i int) {
-		res, err := r.mark(cloud.Mark{LotID: fmt.Sprint("lot-", i), From: int64(i)})
-		answers <- answer{i, res, err}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.mark(cloud.Mark{LotID: fmt.Sprint("lot-", i), From: int64(i)})
+			answers <- answer{i, res, err}
+		}()
 	}
 
-	go mark(0)
-	if n := <-store.sent; n != 1 {
-		t.Fatalf("first group of %d marks; want the first drain's alone", n)
+	mark(0)
+	if g := <-store.sent; len(g) != 1 {
+		t.Fatalf("first group %v; want the first drain's mark alone", g)
 	}
 	for i := 1; i <= 5; i++ {
-		go mark(i)
+		mark(i)
 	}
-	eventually(t, 5*time.Second, "five marks queued behind the one in flight", func() bool { return store.queued(r) == 5 })
-	store.let <- struct{}{}
+	// While the first group is in flight nothing else is sent.
+	select {
+	case g := <-store.sent:
+		t.Fatalf("group %v sent while another was in flight", g)
+	case <-time.After(100 * time.Millisecond):
+	}
+	store.let <- nil
 	if a := <-answers; a.i != 0 || a.err != nil || a.res.Lags[0] != 0 || !a.res.Held {
 		t.Fatalf("first answer %+v; want mark 0's", a)
 	}
-	if n := <-store.sent; n != 5 {
-		t.Fatalf("second group of %d marks; want the 5 queued", n)
+	if g := <-store.sent; len(g) != 5 {
+		t.Fatalf("second group %v; want the 5 marks that waited", g)
 	}
-	// The first drain was answered while the second group is in flight.
-	store.let <- struct{}{}
+	store.let <- nil
 	seen := map[int]bool{}
 	for range 5 {
 		a := <-answers
@@ -87,23 +83,20 @@ func TestMarksGrouped(t *testing.T) {
 		seen[a.i] = true
 	}
 
-	// Nothing in flight: the next mark goes at once, on its own.
-	store.fail = errors.New("database gone")
-	go mark(6)
-	if n := <-store.sent; n != 1 {
-		t.Fatalf("group of %d after a quiet spell; want 1", n)
-	}
-	go mark(7)
-	eventually(t, 5*time.Second, "a mark queued", func() bool { return store.queued(r) == 1 })
-	store.let <- struct{}{}
+	gone := errors.New("database gone")
+	mark(6)
 	<-store.sent
-	store.let <- struct{}{}
+	mark(7)
+	time.Sleep(50 * time.Millisecond) // into the queue behind mark 6
+	store.let <- gone
+	if g := <-store.sent; len(g) != 1 || g[0].From != 7 {
+		t.Fatalf("group %v; want mark 7's", g)
+	}
+	store.let <- gone
 	for range 2 {
-		if a := <-answers; !errors.Is(a.err, store.fail) {
+		if a := <-answers; !errors.Is(a.err, gone) {
 			t.Fatalf("mark %d of a failed group: %v; want the store's error", a.i, a.err)
 		}
 	}
-	if store.queued(r) != 0 || r.marks.flying {
-		t.Fatal("marks left queued or in flight")
-	}
+	wg.Wait()
 }

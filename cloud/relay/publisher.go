@@ -21,6 +21,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -94,7 +95,7 @@ type Relay struct {
 	opts   Options
 	log    *slog.Logger
 	wake   chan struct{}
-	marks  markGroup
+	marks  *groupcommit.Group[cloud.Mark, cloud.Marked]
 }
 
 // Wake tells the relay that changes were committed, so it publishes them
@@ -117,7 +118,8 @@ func New(outbox cloud.Outbox, cfg MQTTConfig, key ed25519.PrivateKey, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{outbox: outbox, key: key, pub: pub, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}, nil
+	return &Relay{outbox: outbox, key: key, pub: pub, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1),
+		marks: newMarks(outbox, opts)}, nil
 }
 
 // Run publishes until ctx ends, then gives its leases back and disconnects;

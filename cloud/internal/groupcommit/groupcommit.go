@@ -5,8 +5,8 @@
 // were no group; under load one statement and one WAL flush carry many, and
 // the commits per second stop being the ceiling. The payment bus records
 // webhooks this way, the store confirms paid holds and writes a
-// lot's holds this way, and the hot-lot guard pipelines its Redis commands
-// this way.
+// lot's holds this way, the relay marks what the broker acknowledged this
+// way, and the hot-lot guard pipelines its Redis commands this way.
 package groupcommit
 
 import (
