@@ -134,6 +134,12 @@ type Outbox interface {
 	// not give back (the database went away under the drain) must not keep
 	// its own lot from it until the lease runs out.
 	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string, limit int) ([]ClaimedLot, error)
+	// ClaimOutboxLotsOf is ClaimOutboxLots for the lots named (none in
+	// busy): those of them with unpublished changes that nobody else
+	// holds. It looks at those lots alone, where ClaimOutboxLots looks
+	// through every lot's unpublished changes: a publisher told which lots
+	// changed claims them without reading the others' backlog.
+	ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) ([]ClaimedLot, error)
 	// UnpublishedChanges returns the lot's first unpublished changes in
 	// seq order, at most limit: a gap-free run starting at the first
 	// change not yet delivered, as long as every publisher marks only a

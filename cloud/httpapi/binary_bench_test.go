@@ -241,7 +241,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	env := append(os.Environ(),
 		// Named, so that its Postgres backends can be found and their CPU
 		// counted (pgBackendCPU).
-		"DATABASE_URL="+bd.schema.URL+"&application_name="+app+os.Getenv("BENCH_DB_PARAMS"),
+		"DATABASE_URL="+bd.schema.URL+"&application_name="+app,
 		"PARKGATE_HTTP_ADDR="+addr,
 		"PARKGATE_REDIS_NAMESPACE=binbench-"+hex.EncodeToString(ns[:]),
 		// Lifted, not off: "off" would skip the limits' Redis calls.

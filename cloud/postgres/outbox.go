@@ -138,6 +138,24 @@ ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded
  WHERE r.expires_at <= now() OR r.owner = excluded.owner
 RETURNING r.lot_id::text`
 
+// sqlClaimLotsOf is sqlClaimLots over the lots in $4 alone: a probe of the
+// unpublished index per lot rather than a walk through all of it (which,
+// between two vacuums, holds an entry for every change marked since).
+const sqlClaimLotsOf = `
+WITH pending AS (
+    SELECT w.lot_id
+      FROM unnest($4::uuid[]) AS w(lot_id)
+     WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.lot_id = w.lot_id AND o.published_at IS NULL)
+       AND NOT EXISTS (SELECT 1 FROM relay_leases r
+                        WHERE r.lot_id = w.lot_id AND r.expires_at > now() AND r.owner <> $1)
+     LIMIT $3
+)
+INSERT INTO relay_leases AS r (lot_id, owner, expires_at)
+SELECT p.lot_id, $1, now() + $2 * interval '1 millisecond' FROM pending p ORDER BY p.lot_id
+ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE r.expires_at <= now() OR r.owner = excluded.owner
+RETURNING r.lot_id::text`
+
 // sqlClaimedChanges reads, right after sqlClaimLots in the same implicit
 // transaction, the first unpublished changes of each lot $1 holds and is
 // not draining ($2): those it has just claimed. Its own statement, so its
@@ -164,10 +182,33 @@ func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Durati
 	if busy == nil {
 		busy = []string{}
 	}
+	return db.claim(ctx, sqlClaimLots, []any{owner, ttl.Milliseconds(), max, busy}, owner, busy, limit)
+}
+
+// ClaimOutboxLotsOf implements cloud.Outbox.
+func (db *DB) ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) ([]cloud.ClaimedLot, error) {
+	if busy == nil {
+		busy = []string{}
+	}
+	ids := make([]string, 0, len(lots))
+	for _, l := range lots {
+		if c, ok := canonicalUUID(l); ok {
+			ids = append(ids, c)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return db.claim(ctx, sqlClaimLotsOf, []any{owner, ttl.Milliseconds(), len(ids), ids}, owner, busy, limit)
+}
+
+// claim runs a claim statement (its $1 the owner) and, with limit, reads
+// the first changes of the lots it took in the same round trip.
+func (db *DB) claim(ctx context.Context, sql string, args []any, owner string, busy []string, limit int) ([]cloud.ClaimedLot, error) {
 	var out []cloud.ClaimedLot
 	index := map[string]int{}
 	b := &pgx.Batch{}
-	b.Queue(sqlClaimLots, owner, ttl.Milliseconds(), max, busy).Query(func(rows pgx.Rows) error {
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 		lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		for _, lot := range lots {
 			index[lot] = len(out)

@@ -238,6 +238,50 @@ func TestClaimReadsChanges(t *testing.T) {
 	}
 }
 
+// TestClaimLotsOf: a claim of named lots takes those with unpublished
+// changes that nobody else holds (its own left-behind lease included), and
+// reads their changes as ClaimOutboxLots does; never a lot it did not name,
+// one with nothing to publish, another owner's, or one it is draining.
+func TestClaimLotsOf(t *testing.T) {
+	t.Parallel()
+	f := setupEdge(t)
+	ctx := context.Background()
+	a, b, quiet, others, draining, unnamed := f.lot(), f.lot(), f.lot(), f.lot(), f.lot(), f.lot()
+	for _, lot := range []string{a, b, others, draining, unnamed} {
+		f.addChanges(lot, 2)
+	}
+	f.exec(`UPDATE outbox SET published_at = now() WHERE lot_id = $1`, b)
+	f.addChanges(b, 1)
+	if got, err := f.db.ClaimOutboxLotsOf(ctx, "other", time.Minute, []string{others}, nil, 0); err != nil || len(got) != 1 {
+		t.Fatalf("another owner's claim: %+v, %v", got, err)
+	}
+	if got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, []string{draining}, nil, 0); err != nil || len(got) != 1 {
+		t.Fatalf("claim of the lot to drain: %+v, %v", got, err)
+	}
+
+	got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute,
+		[]string{strings.ToUpper(a), b, quiet, others, "not-a-uuid"}, []string{draining}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byLot := map[string][]cloud.Change{}
+	for _, l := range got {
+		byLot[l.LotID] = l.Changes
+	}
+	if len(got) != 2 || len(byLot[a]) != 2 || len(byLot[b]) != 1 || byLot[b][0].Seq != 3 {
+		t.Fatalf("claimed %+v; want %s with seqs 1-2 and %s with seq 3", got, a, b)
+	}
+	if n := f.queryInt(`SELECT count(*) FROM relay_leases WHERE lot_id = ANY($1::uuid[])`, []string{quiet, unnamed}); n != 0 {
+		t.Errorf("%d leases of a lot with nothing to publish or not named", n)
+	}
+	if got := f.queryString(`SELECT owner FROM relay_leases WHERE lot_id = $1`, others); got != "other" {
+		t.Errorf("another owner's lot went to %q", got)
+	}
+	if got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, nil, nil, 10); err != nil || len(got) != 0 {
+		t.Errorf("a claim of no lots: %+v, %v", got, err)
+	}
+}
+
 // TestMarkGroup: one MarkPublished of several lots' runs stamps each run and
 // nothing else, renews or gives back each lease as its mark asks, and
 // answers each mark in the order given: a lot whose lease another owner

@@ -324,6 +324,13 @@ func TestCheckOrder(t *testing.T) {
 // startRelay runs a relay until the test ends or the returned stop is called.
 func startRelay(tb testing.TB, f *fixture, url string, opts Options) (stop func()) {
 	tb.Helper()
+	_, stop = runRelay(tb, f, url, opts)
+	return stop
+}
+
+// runRelay is startRelay that also returns the relay.
+func runRelay(tb testing.TB, f *fixture, url string, opts Options) (r *Relay, stop func()) {
+	tb.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
@@ -344,5 +351,5 @@ func startRelay(tb testing.TB, f *fixture, url string, opts Options) (stop func(
 		}
 	})
 	tb.Cleanup(stop)
-	return stop
+	return r, stop
 }

@@ -77,7 +77,7 @@ func TestDrainCutFromTheDatabase(t *testing.T) {
 		t.Fatalf("claim: %v, %v", lots, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.drain(ctx, lot, nil) }()
+	go func() { _, err := r.drain(ctx, lot, nil); done <- err }()
 	select {
 	case <-pub.sent:
 	case <-time.After(30 * time.Second):
@@ -113,7 +113,7 @@ func TestDrainCutFromTheDatabase(t *testing.T) {
 	if err != nil || len(lots) != 1 || lots[0].LotID != lot {
 		t.Fatalf("claim after the database came back: %v, %v; want %s at once, not after the lease", lots, err, lot)
 	}
-	if err := r.drain(ctx, lot, nil); err != nil {
+	if _, err := r.drain(ctx, lot, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.unpublished(lot); n != 0 {

@@ -25,6 +25,10 @@ var (
 		Help:    "Time from an outbox row's commit to its being marked published after the broker's PUBACK.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	})
+	relayTargetedClaims = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_relay_targeted_claims_total",
+		Help: "Claims of the lots a wake named, rather than of every lot's changes.",
+	})
 	relayMarkGroup = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "parkgate_relay_mark_group_size",
 		Help:    "How many drains' marks went to the database in one round trip.",

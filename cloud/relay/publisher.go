@@ -96,11 +96,62 @@ type Relay struct {
 	log    *slog.Logger
 	wake   chan struct{}
 	marks  *groupcommit.Group[cloud.Mark, cloud.Marked]
+
+	mu    sync.Mutex
+	woken map[string]bool // lots told of (Wake) and not yet claimed
 }
 
-// Wake tells the relay that changes were committed, so it publishes them
-// now rather than at its next poll. It never blocks.
-func (r *Relay) Wake() { notify(r.wake) }
+// Wake tells the relay that changes of the lot were committed, so it
+// publishes them now rather than at its next poll. It never blocks. The
+// claim that follows looks at the lots woken since the last one alone; an
+// empty lotID (not known) makes it look at every lot's changes.
+func (r *Relay) Wake(lotID string) {
+	r.mu.Lock()
+	if r.woken == nil {
+		r.woken = map[string]bool{}
+	}
+	r.woken[lotID] = true
+	r.mu.Unlock()
+	notify(r.wake)
+}
+
+// takeWoken returns up to max of the lots woken for, none of them busy, and
+// forgets them; the rest wait for a later claim (a busy lot's drain
+// notifies when it ends). all is true when a wake named no lot.
+func (r *Relay) takeWoken(max int, busy []string) (lots []string, all bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.woken[""] {
+		delete(r.woken, "")
+		return nil, true
+	}
+	skip := make(map[string]bool, len(busy))
+	for _, l := range busy {
+		skip[l] = true
+	}
+	for lot := range r.woken {
+		if len(lots) == max {
+			break
+		}
+		if !skip[lot] {
+			lots = append(lots, lot)
+			delete(r.woken, lot)
+		}
+	}
+	return lots, false
+}
+
+// rewake puts lots back to be claimed again.
+func (r *Relay) rewake(lots ...string) {
+	r.mu.Lock()
+	if r.woken == nil {
+		r.woken = map[string]bool{}
+	}
+	for _, l := range lots {
+		r.woken[l] = true
+	}
+	r.mu.Unlock()
+}
 
 // New returns a relay reading outbox and publishing to the broker in cfg,
 // signing with key. A relay needs its own client id
@@ -148,8 +199,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	// A wake claims the lots woken for; the first round, a poll, and the
+	// round after a failure look at every lot's changes: those committed by
+	// other replicas, and any a failed round left behind.
+	all := true
 	for {
-		err := r.startDrains(ctx, lots, &wg, wake)
+		err := r.startDrains(ctx, lots, &wg, wake, all)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -159,10 +214,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-wake:
+				all = false
 				if r.opts.Linger > 0 && !sleep(ctx, r.opts.Linger) {
 					return nil
 				}
 			case <-poll.C:
+				all = true
 				if n, err := r.outbox.OutboxBacklog(ctx); err == nil {
 					relayBacklog.Set(float64(n))
 				}
@@ -173,6 +230,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err != nil {
 			r.log.Warn("relay: claim lots", "err", err)
 		}
+		all = true
 		if !sleep(ctx, bo.next()) {
 			return nil
 		}
@@ -226,8 +284,9 @@ func (s *lotSet) takeFailed() bool {
 }
 
 // startDrains connects to the broker if need be, claims as many lots with
-// unpublished changes as there are free slots, and starts draining each.
-func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGroup, wake chan<- struct{}) error {
+// unpublished changes as there are free slots (of every lot, or of those
+// woken for), and starts draining each.
+func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGroup, wake chan<- struct{}, all bool) error {
 	if err := r.pub.connect(ctx); err != nil {
 		return err
 	}
@@ -235,8 +294,18 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 	if free <= 0 {
 		return nil
 	}
-	claimed, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, lots.list(), r.opts.BatchSize)
+	busy := lots.list()
+	var claimed []cloud.ClaimedLot
+	var err error
+	woken, unnamed := r.takeWoken(free, busy)
+	if all || unnamed {
+		claimed, err = r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, busy, r.opts.BatchSize)
+	} else if len(woken) > 0 {
+		relayTargetedClaims.Inc()
+		claimed, err = r.outbox.ClaimOutboxLotsOf(ctx, r.opts.Owner, r.opts.LeaseTTL, woken, busy, r.opts.BatchSize)
+	}
 	if err != nil {
+		r.rewake(woken...)
 		return err
 	}
 	for _, c := range claimed {
@@ -245,13 +314,16 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := r.drain(ctx, lot, c.Changes)
+			more, err := r.drain(ctx, lot, c.Changes)
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("relay: publish failed", "lot", lot, "err", err)
 			}
+			if more || err != nil {
+				r.rewake(lot)
+			}
 			lots.done(lot, err)
-			// The lot may have more, or have had a change while its lease
-			// kept the claim from taking it.
+			// The lot may have more, or have had a change while it was
+			// being drained (its wake left it for the next claim).
 			notify(wake)
 		}()
 	}
@@ -263,7 +335,8 @@ const batchesPerTurn = 10
 
 // drain publishes the lot's unpublished changes batch by batch, the first
 // one read by the claim, until none is left, its turn is over, the lease is
-// lost, or publishing fails; then it releases the lease.
+// lost, or publishing fails; then it releases the lease. more is true when
+// its turn ended with changes perhaps left.
 //
 // A batch shorter than BatchSize had every change committed before it was
 // read: its mark gives the lease back in the same round trip, and the drain
@@ -273,7 +346,7 @@ const batchesPerTurn = 10
 // committed since the read is not left behind: its commit woke the relay
 // (or the next poll sees it), and the lot is claimed again once this drain
 // is done.
-func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) error {
+func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) (more bool, err error) {
 	// Releases outlive a cancelled ctx, as marks do (mark): a lease left
 	// behind holds the lot's changes back from other replicas until it runs
 	// out.
@@ -294,7 +367,7 @@ func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) err
 		if turn > 0 || len(rows) == 0 {
 			var err error
 			if rows, err = r.outbox.UnpublishedChanges(ctx, lot, r.opts.BatchSize); err != nil || len(rows) == 0 {
-				return err
+				return false, err
 			}
 		}
 		n, perr := r.publishBatch(ctx, lot, rows)
@@ -302,7 +375,7 @@ func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) err
 			last := perr == nil && n < r.opts.BatchSize
 			m, err := r.mark(cloud.Mark{LotID: lot, From: rows[0].Seq, To: rows[n-1].Seq, Release: last})
 			if err != nil {
-				return err
+				return false, err
 			}
 			lags, held := m.Lags, m.Held
 			relayPublished.Add(float64(len(lags)))
@@ -314,19 +387,19 @@ func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) err
 			}
 			if !held {
 				r.log.Info("relay: lease lost", "lot", lot)
-				return nil
+				return false, nil
 			}
 			if last {
 				released = true
-				return nil
+				return false, nil
 			}
 		}
 		if perr != nil {
 			relayPublishErrors.Inc()
-			return fmt.Errorf("publish lot %s: %w", lot, perr)
+			return false, fmt.Errorf("publish lot %s: %w", lot, perr)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 var errReconnected = errors.New("connection changed before the acknowledgement")

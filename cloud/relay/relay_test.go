@@ -45,6 +45,47 @@ func TestRelayPublishesInOrder(t *testing.T) {
 	})
 }
 
+// TestRelayWakeClaimsTheLot: with no poll to fall back on, a wake naming a
+// lot gets its changes published (the claim of that lot alone); changes of
+// a lot nobody woke for wait; a lot woken again while it is being drained
+// is claimed once the drain is done; a wake naming no lot claims every
+// lot's.
+func TestRelayWakeClaimsTheLot(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	url := sharedBrokerURL()
+	lotA, lotB := f.lot(), f.lot()
+	sub, _ := newSubscriber(t, url, f.pub, true, lotA, lotB)
+	r, _ := runRelay(t, f, url, Options{PollInterval: time.Hour, BatchSize: 5})
+	// The first round looks at every lot: nothing yet.
+	time.Sleep(200 * time.Millisecond)
+
+	f.addChanges(lotA, 3)
+	f.addChanges(lotB, 2)
+	r.Wake(lotA)
+	eventually(t, 10*time.Second, "lot A's changes published", func() bool { return sub.distinct(lotA) == 3 })
+	time.Sleep(300 * time.Millisecond)
+	if n := sub.distinct(lotB); n != 0 {
+		t.Fatalf("%d changes of lot B published with no wake for it and no poll", n)
+	}
+
+	// 58 changes are more than a drain's turn (10 batches of 5): the rest
+	// is claimed again, not left for the poll; nor are a change and a wake
+	// made while the lot is being drained.
+	f.addChanges(lotA, 58)
+	r.Wake(lotA)
+	f.addChanges(lotA, 1)
+	r.Wake(lotA)
+	eventually(t, 10*time.Second, "lot A's later changes published", func() bool { return sub.distinct(lotA) == 62 })
+	if err := checkOrder(sub.got(lotA), 62); err != nil {
+		t.Error(err)
+	}
+
+	r.Wake("")
+	eventually(t, 10*time.Second, "lot B's changes published after a wake naming no lot", func() bool { return sub.distinct(lotB) == 2 })
+	eventually(t, 5*time.Second, "all marked", func() bool { return f.unpublished(lotA) == 0 && f.unpublished(lotB) == 0 })
+}
+
 // TestRelayConcurrentReplicas runs two relays on one schema while changes
 // are written concurrently to several lots: each lot's changes must reach
 // the subscriber in order and complete, whichever replica sent them.
@@ -218,7 +259,7 @@ func TestRelayReconnectGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := r.drain(ctx, lot, nil); err == nil {
+	if _, err := r.drain(ctx, lot, nil); err == nil {
 		t.Fatal("drain trusted a completion from another connection")
 	}
 	if got := f.unpublished(lot); got != 3 {
@@ -227,7 +268,7 @@ func TestRelayReconnectGuard(t *testing.T) {
 	if _, err := r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, time.Minute, 10, nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.drain(ctx, lot, nil); err != nil {
+	if _, err := r.drain(ctx, lot, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.unpublished(lot); got != 0 {

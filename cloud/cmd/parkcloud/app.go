@@ -165,14 +165,14 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		goBG("relay", rl.Run)
-		svc.Changed = func(string) { rl.Wake() }
+		svc.Changed = rl.Wake
 		in, err := relay.NewIngest(db, mqttClient(brokers, "parkcloud-ingest-"+m.ReplicaID),
 			relay.IngestOptions{Logger: m.Log, Unshared: !m.SharedIngest,
 				OnChange: func(ctx context.Context, lotID string) {
 					if g != nil {
 						g.InvalidateLot(ctx, lotID)
 					}
-					rl.Wake()
+					rl.Wake(lotID)
 				}})
 		if err != nil {
 			stopBG()
