@@ -100,3 +100,35 @@ func TestMarksGrouped(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestWokenLots: the lots woken for are claimed at most free at a time,
+// never one being drained (it stays for the claim after its drain), and a
+// claim of every lot drops the wakes of the lots it took and keeps the
+// others'.
+func TestWokenLots(t *testing.T) {
+	r := &Relay{wake: make(chan struct{}, 1)}
+	for _, lot := range []string{"a", "b", "c", ""} {
+		r.Wake(lot)
+	}
+	if !r.wokeUnnamed() || r.wokeUnnamed() {
+		t.Fatal("a wake naming no lot is reported once")
+	}
+	first := r.takeWoken(1, []string{"b"})
+	second := r.takeWoken(5, []string{"b"})
+	if len(first) != 1 || len(second) != 1 || first[0] == second[0] || first[0] == "b" || second[0] == "b" {
+		t.Fatalf("took %v then %v; want a and c, one at a time, not b (busy)", first, second)
+	}
+	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("took %v once b's drain ended; want b", got)
+	}
+	r.Wake("a")
+	r.Wake("d")
+	r.forget([]cloud.ClaimedLot{{LotID: "a"}})
+	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "d" {
+		t.Fatalf("after a claim of every lot took a: %v; want d alone", got)
+	}
+	r.rewake("e")
+	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "e" {
+		t.Fatalf("after rewake: %v", got)
+	}
+}

@@ -117,18 +117,15 @@ func (r *Relay) Wake(lotID string) {
 
 // takeWoken returns up to max of the lots woken for, none of them busy, and
 // forgets them; the rest wait for a later claim (a busy lot's drain
-// notifies when it ends). all is true when a wake named no lot.
-func (r *Relay) takeWoken(max int, busy []string) (lots []string, all bool) {
+// notifies when it ends).
+func (r *Relay) takeWoken(max int, busy []string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.woken[""] {
-		delete(r.woken, "")
-		return nil, true
-	}
 	skip := make(map[string]bool, len(busy))
 	for _, l := range busy {
 		skip[l] = true
 	}
+	var lots []string
 	for lot := range r.woken {
 		if len(lots) == max {
 			break
@@ -138,7 +135,27 @@ func (r *Relay) takeWoken(max int, busy []string) (lots []string, all bool) {
 			delete(r.woken, lot)
 		}
 	}
-	return lots, false
+	return lots
+}
+
+// wokeUnnamed reports, and forgets, whether a wake named no lot.
+func (r *Relay) wokeUnnamed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	unnamed := r.woken[""]
+	delete(r.woken, "")
+	return unnamed
+}
+
+// forget drops the claimed lots' wakes: their drains start after them. A
+// woken lot a claim of every lot did not take (no free slot left for it)
+// stays for the next claim.
+func (r *Relay) forget(claimed []cloud.ClaimedLot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range claimed {
+		delete(r.woken, c.LotID)
+	}
 }
 
 // rewake puts lots back to be claimed again.
@@ -297,16 +314,17 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 	busy := lots.list()
 	var claimed []cloud.ClaimedLot
 	var err error
-	woken, unnamed := r.takeWoken(free, busy)
-	if all || unnamed {
-		claimed, err = r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, busy, r.opts.BatchSize)
-	} else if len(woken) > 0 {
+	if all || r.wokeUnnamed() {
+		if claimed, err = r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, busy, r.opts.BatchSize); err != nil {
+			return err
+		}
+		r.forget(claimed)
+	} else if woken := r.takeWoken(free, busy); len(woken) > 0 {
 		relayTargetedClaims.Inc()
-		claimed, err = r.outbox.ClaimOutboxLotsOf(ctx, r.opts.Owner, r.opts.LeaseTTL, woken, busy, r.opts.BatchSize)
-	}
-	if err != nil {
-		r.rewake(woken...)
-		return err
+		if claimed, err = r.outbox.ClaimOutboxLotsOf(ctx, r.opts.Owner, r.opts.LeaseTTL, woken, busy, r.opts.BatchSize); err != nil {
+			r.rewake(woken...)
+			return err
+		}
 	}
 	for _, c := range claimed {
 		lot := c.LotID
