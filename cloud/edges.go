@@ -134,19 +134,21 @@ type Outbox interface {
 	// not give back (the database went away under the drain) must not keep
 	// its own lot from it until the lease runs out.
 	ClaimOutboxLots(ctx context.Context, owner string, ttl time.Duration, max int, busy []string, limit int) ([]ClaimedLot, error)
-	// ClaimOutboxLotsOf is ClaimOutboxLots for the lots named (none in
-	// busy): those of them with unpublished changes that nobody else
+	// ClaimOutboxLotsOf is ClaimOutboxLots for the lots named, but those
+	// in busy: those of them with unpublished changes that nobody else
 	// holds. It looks at those lots alone, where ClaimOutboxLots looks
 	// through every lot's unpublished changes: a publisher told which lots
-	// changed claims them without reading the others' backlog.
-	ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) ([]ClaimedLot, error)
+	// changed claims them without reading the others' backlog. waiting
+	// are the named lots with unpublished changes another owner holds.
+	ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) (claimed []ClaimedLot, waiting []string, err error)
 	// UnpublishedChanges returns the lot's first unpublished changes in
 	// seq order, at most limit: a gap-free run starting at the first
 	// change not yet delivered, as long as every publisher marks only a
 	// prefix of what it sent.
 	UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]Change, error)
-	// MarkPublished applies the marks of several lots, all of owner's, in
-	// one round trip, and returns what each did, in the order given.
+	// MarkPublished applies the marks of several lots, all of owner's and
+	// each lot at most once, in one round trip, and returns what each did,
+	// in the order given.
 	// Changes marked already are left as they are; a lease owner no longer
 	// holds is neither renewed nor given back (Held false).
 	MarkPublished(ctx context.Context, owner string, ttl time.Duration, marks []Mark) ([]Marked, error)

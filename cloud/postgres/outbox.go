@@ -138,23 +138,30 @@ ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded
  WHERE r.expires_at <= now() OR r.owner = excluded.owner
 RETURNING r.lot_id::text`
 
-// sqlClaimLotsOf is sqlClaimLots over the lots in $4 alone: a probe of the
+// sqlClaimLotsOf is sqlClaimLots over the lots in $3 alone: a probe of the
 // unpublished index per lot rather than a walk through all of it (which,
-// between two vacuums, holds an entry for every change marked since).
+// between two vacuums, holds an entry for every change marked since). It
+// returns every named lot with unpublished changes, and whether $1 took it:
+// one it did not take (another owner holds it) may need claiming again once
+// that owner lets it go.
 const sqlClaimLotsOf = `
-WITH pending AS (
-    SELECT w.lot_id
-      FROM unnest($4::uuid[]) AS w(lot_id)
-     WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.lot_id = w.lot_id AND o.published_at IS NULL)
-       AND NOT EXISTS (SELECT 1 FROM relay_leases r
+WITH woken AS (
+    SELECT DISTINCT w.lot_id
+      FROM unnest($3::uuid[]) AS w(lot_id)
+     WHERE w.lot_id <> ALL ($4::uuid[])
+       AND EXISTS (SELECT 1 FROM outbox o WHERE o.lot_id = w.lot_id AND o.published_at IS NULL)
+), pending AS (
+    SELECT w.lot_id FROM woken w
+     WHERE NOT EXISTS (SELECT 1 FROM relay_leases r
                         WHERE r.lot_id = w.lot_id AND r.expires_at > now() AND r.owner <> $1)
-     LIMIT $3
+), claimed AS (
+    INSERT INTO relay_leases AS r (lot_id, owner, expires_at)
+    SELECT p.lot_id, $1, now() + $2 * interval '1 millisecond' FROM pending p ORDER BY p.lot_id
+    ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+     WHERE r.expires_at <= now() OR r.owner = excluded.owner
+    RETURNING r.lot_id
 )
-INSERT INTO relay_leases AS r (lot_id, owner, expires_at)
-SELECT p.lot_id, $1, now() + $2 * interval '1 millisecond' FROM pending p ORDER BY p.lot_id
-ON CONFLICT (lot_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
- WHERE r.expires_at <= now() OR r.owner = excluded.owner
-RETURNING r.lot_id::text`
+SELECT w.lot_id::text, c.lot_id IS NOT NULL FROM woken w LEFT JOIN claimed c ON c.lot_id = w.lot_id`
 
 // sqlClaimedChanges reads, right after sqlClaimLots in the same implicit
 // transaction, the first unpublished changes of each lot $1 holds and is
@@ -182,11 +189,12 @@ func (db *DB) ClaimOutboxLots(ctx context.Context, owner string, ttl time.Durati
 	if busy == nil {
 		busy = []string{}
 	}
-	return db.claim(ctx, sqlClaimLots, []any{owner, ttl.Milliseconds(), max, busy}, owner, busy, limit)
+	return db.claim(ctx, sqlClaimLots, []any{owner, ttl.Milliseconds(), max, busy}, owner, busy, limit,
+		func(rows pgx.Rows) ([]string, error) { return pgx.CollectRows(rows, pgx.RowTo[string]) })
 }
 
 // ClaimOutboxLotsOf implements cloud.Outbox.
-func (db *DB) ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) ([]cloud.ClaimedLot, error) {
+func (db *DB) ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Duration, lots, busy []string, limit int) (claimed []cloud.ClaimedLot, waiting []string, err error) {
 	if busy == nil {
 		busy = []string{}
 	}
@@ -197,19 +205,41 @@ func (db *DB) ClaimOutboxLotsOf(ctx context.Context, owner string, ttl time.Dura
 		}
 	}
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return db.claim(ctx, sqlClaimLotsOf, []any{owner, ttl.Milliseconds(), len(ids), ids}, owner, busy, limit)
+	claimed, err = db.claim(ctx, sqlClaimLotsOf, []any{owner, ttl.Milliseconds(), ids, busy}, owner, busy, limit,
+		func(rows pgx.Rows) ([]string, error) {
+			var took []string
+			for rows.Next() {
+				var lot string
+				var ok bool
+				if err := rows.Scan(&lot, &ok); err != nil {
+					return nil, err
+				}
+				if ok {
+					took = append(took, lot)
+				} else {
+					waiting = append(waiting, lot)
+				}
+			}
+			return took, rows.Err()
+		})
+	if err != nil {
+		return nil, nil, err
+	}
+	return claimed, waiting, nil
 }
 
-// claim runs a claim statement (its $1 the owner) and, with limit, reads
-// the first changes of the lots it took in the same round trip.
-func (db *DB) claim(ctx context.Context, sql string, args []any, owner string, busy []string, limit int) ([]cloud.ClaimedLot, error) {
+// claim runs a claim statement (its $1 the owner; took reads the lots it
+// took from its rows) and, with limit, reads the first changes of those
+// lots in the same round trip.
+func (db *DB) claim(ctx context.Context, sql string, args []any, owner string, busy []string, limit int,
+	took func(pgx.Rows) ([]string, error)) ([]cloud.ClaimedLot, error) {
 	var out []cloud.ClaimedLot
 	index := map[string]int{}
 	b := &pgx.Batch{}
 	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-		lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		lots, err := took(rows)
 		for _, lot := range lots {
 			index[lot] = len(out)
 			out = append(out, cloud.ClaimedLot{LotID: lot})
@@ -268,11 +298,11 @@ const (
 	sqlMarkPublished = `
 WITH marked AS (
     UPDATE outbox o SET published_at = clock_timestamp()
-      FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS m(lot_id, first, last)
+      FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS m(lot_id, first, last, i)
      WHERE o.lot_id = m.lot_id AND o.seq BETWEEN m.first AND m.last AND o.published_at IS NULL
-    RETURNING o.lot_id, o.seq, extract(epoch FROM o.published_at - o.created_at)::float8 AS lag
+    RETURNING m.i, o.seq, extract(epoch FROM o.published_at - o.created_at)::float8 AS lag
 )
-SELECT lot_id::text, lag FROM marked ORDER BY lot_id, seq`
+SELECT i, lag FROM marked ORDER BY i, seq`
 	sqlReleaseLeases = `
 DELETE FROM relay_leases r USING unnest($2::uuid[]) AS m(lot_id)
  WHERE r.lot_id = m.lot_id AND r.owner = $1
@@ -292,26 +322,30 @@ RETURNING r.lot_id::text`
 // breaks it, and the loser's drain retries); it takes a lease lost on both
 // lots at once, since a lot's marks come only from its lease holder.
 func (db *DB) MarkPublished(ctx context.Context, owner string, ttl time.Duration, marks []cloud.Mark) ([]cloud.Marked, error) {
-	if len(marks) == 0 {
-		return nil, nil
-	}
-	lots := make([]string, len(marks))
-	first := make([]int64, len(marks))
-	last := make([]int64, len(marks))
-	var release, renew []string
+	out := make([]cloud.Marked, len(marks))
+	// pos[k] is the mark the k-th sent run belongs to; a mark whose lot is
+	// no uuid is not sent, and is answered as not held, without failing the
+	// other drains' marks.
+	var lots, release, renew []string
+	var first, last []int64
+	var pos []int
 	for i, m := range marks {
 		lot, ok := canonicalUUID(m.LotID)
 		if !ok {
-			return nil, cloud.Errorf(cloud.ENotFound, "lot %q not found", m.LotID)
+			continue
 		}
-		lots[i], first[i], last[i] = lot, m.From, m.To
+		lots, first, last, pos = append(lots, lot), append(first, m.From), append(last, m.To), append(pos, i)
 		if m.Release {
 			release = append(release, lot)
 		} else {
 			renew = append(renew, lot)
 		}
 	}
-	lags := map[string][]float64{}
+	if len(lots) == 0 {
+		return out, nil
+	}
+	// Leases are by lot: a group holds a lot once, as a replica drains a
+	// lot in one drain at a time.
 	held := map[string]bool{}
 	heldRows := func(rows pgx.Rows) error {
 		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -323,12 +357,13 @@ func (db *DB) MarkPublished(ctx context.Context, owner string, ttl time.Duration
 	var b pgx.Batch
 	b.Queue(sqlMarkPublished, lots, first, last).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var lot string
+			var k int
 			var lag float64
-			if err := rows.Scan(&lot, &lag); err != nil {
+			if err := rows.Scan(&k, &lag); err != nil {
 				return err
 			}
-			lags[lot] = append(lags[lot], lag)
+			i := pos[k-1] // WITH ORDINALITY counts from 1
+			out[i].Lags = append(out[i].Lags, lag)
 		}
 		return rows.Err()
 	})
@@ -341,9 +376,8 @@ func (db *DB) MarkPublished(ctx context.Context, owner string, ttl time.Duration
 	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fail("mark published", err)
 	}
-	out := make([]cloud.Marked, len(marks))
-	for i, lot := range lots {
-		out[i] = cloud.Marked{Lags: lags[lot], Held: held[lot]}
+	for k, lot := range lots {
+		out[pos[k]].Held = held[lot]
 	}
 	return out, nil
 }

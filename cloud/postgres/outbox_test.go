@@ -252,17 +252,21 @@ func TestClaimLotsOf(t *testing.T) {
 	}
 	f.exec(`UPDATE outbox SET published_at = now() WHERE lot_id = $1`, b)
 	f.addChanges(b, 1)
-	if got, err := f.db.ClaimOutboxLotsOf(ctx, "other", time.Minute, []string{others}, nil, 0); err != nil || len(got) != 1 {
+	if got, _, err := f.db.ClaimOutboxLotsOf(ctx, "other", time.Minute, []string{others}, nil, 0); err != nil || len(got) != 1 {
 		t.Fatalf("another owner's claim: %+v, %v", got, err)
 	}
-	if got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, []string{draining}, nil, 0); err != nil || len(got) != 1 {
+	if got, _, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, []string{draining}, nil, 0); err != nil || len(got) != 1 {
 		t.Fatalf("claim of the lot to drain: %+v, %v", got, err)
 	}
 
-	got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute,
-		[]string{strings.ToUpper(a), b, quiet, others, "not-a-uuid"}, []string{draining}, 10)
+	// a named twice (two spellings), the lot being drained named too.
+	got, waiting, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute,
+		[]string{strings.ToUpper(a), b, quiet, others, "not-a-uuid", a, draining}, []string{draining}, 10)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(waiting) != 1 || waiting[0] != others {
+		t.Errorf("waiting %v; want %s, held by another owner", waiting, others)
 	}
 	byLot := map[string][]cloud.Change{}
 	for _, l := range got {
@@ -277,7 +281,7 @@ func TestClaimLotsOf(t *testing.T) {
 	if got := f.queryString(`SELECT owner FROM relay_leases WHERE lot_id = $1`, others); got != "other" {
 		t.Errorf("another owner's lot went to %q", got)
 	}
-	if got, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, nil, nil, 10); err != nil || len(got) != 0 {
+	if got, _, err := f.db.ClaimOutboxLotsOf(ctx, "me", time.Minute, nil, nil, 10); err != nil || len(got) != 0 {
 		t.Errorf("a claim of no lots: %+v, %v", got, err)
 	}
 }
@@ -303,7 +307,8 @@ func TestMarkGroup(t *testing.T) {
 
 	res, err := f.db.MarkPublished(ctx, "me", time.Hour, []cloud.Mark{
 		{LotID: c, From: 1, To: 4, Release: true},
-		{LotID: a, From: 1, To: 2},
+		{LotID: "no-uuid", From: 1, To: 9},
+		{LotID: strings.ToUpper(a), From: 1, To: 2},
 		{LotID: lost, From: 1, To: 1},
 		{LotID: b, From: 2, To: 3},
 	})
@@ -313,7 +318,7 @@ func TestMarkGroup(t *testing.T) {
 	want := []struct {
 		lags int
 		held bool
-	}{{4, true}, {2, true}, {1, false}, {2, true}}
+	}{{4, true}, {0, false}, {2, true}, {1, false}, {2, true}}
 	for i, w := range want {
 		if len(res[i].Lags) != w.lags || res[i].Held != w.held {
 			t.Errorf("mark %d: %d lags, held %v; want %d, %v", i, len(res[i].Lags), res[i].Held, w.lags, w.held)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,33 +103,27 @@ func TestMarksGrouped(t *testing.T) {
 }
 
 // TestWokenLots: the lots woken for are claimed at most free at a time,
-// never one being drained (it stays for the claim after its drain), and a
-// claim of every lot drops the wakes of the lots it took and keeps the
-// others'.
+// never one being drained (it stays for the claim after its drain), one
+// spelling per lot, and a wake naming no lot (or no uuid) is reported once.
 func TestWokenLots(t *testing.T) {
 	r := &Relay{wake: make(chan struct{}, 1)}
-	for _, lot := range []string{"a", "b", "c", ""} {
+	a, b, c := "0a000000-0000-4000-8000-000000000001", "0b000000-0000-4000-8000-000000000002", "0c000000-0000-4000-8000-000000000003"
+	for _, lot := range []string{a, strings.ToUpper(b), "{" + c + "}", b, "", "lot-7"} {
 		r.Wake(lot)
 	}
 	if !r.wokeUnnamed() || r.wokeUnnamed() {
 		t.Fatal("a wake naming no lot is reported once")
 	}
-	first := r.takeWoken(1, []string{"b"})
-	second := r.takeWoken(5, []string{"b"})
-	if len(first) != 1 || len(second) != 1 || first[0] == second[0] || first[0] == "b" || second[0] == "b" {
+	first := r.takeWoken(1, []string{b})
+	second := r.takeWoken(5, []string{b})
+	if len(first) != 1 || len(second) != 1 || first[0] == second[0] || first[0] == b || second[0] == b {
 		t.Fatalf("took %v then %v; want a and c, one at a time, not b (busy)", first, second)
 	}
-	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "b" {
-		t.Fatalf("took %v once b's drain ended; want b", got)
+	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != b {
+		t.Fatalf("took %v once b's drain ended; want b, once", got)
 	}
-	r.Wake("a")
-	r.Wake("d")
-	r.forget([]cloud.ClaimedLot{{LotID: "a"}})
-	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "d" {
-		t.Fatalf("after a claim of every lot took a: %v; want d alone", got)
-	}
-	r.rewake("e")
-	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != "e" {
+	r.rewake(c)
+	if got := r.takeWoken(5, nil); len(got) != 1 || got[0] != c {
 		t.Fatalf("after rewake: %v", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/internal/groupcommit"
 	"github.com/parkgate/parkgate/protocol"
@@ -106,11 +107,17 @@ type Relay struct {
 // claim that follows looks at the lots woken since the last one alone; an
 // empty lotID (not known) makes it look at every lot's changes.
 func (r *Relay) Wake(lotID string) {
+	// One spelling per lot, so that a lot being drained is known as busy
+	// however its waker spelled it; what is no uuid names no lot.
+	lot := ""
+	if u, err := uuid.Parse(lotID); err == nil {
+		lot = u.String()
+	}
 	r.mu.Lock()
 	if r.woken == nil {
 		r.woken = map[string]bool{}
 	}
-	r.woken[lotID] = true
+	r.woken[lot] = true
 	r.mu.Unlock()
 	notify(r.wake)
 }
@@ -130,7 +137,7 @@ func (r *Relay) takeWoken(max int, busy []string) []string {
 		if len(lots) == max {
 			break
 		}
-		if !skip[lot] {
+		if lot != "" && !skip[lot] {
 			lots = append(lots, lot)
 			delete(r.woken, lot)
 		}
@@ -145,17 +152,6 @@ func (r *Relay) wokeUnnamed() bool {
 	unnamed := r.woken[""]
 	delete(r.woken, "")
 	return unnamed
-}
-
-// forget drops the claimed lots' wakes: their drains start after them. A
-// woken lot a claim of every lot did not take (no free slot left for it)
-// stays for the next claim.
-func (r *Relay) forget(claimed []cloud.ClaimedLot) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range claimed {
-		delete(r.woken, c.LotID)
-	}
 }
 
 // rewake puts lots back to be claimed again.
@@ -218,10 +214,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	// A wake claims the lots woken for; the first round, a poll, and the
 	// round after a failure look at every lot's changes: those committed by
-	// other replicas, and any a failed round left behind.
+	// other replicas, and any a failed round left behind. all stays set
+	// until such a claim has run: a poll that finds every slot busy is not
+	// lost to the wakes after it, which would let a lot nobody woke for
+	// wait for good under steady load.
 	all := true
 	for {
-		err := r.startDrains(ctx, lots, &wg, wake, all)
+		ranAll, err := r.startDrains(ctx, lots, &wg, wake, all)
+		if ranAll {
+			all = false
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -231,7 +233,6 @@ func (r *Relay) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-wake:
-				all = false
 				if r.opts.Linger > 0 && !sleep(ctx, r.opts.Linger) {
 					return nil
 				}
@@ -302,29 +303,38 @@ func (s *lotSet) takeFailed() bool {
 
 // startDrains connects to the broker if need be, claims as many lots with
 // unpublished changes as there are free slots (of every lot, or of those
-// woken for), and starts draining each.
-func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGroup, wake chan<- struct{}, all bool) error {
+// woken for), and starts draining each. ranAll reports a claim of every
+// lot made.
+func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGroup, wake chan<- struct{}, all bool) (ranAll bool, err error) {
 	if err := r.pub.connect(ctx); err != nil {
-		return err
+		return false, err
 	}
 	free := lots.free(r.opts.Parallel)
 	if free <= 0 {
-		return nil
+		return false, nil
 	}
 	busy := lots.list()
 	var claimed []cloud.ClaimedLot
-	var err error
+	// A claim of every lot leaves the wakes where they are: a lot it took
+	// whose wake came after its read is claimed again after its drain
+	// (a probe for nothing at worst).
 	if all || r.wokeUnnamed() {
 		if claimed, err = r.outbox.ClaimOutboxLots(ctx, r.opts.Owner, r.opts.LeaseTTL, free, busy, r.opts.BatchSize); err != nil {
-			return err
+			return false, err
 		}
-		r.forget(claimed)
+		ranAll = true
 	} else if woken := r.takeWoken(free, busy); len(woken) > 0 {
 		relayTargetedClaims.Inc()
-		if claimed, err = r.outbox.ClaimOutboxLotsOf(ctx, r.opts.Owner, r.opts.LeaseTTL, woken, busy, r.opts.BatchSize); err != nil {
+		var waiting []string
+		claimed, waiting, err = r.outbox.ClaimOutboxLotsOf(ctx, r.opts.Owner, r.opts.LeaseTTL, woken, busy, r.opts.BatchSize)
+		if err != nil {
 			r.rewake(woken...)
-			return err
+			return false, err
 		}
+		// Another replica holds them: it may have read them before this
+		// wake's change and be letting them go. Asked again at the next
+		// round (or the poll), as a claim of every lot did.
+		r.rewake(waiting...)
 	}
 	for _, c := range claimed {
 		lot := c.LotID
@@ -345,7 +355,7 @@ func (r *Relay) startDrains(ctx context.Context, lots *lotSet, wg *sync.WaitGrou
 			notify(wake)
 		}()
 	}
-	return nil
+	return ranAll, nil
 }
 
 // batchesPerTurn bounds how long one drain keeps its lot while others wait.
