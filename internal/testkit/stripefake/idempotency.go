@@ -46,6 +46,9 @@ func (f *Fake) serveIdempotent(w http.ResponseWriter, req *apiRequest, params st
 		ok = false
 	}
 	if ok {
+		// A copy taken under the lock: the first request may finish (and
+		// fill the entry) while this one answers.
+		e := *e
 		f.mu.Unlock()
 		switch {
 		case e.endpoint != endpoint:
