@@ -3,8 +3,8 @@
 # deploy/services.sh — make PostgreSQL, Redis and Mosquitto answer on 127.0.0.1
 # for parkgate development and tests, and install the build tools a fresh Debian
 # lacks for `make test`: gcc (cgo, which the race detector needs), make, git,
-# ca-certificates and curl. Go itself (1.26) is not in Debian's packages at that
-# version: install it from go.dev first.
+# ca-certificates, curl and chromium (the browser tests). Go itself (1.26) is
+# not in Debian's packages at that version: install it from go.dev first.
 #
 # For each service: if it already answers on 127.0.0.1, use it; otherwise
 # install it from Debian's packages when missing and start it without systemd
@@ -309,10 +309,13 @@ pg_check() {
 # missing_tools ARRAY: appends to ARRAY the Debian packages of the build tools
 # that are missing. gcc: `go test -race` needs cgo ("-race requires cgo");
 # git: go modules fetched directly and the build's VCS stamp; ca-certificates:
-# the Go module proxy over TLS; curl: fetching Go and stripe-mock by hand.
+# the Go module proxy over TLS; curl: fetching Go and stripe-mock by hand;
+# chromium: the people's pages driven in a real browser (cloud/httpapi's
+# browser tests, through chromedp).
 missing_tools() {
   local -n out=$1
   have gcc || out+=(gcc libc6-dev)
+  have chromium || out+=(chromium)
   have make || out+=(make)
   have git || out+=(git)
   have curl || out+=(curl)
@@ -330,10 +333,10 @@ tools_line() { # the one line about the build tools, after setup or in --check
     return 1
   fi
   if [[ -z $gov ]]; then
-    say tools "MISSING  go (1.26 from go.dev; Debian's golang package is older); gcc make git curl ok"
+    say tools "MISSING  go (1.26 from go.dev; Debian's golang package is older); gcc make git curl chromium ok"
     return 1
   fi
-  say tools "ok       $gov, gcc make git curl ca-certificates"
+  say tools "ok       $gov, gcc make git curl ca-certificates chromium"
 }
 
 # --- main ---------------------------------------------------------------------------

@@ -58,7 +58,13 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	fake := stripefake.New(fo)
 	fsrv := httptest.NewServer(fake)
 	t.Cleanup(fsrv.Close)
-	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: fsrv.URL, SuccessURL: "http://x/ok", CancelURL: "http://x/no", Timeout: 3 * time.Second})
+	// Checkout sends the driver back to the reservation page, as parkcloud's
+	// default does: the server's address is known before it serves.
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	sp, err := stripepay.New(stripepay.Config{SecretKey: "sk_test_x", APIBase: fsrv.URL,
+		SuccessURL: base + "/reservations/" + stripepay.ReservationPlaceholder + "?session_id={CHECKOUT_SESSION_ID}",
+		CancelURL:  base + "/", Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +79,8 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	if g != nil {
 		api.Cache = g
 	}
-	srv := httptest.NewServer(api.Handler())
+	srv.Config.Handler = api.Handler()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	fake.SetWebhook(srv.URL+"/v1/payments/webhook", whSecret)
 	ctx, cancel := context.WithCancel(context.Background())
