@@ -8,7 +8,7 @@
 # signature next to a newer one makes calls ambiguous. Here each side runs
 # its own harness on its own schema, from a git worktree of BASE, and the
 # two alternate, round by round, so that both meet the same moments of a
-# shared machine. pgbench is not run (BENCH_PGBENCH=off): the comparison is
+# shared machine, each going first every other round. pgbench is not run (BENCH_PGBENCH=off): the comparison is
 # between the two binaries.
 #
 # Usage: deploy/bench-ab.sh BASE [ROUNDS]
@@ -38,7 +38,11 @@ done
 export BENCH_PGBENCH=off
 printf '%s: base %s vs this tree, %d rounds, alternating\n' "$PROG" "$rev" "$rounds"
 for ((r = 1; r <= rounds; r++)); do
-  for side in base this; do
+  # ABBA: the side that goes first swaps every round, so that neither gets the
+  # box's drift (or whatever the run before leaves behind) every time.
+  sides=(base this)
+  ((r % 2 == 0)) && sides=(this base)
+  for side in "${sides[@]}"; do
     dir=$root
     [[ $side == base ]] && dir=$work/base
     (cd "$dir" && PARKCLOUD_BIN="$side=$work/parkcloud-$side" \
