@@ -326,7 +326,7 @@ func copyLogs(dir, dst string) error {
 // answered read's event is in the cloud, the edges' outboxes are empty and
 // their uplinks restored, the stand-in has no delivery in flight, every
 // paid-but-not-honoured reservation is refunded, and every late exit's
-// overstay is priced. It returns when all hold or
+// overstay is priced and has its Checkout Session. It returns when all hold or
 // when opts.Settle has passed; the invariants then say what did not.
 func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 	for _, e := range st.Edges {
@@ -375,7 +375,7 @@ func settle(ctx context.Context, opts *Options, st *stack.Stack, run *sim.Run) {
 			pending = append(pending, fmt.Sprintf("%d refunds", n))
 		}
 		if n := st.UnpricedOverstays(ctx); n > 0 {
-			pending = append(pending, fmt.Sprintf("%d overstays unpriced", n))
+			pending = append(pending, fmt.Sprintf("%d overstays unpriced or unbilled", n))
 		}
 		if len(pending) == 0 {
 			opts.logf("settled in %s", time.Since(start).Round(10*time.Millisecond))
