@@ -27,9 +27,10 @@ import (
 //
 // deploy/services.sh installs chromium; a machine without it skips these.
 
-// browser returns a chromedp context on a fresh headless Chromium, and the
-// script errors the pages raised (uncaught exceptions, CSP refusals).
-func browser(t *testing.T) (context.Context, func() []string) {
+// browser returns a chromedp context on a fresh headless Chromium, the
+// script errors the pages raised so far (uncaught exceptions, CSP refusals),
+// and fail, which ends the test at a step that went wrong, naming them.
+func browser(t *testing.T) (ctx context.Context, problems func() []string, fail func(step string, err error)) {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -46,7 +47,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 
 	var mu sync.Mutex
-	var problems []string
+	var seen []string
 	listenErr := chromedp.Listen(ctx, func(ev any) {
 		var p string
 		switch ev := ev.(type) {
@@ -78,7 +79,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 		}
 		if p != "" {
 			mu.Lock()
-			problems = append(problems, p)
+			seen = append(seen, p)
 			mu.Unlock()
 		}
 	})
@@ -88,11 +89,18 @@ func browser(t *testing.T) (context.Context, func() []string) {
 	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return ctx, func() []string {
+	problems = func() []string {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]string(nil), problems...)
+		return append([]string(nil), seen...)
 	}
+	fail = func(step string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v (page problems: %v)", step, err, problems())
+		}
+	}
+	return ctx, problems, fail
 }
 
 // step bounds one step of a test, so that a page whose script never ran
@@ -111,19 +119,13 @@ func step(t *testing.T, ctx context.Context) context.Context {
 // browser's storage, never in a URL the server sees.
 func TestDriverInBrowser(t *testing.T) {
 	t.Parallel()
-	ctx, problems := browser(t)
+	ctx, problems, fail := browser(t)
 	b := setupPayments(t, 10*time.Minute)
 	lot := b.createLot(t, 2)
 	start := time.Now().Add(2 * time.Hour).Truncate(time.Hour).UTC()
 	end := start.Add(90 * time.Minute)
 	search := b.srv.URL + "/?name=central&starts_at=" + url.QueryEscape(start.Format(time.RFC3339)) +
 		"&ends_at=" + url.QueryEscape(end.Format(time.RFC3339))
-	fail := func(step string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v (page problems: %v)", step, err, problems())
-		}
-	}
 
 	fail("search", chromedp.Do(step(t, ctx), chromedp.Navigate(search), chromedp.WaitVisible(chromedp.ID("results-h"))))
 	found, err := chromedp.Run(step(t, ctx), chromedp.Text(chromedp.ID("results-h")))
@@ -184,18 +186,12 @@ func TestDriverInBrowser(t *testing.T) {
 // the lot from the page (saying yes to its question).
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
-	ctx, problems := browser(t)
+	ctx, problems, fail := browser(t)
 	b := setupPayments(t, 10*time.Minute)
 	lot := b.createLot(t, 2)
 	start := time.Now().Add(2 * time.Hour).Truncate(time.Hour).UTC()
 	if r := b.do(t, "POST", "/v1/reservations", hold(lot, "CN 42 X", start, start.Add(time.Hour)), key("console-browser")); r.Status != 201 {
 		t.Fatalf("hold: %d %s", r.Status, r.Body)
-	}
-	fail := func(step string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v (page problems: %v)", step, err, problems())
-		}
 	}
 
 	fail("open the lot", chromedp.Do(step(t, ctx),
