@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parkgate/parkgate/internal/promtext"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 	"github.com/redis/go-redis/v9"
 )
@@ -387,26 +388,18 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	return res
 }
 
-// scrapeMetrics reads the server's unlabelled counters.
+// scrapeMetrics reads the server's unlabelled samples.
 func scrapeMetrics(b *testing.B, base string) map[string]float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatalf("metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
-		}
+	m, err := promtext.Unlabelled(resp.Body)
+	if err != nil {
+		b.Fatalf("metrics: %v", err)
 	}
-	return out
+	return m
 }
 
 func waitReady(b *testing.B, base, logName string) {

@@ -251,7 +251,7 @@ func (db *DB) claim(ctx context.Context, sql string, args []any, owner string, b
 			for rows.Next() {
 				var lot string
 				var c cloud.Change
-				if err := rows.Scan(&lot, &c.Seq, &c.Kind, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt); err != nil {
+				if err := rows.Scan(append([]any{&lot}, changeFields(&c)...)...); err != nil {
 					return err
 				}
 				// A lease of its own the claim did not return (more than
@@ -269,6 +269,13 @@ func (db *DB) claim(ctx context.Context, sql string, args []any, owner string, b
 	return out, nil
 }
 
+// changeFields are the scan targets of an outbox row's seq, kind,
+// reservation_id, op, status, plate, starts_at and ends_at, in that order,
+// as the relay's reads select them.
+func changeFields(c *cloud.Change) []any {
+	return []any{&c.Seq, &c.Kind, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt}
+}
+
 // UnpublishedChanges implements cloud.Outbox. The run is gap-free because a
 // lot's rows commit in seq order: the lot row lock orders its writers.
 func (db *DB) UnpublishedChanges(ctx context.Context, lotID string, limit int) ([]cloud.Change, error) {
@@ -283,7 +290,7 @@ SELECT seq, kind, reservation_id::text, op, status, plate, starts_at, ends_at
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (cloud.Change, error) {
 		var c cloud.Change
-		err := row.Scan(&c.Seq, &c.Kind, &c.ReservationID, &c.Op, &c.Status, &c.Plate, &c.StartsAt, &c.EndsAt)
+		err := row.Scan(changeFields(&c)...)
 		return c, err
 	})
 	if err != nil {

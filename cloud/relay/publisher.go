@@ -113,12 +113,7 @@ func (r *Relay) Wake(lotID string) {
 	if u, err := uuid.Parse(lotID); err == nil {
 		lot = u.String()
 	}
-	r.mu.Lock()
-	if r.woken == nil {
-		r.woken = map[string]bool{}
-	}
-	r.woken[lot] = true
-	r.mu.Unlock()
+	r.rewake(lot)
 	notify(r.wake)
 }
 
@@ -154,7 +149,7 @@ func (r *Relay) wokeUnnamed() bool {
 	return unnamed
 }
 
-// rewake puts lots back to be claimed again.
+// rewake puts lots in (or back in) the set the next claim takes from.
 func (r *Relay) rewake(lots ...string) {
 	r.mu.Lock()
 	if r.woken == nil {
@@ -405,15 +400,14 @@ func (r *Relay) drain(ctx context.Context, lot string, first []cloud.Change) (mo
 			if err != nil {
 				return false, err
 			}
-			lags, held := m.Lags, m.Held
-			relayPublished.Add(float64(len(lags)))
-			for _, l := range lags {
+			relayPublished.Add(float64(len(m.Lags)))
+			for _, l := range m.Lags {
 				relayDelay.Observe(l)
 			}
-			if len(lags) > 0 {
-				relayLag.Set(lags[len(lags)-1])
+			if len(m.Lags) > 0 {
+				relayLag.Set(m.Lags[len(m.Lags)-1])
 			}
-			if !held {
+			if !m.Held {
 				r.log.Info("relay: lease lost", "lot", lot)
 				return false, nil
 			}

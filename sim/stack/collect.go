@@ -1,17 +1,15 @@
 package stack
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
+	"github.com/parkgate/parkgate/internal/promtext"
 	"github.com/parkgate/parkgate/protocol"
 	"github.com/parkgate/parkgate/sim"
 )
@@ -212,23 +210,7 @@ func (s *Stack) EdgeMetrics(ctx context.Context, e *Edge) (map[string]float64, e
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("edge metrics: %s", resp.Status)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || strings.Contains(line, "{") {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out, sc.Err()
+	return promtext.Unlabelled(resp.Body)
 }
 
 // AppliedSeq reads the sequence number an edge has applied, from its gate
