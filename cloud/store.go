@@ -57,7 +57,9 @@ type HoldResult struct {
 	SpotID        string
 	HoldExpiresAt time.Time
 	CreatedAt     time.Time
-	Seq           int64
+	// Seq is the hold's change in the lot's log, which the edges hear of;
+	// 0 for a PENDING hold, which they need not know before it is paid.
+	Seq int64
 }
 
 // HoldOutcome is one answer of ReservationStore.Holds: a result, or the

@@ -322,11 +322,14 @@ type Overstay struct {
 	SessionID string `json:"session_id,omitempty"`
 }
 
-// Change is a row of the per-lot change log (outbox): one status change of
-// one reservation, in the lot's sequence.
+// Change is one status change of one reservation: a row of the per-lot
+// change log (outbox), or a silent change no edge hears of (a PENDING
+// hold's life, the cloud's silent_changes), which comes after the log's
+// change Seq. A lot's history is in (Seq, Silent) order.
 type Change struct {
 	LotID         string          `json:"lot_id"`
 	Seq           int64           `json:"seq"`
+	Silent        int64           `json:"silent,omitempty"` // 0 for the log's change; else its order after Seq
 	ReservationID string          `json:"reservation_id"`
 	Status        protocol.Status `json:"status"`
 	CreatedAt     time.Time       `json:"created_at"`

@@ -202,22 +202,23 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 	if release != nil {
 		go release()
 	}
-	changed := false
+	// A hold takes a spot (the availability changed); only a free lot's
+	// hold, CONFIRMED at once, is a change the edges hear of (a seq): a
+	// PENDING one is silent until paid, and waking the relay for it would
+	// be a claim that finds nothing.
+	changed, published := false, false
 	for _, o := range out {
 		if o.Err == nil && o.Outcome == cloud.HoldHeld {
 			changed = true
-			break
+			published = published || o.Seq > 0
 		}
 	}
-	f, ok := s.Guard.(cloud.BatchFinisher)
-	if !ok {
-		if changed {
-			s.invalidate(ctx, lotID)
-		}
-		return out
+	if f, ok := s.Guard.(cloud.BatchFinisher); ok {
+		f.InvalidateSaving(ctx, lotID, changed, finalAnswers(batch, out))
+	} else if changed && s.Guard != nil {
+		s.Guard.InvalidateLot(ctx, lotID)
 	}
-	f.InvalidateSaving(ctx, lotID, changed, finalAnswers(batch, out))
-	if changed && s.Changed != nil {
+	if published && s.Changed != nil {
 		s.Changed(lotID)
 	}
 	return out

@@ -292,17 +292,19 @@ func TestOpenAPIResponses(t *testing.T) {
 	v.expect(t, 200, "GET", "/v1/reservations/"+id, nil, nil)
 	v.expect(t, 404, "GET", "/v1/reservations/nope", nil, nil)
 
-	tok := v.expect(t, 201, "POST", "/v1/lots/"+lot+"/edge-tokens", nil, admin).json(t)["token"].(string)
+	// The edge side on the free lot: its hold, CONFIRMED at once, is a
+	// change for the edges (a paid lot's PENDING hold is silent).
+	tok := v.expect(t, 201, "POST", "/v1/lots/"+free+"/edge-tokens", nil, admin).json(t)["token"].(string)
 	v.expect(t, 404, "POST", "/v1/lots/6f1c3e44-0000-4000-8000-000000000000/edge-tokens", nil, admin)
 	edge := map[string]string{"Authorization": "Bearer " + tok}
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	v.expect(t, 201, "POST", "/v1/edge/lots/"+lot+"/keys", map[string]any{"public_key": base64.StdEncoding.EncodeToString(pub)}, edge)
-	v.expect(t, 400, "POST", "/v1/edge/lots/"+lot+"/keys", map[string]any{"public_key": "short"}, edge)
-	v.expect(t, 401, "POST", "/v1/edge/lots/"+lot+"/keys", map[string]any{"public_key": "x"}, nil)
-	if page := v.expect(t, 200, "GET", "/v1/edge/lots/"+lot+"/changes?after=0", nil, edge); len(page.json(t)["changes"].([]any)) == 0 {
-		t.Errorf("changes: none after a hold")
+	v.expect(t, 201, "POST", "/v1/edge/lots/"+free+"/keys", map[string]any{"public_key": base64.StdEncoding.EncodeToString(pub)}, edge)
+	v.expect(t, 400, "POST", "/v1/edge/lots/"+free+"/keys", map[string]any{"public_key": "short"}, edge)
+	v.expect(t, 401, "POST", "/v1/edge/lots/"+free+"/keys", map[string]any{"public_key": "x"}, nil)
+	if page := v.expect(t, 200, "GET", "/v1/edge/lots/"+free+"/changes?after=0", nil, edge); len(page.json(t)["changes"].([]any)) == 0 {
+		t.Errorf("changes: none after a free hold")
 	}
-	v.expect(t, 400, "GET", "/v1/edge/lots/"+lot+"/changes?after=-1", nil, edge)
+	v.expect(t, 400, "GET", "/v1/edge/lots/"+free+"/changes?after=-1", nil, edge)
 	v.expect(t, 503, "POST", "/v1/payments/webhook", "{}", nil) // no webhooks configured
 
 	v.expect(t, 200, "GET", "/reservations/"+id, nil, nil)

@@ -38,12 +38,17 @@ type AuditReservation struct {
 // window it gave the edges (an extension merged shows as a change of its
 // booking with the later EndsAt).
 type AuditChange struct {
-	LotID         string
-	Seq           int64
+	LotID string
+	Seq   int64
+	// Silent is 0 for a change of the lot's log; for a change no edge
+	// heard of (silent_changes, migration 021) it is that row's id, and Seq
+	// the lot's seq when it was made: a lot's history is in (Seq, Silent)
+	// order.
+	Silent        int64
 	ReservationID string
 	Status        cloud.Status
 	CreatedAt     time.Time
-	Op            string // upsert or delete
+	Op            string // upsert or delete; "" for a silent change
 	StartsAt      time.Time
 	EndsAt        time.Time
 }
@@ -88,22 +93,27 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 	return out, nil
 }
 
-// AllChanges returns every lot's reservation changes, by lot and seq; the
-// rows of other kinds (permits, presence resets) are left out.
+// AllChanges returns every lot's reservation changes, the log's and the
+// silent ones merged, in each lot's order (lot, Seq, Silent); the rows of
+// other kinds (permits, presence resets) are left out.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
-	rows, err := db.Pool.Query(ctx,
-		`SELECT lot_id::text, seq, reservation_id::text, status, created_at, op, starts_at, ends_at
-		   FROM outbox WHERE kind = '' ORDER BY lot_id, seq`)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT lot_id::text, seq, 0::bigint, reservation_id::text, status, created_at, op, starts_at, ends_at
+		  FROM outbox WHERE kind = ''
+		UNION ALL
+		SELECT lot_id::text, after_seq, id, reservation_id::text, status, created_at, '', starts_at, ends_at
+		  FROM silent_changes
+		 ORDER BY 1, 2, 3`)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read changes: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditChange, error) {
 		var c AuditChange
-		err := row.Scan(&c.LotID, &c.Seq, &c.ReservationID, &c.Status, &c.CreatedAt, &c.Op, &c.StartsAt, &c.EndsAt)
+		err := row.Scan(&c.LotID, &c.Seq, &c.Silent, &c.ReservationID, &c.Status, &c.CreatedAt, &c.Op, &c.StartsAt, &c.EndsAt)
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read changes: %w", err)
 	}
 	return out, nil
 }

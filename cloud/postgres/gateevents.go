@@ -102,12 +102,14 @@ func (db *DB) IngestGateEvent(ctx context.Context, e *protocol.GateEvent, t clou
 		if err != nil {
 			return err
 		}
-		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		// A silent change (migration 021) has no seq; a gate's moves
+		// are never silent, but a NULL must not fail the event.
+		seqs, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.Int8])
 		if err != nil {
 			return err
 		}
 		if len(seqs) > 0 {
-			out.Moved, out.Seq = t.To, seqs[0]
+			out.Moved, out.Seq = t.To, seqs[0].Int64
 		}
 		if t.To == cloud.StatusCompleted {
 			// An exit: late past the lot's grace, it owes an overstay.

@@ -2,17 +2,21 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
 // TestHoldsTogether: holds of one lot written as one batch each get their
 // own answer (spots while they last, then no_availability; a key used twice
-// in the batch made once), the lot's change log stays gap-free, and a batch
+// in the batch made once), a PENDING hold tells the edges nothing (the
+// lot's log and seq untouched, one silent change each, in the order made)
+// while a free lot's CONFIRMED holds go down its log gap-free, and a batch
 // the database refuses as a whole (a lot that does not exist) is made again
 // request by request, so only the bad request fails.
 func TestHoldsTogether(t *testing.T) {
@@ -47,12 +51,53 @@ func TestHoldsTogether(t *testing.T) {
 			spots[o.SpotID] = true
 		}
 	}
+	for i, o := range out {
+		if o.Seq != 0 {
+			t.Errorf("PENDING hold %d reports seq %d, want none", i, o.Seq)
+		}
+	}
+	var logged, lotSeq int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE lot_id = $1), (SELECT seq FROM lots WHERE id = $1)`,
+		lot.ID).Scan(&logged, &lotSeq); err != nil {
+		t.Fatal(err)
+	}
+	if logged != 0 || lotSeq != 0 {
+		t.Errorf("PENDING holds: %d changes logged, lot seq %d; want none, 0", logged, lotSeq)
+	}
+	silent, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM silent_changes
+		WHERE lot_id = $1 AND status = 'PENDING' AND after_seq = 0 ORDER BY id`, lot.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(silent, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantIDs := []string{batch[0].ID, batch[1].ID, batch[3].ID}; !slices.Equal(ids, wantIDs) {
+		t.Errorf("silent changes %v, want the holds in the order made %v", ids, wantIDs)
+	}
+
+	free, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "F", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 0, Currency: "EUR"}, Spots: []string{"A", "B", "C"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeBatch := []cloud.HoldParams{params(free.ID, "fa"), params(free.ID, "fb"), params(free.ID, "fc")}
+	for i := range freeBatch {
+		freeBatch[i].Price.Amount = 0
+	}
+	for i, o := range s.DB.Holds(ctx, freeBatch) {
+		if o.Err != nil || o.Outcome != cloud.HoldHeld || o.Seq != int64(i+1) {
+			t.Errorf("free hold %d: %q seq %d %v, want held at seq %d", i, o.Outcome, o.Seq, o.Err, i+1)
+		}
+	}
 	var n, maxSeq, distinct int
-	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT seq) FROM outbox WHERE lot_id = $1`, lot.ID).Scan(&n, &maxSeq, &distinct); err != nil {
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT seq) FROM outbox WHERE lot_id = $1 AND op = 'upsert'`,
+		free.ID).Scan(&n, &maxSeq, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if n != 3 || maxSeq != 3 || distinct != 3 {
-		t.Errorf("outbox: %d rows, max seq %d, %d distinct; want 3 gap-free", n, maxSeq, distinct)
+		t.Errorf("free lot's outbox: %d upserts, max seq %d, %d distinct; want 3 gap-free", n, maxSeq, distinct)
 	}
 
 	// A batch with a lot that does not exist fails as a whole in the

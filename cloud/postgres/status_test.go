@@ -83,7 +83,10 @@ func statusStrings() []string {
 // (parkgate_hold for a new or an overdue hold, parkgate_change to every
 // status, parkgate_confirm_holds), its op in the change log is
 // protocol.OpFor of its status: the edges open the gate for exactly the
-// statuses protocol.Status.OpensGate names.
+// statuses protocol.Status.OpensGate names. And the log carries only what
+// changes an edge: a change that neither opens the gate nor ends a
+// reservation an edge has is silent (migration 021), and no silent change
+// is one an edge needed.
 func TestFunctionsWriteOpsAsProtocol(t *testing.T) {
 	t.Parallel()
 	f := newStatusFixture(t)
@@ -121,30 +124,47 @@ func TestFunctionsWriteOpsAsProtocol(t *testing.T) {
 		t.Fatalf("hold over an overdue one: %s", got)
 	}
 
-	rows, err := f.pool.Query(ctx, `SELECT seq, op, status FROM outbox WHERE lot_id = $1 ORDER BY seq`, f.lot)
+	// The lot's history, the log and the silent changes merged in order.
+	rows, err := f.pool.Query(ctx, `
+		SELECT seq, 0::bigint, reservation_id::text, op, status FROM outbox WHERE lot_id = $1
+		UNION ALL
+		SELECT after_seq, id, reservation_id::text, '', status FROM silent_changes WHERE lot_id = $1
+		 ORDER BY 1, 2`, f.lot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	seen := map[protocol.Status]bool{}
+	held := map[string]bool{} // reservations an edge has: last logged as an upsert
 	for rows.Next() {
-		var seq int64
-		var op, status string
-		if err := rows.Scan(&seq, &op, &status); err != nil {
+		var seq, silent int64
+		var res, op, status string
+		if err := rows.Scan(&seq, &silent, &res, &op, &status); err != nil {
 			t.Fatal(err)
 		}
 		s := protocol.Status(status)
 		seen[s] = true
+		if silent != 0 {
+			// Silent: only a change that leaves the edges as they were.
+			if s.OpensGate() || held[res] {
+				t.Errorf("change of %s to %s after seq %d is silent, but the edges must hear of it (held %t)", res, s, seq, held[res])
+			}
+			continue
+		}
 		if want := protocol.OpFor(s); op != string(want) {
 			t.Errorf("change %d to %s logged as %q, protocol says %q", seq, s, op, want)
 		}
+		if !s.OpensGate() && !held[res] {
+			t.Errorf("change %d deletes %s, which no edge has: it should be silent", seq, res)
+		}
+		held[res] = s.OpensGate()
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range protocol.Statuses() {
 		if !seen[s] {
-			t.Errorf("no change to %s was logged", s)
+			t.Errorf("no change to %s was recorded", s)
 		}
 	}
 }

@@ -384,6 +384,34 @@ func TestOverlapSeesWindowsAsTheyWere(t *testing.T) {
 	}
 }
 
+// TestOverlapInSilentHistory: a PENDING hold is a silent change, placed
+// after the log's change it followed (its Seq) and among the silent ones
+// by Silent. A silent hold made while r0 was checked in, over r0's window,
+// and expired before r0 left, is an overlap; the same hold made after the
+// log's change that completed r0 (the same Seq, silent) is none — the
+// log's change at a Seq comes before the silent changes after it.
+func TestOverlapInSilentHistory(t *testing.T) {
+	build := func(after int64) *sim.Run {
+		run := simtest.Run()
+		run.Reservations = append(run.Reservations, sim.Reservation{ID: "ry", LotID: simtest.LotA, SpotID: 1,
+			Plate: "YYY888Y", StartsAt: simtest.T0.Add(20 * time.Second), EndsAt: simtest.T0.Add(30 * time.Second),
+			Status: protocol.StatusExpired})
+		// Listed in no particular order: the check sorts.
+		run.Changes = append([]sim.Change{
+			{LotID: simtest.LotA, Seq: after, Silent: 41, ReservationID: "ry", Status: protocol.StatusExpired},
+			{LotID: simtest.LotA, Seq: after, Silent: 40, ReservationID: "ry", Status: protocol.StatusPending},
+		}, run.Changes...)
+		return run
+	}
+	// r0 is CHECKED_IN at seq 8 and COMPLETED at seq 9.
+	if r := check.NoOverlap(build(8)); r.Pass || !strings.Contains(strings.Join(r.Violations, "\n"), "ry became PENDING while r0 was active") {
+		t.Errorf("a silent hold over a checked-in booking went unnoticed: %+v", r)
+	}
+	if r := check.NoOverlap(build(9)); !r.Pass {
+		t.Errorf("a silent hold after the booking completed counts as an overlap: %v", r.Violations)
+	}
+}
+
 // TestPaidRefusedWhileCutOff (issue 13's soak): a paid driver refused at
 // the gate because the booking was confirmed while the simulator had the
 // lot's uplink cut, and reached the edge only when the link came back, is

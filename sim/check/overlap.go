@@ -10,8 +10,10 @@ import (
 
 // NoOverlap: no two active reservations of one spot overlap — now, in the
 // reservations table, and at any point of the run, by replaying each lot's
-// change log in sequence order (every status change is logged in the
-// transaction that made it, so the log is the history of who held a spot).
+// history in order (every status change is logged in the transaction that
+// made it, in the change log or, when no edge needs it, as a silent change
+// placed after the log's last change, so the two are the history of who
+// held a spot).
 func NoOverlap(run *sim.Run) Result {
 	r := Result{Name: "no_overlap", Title: "no two active reservations of a spot overlap",
 		Source: "postgres: reservations (now) and outbox (history)"}
@@ -145,14 +147,19 @@ func NoOverlap(run *sim.Run) Result {
 	return r.done()
 }
 
-// sortedChanges is every lot's change log, by lot and sequence.
+// sortedChanges is every lot's history, by lot and sequence, each silent
+// change after the log's change it followed.
 func sortedChanges(run *sim.Run) []sim.Change {
 	changes := append([]sim.Change(nil), run.Changes...)
 	sort.Slice(changes, func(i, j int) bool {
-		if changes[i].LotID != changes[j].LotID {
-			return changes[i].LotID < changes[j].LotID
+		a, b := changes[i], changes[j]
+		if a.LotID != b.LotID {
+			return a.LotID < b.LotID
 		}
-		return changes[i].Seq < changes[j].Seq
+		if a.Seq != b.Seq {
+			return a.Seq < b.Seq
+		}
+		return a.Silent < b.Silent
 	})
 	return changes
 }

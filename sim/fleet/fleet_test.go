@@ -71,8 +71,11 @@ func TestFleet(t *testing.T) {
 	if res.Restart != nil && res.Restart.CommitToApplied.N != res.Restart.Bookings {
 		t.Errorf("outage bookings applied: %d of %d", res.Restart.CommitToApplied.N, res.Restart.Bookings)
 	}
-	if res.Steady.RelayPublished < float64(res.Steady.Bookings) {
-		t.Errorf("relay published %.0f changes for %d bookings: fewer than one each", res.Steady.RelayPublished, res.Steady.Bookings)
+	// A booking is one change for its edge, its confirmation: the hold
+	// before it is silent (migration 021). The count is read as the phase
+	// ends, when the last confirmations may still be on their way.
+	if n, b := res.Steady.RelayPublished, float64(res.Steady.Bookings); n < 0.9*b || n > 1.1*b {
+		t.Errorf("relay published %.0f changes for %.0f bookings; want one each", n, b)
 	}
 	if t.Failed() || testing.Verbose() {
 		fmt.Fprintln(os.Stderr, progress.b.String())

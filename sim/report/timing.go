@@ -54,8 +54,9 @@ func (s *Summary) sync(run *sim.Run) {
 	s.Sync.Down, s.Sync.DownEvery = downLag(run), run.EdgeSeqEvery
 }
 
-// downLag is, for every reservation change, the time from its commit to the
-// first sample of its lot's edge at or past its sequence number.
+// downLag is, for every reservation change sent to the edges, the time
+// from its commit to the first sample of its lot's edge at or past its
+// sequence number. A silent change goes nowhere.
 func downLag(run *sim.Run) Stats {
 	byLot := map[string][]sim.SeqSample{}
 	for _, x := range run.EdgeSeqs {
@@ -63,7 +64,7 @@ func downLag(run *sim.Run) Stats {
 	}
 	var lags []time.Duration
 	for _, c := range run.Changes {
-		if c.CreatedAt.IsZero() {
+		if c.CreatedAt.IsZero() || c.Silent != 0 {
 			continue
 		}
 		for _, x := range byLot[c.LotID] {

@@ -5,7 +5,8 @@
 -- Outcomes: 'not_found'; 'already' (it is CANCELLED: the same answer again,
 -- nothing written); 'not_cancellable' (checked in, final, or a confirmed
 -- booking past starts_at minus the lot's free_cancellation at p_now);
--- 'cancelled' (now CANCELLED, its delete in the lot's change log; a paid
+-- 'cancelled' (now CANCELLED, its delete in the lot's change log, or in
+-- silent_changes for a PENDING hold no edge has (migration 021); a paid
 -- confirmed booking owes back its price and its paid extensions':
 -- refund_amount set, refund_status
 -- 'pending' until the caller has asked the provider), with its
@@ -44,14 +45,20 @@ BEGIN
     v_paid := v_paid - (SELECT coalesce(sum(f.amount), 0) FROM refunds f
                          WHERE f.reservation_id = r.id AND f.status <> 'failed');
     v_owes := r.status = 'CONFIRMED' AND v_paid > 0;
-    v_seq := v_seq + 1;
-    UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;
     UPDATE reservations x SET status = 'CANCELLED', updated_at = now(),
            refund_amount = CASE WHEN v_owes THEN v_paid END,
            refund_status = CASE WHEN v_owes THEN 'pending' END
      WHERE x.id = p_id;
-    INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
-    VALUES (v_lot, v_seq, r.id, 'delete', 'CANCELLED', r.plate, r.starts_at, r.ends_at);
+    IF r.status = 'PENDING' THEN
+        -- No edge holds a hold not paid for: nothing to tell them (021).
+        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+        VALUES (v_lot, v_seq, r.id, 'CANCELLED', r.plate, r.starts_at, r.ends_at);
+    ELSE
+        v_seq := v_seq + 1;
+        UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;
+        INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
+        VALUES (v_lot, v_seq, r.id, 'delete', 'CANCELLED', r.plate, r.starts_at, r.ends_at);
+    END IF;
     -- An extension still unpaid has nothing left to extend: its interval is
     -- free at once, its session closed by the session worker, and a payment
     -- that slips through is refunded (parkgate_extend).

@@ -52,14 +52,13 @@ BEGIN
            AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_from, p_ends)
         RETURNING x.id, x.plate, x.starts_at, x.ends_at
     ), logged AS (
-        INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
-        SELECT v_lot, v_seq + row_number() OVER (ORDER BY e.id), e.id, 'delete', 'EXPIRED',
-               e.plate, e.starts_at, e.ends_at
-          FROM expired e
+        -- No edge held them: their ends are silent (migration 021).
+        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+        SELECT v_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
+          FROM expired e ORDER BY e.id
         RETURNING 1
     )
     SELECT count(*) INTO v_n FROM logged;
-    UPDATE lots l SET seq = v_seq + v_n WHERE l.id = v_lot;
 
     IF EXISTS (SELECT 1 FROM reservations x
                 WHERE x.spot_id = r.spot_id AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')

@@ -1,7 +1,10 @@
 -- parkgate_hold makes a PENDING hold in one round trip: lock the lot, claim
 -- the idempotency key, expire overdue holds that overlap the window (so a
 -- hold nobody paid for never blocks a booking, even before the expiry worker
--- gets to it), pick a free spot, insert, append to the change log.
+-- gets to it), pick a free spot, insert, and record the change: a PENDING
+-- hold in silent_changes, since no edge needs it before it is paid
+-- (migration 021; its seq comes back NULL), a free lot's CONFIRMED one in
+-- the lot's change log.
 -- Outcomes: 'held'; 'key_exists' (nothing written; the caller reads the key);
 -- 'unknown_spot' (p_spot names no spot of the lot); 'no_availability' (the
 -- key now stores p_conflict_body as a 409, as a replay must return it).
@@ -87,14 +90,13 @@ BEGIN
            AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends)
         RETURNING x.id, x.plate, x.starts_at, x.ends_at
     ), logged AS (
-        INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
-        SELECT p_lot, v_seq + row_number() OVER (ORDER BY e.id), e.id, 'delete', 'EXPIRED',
-               e.plate, e.starts_at, e.ends_at
-          FROM expired e
+        -- No edge ever held a PENDING hold: its end is silent (migration 021).
+        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+        SELECT p_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
+          FROM expired e ORDER BY e.id
         RETURNING 1
     )
     SELECT count(*) INTO v_n FROM logged;
-    v_seq := v_seq + v_n;
 
     -- The taken spots are read once, by one scan of the lot's range index,
     -- rather than probed spot by spot (3 ms for 50 spots).
@@ -112,28 +114,33 @@ BEGIN
     IF v_spot IS NULL THEN
         IF p_spot IS NOT NULL AND NOT EXISTS (SELECT 1 FROM spots s WHERE s.lot_id = p_lot AND s.label = p_spot) THEN
             DELETE FROM idempotency_keys k WHERE k.key = p_key;
-            UPDATE lots l SET seq = v_seq WHERE l.id = p_lot;
             RETURN QUERY SELECT 'unknown_spot'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, v_seq;
             RETURN;
         END IF;
         UPDATE idempotency_keys k SET reservation_id = NULL, locked_until = NULL,
                response_status = 409, response_body = p_conflict_body
          WHERE k.key = p_key;
-        UPDATE lots l SET seq = v_seq WHERE l.id = p_lot;
         RETURN QUERY SELECT 'no_availability'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, v_seq;
         RETURN;
     END IF;
 
-    v_seq := v_seq + 1;
     INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status,
                               hold_expires_at, price_amount, currency, access_token_hash,
                               checkout_session_id, checkout_url)
     VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, v_status,
             now() + p_hold, p_price, p_currency, p_token_hash,
             p_session_id, p_session_url);
+    IF v_status = 'PENDING' THEN
+        -- Nothing for the edges until it is paid (migration 021): the lot's
+        -- seq stays, and the hold reports none.
+        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+        VALUES (p_lot, v_seq, p_id, v_status, p_plate, p_starts, p_ends);
+        RETURN QUERY SELECT 'held'::text, v_label, now() + p_hold, now(), NULL::bigint;
+        RETURN;
+    END IF;
+    v_seq := v_seq + 1;
     INSERT INTO outbox (lot_id, seq, reservation_id, op, status, plate, starts_at, ends_at)
-    VALUES (p_lot, v_seq, p_id, CASE WHEN v_status = 'CONFIRMED' THEN 'upsert' ELSE 'delete' END,
-            v_status, p_plate, p_starts, p_ends);
+    VALUES (p_lot, v_seq, p_id, 'upsert', v_status, p_plate, p_starts, p_ends);
     UPDATE lots l SET seq = v_seq WHERE l.id = p_lot;
     RETURN QUERY SELECT 'held'::text, v_label, now() + p_hold, now(), v_seq;
 END $$;
