@@ -109,7 +109,7 @@ func (s *Service) extend(ctx context.Context, key string, hash []byte, reservati
 	default:
 		return Response{}, false, fmt.Errorf("extend: unexpected outcome %q", held.Outcome)
 	}
-	s.invalidate(ctx, lot.ID)
+	s.invalidateSilent(ctx, lot.ID) // an extension's hold: nothing for the edges until merged
 	ext := cloud.Reservation{ID: id, Status: cloud.StatusPending, LotID: lot.ID, Plate: r.Plate,
 		StartsAt: r.EndsAt, EndsAt: endsAt, HoldExpiresAt: held.HoldExpiresAt, Price: price, ExtendsID: r.ID}
 	resp, err := s.handOffExtension(ctx, key, lot, ext)
@@ -143,7 +143,7 @@ func (s *Service) handOffExtension(ctx context.Context, key string, lot cloud.Lo
 			if aerr := s.Store.AbandonHold(context.WithoutCancel(ctx), ext.ID, key); aerr != nil {
 				s.Log.Error("release extension", "extension", ext.ID, "err", aerr)
 			} else {
-				s.invalidate(ctx, lot.ID)
+				s.invalidateSilent(ctx, lot.ID) // PENDING → CANCELLED: no edge had it
 			}
 			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
 				return Response{}, err
@@ -228,7 +228,7 @@ func (s *Service) extensionPaid(ctx context.Context, ext cloud.Reservation, e cl
 		transitions.WithLabelValues(transitionExtended).Inc()
 		s.invalidate(ctx, lotID)
 	case cloud.ExtendRefund:
-		s.invalidate(ctx, lotID)
+		s.invalidateSilent(ctx, lotID) // the extension lapsed; its booking is as it was
 		intent := e.PaymentIntentID
 		if intent == "" {
 			intent = ext.PaymentIntentID

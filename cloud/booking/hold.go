@@ -359,7 +359,7 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 				// spot comes back either way, only later.
 				s.Log.Error("release hold", "reservation", r.ID, "err", aerr)
 			} else {
-				s.invalidate(ctx, lot.ID)
+				s.invalidateSilent(ctx, lot.ID) // PENDING → CANCELLED: no edge had it
 			}
 			return Response{}, checkoutError(err)
 		}

@@ -122,7 +122,7 @@ func (s *Service) paid(ctx context.Context, e cloud.PaymentEvent) error {
 			return err
 		} else if lotID != "" {
 			transitions.WithLabelValues(string(cloud.StatusExpired)).Inc()
-			s.invalidate(ctx, lotID)
+			s.invalidateSilent(ctx, lotID) // PENDING → EXPIRED: no edge had it
 		}
 	}
 	return s.refund(ctx, r.ID, e.PaymentIntentID)
@@ -161,7 +161,7 @@ func (s *Service) refund(ctx context.Context, reservationID, paymentIntentID str
 		return err
 	}
 	if changed {
-		s.invalidate(ctx, lotOf)
+		s.invalidateSilent(ctx, lotOf) // EXPIRED or CANCELLED → REFUNDED: no edge has it
 		refunds.WithLabelValues(refundLate).Inc()
 		transitions.WithLabelValues(string(cloud.StatusRefunded)).Inc()
 		s.Log.Info("late payment refunded", "reservation", reservationID, "refund", refundID)
@@ -194,7 +194,7 @@ func (s *Service) released(ctx context.Context, e cloud.PaymentEvent) error {
 	}
 	if changed {
 		transitions.WithLabelValues(string(to)).Inc()
-		s.invalidate(ctx, lotID)
+		s.invalidateSilent(ctx, lotID) // a PENDING hold ended: no edge had it
 	} else if e.Type == cloud.EventSessionExpired {
 		err = s.Store.SetPaymentFields(ctx, r.ID, cloud.PaymentFields{SessionClosed: true})
 	}

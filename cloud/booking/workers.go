@@ -85,7 +85,7 @@ func (s *Service) ExpireDueHolds(ctx context.Context, limit int) (int, error) {
 		if changed {
 			n++
 			transitions.WithLabelValues(string(cloud.StatusExpired)).Inc()
-			s.invalidate(ctx, lotID)
+			s.invalidateSilent(ctx, lotID) // PENDING → EXPIRED: no edge had it
 		}
 	}
 	return n, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type payBundle struct {
 	fake  *stripefake.Fake
 	proxy *tcpproxy.Proxy // between the service and Postgres, when asked for
 	bus   *pgbus.Bus
+	woken *atomic.Int64 // the relay's wake-ups (svc.Changed)
 }
 
 // setupPayments wires the cloud as parkcloud does with payments on: the
@@ -70,6 +72,8 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	}
 	svc := booking.New(db, sp, nil, nil, holdTTL)
 	svc.DecodeLegacy = stripepay.DecodeEvent // as parkcloud does
+	woken := new(atomic.Int64)
+	svc.Changed = func(string) { woken.Add(1) }
 	if g != nil {
 		svc.Guard = g
 	}
@@ -93,7 +97,7 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy, bus: pb}
+	return &payBundle{bundle: &bundle{srv: srv, schema: s, svc: svc}, fake: fake, proxy: proxy, bus: pb, woken: woken}
 }
 
 func (b *payBundle) waitStatus(t testing.TB, id, want string) {
@@ -141,6 +145,42 @@ func (b *payBundle) expireHold(t testing.TB, id string) {
 	}
 	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRelayWokenForEdgeChanges: the relay is woken for the changes the
+// edges hear of and for no other: a PENDING hold, its expiry and a lapsed
+// hold's refund are silent (migration 021); a payment's CONFIRMED is the
+// booking's one change for its edge.
+func TestRelayWokenForEdgeChanges(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 2)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	paid, _ := b.paidBooking(t, lot, "WAKE1", "w1", start)
+	if n := b.woken.Load(); n != 1 {
+		t.Errorf("a hold and its payment woke the relay %d times, want once (the CONFIRMED)", n)
+	}
+	r := b.do(t, "POST", "/v1/reservations", hold(lot, "WAKE2", start, start.Add(time.Hour)), key("w2"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	lapsed := r.json(t)["id"].(string)
+	b.expireHold(t, lapsed)
+	b.waitStatus(t, lapsed, "EXPIRED")
+	// Paid after all: refunded, and still nothing for the edges.
+	if _, err := b.fake.Pay(r.json(t)["payment"].(map[string]any)["session_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, lapsed, "REFUNDED")
+	if n := b.woken.Load(); n != 1 {
+		t.Errorf("the relay was woken %d times, want once: a lapsed hold and its refund are no edge's", n)
+	}
+	if got := b.history(t, paid); got != "silent:PENDING,upsert:CONFIRMED" {
+		t.Errorf("paid booking: %s", got)
+	}
+	if got := b.history(t, lapsed); got != "silent:PENDING,silent:EXPIRED,silent:REFUNDED" {
+		t.Errorf("lapsed hold: %s", got)
 	}
 }
 
