@@ -281,7 +281,9 @@ func CodeNeverOpensCancelled(run *sim.Run) Result {
 		Source: "simulator: access codes shown; postgres: outbox; edge /metrics: applied sequence"}
 	cancelSeq := map[string]int64{} // reservation → seq of its cancellation
 	for _, c := range run.Changes {
-		if c.Status == protocol.StatusCancelled {
+		// A silent cancellation was of a hold no edge had, and that
+		// never had a code that opens.
+		if c.Status == protocol.StatusCancelled && c.Silent == 0 {
 			if s, ok := cancelSeq[c.ReservationID]; !ok || c.Seq < s {
 				cancelSeq[c.ReservationID] = c.Seq
 			}

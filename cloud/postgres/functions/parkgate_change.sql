@@ -32,8 +32,10 @@ BEGIN
         RETURN;
     END IF;
     -- The lot row first, as every writer of the lot takes it (see 001);
-    -- under it, the reservation's status cannot move.
-    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR UPDATE;
+    -- under it, the reservation's status cannot move. NO KEY: the strength
+    -- the UPDATE of its seq takes, so inserts that only reference the lot
+    -- (a gate event's row) are not held up by it.
+    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR NO KEY UPDATE;
     SELECT x.status INTO v_old FROM reservations x WHERE x.id = p_id;
     UPDATE reservations x SET status = p_to, updated_at = now(),
         checked_in_at = CASE WHEN p_to = 'CHECKED_IN' THEN now() ELSE x.checked_in_at END,

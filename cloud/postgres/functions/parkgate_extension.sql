@@ -15,7 +15,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_lot uuid;
     v_seq bigint;
-    v_n   bigint;
     r     reservations%ROWTYPE;
 BEGIN
     SELECT x.lot_id INTO v_lot FROM reservations x WHERE x.id = p_parent AND x.extends_id IS NULL;
@@ -45,20 +44,17 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A lapsed hold on the spot blocks nobody, as in parkgate_hold.
+    -- A lapsed hold on the spot blocks nobody, as in parkgate_hold. No edge
+    -- held it: its end is silent (migration 021).
     WITH expired AS (
         UPDATE reservations x SET status = 'EXPIRED', updated_at = now()
          WHERE x.spot_id = r.spot_id AND x.status = 'PENDING' AND x.hold_expires_at <= now()
            AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_from, p_ends)
         RETURNING x.id, x.plate, x.starts_at, x.ends_at
-    ), logged AS (
-        -- No edge held them: their ends are silent (migration 021).
-        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
-        SELECT v_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
-          FROM expired e ORDER BY e.id
-        RETURNING 1
     )
-    SELECT count(*) INTO v_n FROM logged;
+    INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+    SELECT v_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
+      FROM expired e ORDER BY e.id;
 
     IF EXISTS (SELECT 1 FROM reservations x
                 WHERE x.spot_id = r.spot_id AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')

@@ -49,7 +49,6 @@ RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, creat
 LANGUAGE plpgsql AS $$
 DECLARE
     v_seq   bigint;
-    v_n     bigint;
     v_spot  bigint;
     v_label text;
     v_status text := CASE WHEN p_price = 0 THEN 'CONFIRMED' ELSE 'PENDING' END;
@@ -84,19 +83,16 @@ BEGIN
         RETURN;
     END IF;
 
+    -- No edge ever held a PENDING hold: its end is silent (migration 021).
     WITH expired AS (
         UPDATE reservations x SET status = 'EXPIRED', updated_at = now()
          WHERE x.lot_id = p_lot AND x.status = 'PENDING' AND x.hold_expires_at <= now()
            AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends)
         RETURNING x.id, x.plate, x.starts_at, x.ends_at
-    ), logged AS (
-        -- No edge ever held a PENDING hold: its end is silent (migration 021).
-        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
-        SELECT p_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
-          FROM expired e ORDER BY e.id
-        RETURNING 1
     )
-    SELECT count(*) INTO v_n FROM logged;
+    INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
+    SELECT p_lot, v_seq, e.id, 'EXPIRED', e.plate, e.starts_at, e.ends_at
+      FROM expired e ORDER BY e.id;
 
     -- The taken spots are read once, by one scan of the lot's range index,
     -- rather than probed spot by spot (3 ms for 50 spots).

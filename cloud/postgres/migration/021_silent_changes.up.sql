@@ -8,7 +8,9 @@
 -- They are kept here instead, for the audit of a lot's history (the
 -- simulator's no_overlap check replays it): after_seq is the lot's seq
 -- when the change was made, under the lot's row lock that every writer
--- takes, and id grows in the order of that lock within a lot. So a lot's
+-- takes, and id grows in the order of that lock within a lot (nextval is
+-- called under it, and the sequence keeps the default CACHE 1: a cache per
+-- session would break that order). So a lot's
 -- history is the change log and this table merged by (seq, id), a change of
 -- the log coming before the silent ones made after it. Nothing publishes
 -- from here, and the lot's seq does not move for these rows.
