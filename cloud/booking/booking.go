@@ -19,8 +19,10 @@ type Service struct {
 	Payments cloud.Payments    // nil: holds carry no payment session (tests, benchmarks)
 	Guard    cloud.Guard       // nil: no Redis
 	Permits  cloud.PermitStore // nil: the permit and presence-reset calls answer unavailable
-	// Changed, when set, hears of every committed change with its lot,
-	// after the commit: parkcloud wakes its outbox relay with it.
+	// Changed, when set, hears of every committed change the edges hear
+	// of (one in the lot's change log), with its lot, after the commit:
+	// parkcloud wakes its outbox relay with it. Silent changes (migration
+	// 021) are not told.
 	Changed func(lotID string)
 	// DecodeLegacy, when set, reads a payment event the bus recorded in the
 	// previous release's format (the provider's raw event); see

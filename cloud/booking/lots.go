@@ -215,8 +215,8 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 	}
 	if f, ok := s.Guard.(cloud.BatchFinisher); ok {
 		f.InvalidateSaving(ctx, lotID, changed, finalAnswers(batch, out))
-	} else if changed && s.Guard != nil {
-		s.Guard.InvalidateLot(ctx, lotID)
+	} else if changed {
+		s.invalidateSilent(ctx, lotID) // the cache; the relay below
 	}
 	if published && s.Changed != nil {
 		s.Changed(lotID)

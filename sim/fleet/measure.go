@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/promtext"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/*/stat CPU times: 100 on every
@@ -154,14 +155,13 @@ func metric(ctx context.Context, client *http.Client, url, name string) (float64
 		return 0, fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	m, err := promtext.Unlabelled(resp.Body)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
+	v, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("metrics: %s not found at %s", name, url)
 	}
-	return 0, fmt.Errorf("metrics: %s not found at %s", name, url)
+	return v, nil
 }
