@@ -24,6 +24,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/cloud/httpapi"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -35,7 +36,12 @@ func setupGuarded(t testing.TB, opts guard.Options) *bundle {
 
 func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 	t.Helper()
-	s := pgtest.New(t, 40)
+	return guardedOn(t, pgtest.New(t, 40), redisURL, opts)
+}
+
+// guardedOn is setupGuarded on the store s.DB.
+func guardedOn(t testing.TB, s *pgtest.Schema, redisURL string, opts guard.Options) *bundle {
+	t.Helper()
 	rdb, err := guard.NewClient(redisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +72,21 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 // machine sets. The drivers are child processes (TestSurgeCrowd,
 // TestSurgeSteady); the server alone is in this one.
 func BenchmarkSurge(b *testing.B) {
-	bd := setupGuarded(b, guard.Options{
+	// The pool parkcloud serves with (made whole and warmed at start); with
+	// BENCH_POOL=grow, the one it had before, grown on demand, which a
+	// first surge found short.
+	s := pgtest.New(b, 2)
+	var err error
+	if os.Getenv("BENCH_POOL") == "grow" {
+		s.DB, err = postgres.Open(context.Background(), s.URL, 40)
+	} else {
+		s.DB, err = postgres.OpenService(context.Background(), s.URL, 40)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.DB.Close)
+	bd := guardedOn(b, s, "redis://127.0.0.1:6379/0", guard.Options{
 		ClientRate: guard.Limit{Rate: 1e6, Burst: 1e6}, // every benchmark client is 127.0.0.1
 	})
 	others := make([]string, 100)
@@ -90,6 +110,8 @@ func BenchmarkSurge(b *testing.B) {
 	type roundResult struct {
 		before, during, inside *latencies
 		took                   time.Duration
+		samples                []steadySample
+		at                     time.Time
 	}
 	round := func(command string, res any) roundResult {
 		var out steadyResult
@@ -107,7 +129,7 @@ func BenchmarkSurge(b *testing.B) {
 			b.Errorf("%s lasted %v, longer than the window measured", command, end.Sub(at))
 		}
 		return roundResult{within(out.Samples, at.Add(-lead), at), within(out.Samples, at, at.Add(window)),
-			within(out.Samples, at, end), end.Sub(at)}
+			within(out.Samples, at, end), end.Sub(at), out.Samples, at}
 	}
 	steady.run(b, "book 2000", nil) // warm up
 
@@ -121,6 +143,7 @@ func BenchmarkSurge(b *testing.B) {
 	for r := range rounds {
 		hot := bd.createLot(b, 50)
 		refusedBefore := refusals()
+		poolBefore := bd.schema.DB.Pool.Stat()
 		var res crowdResult
 		rr := round(fmt.Sprintf("surge %s %d", hot, r), &res)
 		before, during, inside := rr.before, rr.during, rr.inside
@@ -138,6 +161,12 @@ func BenchmarkSurge(b *testing.B) {
 			b.Errorf("hot lot: %d holds, final statuses %v", held, res.Codes)
 		}
 		worst = max(worst, inside.pct(1))
+		if ratio > 5 { // when a surge stalls the others, when it did
+			b.Logf("surge %d: the other lots' slowest holds (sent at, from the surge's start: took) %s", r+1, slowest(rr.samples, rr.at, 5))
+		}
+		poolAfter := bd.schema.DB.Pool.Stat()
+		b.Logf("surge %d: pool %d -> %d connections, %d opened, %d acquires found none idle",
+			r+1, poolBefore.TotalConns(), poolAfter.TotalConns(), poolAfter.NewConnsCount()-poolBefore.NewConnsCount(), poolAfter.EmptyAcquireCount()-poolBefore.EmptyAcquireCount())
 		b.Logf("surge %d: final statuses %v, all attempts %v, over in %v; other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx), worst %.1f ms of %d while it lasted",
 			r+1, res.Codes, res.Attempts, rr.took.Round(time.Millisecond), ms(before.pct(.99)), ms(during.pct(.99)), ratio, ms(inside.pct(1)), len(inside.d))
 		if n := res.Attempts[429]; n > 0 {
@@ -493,6 +522,17 @@ type steadySample struct {
 type steadyResult struct {
 	Samples []steadySample
 	Failed  int // answers other than 201
+}
+
+// slowest lists the n slowest samples, when each was sent relative to at.
+func slowest(samples []steadySample, at time.Time, n int) string {
+	s := slices.Clone(samples)
+	slices.SortFunc(s, func(a, b steadySample) int { return int(b.Took - a.Took) })
+	var out []string
+	for _, x := range s[:min(n, len(s))] {
+		out = append(out, fmt.Sprintf("%+v: %v", x.At.Sub(at).Round(time.Millisecond), x.Took.Round(time.Millisecond)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // within is the latencies of the samples sent in [from, to).

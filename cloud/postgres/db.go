@@ -54,7 +54,9 @@ func (db *DB) LimitSearches(n int) {
 	db.searches = make(chan struct{}, max(n, 1))
 }
 
-// Open connects to url (a libpq URL or DSN) and checks the connection.
+// Open connects to url (a libpq URL or DSN) and checks the connection. Its
+// pool grows as it is used, up to maxConns, and shrinks when idle: the
+// pool for tools and tests. A service opens OpenService's.
 func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -63,6 +65,10 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	return openPool(ctx, cfg)
+}
+
+func openPool(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect database: %w", err)

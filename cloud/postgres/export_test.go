@@ -9,3 +9,6 @@ func (db *DB) TakeSearchTurn() (release func()) {
 
 // Fail is fail, the store's translation of its errors.
 var Fail = fail
+
+// Warm is warm, the warm-up of a service pool's new connection.
+var Warm = warm

@@ -376,6 +376,8 @@ type confirmRes struct {
 	lotID   string
 }
 
+const confirmSQL = `SELECT id::text, lot_id::text FROM parkgate_confirm_holds($1::uuid[], $2, $3)`
+
 // confirmHolds is the confirmation group's write.
 func (db *DB) confirmHolds(ctx context.Context, batch []confirmReq) ([]confirmRes, error) {
 	ids := make([]string, len(batch))
@@ -387,7 +389,7 @@ func (db *DB) confirmHolds(ctx context.Context, batch []confirmReq) ([]confirmRe
 	var changed map[string]string // reservation → lot
 	err := retry(ctx, func() error {
 		changed = make(map[string]string, len(batch))
-		rows, err := db.Pool.Query(ctx, `SELECT id::text, lot_id::text FROM parkgate_confirm_holds($1::uuid[], $2, $3)`, ids, intents, ats)
+		rows, err := db.Pool.Query(ctx, confirmSQL, ids, intents, ats)
 		if err != nil {
 			return err
 		}

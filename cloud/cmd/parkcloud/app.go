@@ -197,20 +197,29 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 }
 
-// openStore connects to Postgres and applies the migrations.
+// openStore applies the migrations and opens the service's pool. The
+// migrations run first, on a connection of their own: the pool warms each
+// connection as it makes it, and re-creating the functions after would
+// have every one compile them again.
 func (m *Main) openStore(ctx context.Context) (*postgres.DB, error) {
-	db, err := postgres.Open(ctx, m.DatabaseURL, int32(m.DBMaxConns))
+	mdb, err := postgres.Open(ctx, m.DatabaseURL, 2)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := mdb.Migrate(ctx)
+	mdb.Close()
+	if err != nil {
+		return nil, err
+	} else if len(vs) > 0 {
+		m.Log.Info("migrated", "applied", vs)
+	}
+	db, err := postgres.OpenService(ctx, m.DatabaseURL, int32(m.DBMaxConns))
 	if err != nil {
 		return nil, err
 	}
 	db.LimitSearches(m.SearchConcurrency)
 	m.db = db
 	m.closers = append(m.closers, db.Close)
-	if vs, err := db.Migrate(ctx); err != nil {
-		return nil, err
-	} else if len(vs) > 0 {
-		m.Log.Info("migrated", "applied", vs)
-	}
 	return db, nil
 }
 
