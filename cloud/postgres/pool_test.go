@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,21 @@ func TestOpenService(t *testing.T) {
 	}
 	if n := db.Pool.Stat().AcquireCount(); n > 1 { // Open's ping
 		t.Errorf("%d acquires before anyone asked", n)
+	}
+	// A burst finds every connection made: it waits for one to be free,
+	// never for one to be started.
+	opened := db.Pool.Stat().NewConnsCount()
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			if _, err := db.Pool.Exec(ctx, "SELECT pg_sleep(0.02)"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := db.Pool.Stat().NewConnsCount() - opened; n != 0 {
+		t.Errorf("a burst opened %d connections", n)
 	}
 
 	c, err := db.Pool.Acquire(ctx)
