@@ -58,6 +58,16 @@ func (db *DB) LimitSearches(n int) {
 // pool grows as it is used, up to maxConns, and shrinks when idle: the
 // pool for tools and tests. A service opens OpenService's.
 func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
+	cfg, err := poolConfig(url, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	return openPool(ctx, cfg)
+}
+
+// poolConfig parses url (a libpq URL or DSN) with the pool's size, maxConns
+// (0 for pgx's default or the url's pool_max_conns).
+func poolConfig(url string, maxConns int32) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -65,7 +75,7 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	return openPool(ctx, cfg)
+	return cfg, nil
 }
 
 func openPool(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // OpenService connects to url with the pool a long-running service keeps
@@ -32,12 +31,9 @@ import (
 // retirement). A pool_min_conns or pool_max_conn_lifetime_jitter above 0
 // in url overrides that part of it.
 func OpenService(ctx context.Context, url string, maxConns int32) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
-	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
+		return nil, err
 	}
 	if cfg.MinConns == 0 {
 		cfg.MinConns = cfg.MaxConns

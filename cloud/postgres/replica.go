@@ -15,12 +15,9 @@ import (
 // serving, since searches fall back to the primary meanwhile (see
 // httpapi.Server.Reads), and the pool connects once the replica is back.
 func OpenReplica(ctx context.Context, url string, maxConns int32) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("parse database read url: %w", err)
-	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
+		return nil, fmt.Errorf("read replica: %w", err)
 	}
 	cfg.MinConns = 0
 	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
