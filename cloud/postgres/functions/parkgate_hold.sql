@@ -86,7 +86,7 @@ BEGIN
     -- No edge ever held a PENDING hold: its end is silent (migration 021).
     -- Asked first with a read: nearly always there is none, and an UPDATE
     -- that changes nothing still sets up its write (every index of
-    -- reservations opened) and the INSERT it feeds: 4-10% of Postgres' CPU
+    -- reservations opened) and the INSERT it feeds: 2-14% of Postgres' CPU
     -- per hold (pgbench of this function, alternating, 4 rounds).
     IF EXISTS (SELECT 1 FROM reservations x
                 WHERE x.lot_id = p_lot AND x.status = 'PENDING' AND x.hold_expires_at <= now()
