@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -527,7 +528,7 @@ type steadyResult struct {
 // slowest lists the n slowest samples, when each was sent relative to at.
 func slowest(samples []steadySample, at time.Time, n int) string {
 	s := slices.Clone(samples)
-	slices.SortFunc(s, func(a, b steadySample) int { return int(b.Took - a.Took) })
+	slices.SortFunc(s, func(a, b steadySample) int { return cmp.Compare(b.Took, a.Took) })
 	var out []string
 	for _, x := range s[:min(n, len(s))] {
 		out = append(out, fmt.Sprintf("%+v: %v", x.At.Sub(at).Round(time.Millisecond), x.Took.Round(time.Millisecond)))

@@ -12,3 +12,6 @@ var Fail = fail
 
 // Warm is warm, the warm-up of a service pool's new connection.
 var Warm = warm
+
+// HoldSQL is the statement the store sends for a hold.
+const HoldSQL = holdSQL

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
@@ -32,6 +33,27 @@ func TestOpenService(t *testing.T) {
 	}
 	if n := db.Pool.Stat().AcquireCount(); n > 1 { // Open's ping
 		t.Errorf("%d acquires before anyone asked", n)
+	}
+	// Each came warmed: the hold is already prepared on its session.
+	var conns []*pgxpool.Conn
+	for range 3 {
+		c, err := db.Pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		var prepared bool
+		// The text as a parameter: this query, prepared too, must not match itself.
+		if err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_prepared_statements WHERE statement = $1)`,
+			postgres.HoldSQL).Scan(&prepared); err != nil {
+			t.Fatal(err)
+		}
+		if !prepared {
+			t.Errorf("connection %d was not warmed: no hold prepared on it", i)
+		}
+		c.Release()
 	}
 	// A burst finds every connection made: it waits for one to be free,
 	// never for one to be started.
