@@ -42,7 +42,8 @@ import (
 // (default: this tree's, built here); BENCH_ROUNDS (default 1) repeats the
 // modes and binaries in turn, so that a comparison is made of alternating
 // runs in one session, each binary going first every other round; BENCH_MODES picks modes; BENCH_N sets the holds per
-// run (default 8,000). pgbench runs once, after the first round, for the
+// run (default 8,000); BENCH_HISTORY the past reservations per spot the
+// lots start with (default 10, see prefillHistory). pgbench runs once, after the first round, for the
 // ratio, unless BENCH_PGBENCH=off (when counting the database's own work
 // per hold, which pgbench's would swamp). BENCH_PPROF=DIR saves a 5 s CPU profile of each run's server
 // taken mid-run (the binary must have the PARKGATE_PPROF_ADDR opt-in).
@@ -224,6 +225,66 @@ func medianResult(rs []binResult) binResult {
 	return m
 }
 
+// prefillHistory gives the lots the past a deployed cloud has, and has
+// Postgres analyze it, as autovacuum would have: BENCH_HISTORY reservations
+// per spot (default 10) that ended before now, COMPLETED or EXPIRED, each
+// with its session, and 2 per spot CONFIRMED in the coming week with a key,
+// which the holds' windows (from 48 hours on, one an hour per lot) pass
+// beside. A fresh schema's empty, never analyzed tables are a state no
+// lot is in after its first day, and Postgres plans for them otherwise:
+// PL/pgSQL, for one, keeps a hold's generic plans over empty tables and
+// plans every call afresh once they are full. BENCH_HISTORY=0 measures the
+// empty schema, as before 2026-12-06.
+func prefillHistory(b *testing.B, bd *bundle) {
+	perSpot, err := strconv.Atoi(envOr("BENCH_HISTORY", "10"))
+	if err != nil || perSpot < 0 {
+		b.Fatalf("BENCH_HISTORY=%q: want a count of past reservations per spot", os.Getenv("BENCH_HISTORY"))
+	}
+	if perSpot == 0 {
+		return
+	}
+	ctx := context.Background()
+	pool := bd.schema.DB.Pool
+	t0 := time.Now()
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
+		                          price_amount, currency, checkout_session_id, checkout_url, payment_intent_id,
+		                          checked_in_at, checked_out_at, created_at, updated_at)
+		SELECT id, lot_id, spot_id, 'H' || lpad(n::text, 8, '0'), starts, starts + interval '2 hours',
+		       CASE WHEN n % 10 = 0 THEN 'EXPIRED' ELSE 'COMPLETED' END,
+		       starts - interval '1 day' + interval '10 minutes', 500, 'EUR',
+		       'cs_hist_' || id, 'https://checkout.stripe.com/c/pay/cs_hist_' || id,
+		       CASE WHEN n % 10 <> 0 THEN 'pi_hist_' || id END,
+		       CASE WHEN n % 10 <> 0 THEN starts END, CASE WHEN n % 10 <> 0 THEN starts + interval '2 hours' END,
+		       starts - interval '1 day', starts + interval '2 hours'
+		  FROM (SELECT gen_random_uuid() AS id, s.lot_id, s.id AS spot_id, g * 100000 + s.id AS n,
+		               now() - make_interval(hours => 3 * g + (s.id % 3)::int) AS starts
+		          FROM spots s CROSS JOIN generate_series(1, $1) g) h`, perSpot); err != nil {
+		b.Fatalf("history: %v", err)
+	}
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status, hold_expires_at,
+		                          price_amount, currency, checkout_session_id, checkout_url, payment_intent_id)
+		SELECT id, lot_id, spot_id, 'U' || lpad(n::text, 8, '0'), starts, starts + interval '2 hours', 'CONFIRMED',
+		       now() + interval '10 minutes', 500, 'EUR', 'cs_next_' || id,
+		       'https://checkout.stripe.com/c/pay/cs_next_' || id, 'pi_next_' || id
+		  FROM (SELECT gen_random_uuid() AS id, s.lot_id, s.id AS spot_id, g * 100000 + s.id AS n,
+		               date_trunc('hour', now()) + make_interval(hours => 1 + ((s.id * 37 + g * 59) % 168)::int) AS starts
+		          FROM spots s CROSS JOIN generate_series(1, 2) g) h`); err != nil {
+		b.Fatalf("upcoming bookings: %v", err)
+	}
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO idempotency_keys (key, request_hash, reservation_id, response_status, expires_at)
+		SELECT 'hist-' || r.id, sha256(r.id::text::bytea), r.id, 201, now() + interval '20 hours'
+		  FROM reservations r WHERE r.status = 'CONFIRMED'`); err != nil {
+		b.Fatalf("history keys: %v", err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE lots, spots, reservations, idempotency_keys`); err != nil {
+		b.Fatalf("analyze: %v", err)
+	}
+	b.Logf("history: %d past reservations per spot, 2 upcoming, analyzed, in %v", perSpot, time.Since(t0).Round(time.Millisecond))
+}
+
 // freePort returns a loopback address nothing listens on now.
 func freePort(b *testing.B) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -242,6 +303,7 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	for i := range lots {
 		lots[i] = bd.createLot(b, 50)
 	}
+	prefillHistory(b, bd)
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
 	addr, pprofAddr := freePort(b), freePort(b)
