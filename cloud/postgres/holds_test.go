@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -163,5 +164,65 @@ func TestKnownKeys(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("KnownKeys = %v, want %v", got, want)
 		}
+	}
+}
+
+// TestHoldNamedSpot: a hold for a named spot gets that spot when it is free
+// for the window, whatever the lot's other spots hold, and only then; a
+// lapsed hold on it blocks nobody (it is expired, silently); another lot's
+// spot of the same label is no answer. The named spot has its own
+// statement in parkgate_hold, apart from any spot's.
+func TestHoldNamedSpot(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	rate := cloud.Money{Amount: 100, Currency: "EUR"}
+	newLot := func(spots ...string) string {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "N", TimeZone: "UTC", HourlyRate: rate, Spots: spots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.ID
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	n := 0
+	hold := func(lot, spot string, from, to time.Time, ttl time.Duration) cloud.HoldResult {
+		t.Helper()
+		n++
+		key := uuid.NewString()
+		r, err := s.DB.Hold(ctx, cloud.HoldParams{ID: uuid.NewString(), LotID: lot, SpotID: spot, Plate: fmt.Sprintf("NS%d", n),
+			StartsAt: from, EndsAt: to, HoldTTL: ttl, Price: rate, Key: key, RequestHash: []byte{1},
+			Lease: time.Minute, ConflictBody: []byte(`{}`)})
+		if err != nil {
+			t.Fatalf("hold %s: %v", spot, err)
+		}
+		return r
+	}
+	hour := start.Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		before  func(lot string) // what the lot holds first
+		spot    string
+		outcome string
+	}{
+		{"free", func(string) {}, "B", cloud.HoldHeld},
+		{"others taken", func(lot string) { hold(lot, "A", start, hour, time.Minute); hold(lot, "C", start, hour, time.Minute) }, "B", cloud.HoldHeld},
+		{"taken", func(lot string) { hold(lot, "B", start, hour, time.Minute) }, "B", cloud.HoldNoAvailability},
+		{"taken in part of the window", func(lot string) { hold(lot, "B", start.Add(30*time.Minute), hour.Add(time.Hour), time.Minute) }, "B", cloud.HoldNoAvailability},
+		{"taken before the window", func(lot string) { hold(lot, "B", start.Add(-time.Hour), start, time.Minute) }, "B", cloud.HoldHeld},
+		{"lapsed hold", func(lot string) { hold(lot, "B", start, hour, -time.Minute) }, "B", cloud.HoldHeld},
+		{"label of another lot", func(string) { newLot("Z") }, "Z", cloud.HoldUnknownSpot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lot := newLot("A", "B", "C")
+			tc.before(lot)
+			r := hold(lot, tc.spot, start, hour, time.Minute)
+			if r.Outcome != tc.outcome {
+				t.Fatalf("outcome %q, want %q", r.Outcome, tc.outcome)
+			}
+			if r.Outcome == cloud.HoldHeld && r.SpotID != tc.spot {
+				t.Errorf("given spot %q, want %q", r.SpotID, tc.spot)
+			}
+		})
 	}
 }

@@ -39,14 +39,15 @@
 --
 -- Why plan_cache_mode: PL/pgSQL plans a statement for its parameters' values
 -- (a custom plan) five times, then keeps the generic plan only if it is
--- estimated no dearer. The spot query's generic plan never is (its
--- "p_spot IS NULL OR" and the window's overlap are estimated blind), so
--- every hold planned the spot query, its NOT IN subquery and the overdue
--- read afresh: 17% of Postgres' CPU on the hold path (perf), for the plan
--- it had the time before. The generic plans are the index reads the
--- statements are written for (the lot's spots, the lot's range index).
--- Forced generic, a hold costs 10-16% less of Postgres' CPU (pgbench of this
--- function, tables filled and analyzed, 3 alternating rounds).
+-- estimated no dearer. Once the tables had statistics, the spot query's
+-- generic plan never was (its window's overlap is estimated blind), so every
+-- hold planned the spot query, its subquery and the overdue read afresh:
+-- 17% of Postgres' CPU in perf, for the plan it had the time before. The
+-- generic plans are the index reads the statements are written for (the
+-- lot's spots, the lot's range index, a named spot's row). Forced, the
+-- shipped binary on lots with a past held 1,656 holds/s where it held 1,024
+-- (README, Performance). Generic plans are made per connection from the
+-- statistics of the moment, and remade at each ANALYZE of their tables.
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
@@ -115,18 +116,32 @@ BEGIN
           FROM expired e ORDER BY e.id;
     END IF;
 
-    -- The taken spots are read once, by one scan of the lot's range index,
-    -- rather than probed spot by spot (3 ms for 50 spots).
-    SELECT s.id, s.label INTO v_spot, v_label
-      FROM spots s
-     WHERE s.lot_id = p_lot AND (p_spot IS NULL OR s.label = p_spot)
-       AND s.id NOT IN (
-           SELECT x.spot_id FROM reservations x
-            WHERE x.lot_id = p_lot
-              AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
-              AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends))
-     ORDER BY s.id
-     LIMIT 1;
+    -- Any spot: the taken spots are read once, by one scan of the lot's
+    -- range index, rather than probed spot by spot (3 ms for 50 spots). A
+    -- named spot: found by its label and probed alone. Two statements, not
+    -- one with "p_spot IS NULL OR", so that each generic plan is the right
+    -- one for its case (see plan_cache_mode above).
+    IF p_spot IS NULL THEN
+        SELECT s.id, s.label INTO v_spot, v_label
+          FROM spots s
+         WHERE s.lot_id = p_lot
+           AND s.id NOT IN (
+               SELECT x.spot_id FROM reservations x
+                WHERE x.lot_id = p_lot
+                  AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
+                  AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends))
+         ORDER BY s.id
+         LIMIT 1;
+    ELSE
+        SELECT s.id, s.label INTO v_spot, v_label
+          FROM spots s
+         WHERE s.lot_id = p_lot AND s.label = p_spot
+           AND NOT EXISTS (
+               SELECT 1 FROM reservations x
+                WHERE x.spot_id = s.id
+                  AND x.status IN ('PENDING', 'CONFIRMED', 'CHECKED_IN')
+                  AND tstzrange(x.starts_at, x.ends_at) && tstzrange(p_starts, p_ends));
+    END IF;
 
     IF v_spot IS NULL THEN
         IF p_spot IS NOT NULL AND NOT EXISTS (SELECT 1 FROM spots s WHERE s.lot_id = p_lot AND s.label = p_spot) THEN
