@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -91,18 +90,8 @@ func TestOpenService(t *testing.T) {
 		}
 	}
 
-	// The empty schema alone on the search path: pgtest's URL adds public
-	// (for btree_gist), whose tables, if anything migrated it (make demo),
-	// the warm-up would find.
 	empty := pgtest.Empty(t, 1)
-	u, err := url.Parse(empty.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", empty.Name)
-	u.RawQuery = q.Encode()
-	cold, err := postgres.OpenService(ctx, u.String(), 2)
+	cold, err := postgres.OpenService(ctx, empty.Alone(t), 2)
 	if err != nil {
 		t.Fatalf("a schema without migrations: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/bus"
 	"github.com/parkgate/parkgate/cloud/bus/bustest"
 	"github.com/parkgate/parkgate/cloud/bus/pgbus"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -291,7 +292,12 @@ func TestRunWithoutTableFails(t *testing.T) {
 	if _, err := s.DB.Pool.Exec(context.Background(), `DROP TABLE payment_events`); err != nil {
 		t.Fatal(err)
 	}
-	b := pgbus.New(s.DB.Pool, testOptions(t))
+	alone, err := postgres.Open(context.Background(), s.Alone(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(alone.Close)
+	b := pgbus.New(alone.Pool, testOptions(t))
 	ctx, cancel := context.WithTimeout(context.Background(), bustest.WaitTimeout)
 	defer cancel()
 	if err := b.Run(ctx, func(context.Context, bus.Message) error { return nil }); err == nil {

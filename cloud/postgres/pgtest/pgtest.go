@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -32,6 +33,23 @@ type Schema struct {
 	// URL connects to the schema (search_path set), for child processes.
 	URL string
 	DB  *postgres.DB
+}
+
+// Alone returns URL with the schema alone on the search path. URL adds
+// public (where btree_gist lives), so a table the schema lacks resolves to
+// public's, which has them all once anything migrated the database's
+// default schema (parkcloud run with services.sh's DATABASE_URL). A test
+// of what happens without a table must not find public's.
+func (s *Schema) Alone(t testing.TB) string {
+	t.Helper()
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", s.Name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // New creates a fresh schema, applies the migrations and returns a store on
