@@ -15,3 +15,6 @@ var Warm = warm
 
 // HoldSQL is the statement the store sends for a hold.
 const HoldSQL = holdSQL
+
+// HoldArgs are the arguments the store sends with HoldSQL.
+var HoldArgs = holdArgs

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -224,5 +225,63 @@ func TestHoldNamedSpot(t *testing.T) {
 				t.Errorf("given spot %q, want %q", r.SpotID, tc.spot)
 			}
 		})
+	}
+}
+
+// TestHoldReadsItsOwnLotsSpots: a hold for any spot reads its own lot's
+// spots, one row when the first is free, however many lots were made
+// before it. Counted, not timed: the rows its transaction fetched from
+// spots (pg_stat_xact_user_tables), over 20 holds on the newest of 40 lots.
+// Before migration 022 Postgres walked the spots' primary key across every
+// earlier lot, about 1,000 rows a hold here and 25,000 over a thousand lots.
+func TestHoldReadsItsOwnLotsSpots(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	rate := cloud.Money{Amount: 100, Currency: "EUR"}
+	labels := make([]string, 25)
+	for i := range labels {
+		labels[i] = fmt.Sprintf("S%02d", i)
+	}
+	var last string
+	for range 40 {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "R", TimeZone: "UTC", HourlyRate: rate, Spots: labels})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = l.ID
+	}
+	if _, err := s.DB.Pool.Exec(ctx, `ANALYZE lots, spots, reservations`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	const holds = 20
+	start := time.Now().Add(24 * time.Hour).Truncate(time.Hour)
+	for i := range holds {
+		// Each in a window of its own: the lot's first spot is free.
+		w := start.Add(time.Duration(i) * time.Hour)
+		p := cloud.HoldParams{ID: uuid.NewString(), LotID: last, Plate: fmt.Sprintf("RS%d", i),
+			StartsAt: w, EndsAt: w.Add(time.Hour), HoldTTL: 10 * time.Minute, Price: rate,
+			Key: uuid.NewString(), RequestHash: []byte{1}, Lease: time.Minute, ConflictBody: []byte(`{}`)}
+		var outcome string
+		if err := tx.QueryRow(ctx, postgres.HoldSQL, postgres.HoldArgs(&p)...).Scan(&outcome, nil, nil, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if outcome != cloud.HoldHeld {
+			t.Fatalf("hold %d: %s", i, outcome)
+		}
+	}
+	var read int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+		FROM pg_stat_xact_user_tables WHERE relid = 'spots'::regclass`).Scan(&read); err != nil {
+		t.Fatal(err)
+	}
+	// The spot itself, and its foreign-key check: 2 a hold, with room.
+	if perHold := float64(read) / holds; perHold > 5 {
+		t.Errorf("a hold read %.0f spot rows (%d for %d holds); want its own lot's first few, not every earlier lot's", perHold, read, holds)
 	}
 }
