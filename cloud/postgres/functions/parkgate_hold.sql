@@ -44,10 +44,11 @@
 -- hold planned the spot query, its subquery and the overdue read afresh:
 -- 17% of Postgres' CPU in perf, for the plan it had the time before. The
 -- generic plans are the index reads the statements are written for (the
--- lot's spots, the lot's range index, a named spot's row). Forced, the
--- shipped binary on lots with a past held 1,656 holds/s where it held 1,024
--- (README, Performance). Generic plans are made per connection from the
--- statistics of the moment, and remade at each ANALYZE of their tables.
+-- lot's spots in id order, the lot's range index, a named spot's row).
+-- Forced, the shipped binary on lots with a past held 8-60% more holds a
+-- second, in four alternating A/B runs (README, Performance). Generic plans
+-- are made per connection from the statistics of the moment, and remade at
+-- each ANALYZE of their tables.
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
@@ -117,8 +118,9 @@ BEGIN
     END IF;
 
     -- Any spot: the taken spots are read once, by one scan of the lot's
-    -- range index, rather than probed spot by spot (3 ms for 50 spots). A
-    -- named spot: found by its label and probed alone. Two statements, not
+    -- range index, rather than probed spot by spot (3 ms for 50 spots), and
+    -- the lot's spots walked in id order to the first free one (migration
+    -- 022). A named spot: found by its label and probed alone. Two statements, not
     -- one with "p_spot IS NULL OR", so that each generic plan is the right
     -- one for its case (see plan_cache_mode above).
     IF p_spot IS NULL THEN
