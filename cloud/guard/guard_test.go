@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/guard"
+	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
@@ -82,20 +83,8 @@ func newClient(t testing.TB, url string) *redis.Client {
 
 // deleteNamespace removes this test's keys, and no one else's.
 func deleteNamespace(t testing.TB, rdb *redis.Client, ns string) {
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, "*"+ns+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Logf("scan %s: %v", ns, err)
-		return
-	}
-	if len(keys) > 0 {
-		if err := rdb.Del(ctx, keys...).Err(); err != nil {
-			t.Logf("delete %s: %v", ns, err)
-		}
+	if _, err := rediskeys.Drop(context.Background(), rdb, ns); err != nil {
+		t.Logf("delete %s: %v", ns, err)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/promtext"
+	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 	"github.com/redis/go-redis/v9"
 )
@@ -302,29 +303,11 @@ func vacuumCatalogs(b *testing.B, bd *bundle) {
 }
 
 // dropNamespace deletes a run's keys from Redis. They would live for a day
-// (a key's stored answer does), 8,400 a run: a session of benchmark runs left
-// 713,000, which made every KEYS and SCAN of the tests on that Redis slow.
+// (a key's stored answer does), 8,400 a run.
 func dropNamespace(b *testing.B, ns string) {
-	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	iter := rdb.Scan(ctx, 0, ns+":*", 10_000).Iterator()
-	var keys []string
-	flush := func() {
-		if len(keys) > 0 {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
-				b.Logf("drop Redis namespace %s: %v", ns, err)
-			}
-			keys = keys[:0]
-		}
-	}
-	for iter.Next(ctx) {
-		if keys = append(keys, iter.Val()); len(keys) == 1000 {
-			flush()
-		}
-	}
-	flush()
-	if err := iter.Err(); err != nil {
+	if _, err := rediskeys.Drop(context.Background(), rdb, ns); err != nil {
 		b.Logf("drop Redis namespace %s: %v", ns, err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 )
 
 // setupGuarded is setup with the Redis guard wired as parkcloud wires it,
@@ -51,6 +52,11 @@ func guardedOn(t testing.TB, s *pgtest.Schema, redisURL string, opts guard.Optio
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
 	opts.Namespace = "bench-" + hex.EncodeToString(ns[:])
+	t.Cleanup(func() { // the test's keys, not left for their TTLs (some a day)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = rediskeys.Drop(ctx, rdb, opts.Namespace) // nothing to drop where Redis is away
+	})
 	g := guard.New(rdb, opts)
 	svc := booking.New(s.DB, nil, g, nil, 10*time.Minute)
 	api := &httpapi.Server{Booking: svc, DB: s.DB, AdminToken: adminToken, Limiter: g, Cache: g}

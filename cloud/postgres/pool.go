@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/parkgate/parkgate/cloud"
 )
 
 // OpenService connects to url with the pool a long-running service keeps
@@ -73,8 +74,12 @@ func warm(ctx context.Context, c *pgx.Conn) error {
 		return fmt.Errorf("warm-up lot: %w", err)
 	}
 	start := time.Now().Add(24 * time.Hour).Truncate(time.Hour)
-	row := tx.QueryRow(ctx, holdSQL, id, lot, nil, "WARM1", start, start.Add(time.Hour), 10*time.Minute,
-		int64(100), "EUR", "warm-up-"+id.String(), []byte{0}, time.Minute, []byte("{}"), nil, nil, nil, nil, nil, nil)
+	price := cloud.Money{Amount: 100, Currency: "EUR"}
+	row := tx.QueryRow(ctx, holdSQL, holdArgs(&cloud.HoldParams{
+		ID: id.String(), LotID: lot.String(), Plate: "WARM1", StartsAt: start, EndsAt: start.Add(time.Hour),
+		HoldTTL: 10 * time.Minute, Price: price, Rate: price, Key: "warm-up-" + id.String(),
+		RequestHash: []byte{0}, Lease: time.Minute, ConflictBody: []byte("{}"),
+	})...)
 	if h, err := scanHold(row); err != nil {
 		return fmt.Errorf("warm-up hold: %w", err)
 	} else if h.Outcome != "held" {
