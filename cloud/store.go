@@ -103,9 +103,10 @@ type CancelOutcome string
 // Cancel outcomes.
 const (
 	CancelNotFound       CancelOutcome = "not_found"
-	CancelDone           CancelOutcome = "cancelled"       // now CANCELLED
-	CancelAlready        CancelOutcome = "already"         // it was CANCELLED already; nothing written
-	CancelNotCancellable CancelOutcome = "not_cancellable" // checked in, final, or past the policy
+	CancelDone           CancelOutcome = "cancelled"        // now CANCELLED, its delete in the lot's change log
+	CancelDoneSilent     CancelOutcome = "cancelled_silent" // now CANCELLED from PENDING: no edge had it, nothing for the relay (migration 021)
+	CancelAlready        CancelOutcome = "already"          // it was CANCELLED already; nothing written
+	CancelNotCancellable CancelOutcome = "not_cancellable"  // checked in, final, or past the policy
 )
 
 // ExtensionParams is one request to extend a reservation to EndsAt: the

@@ -36,6 +36,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (cloud.Reservation, err
 	case cloud.CancelDone:
 		transitions.WithLabelValues(string(cloud.StatusCancelled)).Inc()
 		s.invalidate(ctx, lotID)
+	case cloud.CancelDoneSilent:
+		transitions.WithLabelValues(string(cloud.StatusCancelled)).Inc()
+		s.invalidateSilent(ctx, lotID) // PENDING → CANCELLED: no edge had it
 	}
 	r, err := s.Store.Reservation(ctx, id)
 	if err != nil {
@@ -50,7 +53,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (cloud.Reservation, err
 			return cloud.Reservation{}, err
 		}
 	}
-	if r.Payment != nil && outcome == cloud.CancelDone && r.Refund == nil {
+	if r.Payment != nil && (outcome == cloud.CancelDone || outcome == cloud.CancelDoneSilent) && r.Refund == nil {
 		s.closeSession(ctx, r)
 	}
 	return r, nil

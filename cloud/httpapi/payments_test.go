@@ -149,9 +149,10 @@ func (b *payBundle) expireHold(t testing.TB, id string) {
 }
 
 // TestRelayWokenForEdgeChanges: the relay is woken for the changes the
-// edges hear of and for no other: a PENDING hold, its expiry and a lapsed
-// hold's refund are silent (migration 021); a payment's CONFIRMED is the
-// booking's one change for its edge.
+// edges hear of and for no other: a PENDING hold, its expiry, its
+// cancellation and a lapsed hold's refund are silent (migration 021); a
+// payment's CONFIRMED is the booking's one change for its edge, and the
+// cancellation of a paid booking its second.
 func TestRelayWokenForEdgeChanges(t *testing.T) {
 	t.Parallel()
 	b := setupPayments(t, 10*time.Minute)
@@ -181,6 +182,30 @@ func TestRelayWokenForEdgeChanges(t *testing.T) {
 	}
 	if got := b.history(t, lapsed); got != "silent:PENDING,silent:EXPIRED,silent:REFUNDED" {
 		t.Errorf("lapsed hold: %s", got)
+	}
+
+	r = b.do(t, "POST", "/v1/reservations", hold(lot, "WAKE3", start.Add(2*time.Hour), start.Add(3*time.Hour)), key("w3"))
+	if r.Status != 201 {
+		t.Fatalf("hold: %d %s", r.Status, r.Body)
+	}
+	dropped := r.json(t)["id"].(string)
+	if c := b.do(t, "POST", "/v1/reservations/"+dropped+"/cancel", nil, bearerOf(r.json(t)["access_token"].(string))); c.Status != 200 || c.json(t)["status"] != "CANCELLED" {
+		t.Fatalf("cancel the hold: %d %s", c.Status, c.Body)
+	}
+	if n := b.woken.Load(); n != 1 {
+		t.Errorf("cancelling a PENDING hold woke the relay: %d wake-ups, want still 1", n)
+	}
+	if got := b.history(t, dropped); got != "silent:PENDING,silent:CANCELLED" {
+		t.Errorf("cancelled hold: %s", got)
+	}
+	if c := b.do(t, "POST", "/v1/reservations/"+paid+"/cancel", nil, admin()); c.Status != 200 || c.json(t)["status"] != "CANCELLED" {
+		t.Fatalf("cancel the paid booking: %d %s", c.Status, c.Body)
+	}
+	if n := b.woken.Load(); n != 2 {
+		t.Errorf("cancelling a paid booking woke the relay %d times in all, want 2: its edge must hear of it", n)
+	}
+	if got := b.history(t, paid); got != "silent:PENDING,upsert:CONFIRMED,delete:CANCELLED" {
+		t.Errorf("paid booking, cancelled: %s", got)
 	}
 }
 

@@ -5,8 +5,9 @@
 -- Outcomes: 'not_found'; 'already' (it is CANCELLED: the same answer again,
 -- nothing written); 'not_cancellable' (checked in, final, or a confirmed
 -- booking past starts_at minus the lot's free_cancellation at p_now);
--- 'cancelled' (now CANCELLED, its delete in the lot's change log, or in
--- silent_changes for a PENDING hold no edge has (migration 021); a paid
+-- 'cancelled' (now CANCELLED, its delete in the lot's change log; or
+-- 'cancelled_silent', a PENDING hold no edge has, its change in
+-- silent_changes (migration 021), so the caller wakes no relay; a paid
 -- confirmed booking owes back its price and its paid extensions':
 -- refund_amount set, refund_status
 -- 'pending' until the caller has asked the provider), with its
@@ -70,5 +71,5 @@ BEGIN
         'starts_at', parkgate_rfc3339(r.starts_at), 'ends_at', parkgate_rfc3339(r.ends_at),
         'refund', CASE WHEN v_owes THEN jsonb_build_object('amount', v_paid, 'currency', r.currency,
                                                            'status', 'pending') END));
-    RETURN QUERY SELECT 'cancelled'::text, v_lot;
+    RETURN QUERY SELECT CASE WHEN r.status = 'PENDING' THEN 'cancelled_silent' ELSE 'cancelled' END, v_lot;
 END $$;
