@@ -8,18 +8,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
@@ -43,12 +44,11 @@ type Cloud struct {
 func StartCloud(bin, databaseURL, redisURL, dir string) (*Cloud, error) {
 	fake := stripefake.New(stripefake.Options{RetryBase: 200 * time.Millisecond, RetryCap: 2 * time.Second, MaxAttempts: 100})
 	fsrv := httptest.NewServer(fake)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
 	c := &Cloud{Base: "http://" + addr, Fake: fake, fsrv: fsrv, log: filepath.Join(dir, "parkcloud.log"), done: make(chan struct{})}

@@ -2,11 +2,12 @@ package mosquitto
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 )
 
 // TestACL runs acl-test.sh against a private broker on a free loopback port.
@@ -27,14 +28,13 @@ func TestACL(t *testing.T) {
 	}
 }
 
-// freePort is a loopback port nothing listens on as it returns: the broker
-// takes it a moment later (another process could too, which fails loudly).
+// freePort is a loopback port nothing listens on as it returns, for the
+// broker to take a moment later (see proc.FreePort).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }

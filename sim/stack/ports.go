@@ -35,9 +35,9 @@ func freeAddr() (string, error) {
 // startServing starts a child that serves HTTP on an address picked for it
 // (env gives its environment for that address) and waits until health
 // answers. Ports are picked free and bound by the child a moment later;
-// meanwhile the kernel may give the port to any other socket on the machine
-// (an outgoing connection included), so a child that could not bind is
-// started again on another port, three tries in all.
+// meanwhile another process may bind the port (proc.FreePort picks below
+// the ephemeral range, so no outgoing connection can), so a child that
+// could not bind is started again on another port, three tries in all.
 func (s *Stack) startServing(ctx context.Context, name, bin string, args []string, env func(addr string) []string, health string, wait time.Duration) (*Proc, string, error) {
 	for attempt := 1; ; attempt++ {
 		addr, err := freeAddr()
