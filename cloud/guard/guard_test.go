@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/guard"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -145,15 +146,15 @@ func matchLabels(m *dto.Metric, want map[string]string) bool {
 	return n == len(want)
 }
 
-// freePort returns a loopback port nothing listens on (at the moment).
+// freePort returns a loopback port nothing listens on (at the moment),
+// which no outgoing connection can take while the test's Redis is stopped
+// and started again on it (see proc.FreePort).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
 	return port
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/parkgate/parkgate/internal/promtext"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 	"github.com/redis/go-redis/v9"
@@ -312,14 +312,14 @@ func dropNamespace(b *testing.B, ns string) {
 	}
 }
 
-// freePort returns a loopback address nothing listens on now.
+// freePort returns a loopback address nothing listens on now, for the
+// server to bind (see proc.FreePort).
 func freePort(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // runBinary starts the binary in mode on a fresh schema, drives it, and

@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/alerts"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 )
 
 // TestAlertSurvivesRestart is issue 15's proof: an alert whose receiver
@@ -55,12 +56,11 @@ func TestAlertSurvivesRestart(t *testing.T) {
 		return append([]attempt(nil), attempts...)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	base := "http://" + addr
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
