@@ -20,7 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parkgate/parkgate/cloud/guard"
 	"github.com/parkgate/parkgate/internal/testkit/proc"
+	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
@@ -37,6 +39,8 @@ type Cloud struct {
 	log   string
 	fsrv  *httptest.Server
 	lotMu sync.Mutex
+
+	redisURL, namespace string // the guard's keys, dropped at Close
 }
 
 // StartCloud starts bin at a free port on databaseURL and redisURL ("" for
@@ -51,7 +55,8 @@ func StartCloud(bin, databaseURL, redisURL, dir string) (*Cloud, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
-	c := &Cloud{Base: "http://" + addr, Fake: fake, fsrv: fsrv, log: filepath.Join(dir, "parkcloud.log"), done: make(chan struct{})}
+	c := &Cloud{Base: "http://" + addr, Fake: fake, fsrv: fsrv, log: filepath.Join(dir, "parkcloud.log"), done: make(chan struct{}),
+		redisURL: redisURL, namespace: "drill-" + hex.EncodeToString(ns[:])}
 	fake.SetWebhook(c.Base+"/v1/payments/webhook", "whsec_drill")
 	logf, err := os.Create(c.log)
 	if err != nil {
@@ -61,7 +66,7 @@ func StartCloud(bin, databaseURL, redisURL, dir string) (*Cloud, error) {
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+databaseURL, "REDIS_URL="+redisURL, "MQTT_URL=",
 		"PARKGATE_HTTP_ADDR="+addr, "PARKGATE_ADMIN_TOKEN="+AdminToken,
-		"PARKGATE_REDIS_NAMESPACE=drill-"+hex.EncodeToString(ns[:]),
+		"PARKGATE_REDIS_NAMESPACE="+c.namespace,
 		"PARKGATE_LOT_RATE=100000/100000", "PARKGATE_CLIENT_RATE=100000/100000",
 		"PARKGATE_DB_MAX_CONNS=10",
 		"STRIPE_SECRET_KEY=sk_test_drill", "STRIPE_WEBHOOK_SECRET=whsec_drill", "STRIPE_API_BASE="+fsrv.URL)
@@ -100,7 +105,10 @@ func (c *Cloud) Log() string {
 	return string(b)
 }
 
-// Close stops parkcloud and the stand-in.
+// Close stops parkcloud and the stand-in, and drops the guard's keys from
+// the Redis it shares with others: a drill stores some 2,000 answers that
+// would otherwise live their day (each start has a namespace of its own, so
+// nothing later reads them).
 func (c *Cloud) Close() {
 	if c.cmd != nil {
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
@@ -113,6 +121,17 @@ func (c *Cloud) Close() {
 	}
 	c.fsrv.Close()
 	c.Fake.Close()
+	if c.redisURL == "" {
+		return
+	}
+	rdb, err := guard.NewUniversalClient(c.redisURL) // a plain Redis or a Sentinel group's
+	if err != nil {
+		return
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = rediskeys.Drop(ctx, rdb, c.namespace) // a failed drop leaves keys that expire
 }
 
 // CreateLot makes a paid lot with spots spots and returns its id.
