@@ -339,11 +339,11 @@ func dropNamespace(b *testing.B, ns string) {
 // freePort returns a loopback address nothing listens on now, for the
 // server to bind (see proc.FreePort).
 func freePort(b *testing.B) string {
-	port, err := proc.FreePort()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return "127.0.0.1:" + strconv.Itoa(port)
+	return addr
 }
 
 // runBinary starts the binary in mode on a fresh schema, drives it, and
@@ -358,15 +358,16 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	vacuumCatalogs(b, bd)
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
-	b.Cleanup(func() { dropNamespace(b, "binbench-"+hex.EncodeToString(ns[:])) })
-	addr, pprofAddr := freePort(b), freePort(b)
+	// The run's name: its Redis namespace and its backends' application_name.
 	app := "binbench-" + hex.EncodeToString(ns[:])
+	b.Cleanup(func() { dropNamespace(b, app) })
+	addr, pprofAddr := freePort(b), freePort(b)
 	env := append(os.Environ(),
 		// Named, so that its Postgres backends can be found and their CPU
 		// counted (pgBackendCPU).
 		"DATABASE_URL="+bd.schema.URL+"&application_name="+app,
 		"PARKGATE_HTTP_ADDR="+addr,
-		"PARKGATE_REDIS_NAMESPACE=binbench-"+hex.EncodeToString(ns[:]),
+		"PARKGATE_REDIS_NAMESPACE="+app,
 		// Lifted, not off: "off" would skip the limits' Redis calls.
 		"PARKGATE_LOT_RATE=1000000/1000000",
 		"PARKGATE_CLIENT_RATE=1000000/1000000",

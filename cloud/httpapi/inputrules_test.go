@@ -196,13 +196,10 @@ func TestAvailabilityIDSpellings(t *testing.T) {
 			t.Fatalf("bogus id: %d %s; want 404 not_found", r.Status, r.Body)
 		}
 	}
-	after := keys()
-	for k := range after {
+	for k := range keys() {
 		if !before[k] {
 			t.Errorf("a bogus id left key %s", k)
 		}
-	}
-	for k := range after {
 		if ttl, _ := rdb.PTTL(ctx, k).Result(); ttl < 0 {
 			t.Errorf("key %s has no expiry", k)
 		}

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,11 +47,10 @@ type Cloud struct {
 func StartCloud(bin, databaseURL, redisURL, dir string) (*Cloud, error) {
 	fake := stripefake.New(stripefake.Options{RetryBase: 200 * time.Millisecond, RetryCap: 2 * time.Second, MaxAttempts: 100})
 	fsrv := httptest.NewServer(fake)
-	port, err := proc.FreePort()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
 	c := &Cloud{Base: "http://" + addr, Fake: fake, fsrv: fsrv, log: filepath.Join(dir, "parkcloud.log"), done: make(chan struct{}),

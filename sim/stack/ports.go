@@ -3,11 +3,11 @@ package stack
 import (
 	"context"
 	"fmt"
-	"github.com/parkgate/parkgate/internal/testkit/proc"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/parkgate/parkgate/internal/testkit/proc"
 )
 
 // serve runs h in this process on a free loopback port until Close.
@@ -22,16 +22,6 @@ func (s *Stack) serve(h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-// freeAddr picks a loopback address for a child to bind; see startServing
-// for why that can still fail.
-func freeAddr() (string, error) {
-	p, err := proc.FreePort()
-	if err != nil {
-		return "", err
-	}
-	return "127.0.0.1:" + strconv.Itoa(p), nil
-}
-
 // startServing starts a child that serves HTTP on an address picked for it
 // (env gives its environment for that address) and waits until health
 // answers. Ports are picked free and bound by the child a moment later;
@@ -40,7 +30,7 @@ func freeAddr() (string, error) {
 // could not bind is started again on another port, three tries in all.
 func (s *Stack) startServing(ctx context.Context, name, bin string, args []string, env func(addr string) []string, health string, wait time.Duration) (*Proc, string, error) {
 	for attempt := 1; ; attempt++ {
-		addr, err := freeAddr()
+		addr, err := proc.FreeAddr()
 		if err != nil {
 			return nil, "", err
 		}

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -56,11 +55,10 @@ func TestAlertSurvivesRestart(t *testing.T) {
 		return append([]attempt(nil), attempts...)
 	}
 
-	port, err := proc.FreePort()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	base := "http://" + addr
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")

@@ -54,6 +54,16 @@ func FreePort() (int, error) {
 	return p, nil
 }
 
+// FreeAddr is FreePort as a loopback address, "127.0.0.1:PORT", the form
+// a child's listen flag or environment takes.
+func FreeAddr() (string, error) {
+	p, err := FreePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(p), nil
+}
+
 // portFloor keeps FreePort clear of the well-known and registered ports
 // that services on a developer's machine commonly listen on.
 const portFloor = 15000
