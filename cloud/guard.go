@@ -77,8 +77,14 @@ type Admission struct {
 // finds neither a stored response nor the window full, so a replay and a
 // full lot's 409 cost no limit; the lot's only when the client's allows.
 // When Asked is false the caller asks the limits itself, if it needs them.
+//
+// Leased lets a request through on tokens of both limits that this replica
+// leased from them ahead of use (Admit asks a limit for a few at once when
+// its burst allows), spending one of each, with no round trip at all; it
+// reports false, spending none, when it holds no token of either.
 type Admitter interface {
 	Admit(ctx context.Context, key, lotID string, start, end time.Time, availability bool, clientID string) Admission
+	Leased(lotID, clientID string) bool
 }
 
 // KeyedResponse is a response to store under an idempotency key.

@@ -129,9 +129,12 @@ type Limits struct {
 // error for answers that are not stored: an unknown lot or spot, a key in
 // use or reused with another body, the provider away, or a limit's.
 //
-// One Redis round trip first asks for both a response stored under the key
-// and whether the lot is known full for the window. A replay costs nothing
-// more, and is not limited: refusing it would leave the driver without the
+// On a calm lot, a request that finds on this replica a leased token of
+// each of its limits (Admit leases a few at once where a limit's burst
+// allows) asks Redis nothing before its write: Postgres answers a replay
+// and a full window there. Otherwise one Redis round trip first asks for
+// both a response stored under the key and whether the lot is known full
+// for the window. A replay costs nothing more, and is not limited: refusing it would leave the driver without the
 // hold the first attempt made. A lot known full answers 409 at once (after
 // a read of the key in Postgres, shared with the requests asking at the same
 // moment), without queueing for the lot and without its limits: a driver in
@@ -147,6 +150,7 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 	var full bool
 	var markFull func(int)
 	var adm cloud.Admission
+	leased := false
 	if s.Guard != nil {
 		// Availability only for a lot known to exist (a lookup makes keys
 		// in Redis) and a request for any spot: a window full in the cache
@@ -155,14 +159,28 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 		availability := known && req.SpotID == ""
 		var stored cloud.StoredResponse
 		var ok bool
-		if a, can := s.Guard.(cloud.Admitter); can && known && limits.Refused != nil && !s.hot(req.LotID) {
+		a, can := s.Guard.(cloud.Admitter)
+		calm := can && known && limits.Refused != nil && !s.hot(req.LotID)
+		switch {
+		case calm && a.Leased(req.LotID, limits.ClientID):
+			// The calmest path: this replica holds a leased token of
+			// each limit, and the lot is in no rush, so nothing is
+			// asked of Redis before the write. Postgres, where the key
+			// is written with the hold, answers a replay byte for byte
+			// (see hold for what it costs), and a full window, which
+			// makes the lot hot, so its next requests take the paths
+			// below. Only a replay while Postgres cannot answer needs
+			// Redis' copy: see replayStored.
+			leased = true
+			adm = cloud.Admission{Asked: true, Allowed: true}
+		case calm:
 			// The calm path: the limits in the same round trip, asked
 			// by the guard in the same order as below. A lot in a rush
 			// takes the path below, whose reads cost Redis a fraction
 			// of a script for every driver told 409.
 			adm = a.Admit(ctx, key, req.LotID, req.StartsAt, req.EndsAt, availability, limits.ClientID)
 			stored, ok, full, markFull = adm.Stored, adm.Replay, adm.Full, adm.MarkFull
-		} else {
+		default:
 			stored, ok, full, markFull = s.Guard.Peek(ctx, key, req.LotID, req.StartsAt, req.EndsAt, availability)
 		}
 		if ok {
@@ -214,6 +232,35 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 		}
 	}
 
+	resp, err := s.write(ctx, key, hash, lot, req, markFull, retry)
+	if err != nil && leased {
+		return s.replayStored(ctx, key, hash, req, err)
+	}
+	return resp, err
+}
+
+// replayStored answers a leased request that Postgres could not serve
+// (err) with the response Redis holds under its key, if any: the replay
+// Redis would have answered before the write on the other paths. Any
+// other error is err.
+func (s *Service) replayStored(ctx context.Context, key string, hash []byte, req HoldRequest, err error) (Response, error) {
+	if code := cloud.ErrorCode(err); code != cloud.EUnavailable && code != cloud.EInternal {
+		return Response{}, err
+	}
+	stored, ok, _, _ := s.Guard.Peek(ctx, key, req.LotID, req.StartsAt, req.EndsAt, false)
+	if !ok {
+		return Response{}, err
+	}
+	if string(stored.RequestHash) != string(hash) {
+		return Response{}, cloud.Errorf(cloud.EIdempotencyReused, "this Idempotency-Key was used with another request")
+	}
+	idempotentReplays.WithLabelValues("redis").Inc()
+	return Response{Status: stored.Status, Body: stored.Body, Replayed: true}, nil
+}
+
+// write queues for the lot and makes the hold; retry says the request is a
+// retry of one that got in before the window filled.
+func (s *Service) write(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int), retry bool) (Response, error) {
 	leave, err := s.enter(ctx, lot.ID)
 	if err != nil {
 		return Response{}, err
@@ -240,8 +287,15 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 }
 
 // hold makes one attempt; markFull, when not nil, records in the cache
-// that the window is full. fresh says the key is not known to have been
-// used: Redis had no answer stored under it.
+// that the window is full. fresh says the key is not taken to have been
+// used: Redis had no answer stored under it, or was not asked (a request
+// on leased tokens, on a lot in no rush). A fresh request on a calm lot
+// has its Checkout Session made before the write; were it a retry after
+// all, Postgres finds the key and replays the first answer, and the
+// session made for the retry is expired unused (discardSession): nobody
+// was given its address, so nobody can pay it. That costs a retry two
+// calls to the provider, which Redis' word would have spared; a retry is
+// rare, the round trip asked of every request on its way in is not.
 func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.Lot, req HoldRequest, markFull func(int), fresh bool) (resp Response, again bool, err error) {
 	id := uuid.NewString()
 	price, err := cloud.Price(lot.HourlyRate, req.StartsAt, req.EndsAt)

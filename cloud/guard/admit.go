@@ -15,14 +15,18 @@ import (
 //
 // KEYS: idempotency key, epoch, lot version, entry, client rate key, lot
 // rate key. ARGV: availability (1/0), ask client (1/0), ask lot (1/0), then
-// burst, rate, period (s) of the client's limit and of the lot's.
-// Returns {stored or "", epoch, version, value, reached (1/0), client
-// allowed (-1 not asked, 0, 1), client retry (s), lot allowed, lot retry}.
+// burst, rate, period (s) and tokens wanted of the client's limit and of
+// the lot's. Returns {stored or "", epoch, version, value, reached (1/0),
+// client tokens (-1 not asked, 0 refused, else how many granted), client
+// retry (s), lot tokens, lot retry}.
 //
-// The GCRA is redis_rate's (allowN with a cost of 1), on redis_rate's keys:
-// AllowLot and AllowClient share its buckets.
+// The GCRA is redis_rate's, on redis_rate's keys, so AllowLot and
+// AllowClient share its buckets; where redis_rate's allowN takes a cost
+// or refuses, this takes the first token or refuses exactly as allowN
+// with a cost of 1 would, and then as many more of the tokens wanted as
+// are free: a lease (see leases).
 var admitScript = redis.NewScript(currentLua + `
-local function gcra(key, burst, rate, period)
+local function gcra(key, burst, rate, period, want)
   local emission = tonumber(period) / tonumber(rate)
   local burst_offset = emission * tonumber(burst)
   local now = redis.call('TIME')
@@ -30,16 +34,19 @@ local function gcra(key, burst, rate, period)
   local tat = redis.call('GET', key)
   if not tat then tat = now else tat = tonumber(tat) end
   tat = math.max(tat, now)
-  local new_tat = tat + emission
-  local diff = now - (new_tat - burst_offset)
+  local diff = now - (tat + emission - burst_offset)
   if diff / emission < 0 then
     return 0, tostring(-diff)
   end
+  -- The first token, and as many more as are free, up to want: each
+  -- moves the TAT on by one emission interval.
+  local n = math.min(tonumber(want), 1 + math.floor(diff / emission))
+  local new_tat = tat + n * emission
   local reset_after = new_tat - now
   if reset_after > 0 then
     redis.call('SET', key, new_tat, 'EX', math.ceil(reset_after))
   end
-  return 1, '-1'
+  return n, '-1'
 end
 local stored = redis.call('GET', KEYS[1])
 if stored then
@@ -63,55 +70,85 @@ if ARGV[1] == '1' then
 end
 local ca, cr, la, lr = -1, '', -1, ''
 if ARGV[2] == '1' then
-  ca, cr = gcra(KEYS[5], ARGV[4], ARGV[5], ARGV[6])
+  ca, cr = gcra(KEYS[5], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 end
 if ca ~= 0 and ARGV[3] == '1' then
-  la, lr = gcra(KEYS[6], ARGV[7], ARGV[8], ARGV[9])
+  la, lr = gcra(KEYS[6], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 end
 return {'', e, v, value, 1, ca, cr, la, lr}
 `)
 
 // Admit is cloud.Admitter's: Peek and the rate limits (AllowClient, then
 // AllowLot) in one round trip, the limits asked only when neither a stored
-// response nor a full window answers first. A limit this replica already
-// knows refuses (its memo) is not asked again, as in allow. If Redis
-// cannot answer, nothing is found and the limits are not asked: the caller
-// asks them, and their fallback takes over.
+// response nor a full window answers first. A limit this replica holds a
+// leased token of is not asked: the token is spent (and given back if the
+// request turns out to need none); one it already knows refuses (its memo)
+// is not asked either, as in allow. A limit that is asked is asked for a
+// lease: its request's token and, as the burst allows, some for the
+// requests that follow here (see leases). If Redis cannot answer, nothing
+// is found and the limits are not asked: the caller asks them, and their
+// fallback takes over.
 func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Time, availability bool, clientID string) cloud.Admission {
 	cache := availability && g.recoverCache(ctx)
 	if availability && !cache {
 		fallbacks.WithLabelValues(featureAvailability).Inc()
 	}
 	cl, cKey := g.opts.ClientRate, scopeClient+":"+clientID
-	ll, found := g.opts.LotRates[lotID]
-	if !found {
-		ll = g.opts.LotRate
-	}
-	lKey := scopeLot + ":" + lotID
+	ll, lKey := g.lotLimit(lotID), scopeLot+":"+lotID
 	askClient := clientID != "" && !cl.unlimited()
 	askLot := lotID != "" && !ll.unlimited()
 	now := g.now()
+
+	// Tokens held here first, then the memo of refusals.
+	var cLeased, lLeased bool
+	var cUntil, lUntil time.Time
 	cWait, lWait := time.Duration(0), time.Duration(0)
 	if askClient {
-		if cWait = g.denied.until(cKey, now); cWait > 0 {
+		if cLeased, cUntil = g.leases.take(cKey, now); cLeased {
+			askClient = false
+		} else if cWait = g.denied.until(cKey, now); cWait > 0 {
 			askClient, askLot = false, false // the lot's is not asked after a refusal
 		}
 	}
 	if askLot {
-		if lWait = g.denied.until(lKey, now); lWait > 0 {
+		if lLeased, lUntil = g.leases.take(lKey, now); lLeased {
+			askLot = false
+		} else if lWait = g.denied.until(lKey, now); lWait > 0 {
 			askLot = false
 		}
 	}
+	// giveBack returns the leased tokens of a request that spent none.
+	giveBack := func(client, lot bool) {
+		if client && cLeased {
+			g.leases.giveBack(cKey, now, cUntil)
+		}
+		if lot && lLeased {
+			g.leases.giveBack(lKey, now, lUntil)
+		}
+	}
+	cWant, lWant := 1, 1
+	if askClient {
+		if cWant = g.leases.ask(cKey, cl.leaseSize()); cWant > 1 {
+			defer g.leases.asked(cKey)
+		}
+	}
+	if askLot {
+		if lWant = g.leases.ask(lKey, ll.leaseSize()); lWant > 1 {
+			defer g.leases.asked(lKey)
+		}
+	}
+
 	keys := append(g.lookupKeys(lotID, start, end), "rate:"+g.key(scopeClient, clientID), "rate:"+g.key(scopeLot, lotID))
 	keys = append([]string{g.idemKey(key)}, keys...)
 	args := []any{flag(cache), flag(askClient), flag(askLot)}
-	for _, l := range []Limit{cl, ll} {
+	wants := [2]int{cWant, lWant}
+	for i, l := range [2]Limit{cl, ll} {
 		if l.unlimited() {
-			args = append(args, 1, 1, 1)
+			args = append(args, 1, 1, 1, 1)
 			continue
 		}
 		r := l.gcra()
-		args = append(args, r.Burst, r.Rate, r.Period.Seconds())
+		args = append(args, r.Burst, r.Rate, r.Period.Seconds(), wants[i])
 	}
 	var res []any
 	err := g.call(ctx, func(ctx context.Context) error {
@@ -125,11 +162,13 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 		if availability {
 			fallbacks.WithLabelValues(featureAvailability).Inc()
 		}
+		giveBack(true, true)
 		return a
 	}
 	if raw, _ := res[0].(string); raw != "" {
 		a.Stored, a.Replay = storedResponse([]byte(raw), nil)
 		if a.Replay {
+			giveBack(true, true)
 			return a
 		}
 	} else {
@@ -141,8 +180,11 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 		a.MarkFull = func(total int) { g.StoreAvailability(ctx, lotID, start, end, ver, 0, total) }
 	}
 	if reached, _ := res[4].(int64); reached != 1 || a.Full {
+		giveBack(true, true)
 		return a // limits not asked (or asked of a window Go takes for full: not the case)
 	}
+	g.keepLease(cKey, cl, res[5], now)
+	g.keepLease(lKey, ll, res[7], now)
 	a.Asked, a.Allowed = true, true
 	switch {
 	case cWait > 0:
@@ -150,6 +192,7 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 		a.Allowed, a.RetryAfter = false, cWait
 	case refused(res[5], res[6], cKey, now, &g.denied, &a):
 		rateLimited.WithLabelValues(scopeClient).Inc()
+		giveBack(false, true)
 	case lWait > 0:
 		rateLimited.WithLabelValues(scopeLot).Inc()
 		a.Allowed, a.RetryAfter = false, lWait
@@ -157,6 +200,40 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 		rateLimited.WithLabelValues(scopeLot).Inc()
 	}
 	return a
+}
+
+// keepLease keeps, of the tokens a limit granted (the script's count),
+// those beyond the request's own.
+func (g *Guard) keepLease(key string, l Limit, granted any, now time.Time) {
+	if n, _ := granted.(int64); n > 1 {
+		g.leases.add(key, int(n-1), now.Add(l.leaseLife(int(n))), now)
+	}
+}
+
+// Leased is cloud.Admitter's: it spends a leased token of each limit the
+// request is under (the client's, the lot's), or of neither and reports
+// false; with no limit to ask it reports true.
+func (g *Guard) Leased(lotID, clientID string) bool {
+	var cKey, lKey string
+	if clientID != "" && !g.opts.ClientRate.unlimited() {
+		cKey = scopeClient + ":" + clientID
+	}
+	if lotID != "" && !g.lotLimit(lotID).unlimited() {
+		lKey = scopeLot + ":" + lotID
+	}
+	if g.leases.takeBoth(cKey, lKey, g.now()) {
+		leasedAdmissions.Inc()
+		return true
+	}
+	return false
+}
+
+// lotLimit is lotID's limit: its LotRates entry, or LotRate.
+func (g *Guard) lotLimit(lotID string) Limit {
+	if l, found := g.opts.LotRates[lotID]; found {
+		return l
+	}
+	return g.opts.LotRate
 }
 
 // refused reads one limit's answer; on a refusal it records it in a and

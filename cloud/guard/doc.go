@@ -13,6 +13,10 @@
 // not per request; and a hold's calm path asks for everything it needs
 // before its write in one script (Admit: replay, full window, both limits)
 // and stores its answer with the lot's invalidation in one pipeline
-// (InvalidateSaving). Methods are safe for concurrent use; one Guard
+// (InvalidateSaving). Admit leases a limit's tokens a few at a time where
+// its burst allows (a sixteenth of it), and the requests that find a token
+// of each limit here (Leased) ask Redis nothing before their write: a
+// limit is then exact to within a lease per replica, never above it by
+// more, and a calm lot's hold costs Redis one round trip, not two. Methods are safe for concurrent use; one Guard
 // serves a whole process.
 package guard

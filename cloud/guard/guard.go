@@ -125,6 +125,7 @@ type Guard struct {
 	limiter *redis_rate.Limiter
 	local   *localLimiter
 	denied  denyMemo
+	leases  leases
 
 	// Down state: while up is false, calls before retryAt (unix nanos) skip
 	// Redis, and the first call after it probes. failures counts failed

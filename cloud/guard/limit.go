@@ -127,11 +127,7 @@ func (g *Guard) AllowLot(ctx context.Context, lotID string) (ok bool, retryAfter
 	if lotID == "" {
 		return true, 0
 	}
-	l, found := g.opts.LotRates[lotID]
-	if !found {
-		l = g.opts.LotRate
-	}
-	return g.allow(ctx, scopeLot, lotID, l)
+	return g.allow(ctx, scopeLot, lotID, g.lotLimit(lotID))
 }
 
 // AllowClient is AllowLot for the per-client limit (ClientRate), keyed by
@@ -149,6 +145,9 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 		return true, 0
 	}
 	key := scope + ":" + id
+	if ok, _ := g.leases.take(key, g.now()); ok {
+		return true, 0 // a token Admit leased
+	}
 	if wait := g.denied.until(key, g.now()); wait > 0 {
 		rateLimited.WithLabelValues(scope).Inc()
 		return false, wait

@@ -36,6 +36,10 @@ var (
 		Name: "parkgate_guard_rate_limited_total",
 		Help: "Requests refused by the rate limit, by scope (lot, client).",
 	}, []string{"scope"})
+	leasedAdmissions = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_guard_leased_admissions_total",
+		Help: "Requests let through on tokens this replica had leased from the shared limits ahead of use, with no Redis round trip.",
+	})
 	lockResults = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parkgate_guard_lock_total",
 		Help: "Booking lock attempts by result: acquired, busy (refused after waiting), bypassed (Redis unreachable, proceeded without).",

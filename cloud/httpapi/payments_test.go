@@ -46,6 +46,12 @@ func setupPaymentsGuarded(t testing.TB, holdTTL time.Duration, g *guard.Guard) *
 // setupPaymentsWith is setupPaymentsGuarded, with the service reaching
 // Postgres through a TCP proxy the test can cut when proxied is set.
 func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, proxied bool) *payBundle {
+	return setupPaymentsLimited(t, holdTTL, g, proxied, false)
+}
+
+// setupPaymentsLimited is setupPaymentsWith, with g's rate limits on the
+// API as parkcloud has them when limited is set.
+func setupPaymentsLimited(t testing.TB, holdTTL time.Duration, g *guard.Guard, proxied, limited bool) *payBundle {
 	t.Helper()
 	s := pgtest.New(t, 40)
 	db := s.DB
@@ -82,6 +88,9 @@ func setupPaymentsWith(t testing.TB, holdTTL time.Duration, g *guard.Guard, prox
 	api := &httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Webhooks: wh, AccessCodes: booking.AccessCodes(codeKey)}
 	if g != nil {
 		api.Cache = g
+		if limited {
+			api.Limiter = g
+		}
 	}
 	srv.Config.Handler = api.Handler()
 	srv.Start()
