@@ -81,7 +81,10 @@ type Admission struct {
 // Leased lets a request through on tokens of both limits that this replica
 // leased from them ahead of use (Admit asks a limit for a few at once when
 // its burst allows), spending one of each, with no round trip at all; it
-// reports false, spending none, when it holds no token of either.
+// reports false, spending none, when it lacks a token of either. A request
+// let through so has spent its tokens before anyone knows whether it is a
+// replay or finds the window full: on that path those cost a token (and
+// are never refused for it).
 type Admitter interface {
 	Admit(ctx context.Context, key, lotID string, start, end time.Time, availability bool, clientID string) Admission
 	Leased(lotID, clientID string) bool

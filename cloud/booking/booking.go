@@ -61,10 +61,11 @@ type Service struct {
 	// lot_closed.
 	LotTTL time.Duration
 
-	lotsMu  sync.RWMutex
-	lots    map[string]cachedLot
-	holds   map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
-	hotLots sync.Map // lot id → *atomic.Int64, unix nanos until which it is in a rush (markHot)
+	lotsMu   sync.RWMutex
+	lots     map[string]cachedLot
+	holds    map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
+	hotLots  lotMarks // until when a lot is in a rush (markHot)
+	fullLots lotMarks // until when a lot that answered a window full stays off the leased path (markFullSeen)
 	// keyChecks asks the store whether keys are known for the full-lot
 	// fast path, the keys of concurrent requests in one read.
 	keyChecks groupcommit.Group[string, bool]

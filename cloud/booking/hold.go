@@ -162,15 +162,16 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 		a, can := s.Guard.(cloud.Admitter)
 		calm := can && known && limits.Refused != nil && !s.hot(req.LotID)
 		switch {
-		case calm && a.Leased(req.LotID, limits.ClientID):
+		case calm && !s.fullSeen(req.LotID) && a.Leased(req.LotID, limits.ClientID):
 			// The calmest path: this replica holds a leased token of
 			// each limit, and the lot is in no rush, so nothing is
 			// asked of Redis before the write. Postgres, where the key
 			// is written with the hold, answers a replay byte for byte
 			// (see hold for what it costs), and a full window, which
-			// makes the lot hot, so its next requests take the paths
-			// below. Only a replay while Postgres cannot answer needs
-			// Redis' copy: see replayStored.
+			// makes the lot hot and keeps it off this path for fullFor,
+			// so its next requests learn a full window from Redis. Only
+			// a replay Postgres cannot answer needs Redis' copy: see
+			// replayStored.
 			leased = true
 			adm = cloud.Admission{Asked: true, Allowed: true}
 		case calm:
@@ -219,6 +220,7 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 			return Response{}, errLotClosed
 		}
 		s.markHot(req.LotID)
+		s.markFullSeen(req.LotID)
 		seen, err := s.keyChecks.Do(ctx, key)
 		if err == nil && !seen {
 			holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
@@ -239,15 +241,19 @@ func (s *Service) Hold(ctx context.Context, key string, req HoldRequest, limits 
 	return resp, err
 }
 
-// replayStored answers a leased request that Postgres could not serve
-// (err) with the response Redis holds under its key, if any: the replay
-// Redis would have answered before the write on the other paths. Any
-// other error is err.
+// replayStored answers a leased request that was not served (err: the
+// database away, the request's time up, or the lot's queue full) with the
+// response Redis holds under its key, if any: the replay Redis would have
+// answered before any of that on the other paths. Any other error is err.
 func (s *Service) replayStored(ctx context.Context, key string, hash []byte, req HoldRequest, err error) (Response, error) {
-	if code := cloud.ErrorCode(err); code != cloud.EUnavailable && code != cloud.EInternal {
+	switch cloud.ErrorCode(err) {
+	case cloud.EUnavailable, cloud.EInternal, cloud.ERateLimited:
+	default:
 		return Response{}, err
 	}
-	stored, ok, _, _ := s.Guard.Peek(ctx, key, req.LotID, req.StartsAt, req.EndsAt, false)
+	// The guard bounds its own call; a request whose context ended can
+	// still be answered if its client is there to read it.
+	stored, ok, _, _ := s.Guard.Peek(context.WithoutCancel(ctx), key, req.LotID, req.StartsAt, req.EndsAt, false)
 	if !ok {
 		return Response{}, err
 	}
@@ -364,6 +370,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	case cloud.HoldNoAvailability:
 		holdConflicts.WithLabelValues(cloud.ENoAvailability).Inc()
 		s.markHot(lot.ID)
+		s.markFullSeen(lot.ID)
 		if markFull != nil {
 			markFull(lot.TotalSpots)
 		}

@@ -3,6 +3,7 @@ package booking
 import (
 	"context"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,24 +142,47 @@ func (s *Service) holdGroup(lotID string) *groupcommit.Group[cloud.HoldParams, c
 // one: a batch of more than one hold, or a window found full.
 const hotFor = 2 * time.Second
 
+// fullFor is how long a lot that answered a window full stays off the
+// leased path (Hold): its requests ask Redis first, whose availability
+// cache knows the window full once an answer found it so, and a calm but
+// full lot's drivers get their 409 from there, not each from a write and
+// (payments on) a Checkout Session made and thrown away. As long as the
+// cache keeps an entry by default (guard's AvailabilityTTL).
+const fullFor = 30 * time.Second
+
 // markHot records that the lot is in a rush now.
-func (s *Service) markHot(lotID string) {
-	until := s.Now().Add(hotFor).UnixNano()
-	if v, ok := s.hotLots.Load(lotID); ok {
-		v.(*atomic.Int64).Store(until)
+func (s *Service) markHot(lotID string) { s.hotLots.mark(lotID, s.Now().Add(hotFor)) }
+
+// hot reports whether the lot was in a rush in the last hotFor.
+func (s *Service) hot(lotID string) bool { return s.hotLots.active(lotID, s.Now()) }
+
+// markFullSeen records that the lot answered a window full now.
+func (s *Service) markFullSeen(lotID string) { s.fullLots.mark(lotID, s.Now().Add(fullFor)) }
+
+// fullSeen reports whether the lot answered a window full in the last
+// fullFor.
+func (s *Service) fullSeen(lotID string) bool { return s.fullLots.active(lotID, s.Now()) }
+
+// lotMarks records per lot until when a mark holds.
+type lotMarks struct {
+	m sync.Map // lot id → *atomic.Int64, unix nanos
+}
+
+func (l *lotMarks) mark(lotID string, until time.Time) {
+	if v, ok := l.m.Load(lotID); ok {
+		v.(*atomic.Int64).Store(until.UnixNano())
 		return
 	}
 	var v atomic.Int64
-	v.Store(until)
-	if old, loaded := s.hotLots.LoadOrStore(lotID, &v); loaded {
-		old.(*atomic.Int64).Store(until)
+	v.Store(until.UnixNano())
+	if old, loaded := l.m.LoadOrStore(lotID, &v); loaded {
+		old.(*atomic.Int64).Store(until.UnixNano())
 	}
 }
 
-// hot reports whether the lot was in a rush in the last hotFor.
-func (s *Service) hot(lotID string) bool {
-	v, ok := s.hotLots.Load(lotID)
-	return ok && s.Now().UnixNano() < v.(*atomic.Int64).Load()
+func (l *lotMarks) active(lotID string, now time.Time) bool {
+	v, ok := l.m.Load(lotID)
+	return ok && now.UnixNano() < v.(*atomic.Int64).Load()
 }
 
 // savedInBatch reports whether writeHolds stores the final answers of its

@@ -99,22 +99,30 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 	askLot := lotID != "" && !ll.unlimited()
 	now := g.now()
 
-	// Tokens held here first, then the memo of refusals.
+	// Tokens held here first, then the memo of refusals, then Redis: for
+	// a lease, unless another request is asking for one already.
 	var cLeased, lLeased bool
 	var cUntil, lUntil time.Time
+	cWant, lWant := 1, 1
 	cWait, lWait := time.Duration(0), time.Duration(0)
 	if askClient {
-		if cLeased, cUntil = g.leases.take(cKey, now); cLeased {
+		if cLeased, cUntil, cWant = g.leases.takeOrAsk(cKey, cl.leaseSize(), now); cLeased {
 			askClient = false
 		} else if cWait = g.denied.until(cKey, now); cWait > 0 {
 			askClient, askLot = false, false // the lot's is not asked after a refusal
 		}
+		if cWant > 1 {
+			defer g.leases.asked(cKey)
+		}
 	}
 	if askLot {
-		if lLeased, lUntil = g.leases.take(lKey, now); lLeased {
+		if lLeased, lUntil, lWant = g.leases.takeOrAsk(lKey, ll.leaseSize(), now); lLeased {
 			askLot = false
 		} else if lWait = g.denied.until(lKey, now); lWait > 0 {
 			askLot = false
+		}
+		if lWant > 1 {
+			defer g.leases.asked(lKey)
 		}
 	}
 	// giveBack returns the leased tokens of a request that spent none.
@@ -124,17 +132,6 @@ func (g *Guard) Admit(ctx context.Context, key, lotID string, start, end time.Ti
 		}
 		if lot && lLeased {
 			g.leases.giveBack(lKey, now, lUntil)
-		}
-	}
-	cWant, lWant := 1, 1
-	if askClient {
-		if cWant = g.leases.ask(cKey, cl.leaseSize()); cWant > 1 {
-			defer g.leases.asked(cKey)
-		}
-	}
-	if askLot {
-		if lWant = g.leases.ask(lKey, ll.leaseSize()); lWant > 1 {
-			defer g.leases.asked(lKey)
 		}
 	}
 

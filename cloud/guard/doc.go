@@ -16,7 +16,7 @@
 // (InvalidateSaving). Admit leases a limit's tokens a few at a time where
 // its burst allows (a sixteenth of it), and the requests that find a token
 // of each limit here (Leased) ask Redis nothing before their write: a
-// limit is then exact to within a lease per replica, never above it by
-// more, and a calm lot's hold costs Redis one round trip, not two. Methods are safe for concurrent use; one Guard
+// limit is then exact to within about a lease per replica, and a calm
+// lot's hold costs Redis one round trip, not two. Methods are safe for concurrent use; one Guard
 // serves a whole process.
 package guard

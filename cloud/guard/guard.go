@@ -70,8 +70,8 @@ type Options struct {
 	// HealthInterval is the PING period of Run. Default 1s.
 	HealthInterval time.Duration
 
-	// Now is the clock of the fallback limiter and of the down-state probe.
-	// Default time.Now.
+	// Now is the clock of the fallback limiter, of the leases' lives and
+	// of the down-state probe. Default time.Now.
 	Now func() time.Time
 }
 

@@ -28,9 +28,11 @@ func (l Limit) leaseSize() int {
 
 // leaseLife is how long n tokens taken from l stay usable here: as long
 // as l takes to refill them, and at least minLeaseLife. Never less than
-// the refill time, so tokens that lapse unused cost a sporadic lot or
-// client no more than the limit's rate: a lease taken for each of its
-// requests spends at most n tokens per n emission intervals.
+// the refill time, so leases that lapse unused are charged to a sporadic
+// lot or client no faster than the limit's rate (n tokens at most per n
+// emission intervals) and cannot by themselves make it refuse; what lapsed
+// is missing from the bucket until it refills, the "below" of the bound
+// on leases.
 func (l Limit) leaseLife(n int) time.Duration {
 	life := seconds(float64(n) / l.Rate)
 	return max(life, minLeaseLife)
@@ -41,13 +43,15 @@ func (l Limit) leaseLife(n int) time.Duration {
 // finds a token of each limit it needs here spends them without a round
 // trip: on a calm lot, most requests (see Guard.Leased).
 //
-// A lease never lets the fleet exceed a limit by more than its own size
-// per replica: its tokens were taken from the shared bucket when leased,
-// so they are counted once, only early, and the worst a replica can do is
+// A lease lets the fleet exceed a limit by about its own size per replica
+// at most: its tokens were taken from the shared bucket when leased, so
+// they are counted once, only early, and the worst a replica can do is
 // spend a whole lease just as the bucket has refilled behind it. Nor does
 // it refuse by more: tokens one replica holds are missing from the bucket
-// for the others, at most one lease's worth per replica, for at most its
-// life.
+// for the others, about one lease's worth per replica, for at most its
+// life. (About: a token given back may join a newer lease, and a lease
+// whose answer timed out after Redis granted it is lost, as a single
+// token was before.)
 type leases struct {
 	mu        sync.Mutex
 	m         map[string]lease
@@ -120,8 +124,8 @@ func (ls *leases) giveBack(key string, now time.Time, until time.Time) {
 	ls.add(key, 1, until, now)
 }
 
-// add records n more tokens of key, usable until until (a later lease's
-// life covers the earlier's tokens: they were taken before it).
+// add records n more tokens of key, usable until until; tokens still
+// held of an earlier lease join them and take the later life.
 func (ls *leases) add(key string, n int, until, now time.Time) {
 	if n <= 0 || !now.Before(until) {
 		return
@@ -153,26 +157,32 @@ func (ls *leases) add(key string, n int, until, now time.Time) {
 	ls.m[key] = l
 }
 
-// ask reports how many tokens of key a request that found none here
-// should ask Redis for: size, when no other request is asking for a lease
-// of key already (the caller must then call asked), else one.
-func (ls *leases) ask(key string, size int) int {
-	if size <= 1 {
-		return 1
-	}
+// takeOrAsk spends one token of key's lease if it has one; if not, it
+// reports how many tokens the caller should ask Redis for: size, when no
+// other request is asking for a lease of key already (the caller must then
+// call asked), else one. One lock for both, so a lease stored between a
+// failed take and the ask cannot be missed and a second one asked for.
+func (ls *leases) takeOrAsk(key string, size int, now time.Time) (taken bool, until time.Time, want int) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	until = ls.m[key].until
+	if ls.takeLocked(key, now) {
+		return true, until, 0
+	}
+	if size <= 1 {
+		return false, time.Time{}, 1
+	}
 	if _, busy := ls.asking[key]; busy {
-		return 1
+		return false, time.Time{}, 1
 	}
 	if ls.asking == nil {
 		ls.asking = make(map[string]struct{})
 	}
 	ls.asking[key] = struct{}{}
-	return size
+	return false, time.Time{}, size
 }
 
-// asked ends what ask began, whatever Redis answered.
+// asked ends what takeOrAsk began, whatever Redis answered.
 func (ls *leases) asked(key string) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()

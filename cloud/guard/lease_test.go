@@ -214,3 +214,36 @@ func TestLeasedNeedsBoth(t *testing.T) {
 		t.Error("with no limit, Leased asks for a token anyway")
 	}
 }
+
+// TestLeaseGivenBackOnRefusal: a lot's leased token taken for a request
+// its client's limit then refuses is given back.
+func TestLeaseGivenBackOnRefusal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	start, end := at(0, 10), at(0, 12)
+	g, b := setup(t, guard.Options{ClientRate: guard.Limit{Rate: 0.01, Burst: 1}, LotRate: guard.Limit{Rate: 0.01, Burst: 64}})
+	if a := g.Admit(ctx, "k-1", "lot-1", start, end, false, "c-1"); !a.Allowed { // the lot leases 4: 3 held
+		t.Fatalf("first: %+v", a)
+	}
+	if a := g.Admit(ctx, "k-2", "lot-1", start, end, false, "c-1"); !a.Asked || a.Allowed {
+		t.Fatalf("the client's second, over its burst of 1: %+v", a)
+	}
+	// Another replica spends the 60 tokens Redis has left of the lot's;
+	// the 3 held here are all still here.
+	other := b.replica(t)
+	for i := range 61 {
+		if ok, _ := other.AllowLot(ctx, "lot-1"); ok != (i < 60) {
+			t.Fatalf("the other replica's request %d: allowed %v", i, ok)
+		}
+	}
+	held := 0
+	for {
+		if ok, _ := g.AllowLot(ctx, "lot-1"); !ok {
+			break
+		}
+		held++
+	}
+	if held != 3 {
+		t.Errorf("%d of the lot's tokens held after the client's refusal, want 3", held)
+	}
+}

@@ -30,9 +30,11 @@ func TestLeasedRetry(t *testing.T) {
 		defer cancel()
 		_, _ = rediskeys.Drop(ctx, rdb, ns)
 	})
-	// Leases of 12 (client) and 6 (lot): the first request takes one,
-	// the next ones find tokens here.
-	g := guard.New(rdb, guard.Options{Namespace: ns, ClientRate: guard.Limit{Rate: 100, Burst: 200}, LotRate: guard.Limit{Rate: 50, Burst: 100}})
+	// Leases of 12 (client) and 6 (lot) that outlive the test (a token a
+	// second: 12 and 6 s): the first request takes one, the next ones find
+	// tokens here.
+	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second,
+		ClientRate: guard.Limit{Rate: 1, Burst: 200}, LotRate: guard.Limit{Rate: 1, Burst: 100}})
 	b := setupPaymentsLimited(t, 10*time.Minute, g, true, true)
 	lot := b.createLot(t, 3)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
@@ -80,5 +82,61 @@ func TestLeasedRetry(t *testing.T) {
 	other := b.do(t, "POST", "/v1/reservations", hold(lot, "LEASE2", start, start.Add(time.Hour)), key("leased-2"))
 	if other.Status != 503 || other.code() != "unavailable" {
 		t.Errorf("a new hold while Postgres is away: %d %s; want 503 unavailable", other.Status, other.Body)
+	}
+}
+
+// TestLeasedFullLot: a lot that answered a window full stays off the
+// leased path for a while, so its later requests learn the window is full
+// from Redis' cache: with payments on, they cost no Checkout Session made
+// and thrown away, as a request on leased tokens would.
+func TestLeasedFullLot(t *testing.T) {
+	t.Parallel()
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ns := fmt.Sprintf("leasedfull-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = rediskeys.Drop(ctx, rdb, ns)
+	})
+	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second,
+		ClientRate: guard.Limit{Rate: 1, Burst: 200}, LotRate: guard.Limit{Rate: 1, Burst: 100}})
+	b := setupPaymentsLimited(t, 10*time.Minute, g, false, true)
+	lot := b.createLot(t, 1)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	other := start.Add(24 * time.Hour)
+	// The lot known, the leases taken, then the one spot held.
+	for i, at := range []time.Time{other, start} {
+		if r := b.do(t, "POST", "/v1/reservations", hold(lot, fmt.Sprint("FULL", i), at, at.Add(time.Hour)), key(fmt.Sprint("full-", i))); r.Status != 201 {
+			t.Fatalf("hold %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	refused := func(n int) {
+		t.Helper()
+		r := b.do(t, "POST", "/v1/reservations", hold(lot, fmt.Sprint("LATE", n), start, start.Add(time.Hour)), key(fmt.Sprint("late-", n)))
+		if r.Status != 409 || r.code() != "no_availability" {
+			t.Fatalf("hold %d of the full window: %d %s", n, r.Status, r.Body)
+		}
+	}
+	refused(0) // on leased tokens: its session is made, then expired
+	refused(1) // the lot in a rush: Redis' path, and the cache learns it is full
+	// Past the rush, the lot would take the leased path again, a session
+	// for each driver told 409.
+	time.Sleep(2200 * time.Millisecond)
+	for n := 2; n < 5; n++ {
+		refused(n)
+	}
+	time.Sleep(200 * time.Millisecond) // a discard runs after the answer
+	expired := 0
+	for _, s := range b.fake.Sessions() {
+		if s.Status == "expired" {
+			expired++
+		}
+	}
+	if expired != 1 {
+		t.Errorf("%d Checkout Sessions made and expired for drivers told 409; want the first's only", expired)
 	}
 }
