@@ -132,9 +132,10 @@ type Limits struct {
 // On a calm lot, a request that finds on this replica a leased token of
 // each of its limits (Admit leases a few at once where a limit's burst
 // allows) asks Redis nothing before its write: Postgres answers a replay
-// and a full window there. Otherwise one Redis round trip first asks for
-// both a response stored under the key and whether the lot is known full
-// for the window. A replay costs nothing more, and is not limited: refusing it would leave the driver without the
+// and a full window there, and the tokens are spent. Otherwise one Redis
+// round trip first asks for both a response stored under the key and
+// whether the lot is known full for the window. A replay costs nothing
+// more, and is not limited: refusing it would leave the driver without the
 // hold the first attempt made. A lot known full answers 409 at once (after
 // a read of the key in Postgres, shared with the requests asking at the same
 // moment), without queueing for the lot and without its limits: a driver in
