@@ -69,12 +69,11 @@ type lease struct {
 }
 
 // take spends one token of key's lease, if it has one that has not
-// lapsed, and says until when the lease lives (for giveBack).
-func (ls *leases) take(key string, now time.Time) (bool, time.Time) {
+// lapsed.
+func (ls *leases) take(key string, now time.Time) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	until := ls.m[key].until
-	return ls.takeLocked(key, now), until
+	return ls.takeLocked(key, now)
 }
 
 func (ls *leases) takeLocked(key string, now time.Time) bool {
@@ -118,8 +117,9 @@ func (ls *leases) validLocked(key string, now time.Time) bool {
 }
 
 // giveBack returns a token taken for a request that in the end spent
-// none (a replay, a window found full): it stays usable as long as the
-// lease it came from, which a lease taken since replaces.
+// none (a replay, a window found full): it stays usable until the lease it
+// came from lapses, or, if a lease was taken since, joins that one and
+// lives as long (see add).
 func (ls *leases) giveBack(key string, now time.Time, until time.Time) {
 	ls.add(key, 1, until, now)
 }

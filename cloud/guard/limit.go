@@ -145,7 +145,7 @@ func (g *Guard) allow(ctx context.Context, scope, id string, l Limit) (bool, tim
 		return true, 0
 	}
 	key := scope + ":" + id
-	if ok, _ := g.leases.take(key, g.now()); ok {
+	if g.leases.take(key, g.now()) {
 		return true, 0 // a token Admit leased
 	}
 	if wait := g.denied.until(key, g.now()); wait > 0 {

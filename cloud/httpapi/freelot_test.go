@@ -16,6 +16,7 @@ import (
 	"github.com/parkgate/parkgate/cloud/httpapi"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/cloud/stripepay"
+	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -135,14 +136,25 @@ func TestStripeRefuses(t *testing.T) {
 // testGuard is a Redis guard of its own namespace (returned, for a test
 // that looks at its keys) on the shared Redis, and its client.
 func testGuard(t testing.TB, name string) (*guard.Guard, *redis.Client, string) {
+	return testGuardWith(t, name, guard.Options{})
+}
+
+// testGuardWith is testGuard with opts (its Namespace set here); the
+// namespace's keys are dropped when the test ends.
+func testGuardWith(t testing.TB, name string, opts guard.Options) (*guard.Guard, *redis.Client, string) {
 	t.Helper()
 	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	ns := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
-	return guard.New(rdb, guard.Options{Namespace: ns}), rdb, ns
+	opts.Namespace = fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = rediskeys.Drop(ctx, rdb, opts.Namespace)
+		_ = rdb.Close()
+	})
+	return guard.New(rdb, opts), rdb, opts.Namespace
 }
 
 // setupStripeStub wires the service to a Stripe stub at stripeURL (a

@@ -2,14 +2,18 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud/guard"
-	"github.com/parkgate/parkgate/internal/testkit/rediskeys"
 )
+
+// leasedOptions give leases of 12 (client) and 6 (lot) that outlive a
+// test (a token a second: 12 and 6 s): the first request takes them, the
+// next ones find tokens here. The calls have the guard tests' timeout.
+var leasedOptions = guard.Options{OpTimeout: 5 * time.Second,
+	ClientRate: guard.Limit{Rate: 1, Burst: 200}, LotRate: guard.Limit{Rate: 1, Burst: 100}}
 
 // TestLeasedRetry: on a calm lot, a request this replica holds leased
 // tokens of both limits for asks Redis nothing before its write. A retry
@@ -19,22 +23,7 @@ import (
 // copy of the answer instead of a 503, as on the other paths.
 func TestLeasedRetry(t *testing.T) {
 	t.Parallel()
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	ns := fmt.Sprintf("leased-%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = rediskeys.Drop(ctx, rdb, ns)
-	})
-	// Leases of 12 (client) and 6 (lot) that outlive the test (a token a
-	// second: 12 and 6 s): the first request takes one, the next ones find
-	// tokens here.
-	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second,
-		ClientRate: guard.Limit{Rate: 1, Burst: 200}, LotRate: guard.Limit{Rate: 1, Burst: 100}})
+	g, _, _ := testGuardWith(t, "leased", leasedOptions)
 	b := setupPaymentsLimited(t, 10*time.Minute, g, true, true)
 	lot := b.createLot(t, 3)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
@@ -47,24 +36,15 @@ func TestLeasedRetry(t *testing.T) {
 	if first.Status != 201 {
 		t.Fatalf("hold: %d %s", first.Status, first.Body)
 	}
-	expired := func() int {
-		n := 0
-		for _, s := range b.fake.Sessions() {
-			if s.Status == "expired" {
-				n++
-			}
-		}
-		return n
-	}
 
 	again := b.do(t, "POST", "/v1/reservations", body, key("leased-1"))
 	if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
 		t.Fatalf("retry: %d %s\nfirst: %s", again.Status, again.Body, first.Body)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for expired() != 1 {
+	for b.expiredSessions() != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions expired after the retry; want the retry's own (%d sessions in all)", expired(), len(b.fake.Sessions()))
+			t.Fatalf("%d sessions expired after the retry; want the retry's own (%d sessions in all)", b.expiredSessions(), len(b.fake.Sessions()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -91,19 +71,7 @@ func TestLeasedRetry(t *testing.T) {
 // and thrown away, as a request on leased tokens would.
 func TestLeasedFullLot(t *testing.T) {
 	t.Parallel()
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	ns := fmt.Sprintf("leasedfull-%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = rediskeys.Drop(ctx, rdb, ns)
-	})
-	g := guard.New(rdb, guard.Options{Namespace: ns, OpTimeout: 5 * time.Second,
-		ClientRate: guard.Limit{Rate: 1, Burst: 200}, LotRate: guard.Limit{Rate: 1, Burst: 100}})
+	g, _, _ := testGuardWith(t, "leasedfull", leasedOptions)
 	b := setupPaymentsLimited(t, 10*time.Minute, g, false, true)
 	lot := b.createLot(t, 1)
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
@@ -130,13 +98,18 @@ func TestLeasedFullLot(t *testing.T) {
 		refused(n)
 	}
 	time.Sleep(200 * time.Millisecond) // a discard runs after the answer
-	expired := 0
-	for _, s := range b.fake.Sessions() {
-		if s.Status == "expired" {
-			expired++
-		}
-	}
-	if expired != 1 {
+	if expired := b.expiredSessions(); expired != 1 {
 		t.Errorf("%d Checkout Sessions made and expired for drivers told 409; want the first's only", expired)
 	}
+}
+
+// expiredSessions counts the Checkout Sessions expired at the stand-in.
+func (b *payBundle) expiredSessions() int {
+	n := 0
+	for _, s := range b.fake.Sessions() {
+		if s.Status == "expired" {
+			n++
+		}
+	}
+	return n
 }
