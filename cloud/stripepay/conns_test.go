@@ -3,12 +3,15 @@ package stripepay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,5 +188,110 @@ func TestCheckoutFormAsStripeGo(t *testing.T) {
 		if !reflect.DeepEqual(sent, want.ToValues()) {
 			t.Errorf("%s: sent\n%v\nstripe-go would send\n%v", c.name, sent, want.ToValues())
 		}
+	}
+}
+
+// TestCheckoutRequestAsStripeGo holds the request post sends to the one
+// stripe-go's own CheckoutSessions.New sends, header for header, except
+// that post's body has a length: stripe-go's goes out chunked.
+func TestCheckoutRequestAsStripeGo(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		header  http.Header
+		length  int64
+		chunked bool
+		body    int
+	}
+	var mu sync.Mutex
+	var got []seen
+	b := setup(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			got = append(got, seen{r.Header.Clone(), r.ContentLength, slices.Contains(r.TransferEncoding, "chunked"), len(body)})
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			h.ServeHTTP(w, r)
+		})
+	})
+	if _, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-1", time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	p := &stripe.CheckoutSessionParams{
+		Mode:       stripe.String(string(stripe.CheckoutSessionModePayment)),
+		SuccessURL: stripe.String("https://parkgate.test/paid"),
+		LineItems: []*stripe.CheckoutSessionLineItemParams{{
+			Quantity: stripe.Int64(1),
+			PriceData: &stripe.CheckoutSessionLineItemPriceDataParams{
+				Currency: stripe.String("eur"), UnitAmount: stripe.Int64(100),
+				ProductData: &stripe.CheckoutSessionLineItemPriceDataProductDataParams{Name: stripe.String("x")},
+			},
+		}},
+	}
+	p.SetIdempotencyKey("stripe-go")
+	if _, err := b.client.api.CheckoutSessions.New(p); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d requests", len(got))
+	}
+	ours, theirs := got[0], got[1]
+	if ours.chunked || ours.length != int64(ours.body) || ours.body == 0 {
+		t.Errorf("post sent %d bytes, Content-Length %d, chunked %v", ours.body, ours.length, ours.chunked)
+	}
+	if !theirs.chunked {
+		t.Logf("stripe-go's own request is no longer chunked (Content-Length %d): post could go back to CallRaw", theirs.length)
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "Stripe-Version", "User-Agent", "X-Stripe-Client-User-Agent"} {
+		if ours.header.Get(h) != theirs.header.Get(h) || ours.header.Get(h) == "" {
+			t.Errorf("%s: post sent %q, stripe-go %q", h, ours.header.Get(h), theirs.header.Get(h))
+		}
+	}
+	if k := ours.header.Get("Idempotency-Key"); k != "hold:res-1" {
+		t.Errorf("Idempotency-Key %q", k)
+	}
+}
+
+// TestCheckoutAnswers: what post makes of Stripe's answers, refusals and
+// answers that are not Stripe's.
+func TestCheckoutAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		status      int
+		body        string
+		unavailable bool
+		refused     string // the cloud.Error's message, when refused
+	}{
+		{"Refused", 400, `{"error":{"type":"invalid_request_error","message":"Invalid currency: xyz","param":"currency"}}`, false, "Invalid currency: xyz"},
+		{"KeyInUse", 409, `{"error":{"type":"idempotency_error","code":"idempotency_key_in_use","message":"busy"}}`, true, ""},
+		{"NotJSON", 200, `<html>proxy</html>`, true, ""},
+		{"ErrorNotJSON", 502, `Bad Gateway`, true, ""},
+		{"Answered", 200, `{"id":"cs_test_1","object":"checkout.session","url":"https://pay/cs_test_1","expires_at":1900000000,"metadata":{"a":"b"}}`, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Stripe-Should-Retry", "false")
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			t.Cleanup(srv.Close)
+			s, err := newClient(t, srv.URL, 5*time.Second).CreateCheckoutSession(context.Background(), checkout("res-a", time.Time{}))
+			if tt.status == 200 && !tt.unavailable {
+				if err != nil || s.ID != "cs_test_1" || s.URL != "https://pay/cs_test_1" || s.ExpiresAt.Unix() != 1900000000 {
+					t.Fatalf("session %+v, %v", s, err)
+				}
+				return
+			}
+			if err == nil || errors.Is(err, ErrUnavailable) != tt.unavailable {
+				t.Fatalf("got %v, want unavailable %v", err, tt.unavailable)
+			}
+			var ce *cloud.Error
+			if got := errors.As(err, &ce); got != (tt.refused != "") || (got && (ce.Code != cloud.EPaymentProvider || !strings.Contains(ce.Message, tt.refused))) {
+				t.Errorf("cloud error %+v in %v", ce, err)
+			}
+		})
 	}
 }
