@@ -44,7 +44,7 @@ func (s *Service) handOff(ctx context.Context, key string, hash []byte, lot clou
 	if err := s.Store.FinishHold(ctx, r.ID, sid, surl, key, http.StatusCreated, body); err != nil {
 		return Response{}, err
 	}
-	resp := Response{Status: http.StatusCreated, Body: body}
+	resp := Response{Status: http.StatusCreated, Body: body, ID: r.ID}
 	// Not waited for: Postgres has the answer now, and a retry that comes
 	// before Redis does replays it from there, the same bytes
 	// (TestRetryMissingRedis). The driver is not kept a round trip longer

@@ -34,6 +34,9 @@ type Response struct {
 	Status   int
 	Body     []byte
 	Replayed bool
+	// ID is the reservation a fresh 201 made, for its Location; empty on a
+	// replay, whose id is in Body alone.
+	ID string
 }
 
 // Validate normalises the request and checks it; errors name the field.
@@ -397,7 +400,7 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 		if err != nil {
 			return Response{}, false, err
 		}
-		resp := Response{Status: final, Body: body}
+		resp := Response{Status: final, Body: body, ID: r.ID}
 		if !s.savedInBatch() {
 			s.saveResponse(ctx, key, hash, resp)
 		}

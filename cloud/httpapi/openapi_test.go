@@ -276,14 +276,21 @@ func TestOpenAPIResponses(t *testing.T) {
 	v.expect(t, 404, "GET", "/v1/lots/not-a-lot/availability", nil, nil)
 
 	made := v.expect(t, 201, "POST", "/v1/reservations", hold(lot, "AB123", start, end), key("oa-1"))
-	if made.Header.Get("Location") == "" {
-		t.Errorf("201 without Location")
-	}
 	id := made.json(t)["id"].(string)
-	if r := v.expect(t, 201, "POST", "/v1/reservations", hold(lot, "AB123", start, end), key("oa-1")); r.Header.Get("Idempotent-Replayed") != "true" {
+	if loc := made.Header.Get("Location"); loc != "/v1/reservations/"+id {
+		t.Errorf("201 of %s with Location %q", id, loc)
+	}
+	r := v.expect(t, 201, "POST", "/v1/reservations", hold(lot, "AB123", start, end), key("oa-1"))
+	if r.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay without Idempotent-Replayed")
 	}
-	v.expect(t, 201, "POST", "/v1/reservations", hold(free, "CD456", start, end), key("oa-free"))
+	if loc := r.Header.Get("Location"); loc != "/v1/reservations/"+id {
+		t.Errorf("replay of %s with Location %q", id, loc)
+	}
+	freeHold := v.expect(t, 201, "POST", "/v1/reservations", hold(free, "CD456", start, end), key("oa-free"))
+	if loc, fid := freeHold.Header.Get("Location"), freeHold.json(t)["id"]; loc != "/v1/reservations/"+fid.(string) {
+		t.Errorf("free hold %v with Location %q", fid, loc)
+	}
 	v.expect(t, 409, "POST", "/v1/reservations", hold(lot, "EF789", start, end), key("oa-2"))
 	v.expect(t, 422, "POST", "/v1/reservations", hold(lot, "GH000", start, end), key("oa-1"))
 	v.expect(t, 400, "POST", "/v1/reservations", hold(lot, "AB123", start, end), nil)
@@ -328,6 +335,9 @@ func TestOpenAPIPaidHold(t *testing.T) {
 	r := v.expect(t, 201, "POST", "/v1/reservations", hold(lot, "AB123", start, start.Add(time.Hour)), key("paid-1"))
 	if p, _ := r.json(t)["payment"].(map[string]any); p["url"] == nil {
 		t.Errorf("paid hold without a payment url: %s", r.Body)
+	}
+	if loc := r.Header.Get("Location"); loc != "/v1/reservations/"+r.json(t)["id"].(string) {
+		t.Errorf("paid hold with Location %q: %s", loc, r.Body)
 	}
 	v.expect(t, 400, "POST", "/v1/payments/webhook", `{"id":"evt_1"}`, map[string]string{"Stripe-Signature": "t=1,v1=00"})
 }

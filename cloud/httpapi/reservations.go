@@ -158,11 +158,20 @@ func (s *Server) writeHold(w http.ResponseWriter, resp booking.Response) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	if resp.Status == http.StatusCreated {
-		var created struct {
-			ID string `json:"id"`
+		id := resp.ID
+		if id == "" {
+			// A replay: the id is in the body alone. A fresh hold's is not
+			// read back from the body it just encoded (5% of parkcloud's
+			// CPU per hold).
+			var created struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(resp.Body, &created) == nil {
+				id = created.ID
+			}
 		}
-		if json.Unmarshal(resp.Body, &created) == nil {
-			w.Header().Set("Location", "/v1/reservations/"+created.ID)
+		if id != "" {
+			w.Header().Set("Location", "/v1/reservations/"+id)
 		}
 	}
 	writeRaw(w, resp.Status, resp.Body)
