@@ -203,10 +203,10 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 	// its encoder walks the params struct by reflection, and the session
 	// it decodes the answer into has a hundred fields, where the hold
 	// reads three; both were a third of the client's CPU per hold. The
-	// request still goes through stripe-go's backend (headers, key,
-	// idempotency, errors), and TestCheckoutFormAsStripeGo holds the form
-	// to what stripe-go would send, so a retry under the same key after an
-	// upgrade sends the same parameters.
+	// request is still stripe-go's (post: headers, key, idempotency,
+	// errors), and TestCheckoutFormAsStripeGo holds the form to what
+	// stripe-go would send, so a retry under the same key after an upgrade
+	// sends the same parameters.
 	f := &form.Values{}
 	f.Add("mode", string(stripe.CheckoutSessionModePayment))
 	f.Add("success_url", withReservation(c.cfg.SuccessURL, r.ReservationID))
