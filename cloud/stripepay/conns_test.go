@@ -3,6 +3,7 @@ package stripepay
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/form"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
 // connCounter sits in front of the stand-in and counts the connections its
@@ -293,5 +296,59 @@ func TestCheckoutAnswers(t *testing.T) {
 				t.Errorf("cloud error %+v in %v", ce, err)
 			}
 		})
+	}
+}
+
+// TestCheckoutOverHTTP2: against an https base, as Stripe's is, the calls
+// go over HTTP/2, all of them on one connection once it is open, however
+// many holds hand off at once.
+func TestCheckoutOverHTTP2(t *testing.T) {
+	t.Parallel()
+	fake := stripefake.New(stripefake.Options{})
+	conns := &connCounter{}
+	var h1 atomic.Int64
+	srv := httptest.NewUnstartedServer(conns.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			h1.Add(1)
+		}
+		fake.ServeHTTP(w, r)
+	})))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(func() { srv.Close(); fake.Close() })
+
+	c := newClient(t, srv.URL, 5*time.Second)
+	// Trust the test server's certificate, in the transport New built.
+	tr := c.hc.Transport.(*retryablehttp.RoundTripper).Client.HTTPClient.Transport.(*http.Transport)
+	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+
+	exp := time.Now().Add(2 * time.Hour)
+	if _, err := c.CreateCheckoutSession(context.Background(), checkout("res-first", exp)); err != nil {
+		t.Fatal(err)
+	}
+	const callers, rounds = 16, 5
+	for r := range rounds {
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.CreateCheckoutSession(context.Background(), checkout(fmt.Sprintf("res-%d-%d", r, i), exp)); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	if n := h1.Load(); n != 0 {
+		t.Errorf("%d calls over HTTP/1", n)
+	}
+	if n := conns.n(); n != 1 {
+		t.Errorf("%d connections for %d calls, %d at a time; want the one the first call opened", n, 1+callers*rounds, callers)
 	}
 }
