@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +39,8 @@ import (
 //	guard-off   REDIS_URL= (no hot-lot guard), payments off
 //	guard-on    the default Redis guard, payments off
 //	stand-in    the default Redis guard, Checkout at a local Stripe stand-in
+//	stand-in-tls  the same over TLS and HTTP/2, as parkcloud talks to
+//	            Stripe (not in the default modes: BENCH_MODES=…,stand-in-tls)
 //
 // PARKCLOUD_BIN names the binaries to compare, "label=path,label=path"
 // (default: this tree's, built here); BENCH_ROUNDS (default 1) repeats the
@@ -103,6 +106,10 @@ func BenchmarkBinary(b *testing.B) {
 		if on.holds > 0 && fake.holds > 0 {
 			summary("%s: stand-in / payments off = %.2f (goal >= 0.7)%s", bin.label, fake.holds/on.holds,
 				byRound(results["stand-in/"+bin.label], results["guard-on/"+bin.label]))
+		}
+		if tls := med["stand-in-tls/"+bin.label]; on.holds > 0 && tls.holds > 0 {
+			summary("%s: stand-in over TLS and HTTP/2 / payments off = %.2f%s", bin.label, tls.holds/on.holds,
+				byRound(results["stand-in-tls/"+bin.label], results["guard-on/"+bin.label]))
 		}
 	}
 }
@@ -222,7 +229,7 @@ func (r binResult) redisLine() string {
 }
 
 func (r binResult) genLabel() string {
-	if r.mode == "stand-in" {
+	if strings.HasPrefix(r.mode, "stand-in") {
 		return "+stand-in"
 	}
 	return ""
@@ -385,6 +392,20 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 		b.Cleanup(func() { fsrv.Close(); fake.Close() })
 		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0", "STRIPE_SECRET_KEY=sk_test_bench",
 			"STRIPE_WEBHOOK_SECRET=whsec_bench", "STRIPE_API_BASE="+fsrv.URL)
+	case "stand-in-tls":
+		fake := stripefake.New(stripefake.Options{})
+		fsrv := httptest.NewUnstartedServer(fake)
+		fsrv.EnableHTTP2 = true
+		fsrv.StartTLS()
+		b.Cleanup(func() { fsrv.Close(); fake.Close() })
+		// parkcloud trusts the stand-in's certificate through Go's own
+		// SSL_CERT_FILE, as it would a private CA's.
+		ca := filepath.Join(b.TempDir(), "stand-in.pem")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fsrv.Certificate().Raw}), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0", "STRIPE_SECRET_KEY=sk_test_bench",
+			"STRIPE_WEBHOOK_SECRET=whsec_bench", "STRIPE_API_BASE="+fsrv.URL, "SSL_CERT_FILE="+ca)
 	default:
 		b.Fatalf("unknown mode %q", mode)
 	}
