@@ -63,7 +63,7 @@ type Service struct {
 
 	lotsMu   sync.RWMutex
 	lots     map[string]cachedLot
-	holds    map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
+	holds    map[string]*groupcommit.Group[cloud.HoldParams, written]
 	hotLots  lotMarks // until when a lot is in a rush (markHot)
 	fullLots lotMarks // until when a lot that answered a window full stays off the leased path (markFullSeen)
 	// keyChecks asks the store whether keys are known for the full-lot
@@ -81,7 +81,7 @@ func New(store cloud.Store, payments cloud.Payments, guard cloud.Guard, log *slo
 	}
 	s := &Service{Store: store, Payments: payments, Guard: guard, Log: log, HoldTTL: holdTTL,
 		Lease: 30 * time.Second, Now: time.Now, lots: map[string]cachedLot{}, LotTTL: 10 * time.Second,
-		holds:          map[string]*groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]{},
+		holds:          map[string]*groupcommit.Group[cloud.HoldParams, written]{},
 		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
 	s.keyChecks = groupcommit.Group[string, bool]{Write: store.KnownKeys, MaxWriters: 2, Timeout: 5 * time.Second}
 	return s

@@ -396,9 +396,11 @@ func (s *Service) hold(ctx context.Context, key string, hash []byte, lot cloud.L
 	holdsCreated.Inc() // and the batch's writer has invalidated the lot
 	r := heldReservation(id, lot.ID, req, price, res, token, sess)
 	if final != 0 {
-		body, err := holdBody(r)
-		if err != nil {
-			return Response{}, false, err
+		body := out.body // the same bytes, encoded by the batch's writer to store them
+		if body == nil {
+			if body, err = holdBody(r); err != nil {
+				return Response{}, false, err
+			}
 		}
 		resp := Response{Status: final, Body: body, ID: r.ID}
 		if !s.savedInBatch() {

@@ -622,3 +622,45 @@ func postJSON(url string, body any, hdr map[string]string) (int, error) {
 	_, err = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, err
 }
+
+// TestBatchAnswersEachItsOwn: drivers who arrive together on one lot are
+// written in one batch, whose writer encodes their 201s to store them and
+// hands each back to its own request to answer with. Each driver gets the
+// reservation of its own plate, under its own Location, and its retry
+// (from Redis' copy) the same bytes.
+func TestBatchAnswersEachItsOwn(t *testing.T) {
+	t.Parallel()
+	bd := setupGuarded(t, guard.Options{LotRate: guard.Unlimited, ClientRate: guard.Unlimited})
+	const drivers = 24
+	lot := bd.createLot(t, drivers)
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	for round := range 3 {
+		w := start.Add(time.Duration(round) * 2 * time.Hour)
+		replies := make([]reply, drivers)
+		var wg sync.WaitGroup
+		for i := range drivers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replies[i] = bd.do(t, "POST", "/v1/reservations", hold(lot, fmt.Sprintf("B%d%02d", round, i), w, w.Add(time.Hour)), key(fmt.Sprintf("b%d-%d", round, i)))
+			}()
+		}
+		wg.Wait()
+		for i, r := range replies {
+			if r.Status != 201 {
+				t.Fatalf("round %d driver %d: %d %s", round, i, r.Status, r.Body)
+			}
+			m := r.json(t)
+			if plate := fmt.Sprintf("B%d%02d", round, i); m["plate"] != plate {
+				t.Errorf("round %d: driver %s was answered with %v's reservation", round, plate, m["plate"])
+			}
+			if loc := r.Header.Get("Location"); loc != fmt.Sprint("/v1/reservations/", m["id"]) {
+				t.Errorf("round %d driver %d: Location %q for %v", round, i, loc, m["id"])
+			}
+			again := bd.do(t, "POST", "/v1/reservations", hold(lot, fmt.Sprintf("B%d%02d", round, i), w, w.Add(time.Hour)), key(fmt.Sprintf("b%d-%d", round, i)))
+			if again.Status != 201 || !bytes.Equal(again.Body, r.Body) {
+				t.Errorf("round %d driver %d: retry %d %s, first %s", round, i, again.Status, again.Body, r.Body)
+			}
+		}
+	}
+}
