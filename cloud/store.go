@@ -217,8 +217,9 @@ type LotReader interface {
 // and unavailable when the store cannot be reached (the caller answers
 // "retry", settled by the client's retry with the same key).
 type ReservationStore interface {
-	// Holds makes holds of one lot, one outcome per request in order; one
-	// request's failure (in its outcome's Err) is never another's.
+	// Holds makes holds, of one lot or several, together where it can:
+	// one outcome per request in order; one request's failure (in its
+	// outcome's Err) is never another's.
 	Holds(ctx context.Context, ps []HoldParams) []HoldOutcome
 	// IdempotencyKey returns a live stored key, or ok false when there is
 	// none.

@@ -222,7 +222,15 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 			release = r
 		}
 	}
-	holds := s.Store.Holds(ctx, batch)
+	var holds []cloud.HoldOutcome
+	if len(batch) == 1 && !s.hot(lotID) {
+		var err error
+		if holds, err = s.calm.Do(ctx, batch); err != nil {
+			holds = []cloud.HoldOutcome{{Err: err}}
+		}
+	} else {
+		holds = s.Store.Holds(ctx, batch)
+	}
 	out := make([]written, len(holds))
 	for i, o := range holds {
 		out[i].HoldOutcome = o
@@ -250,6 +258,34 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 		s.Changed(lotID)
 	}
 	return out
+}
+
+// Calm lots' holds go to the store together: up to calmBatch lots' in one
+// transaction, calmWriters transactions at once. A transaction's fixed
+// cost (the round trip, the commit, the plan and lock set-up of the
+// function's first call) is most of a single hold's: in a test of
+// DB.Holds, 4 writers each making one hold at a time cost Postgres 540-630
+// µs of CPU a hold; 4 lots' holds in each transaction, 390-410. A lot in a
+// rush keeps its own transactions (its batch, under its Redis lock), so a
+// surge's writes never carry, nor wait for, other lots' holds.
+const (
+	calmBatch   = 16
+	calmWriters = 4
+)
+
+// writeCalm makes the holds of several calm lots, one lot's batch each, in
+// one call to the store, and hands each lot its outcomes.
+func (s *Service) writeCalm(ctx context.Context, lots [][]cloud.HoldParams) ([][]cloud.HoldOutcome, error) {
+	var all []cloud.HoldParams
+	for _, b := range lots {
+		all = append(all, b...)
+	}
+	outs := s.Store.Holds(ctx, all)
+	res := make([][]cloud.HoldOutcome, len(lots))
+	for i, b := range lots {
+		res[i], outs = outs[:len(b):len(b)], outs[len(b):]
+	}
+	return res, nil
 }
 
 // written is a hold's outcome as its batch's writer hands it back, with

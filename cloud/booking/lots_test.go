@@ -2,6 +2,10 @@ package booking_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,5 +62,124 @@ func TestLotCacheRevalidates(t *testing.T) {
 	}
 	if l, _ := svc.Lot(ctx, lot.ID); !l.Closed {
 		t.Errorf("a change through this service is not seen at once")
+	}
+}
+
+// gatedStore holds every Holds call at gate until it is closed, and
+// records the lots each call carried.
+type gatedStore struct {
+	cloud.Store
+	gate  chan struct{}
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (g *gatedStore) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutcome {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	<-gate
+	var lots []string
+	for _, p := range ps {
+		lots = append(lots, p.LotID)
+	}
+	g.mu.Lock()
+	g.calls = append(g.calls, lots)
+	g.mu.Unlock()
+	return g.Store.Holds(ctx, ps)
+}
+
+// TestCalmLotsWrittenTogether: the holds of calm lots that wait for the
+// store while earlier ones are written go to it together, several lots'
+// in one call (one transaction); a lot in a rush never shares its calls
+// with another lot.
+func TestCalmLotsWrittenTogether(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 8)
+	ctx := context.Background()
+	store := &gatedStore{Store: s.DB, gate: make(chan struct{})}
+	svc := booking.New(store, nil, nil, nil, 10*time.Minute)
+	mk := func(name string) string {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC", Spots: []string{"S-" + name},
+			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.ID
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	hold := func(lot, plate string, at time.Time) booking.Response {
+		r, err := svc.Hold(ctx, "calm-"+plate, booking.HoldRequest{LotID: lot, Plate: plate, StartsAt: at, EndsAt: at.Add(time.Hour)}, booking.Limits{})
+		if err != nil {
+			t.Errorf("%s: %v", plate, err)
+		}
+		return r
+	}
+
+	// A lot in a rush: its one spot taken, then a window found full.
+	close(store.gate) // the set-up's holds pass
+	hot := mk("hot")
+	if r := hold(hot, "H0", start); r.Status != 201 {
+		t.Fatalf("first hold on the hot lot: %d %s", r.Status, r.Body)
+	}
+	if r := hold(hot, "H1", start); r.Status != 409 {
+		t.Fatalf("second hold on the hot lot: %d %s", r.Status, r.Body)
+	}
+	store.mu.Lock()
+	store.calls, store.gate = nil, make(chan struct{})
+	store.mu.Unlock()
+
+	const calm = 12
+	lots := make([]string, calm)
+	for i := range lots {
+		lots[i] = mk(fmt.Sprint("calm", i))
+	}
+	statuses := make([]int, calm+1)
+	var wg sync.WaitGroup
+	for i := range calm {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := hold(lots[i], fmt.Sprint("C", i), start)
+			statuses[i] = r.Status
+			// Each lot's one spot has a name of its own: an outcome handed
+			// to the wrong request would show another lot's.
+			var got struct{ LotID, SpotID, Plate string }
+			if err := json.Unmarshal(r.Body, &struct {
+				LotID  *string `json:"lot_id"`
+				SpotID *string `json:"spot_id"`
+				Plate  *string `json:"plate"`
+			}{&got.LotID, &got.SpotID, &got.Plate}); err != nil || got.LotID != lots[i] || got.Plate != fmt.Sprint("C", i) || got.SpotID != fmt.Sprint("S-calm", i) {
+				t.Errorf("C%d on %s answered with %s", i, lots[i], r.Body)
+			}
+		}()
+	}
+	// The first writes wait at the gate, the rest queue behind them; the
+	// hot lot's hold comes last, when there is a queue it could join.
+	time.Sleep(200 * time.Millisecond)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		statuses[calm] = hold(hot, "H2", start.Add(2*time.Hour)).Status
+	}()
+	time.Sleep(200 * time.Millisecond)
+	store.mu.Lock()
+	close(store.gate)
+	store.mu.Unlock()
+	wg.Wait()
+	for i, st := range statuses {
+		if st != 201 {
+			t.Errorf("request %d: %d", i, st)
+		}
+	}
+	most := 0
+	for _, c := range store.calls {
+		most = max(most, len(c))
+		if len(c) > 1 && slices.Contains(c, hot) {
+			t.Errorf("the lot in a rush shared a write with other lots: %v", c)
+		}
+	}
+	if most < 2 {
+		t.Errorf("calm lots' holds each went alone (calls %v); want those that queued together", store.calls)
 	}
 }

@@ -287,3 +287,84 @@ func TestHoldReadsItsOwnLotsSpots(t *testing.T) {
 		t.Errorf("a hold read %.0f spot rows (%d for %d holds); want its own lot's first few, not every earlier lot's", perHold, read, holds)
 	}
 }
+
+// TestHoldsOfSeveralLots: one batch may carry holds of several lots (the
+// service sends calm lots' holds together). Each gets its own answer, in
+// the order asked, and the lots are taken in the order of their ids, each
+// lot's holds in the order given: the lower id's row is locked while the
+// batch waits for the higher one's, as parkgate_confirm_holds takes them,
+// so two batches never wait for each other in a cycle.
+func TestHoldsOfSeveralLots(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 6)
+	ctx := context.Background()
+	var ids []string
+	for _, name := range []string{"X", "Y"} {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC",
+			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, l.ID)
+	}
+	slices.Sort(ids)
+	lo, hi := ids[0], ids[1]
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	params := func(lotID, key string) cloud.HoldParams {
+		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
+			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: "several-" + key, RequestHash: []byte{1},
+			Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201}
+	}
+	batch := []cloud.HoldParams{params(hi, "h1"), params(lo, "l1"), params(hi, "h2")}
+
+	// Another transaction holds the higher lot's row.
+	tx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 FOR UPDATE`, hi); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []cloud.HoldOutcome, 1)
+	go func() { done <- s.DB.Holds(ctx, batch) }()
+	// The batch locks the lower lot, then waits for the higher one.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err := s.DB.Pool.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 FOR UPDATE NOWAIT`, lo)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch waits for the higher lot id without holding the lower one: not taken in id order")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	for i, o := range out {
+		if o.Err != nil || o.Outcome != cloud.HoldHeld {
+			t.Fatalf("request %d: %q %v", i, o.Outcome, o.Err)
+		}
+		var lot string
+		if err := s.DB.Pool.QueryRow(ctx, `SELECT lot_id::text FROM reservations WHERE id = $1`, batch[i].ID).Scan(&lot); err != nil || lot != batch[i].LotID {
+			t.Errorf("request %d made on lot %q (%v), asked %q", i, lot, err, batch[i].LotID)
+		}
+	}
+	if out[0].SpotID == out[2].SpotID {
+		t.Errorf("both holds of the higher lot on spot %q", out[0].SpotID)
+	}
+	rows, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM silent_changes ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{batch[1].ID, batch[0].ID, batch[2].ID}; !slices.Equal(made, want) {
+		t.Errorf("made in the order %v, want the lower lot's first, then the higher's as given: %v", made, want)
+	}
+}

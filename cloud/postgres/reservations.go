@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,18 +32,28 @@ func (db *DB) Hold(ctx context.Context, p cloud.HoldParams) (cloud.HoldResult, e
 	return res, nil
 }
 
-// Holds makes several holds of one lot in one transaction: one round trip
-// and one commit for all. A lot's holds take turns on its row anyway, each
-// waiting for the previous one's commit to reach the disk; together they
-// wait for one. If the transaction fails as a whole (a deadlock with
-// another replica, a lot that does not exist), each request is made again
+// Holds makes several holds in one transaction: one round trip and one
+// commit for all. A lot's holds take turns on its row anyway, each waiting
+// for the previous one's commit to reach the disk; together they wait for
+// one. Holds of several lots are made lot by lot in the order of their ids
+// (each lot's in the order given), so their row locks are taken in the
+// order every statement that locks several lots takes them
+// (parkgate_confirm_holds), and two such transactions never wait for each
+// other in a cycle. If the transaction fails as a whole (a deadlock with
+// another statement, a lot that does not exist), each request is made again
 // on its own, so one request's failure is never another's.
 func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutcome {
 	out := make([]cloud.HoldOutcome, len(ps))
 	if len(ps) > 1 {
+		order := make([]int, len(ps))
+		for i := range order {
+			order[i] = i
+		}
+		// Canonical ids in lower-case hex sort as Postgres sorts the uuids.
+		slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(ps[a].LotID, ps[b].LotID) })
 		// A batch runs as one implicit transaction: one Sync, one commit.
 		b := &pgx.Batch{}
-		for i := range ps {
+		for _, i := range order {
 			b.Queue(holdSQL, holdArgs(&ps[i])...).QueryRow(func(row pgx.Row) error {
 				var err error
 				out[i].HoldResult, err = scanHold(row)
