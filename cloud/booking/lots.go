@@ -265,12 +265,16 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 // cost (the round trip, the commit, the plan and lock set-up of the
 // function's first call) is most of a single hold's: in a test of
 // DB.Holds, 4 writers each making one hold at a time cost Postgres 540-630
-// µs of CPU a hold; 4 lots' holds in each transaction, 390-410. A lot in a
-// rush keeps its own transactions (its batch, under its Redis lock), so a
-// surge's writes never carry, nor wait for, other lots' holds.
+// µs of CPU a hold; 4 lots' holds in each transaction, 390-410. Two
+// writers: in bench-binary's guard-on mode (16 clients, 2 cores), two did
+// 2,273-2,703 holds/s with p99 13-16 ms, where four did 1,894-2,379 with
+// 17-25 ms (their batches smaller) and one 2,286-2,379 (a core left
+// idle), 3 alternating rounds each. A lot in a rush keeps its own
+// transactions (its batch, under its Redis lock), so a surge's writes
+// never carry, nor wait for, other lots' holds.
 const (
 	calmBatch   = 16
-	calmWriters = 4
+	calmWriters = 2
 )
 
 // writeCalm makes the holds of several calm lots, one lot's batch each, in
