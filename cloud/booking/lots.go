@@ -198,10 +198,12 @@ func (s *Service) savedInBatch() bool {
 // does not: the lock only spreads a surge over time, and correctness is
 // Postgres' (the lot row lock orders writers, the exclusion constraint
 // keeps them honest), so on a calm day it would be a round trip for
-// nothing. The lot's cached availability is invalidated once for the
-// batch, before any of its callers is answered, in the same round trip as
-// the answers that are final now are stored under their keys; the lock is
-// released without making them wait for it.
+// nothing. A calm lot's hold (a batch of one) goes to Postgres with other
+// calm lots' holds, in one transaction (calm, below); a lot in a rush
+// writes its batch alone. The lot's cached availability is invalidated
+// once for the batch, before any of its callers is answered, in the same
+// round trip as the answers that are final now are stored under their
+// keys; the lock is released without making them wait for it.
 func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.HoldParams) []written {
 	var release func()
 	if len(batch) > 1 {
