@@ -209,7 +209,8 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 	if len(batch) > 1 {
 		s.markHot(lotID)
 	}
-	if s.Guard != nil && (len(batch) > 1 || s.hot(lotID)) {
+	rush := s.hot(lotID)
+	if s.Guard != nil && rush {
 		start, end := batch[0].StartsAt, batch[0].EndsAt
 		for _, p := range batch[1:] {
 			if p.StartsAt.Before(start) {
@@ -225,13 +226,13 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 		}
 	}
 	var holds []cloud.HoldOutcome
-	if len(batch) == 1 && !s.hot(lotID) {
+	if rush {
+		holds = s.Store.Holds(ctx, batch)
+	} else { // a batch of one: a batch of more made the lot hot above
 		var err error
 		if holds, err = s.calm.Do(ctx, batch); err != nil {
 			holds = []cloud.HoldOutcome{{Err: err}}
 		}
-	} else {
-		holds = s.Store.Holds(ctx, batch)
 	}
 	out := make([]written, len(holds))
 	for i, o := range holds {

@@ -386,26 +386,26 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 		env = append(env, "REDIS_URL=")
 	case "guard-on":
 		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0")
-	case "stand-in":
-		fake := stripefake.New(stripefake.Options{})
-		fsrv := httptest.NewServer(fake)
-		b.Cleanup(func() { fsrv.Close(); fake.Close() })
-		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0", "STRIPE_SECRET_KEY=sk_test_bench",
-			"STRIPE_WEBHOOK_SECRET=whsec_bench", "STRIPE_API_BASE="+fsrv.URL)
-	case "stand-in-tls":
+	case "stand-in", "stand-in-tls":
 		fake := stripefake.New(stripefake.Options{})
 		fsrv := httptest.NewUnstartedServer(fake)
-		fsrv.EnableHTTP2 = true
-		fsrv.StartTLS()
 		b.Cleanup(func() { fsrv.Close(); fake.Close() })
-		// parkcloud trusts the stand-in's certificate through Go's own
-		// SSL_CERT_FILE, as it would a private CA's.
-		ca := filepath.Join(b.TempDir(), "stand-in.pem")
-		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fsrv.Certificate().Raw}), 0o600); err != nil {
-			b.Fatal(err)
-		}
 		env = append(env, "REDIS_URL=redis://127.0.0.1:6379/0", "STRIPE_SECRET_KEY=sk_test_bench",
-			"STRIPE_WEBHOOK_SECRET=whsec_bench", "STRIPE_API_BASE="+fsrv.URL, "SSL_CERT_FILE="+ca)
+			"STRIPE_WEBHOOK_SECRET=whsec_bench")
+		if mode == "stand-in" {
+			fsrv.Start()
+		} else {
+			fsrv.EnableHTTP2 = true
+			fsrv.StartTLS()
+			// parkcloud trusts the stand-in's certificate through Go's
+			// own SSL_CERT_FILE, as it would a private CA's.
+			ca := filepath.Join(b.TempDir(), "stand-in.pem")
+			if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fsrv.Certificate().Raw}), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			env = append(env, "SSL_CERT_FILE="+ca)
+		}
+		env = append(env, "STRIPE_API_BASE="+fsrv.URL)
 	default:
 		b.Fatalf("unknown mode %q", mode)
 	}

@@ -252,8 +252,8 @@ func (c *Client) post(path string, f *form.Values, p *stripe.Params, v any) erro
 		return err
 	}
 	body := []byte(f.Encode())
-	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.Body, _ = req.GetBody()
 	req.ContentLength = int64(len(body))
 	res, err := c.hc.Do(req)
 	if err != nil {

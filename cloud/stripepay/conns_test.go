@@ -52,26 +52,19 @@ func (c *connCounter) n() int {
 	return len(c.addrs)
 }
 
-// TestCheckoutReusesConnections: sixteen holds handed off at once, again
-// and again, as the API's clients send them, ride on the connections the
-// first wave opened. With the pooled default of retryablehttp (two idle
-// connections per host, then GOMAXPROCS+1) most calls opened a connection
-// of their own and left a socket in TIME_WAIT.
-func TestCheckoutReusesConnections(t *testing.T) {
-	t.Parallel()
-	conns := &connCounter{}
-	b := setup(t, conns.wrap)
-	const callers, rounds = 16, 20
+// handOffWaves makes Checkout Sessions as the API's holds hand them off
+// when busy: rounds waves of callers at once, each wave after the last.
+func handOffWaves(t *testing.T, c *Client, callers, rounds int) {
+	t.Helper()
 	exp := time.Now().Add(2 * time.Hour)
 	for r := range rounds {
 		var wg sync.WaitGroup
 		errs := make(chan error, callers)
-		for c := range callers {
+		for i := range callers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := b.client.CreateCheckoutSession(context.Background(), checkout(fmt.Sprintf("res-%d-%d", r, c), exp))
-				if err != nil {
+				if _, err := c.CreateCheckoutSession(context.Background(), checkout(fmt.Sprintf("res-%d-%d", r, i), exp)); err != nil {
 					errs <- err
 				}
 			}()
@@ -82,6 +75,19 @@ func TestCheckoutReusesConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestCheckoutReusesConnections: sixteen holds handed off at once, again
+// and again, as the API's clients send them, ride on the connections the
+// first wave opened. With the pooled default of retryablehttp (two idle
+// connections per host, then GOMAXPROCS+1) most calls opened a connection
+// of their own and left a socket in TIME_WAIT.
+func TestCheckoutReusesConnections(t *testing.T) {
+	t.Parallel()
+	conns := &connCounter{}
+	b := setup(t, conns.wrap)
+	const callers, rounds = 16, 20
+	handOffWaves(t, b.client, callers, rounds)
 	// About one connection per caller (a connection is back in the pool
 	// only once its reader saw the end of the answer, so a call may find
 	// none idle and dial): twice that is the bound. A pool that kept two
@@ -322,29 +328,11 @@ func TestCheckoutOverHTTP2(t *testing.T) {
 	tr := c.hc.Transport.(*retryablehttp.RoundTripper).Client.HTTPClient.Transport.(*http.Transport)
 	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 
-	exp := time.Now().Add(2 * time.Hour)
-	if _, err := c.CreateCheckoutSession(context.Background(), checkout("res-first", exp)); err != nil {
+	if _, err := c.CreateCheckoutSession(context.Background(), checkout("res-first", time.Now().Add(2*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	const callers, rounds = 16, 5
-	for r := range rounds {
-		var wg sync.WaitGroup
-		errs := make(chan error, callers)
-		for i := range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := c.CreateCheckoutSession(context.Background(), checkout(fmt.Sprintf("res-%d-%d", r, i), exp)); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-	}
+	handOffWaves(t, c, callers, rounds)
 	if n := h1.Load(); n != 0 {
 		t.Errorf("%d calls over HTTP/1", n)
 	}
