@@ -94,6 +94,9 @@ func New(store cloud.Store, payments cloud.Payments, guard cloud.Guard, log *slo
 var (
 	lotBusy = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parkgate_lot_busy_total", Help: "Hold requests turned away because their lot had too many in flight."})
+	calmHoldsAlone = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "parkgate_calm_holds_alone_total",
+		Help: "Calm lots' holds made again alone because another transaction held their lot when their shared transaction reached it."})
 	holdsCreated = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parkgate_holds_created_total", Help: "PENDING holds created."})
 	sessionsDiscarded = promauto.NewCounter(prometheus.CounterOpts{

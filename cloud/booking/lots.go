@@ -229,10 +229,7 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 	if rush {
 		holds = s.Store.Holds(ctx, batch)
 	} else { // a batch of one: a batch of more made the lot hot above
-		var err error
-		if holds, err = s.calm.Do(ctx, batch); err != nil {
-			holds = []cloud.HoldOutcome{{Err: err}}
-		}
+		holds = s.writeCalmHold(ctx, lotID, batch[0])
 	}
 	out := make([]written, len(holds))
 	for i, o := range holds {
@@ -279,6 +276,27 @@ const (
 	calmBatch   = 16
 	calmWriters = 2
 )
+
+// writeCalmHold makes a calm lot's hold with the other calm lots' that
+// queued meanwhile. It does not wait there for a lot another transaction
+// holds (NoWait): the lot is busy after all (another replica's surge on
+// it, a payment confirmed, an edge's events), so it is marked in a rush
+// and the hold is made again alone, waiting its turn on this lot's writer
+// while the others' transaction goes on without it.
+func (s *Service) writeCalmHold(ctx context.Context, lotID string, p cloud.HoldParams) []cloud.HoldOutcome {
+	p.NoWait = true
+	holds, err := s.calm.Do(ctx, []cloud.HoldParams{p})
+	if err != nil {
+		return []cloud.HoldOutcome{{Err: err}}
+	}
+	if holds[0].Err != nil || holds[0].Outcome != cloud.HoldLotBusy {
+		return holds
+	}
+	s.markHot(lotID)
+	calmHoldsAlone.Inc()
+	p.NoWait = false
+	return s.Store.Holds(ctx, []cloud.HoldParams{p})
+}
 
 // writeCalm makes the holds of several calm lots, one lot's batch each, in
 // one call to the store, and hands each lot its outcomes.

@@ -183,3 +183,100 @@ func TestCalmLotsWrittenTogether(t *testing.T) {
 		t.Errorf("calm lots' holds each went alone (calls %v); want those that queued together", store.calls)
 	}
 }
+
+// TestBusyLotLeavesCalmLots: a calm lot's hold that shares its transaction
+// with other calm lots' never makes them wait for its lot, when another
+// transaction holds that lot's row (another replica's surge on it, a
+// payment's confirmation): the others are answered while the lot is held,
+// and its own hold is made alone once the lot is free.
+func TestBusyLotLeavesCalmLots(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 8)
+	ctx := context.Background()
+	store := &gatedStore{Store: s.DB, gate: make(chan struct{})}
+	svc := booking.New(store, nil, nil, nil, 10*time.Minute)
+	mk := func(name string) string {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC", Spots: []string{"S-" + name},
+			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.ID
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	hold := func(lot, plate string) <-chan int {
+		done := make(chan int, 1)
+		go func() {
+			r, err := svc.Hold(ctx, "busy-"+plate, booking.HoldRequest{LotID: lot, Plate: plate, StartsAt: start, EndsAt: start.Add(time.Hour)}, booking.Limits{})
+			if err != nil {
+				t.Errorf("%s: %v", plate, err)
+			}
+			done <- r.Status
+		}()
+		return done
+	}
+
+	busy := mk("busy")
+	tx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 FOR UPDATE`, busy); err != nil {
+		t.Fatal(err)
+	}
+
+	// Both calm writers wait at the gate with a hold each; the busy lot's
+	// hold and the others queue behind them, to go in one transaction.
+	var first []<-chan int
+	for _, name := range []string{"w1", "w2"} {
+		first = append(first, hold(mk(name), name))
+		time.Sleep(100 * time.Millisecond)
+	}
+	busyDone := hold(busy, "B")
+	time.Sleep(100 * time.Millisecond)
+	var others []<-chan int
+	for i := range 6 {
+		others = append(others, hold(mk(fmt.Sprint("calm", i)), fmt.Sprint("C", i)))
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(store.gate)
+
+	timeout := time.After(10 * time.Second)
+	for i, c := range append(first, others...) {
+		select {
+		case st := <-c:
+			if st != 201 {
+				t.Errorf("calm hold %d: %d", i, st)
+			}
+		case <-timeout:
+			t.Fatalf("calm hold %d waited for the busy lot, held by another transaction", i)
+		}
+	}
+	select {
+	case st := <-busyDone:
+		t.Fatalf("the busy lot's hold answered %d while another transaction held its lot", st)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-busyDone:
+		if st != 201 {
+			t.Errorf("the busy lot's hold, once free: %d", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the busy lot's hold never made once its lot was free")
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	shared, alone := false, false
+	for _, c := range store.calls {
+		shared = shared || (len(c) > 1 && slices.Contains(c, busy))
+		alone = alone || slices.Equal(c, []string{busy})
+	}
+	if !shared || !alone {
+		t.Errorf("calls %v: want the busy lot's hold in a shared call, then alone", store.calls)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -366,5 +367,88 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 	}
 	if want := []string{batch[1].ID, batch[0].ID, batch[2].ID}; !slices.Equal(made, want) {
 		t.Errorf("made in the order %v, want the lower lot's first, then the higher's as given: %v", made, want)
+	}
+}
+
+// TestHoldsNoWait: a NoWait hold on a lot another transaction holds (a row
+// lock, or a key-share lock as any insert naming the lot takes) answers
+// lot_busy at once and writes nothing, and the batch's other lots' holds
+// are made, without waiting for it. A lot that does not exist is still
+// not found, not busy. Without NoWait, the same hold waits for the lot
+// (TestHoldsOfSeveralLots).
+func TestHoldsNoWait(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 6)
+	ctx := context.Background()
+	var ids []string
+	for _, name := range []string{"X", "Y", "Z"} {
+		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC",
+			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, l.ID)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	params := func(lotID, key string) cloud.HoldParams {
+		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
+			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: "nowait-" + key, RequestHash: []byte{1},
+			Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201, NoWait: true}
+	}
+
+	for _, lock := range []string{"FOR UPDATE", "FOR KEY SHARE"} {
+		t.Run(lock, func(t *testing.T) {
+			tag := strings.ReplaceAll(lock, " ", "")
+			busy := params(ids[1], tag+"-busy")
+			batch := []cloud.HoldParams{params(ids[2], tag+"-after"), busy, params(ids[0], tag+"-before")}
+			tx, err := s.DB.Pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 `+lock, busy.LotID); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan []cloud.HoldOutcome, 1)
+			go func() { done <- s.DB.Holds(ctx, batch) }()
+			var out []cloud.HoldOutcome
+			select {
+			case out = <-done:
+			case <-time.After(15 * time.Second):
+				_ = tx.Rollback(ctx)
+				t.Fatalf("the batch waited for the lot another transaction holds (%s)", lock)
+			}
+			want := []string{cloud.HoldHeld, cloud.HoldLotBusy, cloud.HoldHeld}
+			for i, o := range out {
+				if o.Err != nil || o.Outcome != want[i] {
+					t.Errorf("request %d: %q %v, want %q", i, o.Outcome, o.Err, want[i])
+				}
+			}
+			var made, keys int
+			if err := s.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM reservations WHERE id = $1),
+				(SELECT count(*) FROM idempotency_keys WHERE key = $2)`, busy.ID, busy.Key).Scan(&made, &keys); err != nil {
+				t.Fatal(err)
+			}
+			if made != 0 || keys != 0 {
+				t.Errorf("the busy lot's hold wrote %d reservations and %d keys, want none", made, keys)
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Once the lot is free, the same hold (again, as the caller
+			// makes it) is made.
+			if out := s.DB.Holds(ctx, []cloud.HoldParams{busy}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
+				t.Errorf("the hold again on a free lot: %q %v", out[0].Outcome, out[0].Err)
+			}
+			if _, err := s.DB.Pool.Exec(ctx, `DELETE FROM reservations`); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	missing := params(uuid.NewString(), "missing")
+	if out := s.DB.Holds(ctx, []cloud.HoldParams{missing}); cloud.ErrorCode(out[0].Err) != cloud.ENotFound {
+		t.Errorf("a NoWait hold on a lot that does not exist: %q %v, want not_found", out[0].Outcome, out[0].Err)
 	}
 }

@@ -39,7 +39,9 @@ func (db *DB) Hold(ctx context.Context, p cloud.HoldParams) (cloud.HoldResult, e
 // (each lot's in the order given), so their row locks are taken in the
 // order every statement that locks several lots takes them
 // (parkgate_confirm_holds), and two such transactions never wait for each
-// other in a cycle. If the transaction fails as a whole (a deadlock with
+// other in a cycle. A NoWait hold does not wait for its lot at all
+// (HoldLotBusy): the calm lots' batches, whose lots have nothing in common
+// but the transaction. If the transaction fails as a whole (a deadlock with
 // another statement, a lot that does not exist), each request is made again
 // on its own, so one request's failure is never another's.
 func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutcome {
@@ -70,7 +72,7 @@ func (db *DB) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutc
 	return out
 }
 
-const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
+const holdSQL = `SELECT * FROM parkgate_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
 
 func holdArgs(p *cloud.HoldParams) []any {
 	var key, spot, final any
@@ -96,7 +98,7 @@ func holdArgs(p *cloud.HoldParams) []any {
 		sid, surl = p.Session.ID, p.Session.URL
 	}
 	return []any{p.ID, p.LotID, spot, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
-		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash, rate, sid, surl}
+		key, p.RequestHash, p.Lease, p.ConflictBody, final, token, tokenHash, rate, sid, surl, p.NoWait}
 }
 
 func holdError(p *cloud.HoldParams, err error) error {

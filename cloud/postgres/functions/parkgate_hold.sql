@@ -37,6 +37,14 @@
 -- another now (changed by its operator, read by this replica before),
 -- 'rate_changed', nothing kept, and the caller prices again (migration 016).
 --
+-- With p_no_wait, a lot whose row another transaction holds (its holds,
+-- a payment's confirmation, an edge's events: anything that locks the lot
+-- or writes a row that names it) is not waited for: 'lot_busy', nothing
+-- written, and the caller makes the hold again without it. The calm lots'
+-- holds that share one transaction (booking.Service.writeCalm) ask it, so
+-- that one lot's contention, as a surge on another replica, never holds up
+-- the others' (migration 023).
+--
 -- Why plan_cache_mode: PL/pgSQL plans a statement for its parameters' values
 -- (a custom plan) five times, then keeps the generic plan only if it is
 -- estimated no dearer. Once the tables had statistics, the spot query's
@@ -57,7 +65,8 @@ CREATE OR REPLACE FUNCTION parkgate_hold(
     p_final_status integer DEFAULT NULL,
     p_token text DEFAULT NULL, p_token_hash bytea DEFAULT NULL,
     p_rate bigint DEFAULT NULL,
-    p_session_id text DEFAULT NULL, p_session_url text DEFAULT NULL)
+    p_session_id text DEFAULT NULL, p_session_url text DEFAULT NULL,
+    p_no_wait boolean DEFAULT false)
 RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, created_at timestamptz, seq bigint)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -71,9 +80,18 @@ DECLARE
     v_rate  bigint;
     v_currency text;
 BEGIN
-    SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
-      FROM lots l WHERE l.id = p_lot FOR UPDATE;
+    IF p_no_wait THEN
+        SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
+          FROM lots l WHERE l.id = p_lot FOR UPDATE SKIP LOCKED;
+    ELSE
+        SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
+          FROM lots l WHERE l.id = p_lot FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
+        IF p_no_wait AND EXISTS (SELECT 1 FROM lots l WHERE l.id = p_lot) THEN
+            RETURN QUERY SELECT 'lot_busy'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
+            RETURN;
+        END IF;
         RAISE EXCEPTION 'lot % not found', p_lot USING ERRCODE = 'foreign_key_violation';
     END IF;
 
