@@ -64,7 +64,7 @@ bench-binary-ab: services ## bench-binary of revision BASE (default HEAD~1) and 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...
 
-bench-surge: services ## hot-lot surge (issue 6)
+bench-surge: services ## hot-lot surge (issue 6); BENCH_ROUNDS surges (default 3), BENCH_REPLICAS=2 two replicas the drivers alternate between
 	$(GO) test -run '^$$' -bench Surge -benchtime 1x -timeout 20m ./cloud/httpapi/
 
 FUZZTIME ?= 10s

@@ -65,6 +65,29 @@ func guardedOn(t testing.TB, s *pgtest.Schema, redisURL string, opts guard.Optio
 	return &bundle{srv: srv, schema: s, svc: svc, guard: g, ns: opts.Namespace}
 }
 
+// replicaOf starts another replica beside bd's, as parkcloud serves: its
+// own pool of conns and its own booking service and guard (opts), on bd's
+// Postgres schema and in bd's Redis namespace.
+func replicaOf(t testing.TB, bd *bundle, opts guard.Options, conns int32) *httptest.Server {
+	t.Helper()
+	db, err := postgres.OpenService(context.Background(), bd.schema.URL, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	opts.Namespace = bd.ns
+	g := guard.New(rdb, opts)
+	svc := booking.New(db, nil, g, nil, 10*time.Minute)
+	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Limiter: g, Cache: g}).Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // BenchmarkSurge: 1,000 drivers at once on one lot of 50 spots while 100
 // other lots book at a steady rate. Each of its rounds (BENCH_ROUNDS,
 // default 3) is a surge on a fresh lot, and measures the other lots' p99
@@ -93,9 +116,10 @@ func BenchmarkSurge(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(s.DB.Close)
-	bd := guardedOn(b, s, "redis://127.0.0.1:6379/0", guard.Options{
+	opts := guard.Options{
 		ClientRate: guard.Limit{Rate: 1e6, Burst: 1e6}, // every benchmark client is 127.0.0.1
-	})
+	}
+	bd := guardedOn(b, s, "redis://127.0.0.1:6379/0", opts)
 	others := make([]string, 100)
 	for i := range others {
 		others[i] = bd.createLot(b, 20)
@@ -107,9 +131,21 @@ func BenchmarkSurge(b *testing.B) {
 	// hot lot's crowd is one process, the other lots' steady drivers
 	// another; all share this machine's two cores all the same.
 	n := benchN(1000)
-	crowd := startChild(b, "TestSurgeCrowd", crowdConfig{URL: bd.srv.URL, Base: base, N: n})
+	//
+	// With BENCH_REPLICAS=2 a second replica serves beside the first (its
+	// own pool and booking service; the same Postgres and Redis), and the
+	// drivers take turns between them as a load balancer would spread
+	// them: each replica sees half of the surge and half of the others.
+	urls := []string{bd.srv.URL}
+	if v, _ := strconv.Atoi(os.Getenv("BENCH_REPLICAS")); v > 1 {
+		for range v - 1 {
+			urls = append(urls, replicaOf(b, bd, opts, 40).URL)
+		}
+		b.Logf("%d replicas", len(urls))
+	}
+	crowd := startChild(b, "TestSurgeCrowd", crowdConfig{URLs: urls, Base: base, N: n})
 	const rate = 100
-	steady := startChild(b, "TestSurgeSteady", steadyConfig{URL: bd.srv.URL, Others: others, Base: base, Rate: rate})
+	steady := startChild(b, "TestSurgeSteady", steadyConfig{URLs: urls, Others: others, Base: base, Rate: rate})
 	// round has the steady drivers book the other lots for 10 s, then sends
 	// the crowd its command, and returns the other lots' latencies before
 	// it, in the 10 s from it and while it lasted, and how long it lasted.
@@ -176,8 +212,11 @@ func BenchmarkSurge(b *testing.B) {
 			r+1, poolBefore.TotalConns(), poolAfter.TotalConns(), poolAfter.NewConnsCount()-poolBefore.NewConnsCount(), poolAfter.EmptyAcquireCount()-poolBefore.EmptyAcquireCount())
 		b.Logf("surge %d: final statuses %v, all attempts %v, over in %v; other lots' p99 %.1f ms before, %.1f ms in the 10 s from it (%.2fx), worst %.1f ms of %d while it lasted",
 			r+1, res.Codes, res.Attempts, rr.took.Round(time.Millisecond), ms(before.pct(.99)), ms(during.pct(.99)), ratio, ms(inside.pct(1)), len(inside.d))
+		d := func(k string) int { return int(refused[k] - refusedBefore[k]) }
+		if n := d("alone"); n > 0 {
+			b.Logf("surge %d: %d calm holds found their lot held by another transaction and were made alone", r+1, n)
+		}
 		if n := res.Attempts[429]; n > 0 {
-			d := func(k string) int { return int(refused[k] - refusedBefore[k]) }
 			b.Logf("surge %d: 429s from the lot gate %d, the lot's limit %d, the client's %d, the lot's bulkhead %d",
 				r+1, d("gate"), d("lot"), d("client"), d("bulkhead"))
 		}
@@ -197,7 +236,8 @@ func BenchmarkSurge(b *testing.B) {
 	b.ReportMetric(floorRatio, "floor_p99_ratio")
 }
 
-// refusals reads this process's counters of the reasons for a 429.
+// refusals reads this process's counters of the reasons for a 429, and
+// of the calm holds made alone because their lot was busy.
 func refusals() map[string]float64 {
 	out := map[string]float64{}
 	mfs, err := prometheus.DefaultGatherer.Gather()
@@ -211,6 +251,8 @@ func refusals() map[string]float64 {
 				out["gate"] += m.GetCounter().GetValue()
 			case "parkgate_lot_busy_total":
 				out["bulkhead"] += m.GetCounter().GetValue()
+			case "parkgate_calm_holds_alone_total":
+				out["alone"] += m.GetCounter().GetValue()
 			case "parkgate_guard_rate_limited_total":
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "scope" {
@@ -422,7 +464,7 @@ func TestRateLimits(t *testing.T) {
 // crowdConfig tells the crowd process where to book and how many drivers
 // it has.
 type crowdConfig struct {
-	URL  string
+	URLs []string // the replicas, taken in turn
 	Base time.Time
 	N    int
 }
@@ -445,7 +487,7 @@ func TestSurgeCrowd(t *testing.T) {
 	serveChild(t, &cfg, func(ready func()) func(command string) any {
 		drivers := make([]*driverConn, cfg.N)
 		for i := range drivers {
-			drivers[i] = dialDriver(t, cfg.URL)
+			drivers[i] = dialDriver(t, cfg.URLs[i%len(cfg.URLs)])
 			t.Cleanup(drivers[i].close)
 			if _, err := drivers[i].do("GET", "/healthz", nil, nil); err != nil {
 				t.Fatal(err)
@@ -514,7 +556,7 @@ func TestSurgeCrowd(t *testing.T) {
 
 // steadyConfig tells the steady drivers' process what to book.
 type steadyConfig struct {
-	URL    string
+	URLs   []string // the replicas, taken in turn
 	Others []string
 	Base   time.Time
 	Rate   int // holds per second over all the lots
@@ -582,7 +624,7 @@ func TestSurgeSteady(t *testing.T) {
 					lot := cfg.Others[i%len(cfg.Others)]
 					w := cfg.Base.Add(time.Duration(i/len(cfg.Others)%300) * time.Hour)
 					t0 := time.Now()
-					st, err := postJSON(cfg.URL+"/v1/reservations", hold(lot, fmt.Sprintf("O%06d", i), w, w.Add(time.Hour)), key(fmt.Sprint("o-", i)))
+					st, err := postJSON(cfg.URLs[i%len(cfg.URLs)]+"/v1/reservations", hold(lot, fmt.Sprintf("O%06d", i), w, w.Add(time.Hour)), key(fmt.Sprint("o-", i)))
 					took := time.Since(t0)
 					mu.Lock()
 					defer mu.Unlock()
