@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -187,6 +188,16 @@ func loadFunctions() ([]function, error) {
 // function's file (CREATE OR REPLACE TRIGGER), to be re-applied with it. A
 // change CREATE OR REPLACE cannot make (another return type, fewer
 // arguments) needs a migration that drops the old signature first.
+//
+// A binary older than the database (one replica restarting while a rollout
+// is under way, or a rollback) changes nothing and returns ErrSchemaNewer:
+// re-applying its functions would put their old text back under every
+// replica, and an old signature beside the new one would make the old
+// replicas' calls ambiguous. The functions stay the newer binary's, whose
+// new arguments come with defaults, so the older binary's calls still
+// resolve. So a change to a function that an older binary must not undo
+// comes with a migration, if only one that drops the old signature or
+// says why, which marks the database newer.
 func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 	ms, err := loadMigrations()
 	if err != nil {
@@ -223,6 +234,10 @@ func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 	for _, v := range vs {
 		applied[v] = true
 	}
+	if newest, known := slices.Max(append(vs, 0)), ms[len(ms)-1].version; newest > known {
+		return nil, fmt.Errorf("%w: the database is at migration %d, this binary knows up to %d; its functions are left as the newer binary made them",
+			ErrSchemaNewer, newest, known)
+	}
 	var done []int
 	for _, m := range ms {
 		if applied[m.version] {
@@ -253,6 +268,10 @@ func (db *DB) Migrate(ctx context.Context) ([]int, error) {
 	}
 	return done, nil
 }
+
+// ErrSchemaNewer is Migrate's answer to a binary older than the database:
+// nothing was changed, and the binary may serve (callers log it).
+var ErrSchemaNewer = errors.New("database schema is newer than this binary")
 
 // SQLSTATE codes the store reacts to.
 const (

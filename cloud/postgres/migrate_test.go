@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -241,5 +243,44 @@ func diffSnapshots(t *testing.T, aName string, a schemaSnapshot, bName string, b
 	}
 	if len(a.functions) == 0 {
 		t.Errorf("%s has no functions", aName)
+	}
+}
+
+// TestMigrateOlderBinary: a binary older than the database (a replica
+// restarting mid-rollout, a rollback) changes nothing, its functions
+// included, and says so with ErrSchemaNewer; the same binary on its own
+// schema re-applies them (the probe below sees it).
+func TestMigrateOlderBinary(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	// pg_proc's row of a function is rewritten by every CREATE OR REPLACE.
+	version := func() string {
+		t.Helper()
+		var v string
+		if err := s.DB.Pool.QueryRow(ctx, `SELECT xmin::text FROM pg_proc
+			WHERE proname = 'parkgate_hold' AND pronamespace = current_schema()::regnamespace`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	first := version()
+	if _, err := s.DB.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same := version()
+	if same == first {
+		t.Fatal("migrating again did not re-apply the functions: the probe cannot tell")
+	}
+
+	if _, err := s.DB.Pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_a_newer_binary.up.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.DB.Migrate(ctx)
+	if !errors.Is(err, postgres.ErrSchemaNewer) || len(vs) != 0 {
+		t.Errorf("migrate on a newer database: applied %v, %v; want nothing and ErrSchemaNewer", vs, err)
+	}
+	if version() != same {
+		t.Error("an older binary re-applied its functions over the newer database's")
 	}
 }

@@ -49,7 +49,10 @@ func (m *Main) Migrate(ctx context.Context) error {
 	}
 	defer db.Close()
 	vs, err := db.Migrate(ctx)
-	if err != nil {
+	if errors.Is(err, postgres.ErrSchemaNewer) {
+		m.Log.Warn("nothing migrated", "err", err)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	m.Log.Info("migrated", "applied", vs)
@@ -208,7 +211,10 @@ func (m *Main) openStore(ctx context.Context) (*postgres.DB, error) {
 	}
 	vs, err := mdb.Migrate(ctx)
 	mdb.Close()
-	if err != nil {
+	if errors.Is(err, postgres.ErrSchemaNewer) {
+		// A rollout under way, or a rollback: serve on the newer schema.
+		m.Log.Warn("nothing migrated", "err", err)
+	} else if err != nil {
 		return nil, err
 	} else if len(vs) > 0 {
 		m.Log.Info("migrated", "applied", vs)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/internal/testkit/proc"
+)
+
+// TestOlderBinaryOnNewerSchema: parkcloud older than its database (a
+// replica restarting mid-rollout, a rollback) migrates nothing, leaves the
+// newer binary's functions as they are, says so, and serves: `migrate`
+// exits 0 with a warning, `serve` answers.
+func TestOlderBinaryOnNewerSchema(t *testing.T) {
+	t.Parallel()
+	schema := pgtest.New(t, 2)
+	ctx := context.Background()
+	if _, err := schema.DB.Pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_from_a_newer_binary.up.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	functions := func() string {
+		t.Helper()
+		var v string
+		if err := schema.DB.Pool.QueryRow(ctx, `SELECT string_agg(xmin::text, ',' ORDER BY oid) FROM pg_proc
+			WHERE pronamespace = current_schema()::regnamespace`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := functions()
+	run := func(args string, extra ...string) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
+		cmd.Env = append(append(os.Environ(), "PARKCLOUD_RUN_MAIN=1", "PARKCLOUD_ARGS="+args,
+			"DATABASE_URL="+schema.URL, "REDIS_URL=", "MQTT_URL=", "STRIPE_SECRET_KEY=", "STRIPE_WEBHOOK_SECRET="), extra...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		return cmd, &out
+	}
+
+	cmd, out := run("migrate")
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "nothing migrated") || !strings.Contains(out.String(), "newer") {
+		t.Errorf("parkcloud migrate on a newer database: %v\n%s", err, out)
+	}
+
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, out = run("serve", "PARKGATE_HTTP_ADDR="+addr, "PARKGATE_ADMIN_TOKEN=older-binary")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("parkcloud serve output:\n%s", out)
+		}
+	})
+	waitUntil(t, "parkcloud serves", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	if functions() != before {
+		t.Error("an older parkcloud re-applied its functions over the newer database's")
+	}
+}
