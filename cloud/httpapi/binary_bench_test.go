@@ -507,6 +507,9 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 	if codes[201] != n {
 		b.Errorf("statuses %v", codes)
 	}
+	if alone := m1["parkgate_calm_holds_alone_total"] - m0["parkgate_calm_holds_alone_total"]; alone > 0 {
+		b.Logf("%.0f calm holds found their lot busy and were made alone", alone)
+	}
 	res := binResult{mode: mode, holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
 		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n),
 		genCPU: (gcpu1 - gcpu0) / time.Duration(n), pgCPU: pgCPU / time.Duration(n),
