@@ -89,24 +89,32 @@ func (g *gatedStore) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.H
 	return g.Store.Holds(ctx, ps)
 }
 
-// TestCalmLotsWrittenTogether: the holds of calm lots that wait for the
-// store while earlier ones are written go to it together, several lots'
-// in one call (one transaction); a lot in a rush never shares its calls
-// with another lot.
-func TestCalmLotsWrittenTogether(t *testing.T) {
-	t.Parallel()
+// gatedService is a booking service on a gatedStore (its gate closed) of
+// a fresh schema, and mk, which makes a lot with one spot named "S-"+name.
+func gatedService(t *testing.T) (*pgtest.Schema, *gatedStore, *booking.Service, func(name string) string) {
+	t.Helper()
 	s := pgtest.New(t, 8)
-	ctx := context.Background()
 	store := &gatedStore{Store: s.DB, gate: make(chan struct{})}
 	svc := booking.New(store, nil, nil, nil, 10*time.Minute)
 	mk := func(name string) string {
-		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC", Spots: []string{"S-" + name},
+		l, err := s.DB.CreateLot(context.Background(), cloud.Lot{Name: name, TimeZone: "UTC", Spots: []string{"S-" + name},
 			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return l.ID
 	}
+	return s, store, svc, mk
+}
+
+// TestCalmLotsWrittenTogether: the holds of calm lots that wait for the
+// store while earlier ones are written go to it together, several lots'
+// in one call (one transaction); a lot in a rush never shares its calls
+// with another lot.
+func TestCalmLotsWrittenTogether(t *testing.T) {
+	t.Parallel()
+	_, store, svc, mk := gatedService(t)
+	ctx := context.Background()
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	hold := func(lot, plate string, at time.Time) booking.Response {
 		r, err := svc.Hold(ctx, "calm-"+plate, booking.HoldRequest{LotID: lot, Plate: plate, StartsAt: at, EndsAt: at.Add(time.Hour)}, booking.Limits{})
@@ -191,18 +199,8 @@ func TestCalmLotsWrittenTogether(t *testing.T) {
 // and its own hold is made alone once the lot is free.
 func TestBusyLotLeavesCalmLots(t *testing.T) {
 	t.Parallel()
-	s := pgtest.New(t, 8)
+	s, store, svc, mk := gatedService(t)
 	ctx := context.Background()
-	store := &gatedStore{Store: s.DB, gate: make(chan struct{})}
-	svc := booking.New(store, nil, nil, nil, 10*time.Minute)
-	mk := func(name string) string {
-		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC", Spots: []string{"S-" + name},
-			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l.ID
-	}
 	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
 	hold := func(lot, plate string) <-chan int {
 		done := make(chan int, 1)

@@ -61,30 +61,7 @@ func TestAlertSurvivesRestart(t *testing.T) {
 	}
 	base := "http://" + addr
 	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
-		cmd.Env = append(os.Environ(), "PARKCLOUD_RUN_MAIN=1", "PARKCLOUD_ARGS=serve",
-			"DATABASE_URL="+schema.URL, "REDIS_URL=", "MQTT_URL=", "STRIPE_SECRET_KEY=", "STRIPE_WEBHOOK_SECRET=",
-			"PARKGATE_HTTP_ADDR="+addr, "PARKGATE_ADMIN_TOKEN="+admin, "PARKGATE_ALERT_POLL=100ms")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("parkcloud output:\n%s", out.String())
-			}
-		})
-		waitUntil(t, "parkcloud answers", func() bool {
-			resp, err := http.Get(base + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil && resp.StatusCode == 200
-		})
-		return cmd
+		return serveParkcloud(t, schema.URL, addr, "PARKGATE_ADMIN_TOKEN="+admin, "PARKGATE_ALERT_POLL=100ms")
 	}
 	call := func(method, path string, body any, hdr map[string]string, want int) map[string]any {
 		t.Helper()
@@ -152,6 +129,44 @@ func TestAlertSurvivesRestart(t *testing.T) {
 }
 
 // waitUntil polls cond generously: the default first retry is 10s (±20%).
+// parkcloudCmd is this test binary run as `parkcloud ARGS` on the database
+// at databaseURL, with no Redis, broker or Stripe unless env says so;
+// its output goes to the buffer.
+func parkcloudCmd(args, databaseURL string, env ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
+	cmd.Env = append(append(os.Environ(), "PARKCLOUD_RUN_MAIN=1", "PARKCLOUD_ARGS="+args,
+		"DATABASE_URL="+databaseURL, "REDIS_URL=", "MQTT_URL=", "STRIPE_SECRET_KEY=", "STRIPE_WEBHOOK_SECRET="), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd, &out
+}
+
+// serveParkcloud starts `parkcloud serve` at addr and returns once it
+// answers /healthz; it is killed when the test ends, and its output
+// logged if the test failed.
+func serveParkcloud(t *testing.T, databaseURL, addr string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd, out := parkcloudCmd("serve", databaseURL, append([]string{"PARKGATE_HTTP_ADDR=" + addr}, env...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("parkcloud output:\n%s", out.String())
+		}
+	})
+	waitUntil(t, "parkcloud answers", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return cmd
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -34,16 +30,7 @@ func TestOlderBinaryOnNewerSchema(t *testing.T) {
 		return v
 	}
 	before := functions()
-	run := func(args string, extra ...string) (*exec.Cmd, *bytes.Buffer) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestParkcloudAsProcess$")
-		cmd.Env = append(append(os.Environ(), "PARKCLOUD_RUN_MAIN=1", "PARKCLOUD_ARGS="+args,
-			"DATABASE_URL="+schema.URL, "REDIS_URL=", "MQTT_URL=", "STRIPE_SECRET_KEY=", "STRIPE_WEBHOOK_SECRET="), extra...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		return cmd, &out
-	}
-
-	cmd, out := run("migrate")
+	cmd, out := parkcloudCmd("migrate", schema.URL)
 	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "nothing migrated") || !strings.Contains(out.String(), "newer") {
 		t.Errorf("parkcloud migrate on a newer database: %v\n%s", err, out)
 	}
@@ -52,24 +39,7 @@ func TestOlderBinaryOnNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, out = run("serve", "PARKGATE_HTTP_ADDR="+addr, "PARKGATE_ADMIN_TOKEN=older-binary")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("parkcloud serve output:\n%s", out)
-		}
-	})
-	waitUntil(t, "parkcloud serves", func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
+	serveParkcloud(t, schema.URL, addr, "PARKGATE_ADMIN_TOKEN=older-binary")
 	if functions() != before {
 		t.Error("an older parkcloud re-applied its functions over the newer database's")
 	}
