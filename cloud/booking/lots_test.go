@@ -66,25 +66,34 @@ func TestLotCacheRevalidates(t *testing.T) {
 }
 
 // gatedStore holds every Holds call at gate until it is closed, and
-// records the lots each call carried.
+// records the lots each call carried and whether each hold was NoWait.
+// With arrived set, each call signals it on reaching the gate.
 type gatedStore struct {
 	cloud.Store
-	gate  chan struct{}
-	mu    sync.Mutex
-	calls [][]string
+	gate    chan struct{}
+	arrived chan struct{}
+	mu      sync.Mutex
+	calls   [][]string
+	noWait  [][]bool
 }
 
 func (g *gatedStore) Holds(ctx context.Context, ps []cloud.HoldParams) []cloud.HoldOutcome {
 	g.mu.Lock()
-	gate := g.gate
+	gate, arrived := g.gate, g.arrived
 	g.mu.Unlock()
+	if arrived != nil {
+		arrived <- struct{}{}
+	}
 	<-gate
 	var lots []string
+	var noWait []bool
 	for _, p := range ps {
 		lots = append(lots, p.LotID)
+		noWait = append(noWait, p.NoWait)
 	}
 	g.mu.Lock()
 	g.calls = append(g.calls, lots)
+	g.noWait = append(g.noWait, noWait)
 	g.mu.Unlock()
 	return g.Store.Holds(ctx, ps)
 }
@@ -224,20 +233,33 @@ func TestBusyLotLeavesCalmLots(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Both calm writers wait at the gate with a hold each; the busy lot's
-	// hold and the others queue behind them, to go in one transaction.
+	// Both calm writers wait at the gate with a hold each, the second
+	// sent once the first is there (sent together, one writer could take
+	// both); the busy lot's hold and the others queue behind them, to go
+	// in one transaction once the gate opens.
+	store.mu.Lock()
+	store.arrived = make(chan struct{}, 64)
+	store.mu.Unlock()
 	var first []<-chan int
 	for _, name := range []string{"w1", "w2"} {
 		first = append(first, hold(mk(name), name))
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-store.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("hold %s never reached the store", name)
+		}
 	}
 	busyDone := hold(busy, "B")
-	time.Sleep(100 * time.Millisecond)
 	var others []<-chan int
 	for i := range 6 {
 		others = append(others, hold(mk(fmt.Sprint("calm", i)), fmt.Sprint("C", i)))
 	}
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); booking.CalmQueued(svc) < 7; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 7 holds queued for the calm writers", booking.CalmQueued(svc))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(store.gate)
 
 	timeout := time.After(10 * time.Second)
@@ -267,14 +289,18 @@ func TestBusyLotLeavesCalmLots(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the busy lot's hold never made once its lot was free")
 	}
+	// The busy lot's hold went with the others, asking not to wait, then
+	// alone, waiting its turn.
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	shared, alone := false, false
-	for _, c := range store.calls {
-		shared = shared || (len(c) > 1 && slices.Contains(c, busy))
-		alone = alone || slices.Equal(c, []string{busy})
+	for i, c := range store.calls {
+		if j := slices.Index(c, busy); j >= 0 {
+			shared = shared || (len(c) == 7 && store.noWait[i][j])
+			alone = alone || (len(c) == 1 && !store.noWait[i][j])
+		}
 	}
 	if !shared || !alone {
-		t.Errorf("calls %v: want the busy lot's hold in a shared call, then alone", store.calls)
+		t.Errorf("calls %v (NoWait %v): want the busy lot's hold in the shared call of 7, NoWait, then alone without", store.calls, store.noWait)
 	}
 }

@@ -93,6 +93,15 @@ func (g *Group[T, R]) Do(ctx context.Context, in T) (R, error) {
 	}
 }
 
+// Queued reports how many requests wait for a write (not those being
+// written): for a test that must know its requests queued before it lets
+// a write through.
+func (g *Group[T, R]) Queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
+}
+
 // drain writes queued requests, a batch at a time, until none are left.
 func (g *Group[T, R]) drain() {
 	maxBatch, timeout := g.MaxBatch, g.Timeout
