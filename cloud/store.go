@@ -38,10 +38,11 @@ type HoldParams struct {
 	// Session is the payment session made for this hold before it, kept
 	// on the reservation as it is made; the zero Session for none.
 	Session Session
-	// NoWait: when another transaction holds the lot (its row lock), make
-	// nothing and answer HoldLotBusy at once rather than wait for it. For
-	// a hold that shares its transaction with other lots' holds, so that
-	// one lot's contention does not hold up the others.
+	// NoWait: when another transaction holds the lot (its row lock, or
+	// the key-share lock any insert of a row naming the lot takes), make
+	// nothing and answer HoldLotLocked at once rather than wait for it.
+	// For a hold that shares its transaction with other lots' holds, so
+	// that one lot's contention does not hold up the others.
 	NoWait bool
 }
 
@@ -53,7 +54,7 @@ const (
 	HoldNoAvailability = "no_availability" // no spot is free for the window; ConflictBody is stored under the key
 	HoldLotClosed      = "lot_closed"      // the lot is closed to holds; the key is forgotten
 	HoldRateChanged    = "rate_changed"    // the lot's rate is not the one the price came from; nothing kept
-	HoldLotBusy        = "lot_busy"        // NoWait, and another transaction holds the lot; nothing was made
+	HoldLotLocked      = "lot_locked"      // NoWait, and another transaction holds the lot; nothing was made
 )
 
 // HoldResult is what the store decided about one hold; the fields but

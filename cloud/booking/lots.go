@@ -280,16 +280,17 @@ const (
 // writeCalmHold makes a calm lot's hold with the other calm lots' that
 // queued meanwhile. It does not wait there for a lot another transaction
 // holds (NoWait): the lot is busy after all (another replica's surge on
-// it, a payment confirmed, an edge's events), so it is marked in a rush
-// and the hold is made again alone, waiting its turn on this lot's writer
-// while the others' transaction goes on without it.
+// it, a payment confirmed, an edge's events), so the shared transaction
+// commits without it, and the lot is marked in a rush and its hold made
+// again alone, waiting its turn on this lot's writer, where the wait
+// holds up no other lot.
 func (s *Service) writeCalmHold(ctx context.Context, lotID string, p cloud.HoldParams) []cloud.HoldOutcome {
 	p.NoWait = true
 	holds, err := s.calm.Do(ctx, []cloud.HoldParams{p})
 	if err != nil {
 		return []cloud.HoldOutcome{{Err: err}}
 	}
-	if holds[0].Err != nil || holds[0].Outcome != cloud.HoldLotBusy {
+	if holds[0].Err != nil || holds[0].Outcome != cloud.HoldLotLocked {
 		return holds
 	}
 	s.markHot(lotID)

@@ -372,7 +372,7 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 
 // TestHoldsNoWait: a NoWait hold on a lot another transaction holds (a row
 // lock, or a key-share lock as any insert naming the lot takes) answers
-// lot_busy at once and writes nothing, and the batch's other lots' holds
+// lot_locked at once and writes nothing, and the batch's other lots' holds
 // are made, without waiting for it. A lot that does not exist is still
 // not found, not busy. Without NoWait, the same hold waits for the lot
 // (TestHoldsOfSeveralLots).
@@ -419,7 +419,7 @@ func TestHoldsNoWait(t *testing.T) {
 				_ = tx.Rollback(ctx)
 				t.Fatalf("the batch waited for the lot another transaction holds (%s)", lock)
 			}
-			want := []string{cloud.HoldHeld, cloud.HoldLotBusy, cloud.HoldHeld}
+			want := []string{cloud.HoldHeld, cloud.HoldLotLocked, cloud.HoldHeld}
 			for i, o := range out {
 				if o.Err != nil || o.Outcome != want[i] {
 					t.Errorf("request %d: %q %v, want %q", i, o.Outcome, o.Err, want[i])

@@ -284,3 +284,40 @@ func TestMigrateOlderBinary(t *testing.T) {
 		t.Error("an older binary re-applied its functions over the newer database's")
 	}
 }
+
+// TestMigrateDropsHoldsOldSignature: parkgate_hold's signature before
+// p_no_wait, made again beside the current one (by a binary from before
+// ErrSchemaNewer, restarted mid-rollout, which re-applies its functions),
+// makes a call that omits p_no_wait ambiguous; the next migrate drops it,
+// and such a call resolves again.
+func TestMigrateDropsHoldsOldSignature(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	const old = `uuid, uuid, text, text, timestamptz, timestamptz, interval, bigint, text, text, bytea, interval, bytea, integer, text, bytea, bigint, text, text`
+	if _, err := s.DB.Pool.Exec(ctx, `CREATE FUNCTION parkgate_hold(`+old+`)
+		RETURNS TABLE (outcome text, spot_label text, hold_expires_at timestamptz, created_at timestamptz, seq bigint)
+		LANGUAGE sql AS $$ SELECT 'old'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint $$`); err != nil {
+		t.Fatal(err)
+	}
+	// A call as that binary makes it: 19 arguments, the last two NULL.
+	call := func() error {
+		_, err := s.DB.Pool.Exec(ctx, `SELECT * FROM parkgate_hold(gen_random_uuid(), gen_random_uuid(), NULL, 'P', now(), now() + interval '1 hour',
+			interval '10 minutes', 100, 'EUR', NULL, NULL, interval '1 minute', NULL, NULL, NULL, NULL, NULL, NULL::text, NULL::text)`)
+		return err
+	}
+	if err := call(); err == nil || !strings.Contains(err.Error(), "not unique") {
+		t.Fatalf("with both signatures, a 19-argument call: %v; want it ambiguous", err)
+	}
+	if _, err := s.DB.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname = 'parkgate_hold' AND pronamespace = current_schema()::regnamespace`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("parkgate_hold signatures after migrate: %d, %v; want 1", n, err)
+	}
+	// It reaches the current function now: a lot that does not exist.
+	if err := call(); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("a 19-argument call after migrate: %v; want the current function's lot not found", err)
+	}
+}

@@ -40,7 +40,7 @@ func (db *DB) Hold(ctx context.Context, p cloud.HoldParams) (cloud.HoldResult, e
 // order every statement that locks several lots takes them
 // (parkgate_confirm_holds), and two such transactions never wait for each
 // other in a cycle. A NoWait hold does not wait for its lot at all
-// (HoldLotBusy): the calm lots' batches, whose lots have nothing in common
+// (HoldLotLocked): the calm lots' batches, whose lots have nothing in common
 // but the transaction. If the transaction fails as a whole (a deadlock with
 // another statement, a lot that does not exist), each request is made again
 // on its own, so one request's failure is never another's.

@@ -39,9 +39,9 @@
 --
 -- With p_no_wait, a lot whose row another transaction holds (its holds,
 -- a payment's confirmation, an edge's events: anything that locks the lot
--- or writes a row that names it) is not waited for: 'lot_busy', nothing
+-- or writes a row that names it) is not waited for: 'lot_locked', nothing
 -- written, and the caller makes the hold again without it. The calm lots'
--- holds that share one transaction (booking.Service.writeCalm) ask it, so
+-- holds that share one transaction (booking.Service.writeCalmHold) ask it, so
 -- that one lot's contention, as a surge on another replica, never holds up
 -- the others' (migration 023).
 --
@@ -57,6 +57,14 @@
 -- second, in four alternating A/B runs (README, Performance). Generic plans
 -- are made per connection from the statistics of the moment, and remade at
 -- each ANALYZE of their tables.
+-- The signature before p_no_wait goes in the same transaction as this one
+-- is made, not by a migration of its own: no moment without the function,
+-- and a binary from before migrations stopped re-applying older functions
+-- (ErrSchemaNewer), restarted while this one rolls out, may have made it
+-- again; beside this one it would make that binary's calls ambiguous.
+DROP FUNCTION IF EXISTS parkgate_hold(uuid, uuid, text, text, timestamptz, timestamptz, interval,
+    bigint, text, text, bytea, interval, bytea, integer, text, bytea, bigint, text, text);
+
 CREATE OR REPLACE FUNCTION parkgate_hold(
     p_id uuid, p_lot uuid, p_spot text, p_plate text,
     p_starts timestamptz, p_ends timestamptz, p_hold interval,
@@ -89,7 +97,7 @@ BEGIN
     END IF;
     IF NOT FOUND THEN
         IF p_no_wait AND EXISTS (SELECT 1 FROM lots l WHERE l.id = p_lot) THEN
-            RETURN QUERY SELECT 'lot_busy'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
+            RETURN QUERY SELECT 'lot_locked'::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint;
             RETURN;
         END IF;
         RAISE EXCEPTION 'lot % not found', p_lot USING ERRCODE = 'foreign_key_violation';

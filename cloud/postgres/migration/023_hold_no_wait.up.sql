@@ -1,8 +1,11 @@
 -- parkgate_hold takes p_no_wait: a calm lot's hold, which shares its
--- transaction with other lots' holds, answers 'lot_busy' rather than wait
+-- transaction with other lots' holds, answers 'lot_locked' rather than wait
 -- for a lot row another transaction holds (issue 17: a surge on one lot,
--- on another replica, must not hold up the calm lots batched with it). Its
--- old signature goes, or a call omitting the new defaulted argument would
--- be ambiguous.
-DROP FUNCTION IF EXISTS parkgate_hold(uuid, uuid, text, text, timestamptz, timestamptz, interval,
-    bigint, text, text, bytea, interval, bytea, integer, text, bytea, bigint, text, text);
+-- on another replica, must not hold up the calm lots batched with it).
+--
+-- Nothing to change here: the function's file drops its old signature in
+-- the transaction that makes the new one. This migration marks the
+-- database as needing p_no_wait, so that a binary from before it leaves
+-- the function alone (postgres.ErrSchemaNewer) rather than put its old
+-- text back.
+SELECT 1;
