@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/form"
 
@@ -325,7 +324,7 @@ func TestCheckoutOverHTTP2(t *testing.T) {
 
 	c := newClient(t, srv.URL, 5*time.Second)
 	// Trust the test server's certificate, in the transport New built.
-	tr := c.hc.Transport.(*retryablehttp.RoundTripper).Client.HTTPClient.Transport.(*http.Transport)
+	tr := c.rc.HTTPClient.Transport.(*http.Transport)
 	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 
 	if _, err := c.CreateCheckoutSession(context.Background(), checkout("res-first", time.Now().Add(2*time.Hour))); err != nil {
