@@ -66,7 +66,7 @@ type Service struct {
 	holds  map[string]*groupcommit.Group[cloud.HoldParams, written]
 	// calm carries the holds of lots in no rush to the store together,
 	// several lots' in one transaction (writeHolds).
-	calm     groupcommit.Group[[]cloud.HoldParams, []cloud.HoldOutcome]
+	calm     groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]
 	hotLots  lotMarks // until when a lot is in a rush (markHot)
 	fullLots lotMarks // until when a lot that answered a window full stays off the leased path (markFullSeen)
 	// keyChecks asks the store whether keys are known for the full-lot
@@ -87,7 +87,10 @@ func New(store cloud.Store, payments cloud.Payments, guard cloud.Guard, log *slo
 		holds:          map[string]*groupcommit.Group[cloud.HoldParams, written]{},
 		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
 	s.keyChecks = groupcommit.Group[string, bool]{Write: store.KnownKeys, MaxWriters: 2, Timeout: 5 * time.Second}
-	s.calm = groupcommit.Group[[]cloud.HoldParams, []cloud.HoldOutcome]{Write: s.writeCalm, MaxBatch: calmBatch, MaxWriters: calmWriters}
+	s.calm = groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]{MaxBatch: calmBatch, MaxWriters: calmWriters,
+		Write: func(ctx context.Context, ps []cloud.HoldParams) ([]cloud.HoldOutcome, error) {
+			return s.Store.Holds(ctx, ps), nil
+		}}
 	return s
 }
 

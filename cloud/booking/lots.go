@@ -286,32 +286,17 @@ const (
 // holds up no other lot.
 func (s *Service) writeCalmHold(ctx context.Context, lotID string, p cloud.HoldParams) []cloud.HoldOutcome {
 	p.NoWait = true
-	holds, err := s.calm.Do(ctx, []cloud.HoldParams{p})
+	o, err := s.calm.Do(ctx, p)
 	if err != nil {
-		return []cloud.HoldOutcome{{Err: err}}
+		o = cloud.HoldOutcome{Err: err}
 	}
-	if holds[0].Err != nil || holds[0].Outcome != cloud.HoldLotLocked {
-		return holds
+	if o.Err != nil || o.Outcome != cloud.HoldLotLocked {
+		return []cloud.HoldOutcome{o}
 	}
 	s.markHot(lotID)
 	calmHoldsAlone.Inc()
 	p.NoWait = false
 	return s.Store.Holds(ctx, []cloud.HoldParams{p})
-}
-
-// writeCalm makes the holds of several calm lots, one lot's batch each, in
-// one call to the store, and hands each lot its outcomes.
-func (s *Service) writeCalm(ctx context.Context, lots [][]cloud.HoldParams) ([][]cloud.HoldOutcome, error) {
-	var all []cloud.HoldParams
-	for _, b := range lots {
-		all = append(all, b...)
-	}
-	outs := s.Store.Holds(ctx, all)
-	res := make([][]cloud.HoldOutcome, len(lots))
-	for i, b := range lots {
-		res[i], outs = outs[:len(b):len(b)], outs[len(b):]
-	}
-	return res, nil
 }
 
 // written is a hold's outcome as its batch's writer hands it back, with

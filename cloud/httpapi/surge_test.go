@@ -41,7 +41,8 @@ func setupGuardedAt(t testing.TB, redisURL string, opts guard.Options) *bundle {
 	return guardedOn(t, pgtest.New(t, 40), redisURL, opts)
 }
 
-// guardedOn is setupGuarded on the store s.DB.
+// guardedOn is setupGuarded on the store s.DB; in opts.Namespace when it
+// names one (another replica's), else in a fresh one.
 func guardedOn(t testing.TB, s *pgtest.Schema, redisURL string, opts guard.Options) *bundle {
 	t.Helper()
 	rdb, err := guard.NewClient(redisURL)
@@ -49,9 +50,11 @@ func guardedOn(t testing.TB, s *pgtest.Schema, redisURL string, opts guard.Optio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
-	var ns [4]byte
-	_, _ = rand.Read(ns[:])
-	opts.Namespace = "bench-" + hex.EncodeToString(ns[:])
+	if opts.Namespace == "" {
+		var ns [4]byte
+		_, _ = rand.Read(ns[:])
+		opts.Namespace = "bench-" + hex.EncodeToString(ns[:])
+	}
 	t.Cleanup(func() { // the test's keys, not left for their TTLs (some a day)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -75,17 +78,10 @@ func replicaOf(t testing.TB, bd *bundle, opts guard.Options, conns int32) *httpt
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	rdb, err := guard.NewClient("redis://127.0.0.1:6379/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
+	s := *bd.schema
+	s.DB = db
 	opts.Namespace = bd.ns
-	g := guard.New(rdb, opts)
-	svc := booking.New(db, nil, g, nil, 10*time.Minute)
-	srv := httptest.NewServer((&httpapi.Server{Booking: svc, DB: db, AdminToken: adminToken, Limiter: g, Cache: g}).Handler())
-	t.Cleanup(srv.Close)
-	return srv
+	return guardedOn(t, &s, "redis://127.0.0.1:6379/0", opts).srv
 }
 
 // BenchmarkSurge: 1,000 drivers at once on one lot of 50 spots while 100

@@ -41,7 +41,9 @@ func NewMain() *Main {
 	return &Main{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
 }
 
-// Migrate applies the migrations and returns.
+// Migrate applies the migrations, on a connection of its own, and
+// returns. A database newer than this binary is left as it is and is no
+// error: a rollout under way, or a rollback, serves on the newer schema.
 func (m *Main) Migrate(ctx context.Context) error {
 	db, err := postgres.Open(ctx, m.DatabaseURL, 2)
 	if err != nil {
@@ -205,19 +207,8 @@ func (m *Main) Run(ctx context.Context) error {
 // connection as it makes it, and re-creating the functions after would
 // have every one compile them again.
 func (m *Main) openStore(ctx context.Context) (*postgres.DB, error) {
-	mdb, err := postgres.Open(ctx, m.DatabaseURL, 2)
-	if err != nil {
+	if err := m.Migrate(ctx); err != nil {
 		return nil, err
-	}
-	vs, err := mdb.Migrate(ctx)
-	mdb.Close()
-	if errors.Is(err, postgres.ErrSchemaNewer) {
-		// A rollout under way, or a rollback: serve on the newer schema.
-		m.Log.Warn("nothing migrated", "err", err)
-	} else if err != nil {
-		return nil, err
-	} else if len(vs) > 0 {
-		m.Log.Info("migrated", "applied", vs)
 	}
 	db, err := postgres.OpenService(ctx, m.DatabaseURL, int32(m.DBMaxConns))
 	if err != nil {
