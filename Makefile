@@ -4,7 +4,7 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://parkgate:parkgate@127.0.0.1:5432/parkgate?sslmode=disable
 STRIPE_MOCK_VERSION := v0.203.0
 
-.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge bench-binary bench-binary-ab fuzz lint vet fmt demo stripe-mock clean
+.PHONY: help build dist services test test-race test-short bench bench-core bench-edge bench-surge bench-binary bench-binary-ab bench-hold-sql fuzz lint vet fmt demo stripe-mock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-binary: services build ## bin/parkcloud as its own process over loopback, 
 
 bench-binary-ab: services ## bench-binary of revision BASE (default HEAD~1) and of this tree, each on its own harness and schema, alternating ROUNDS (default 3)
 	deploy/bench-ab.sh $(or $(BASE),HEAD~1) $(or $(ROUNDS),3)
+
+bench-hold-sql: services build ## pgbench of parkgate_hold alone on two schemas, A=FILE.sql and B=FILE.sql applied after migrating (none: as migrated), alternating ROUNDS (default 4): try an index or key before making it a migration
+	deploy/bench-hold-sql.sh $(or $(A),-) $(or $(B),-) $(or $(ROUNDS),4)
 
 bench-edge: ## plate read → barrier, change applied, memory with 1M reservations
 	$(GO) test -run '^$$' -bench . -timeout 20m ./edge/...
