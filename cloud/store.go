@@ -39,7 +39,9 @@ type HoldParams struct {
 	// on the reservation as it is made; the zero Session for none.
 	Session Session
 	// NoWait: when another transaction holds the lot (its row lock, or
-	// the key-share lock any insert of a row naming the lot takes), make
+	// the key-share lock any insert of a row with a key to the lot takes:
+	// the change log, an edge's events; a reservation's key is to its
+	// spot, migration 024), make
 	// nothing and answer HoldLotLocked at once rather than wait for it.
 	// For a hold that shares its transaction with other lots' holds, so
 	// that one lot's contention does not hold up the others.

@@ -371,7 +371,7 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 }
 
 // TestHoldsNoWait: a NoWait hold on a lot another transaction holds (a row
-// lock, or a key-share lock as any insert naming the lot takes) answers
+// lock, or a key-share lock as any insert of a row keyed to the lot takes) answers
 // lot_locked at once and writes nothing, and the batch's other lots' holds
 // are made, without waiting for it. A lot that does not exist is still
 // not found, not busy. Without NoWait, the same hold waits for the lot

@@ -128,7 +128,6 @@ func TestAlertSurvivesRestart(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond generously: the default first retry is 10s (±20%).
 // parkcloudCmd is this test binary run as `parkcloud ARGS` on the database
 // at databaseURL, with no Redis, broker or Stripe unless env says so;
 // its output goes to the buffer.
@@ -167,6 +166,7 @@ func serveParkcloud(t *testing.T, databaseURL, addr string, env ...string) *exec
 	return cmd
 }
 
+// waitUntil polls cond generously: the default first retry is 10s (±20%).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)

@@ -39,7 +39,7 @@
 --
 -- With p_no_wait, a lot whose row another transaction holds (its holds,
 -- a payment's confirmation, an edge's events: anything that locks the lot
--- or writes a row that names it) is not waited for: 'lot_locked', nothing
+-- or writes a row with a foreign key to it) is not waited for: 'lot_locked', nothing
 -- written, and the caller makes the hold again without it. The calm lots'
 -- holds that share one transaction (booking.Service.writeCalmHold) ask it, so
 -- that one lot's contention, as a surge on another replica, never holds up
