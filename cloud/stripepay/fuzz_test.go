@@ -10,6 +10,7 @@ import (
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
+	"github.com/stripe/stripe-go/v76/form"
 )
 
 var fuzzNow = time.Unix(1764064800, 0)
@@ -114,6 +115,33 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if !strings.HasPrefix(ev.Type, "checkout.session.") && (ev.SessionID != "" || ev.ReservationID != "" || ev.PaymentIntentID != "") {
 			t.Fatalf("payload %q: a %s event carries session fields: %+v", payload, ev.Type, ev)
+		}
+	})
+}
+
+// FuzzFormBody: formBody writes any names and values byte for byte as
+// stripe-go's form.Values.Encode does, so the Checkout Session's request
+// is the one stripe-go would send whatever a reservation, lot or return
+// URL holds.
+func FuzzFormBody(f *testing.F) {
+	for _, c := range [][3]string{
+		{"mode", "payment", "line_items[0][price_data][product_data][name]"},
+		{"success_url", "https://x.example/ok?r=res 1&s={CHECKOUT_SESSION_ID}#ü", "metadata[lot_id]"},
+		{"payment_intent_data[metadata][reservation_id]", "a+b=c&d%e", "[]"},
+		{"]a[", "", "x[y]z[]"},
+		{"", "\x00\xff", "ü[ß]"},
+	} {
+		f.Add(c[0], c[1], c[2])
+	}
+	f.Fuzz(func(t *testing.T, n1, v1, n2 string) {
+		var got formBody
+		want := &form.Values{}
+		for _, p := range [][2]string{{n1, v1}, {n2, v1}, {"expires_at", n1}} {
+			got.add(p[0], p[1])
+			want.Add(p[0], p[1])
+		}
+		if string(got.b) != want.Encode() {
+			t.Errorf("formBody wrote\n%s\nstripe-go encodes\n%s", got.b, want.Encode())
 		}
 	})
 }
