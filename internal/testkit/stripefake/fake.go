@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -276,20 +275,14 @@ func (f *Fake) api(h apiHandler) http.Handler {
 			return
 		}
 
-		var raw url.Values
+		raw := r.URL.RawQuery
 		if r.Method == http.MethodPost {
 			body, err := readBody(w, r)
 			if err != nil {
 				writeError(w, invalid("", "", "Could not read the request body."))
 				return
 			}
-			raw, err = url.ParseQuery(string(body))
-			if err != nil {
-				writeError(w, invalid("", "", "Invalid request body: %v", err))
-				return
-			}
-		} else {
-			raw = r.URL.Query()
+			raw = string(body)
 		}
 		params, err := parseForm(raw)
 		if err != nil {

@@ -1,7 +1,6 @@
 package stripefake
 
 import (
-	"net/url"
 	"reflect"
 	"testing"
 )
@@ -23,14 +22,16 @@ func TestParseForm(t *testing.T) {
 		{"Conflict", "metadata=x&metadata[a]=y", nil, true},
 		{"Unclosed", "metadata[a=y", nil, true},
 		{"NoName", "[a]=y", nil, true},
+		{"Escaped", "metadata%5Blot%5D=a+b%26c&name=%C3%BC", form{"metadata": form{"lot": "a b&c"}, "name": "ü"}, false},
+		{"FirstOfRepeated", "a=1&a=2&b[x]=3&b[x]=4", form{"a": "1", "b": form{"x": "3"}}, false},
+		{"EmptyPairs", "&a=1&&b=&", form{"a": "1", "b": ""}, false},
+		{"ConflictReversed", "metadata[a]=y&metadata=x", nil, true},
+		{"Semicolon", "a=1;b=2", nil, true},
+		{"BadEscape", "a=%zz", nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := url.ParseQuery(tt.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := parseForm(v)
+			got, err := parseForm(tt.in)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err %v", err)
 			}
