@@ -38,13 +38,13 @@ type HoldParams struct {
 	// Session is the payment session made for this hold before it, kept
 	// on the reservation as it is made; the zero Session for none.
 	Session Session
-	// NoWait: when another transaction holds the lot (its row lock, or
-	// the key-share lock any insert of a row with a key to the lot takes:
-	// the change log, an edge's events; a reservation's key is to its
-	// spot, migration 024), make
-	// nothing and answer HoldLotLocked at once rather than wait for it.
-	// For a hold that shares its transaction with other lots' holds, so
-	// that one lot's contention does not hold up the others.
+	// NoWait: when another transaction has locked the lot's row for
+	// update (another hold, a writer of the lot's seq), make nothing and
+	// answer HoldLotLocked at once rather than wait for it. A key-share
+	// lock, as an insert of a row keyed to the lot takes (an edge's
+	// events), does not stop a hold (migration 026). For a hold that
+	// shares its transaction with other lots' holds, so that one lot's
+	// contention does not hold up the others.
 	NoWait bool
 }
 

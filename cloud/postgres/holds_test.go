@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
@@ -370,12 +372,13 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 	}
 }
 
-// TestHoldsNoWait: a NoWait hold on a lot another transaction holds (a row
-// lock, or a key-share lock as any insert of a row keyed to the lot takes) answers
-// lot_locked at once and writes nothing, and the batch's other lots' holds
-// are made, without waiting for it. A lot that does not exist is still
-// not found, not busy. Without NoWait, the same hold waits for the lot
-// (TestHoldsOfSeveralLots).
+// TestHoldsNoWait: a NoWait hold on a lot another transaction has locked
+// for update (another hold, a writer of the lot's seq) answers lot_locked
+// at once and writes nothing, and the batch's other lots' holds are made,
+// without waiting for it. A key-share lock, as any insert of a row keyed
+// to the lot takes, does not stop the hold (migration 026). A lot that
+// does not exist is still not found, not busy. Without NoWait, the same
+// hold waits for the lot (TestHoldsOfSeveralLots).
 func TestHoldsNoWait(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 6)
@@ -397,7 +400,12 @@ func TestHoldsNoWait(t *testing.T) {
 			Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201, NoWait: true}
 	}
 
-	for _, lock := range []string{"FOR UPDATE", "FOR KEY SHARE"} {
+	for _, c := range []struct{ lock, busyOutcome string }{
+		{"FOR UPDATE", cloud.HoldLotLocked},
+		{"FOR NO KEY UPDATE", cloud.HoldLotLocked},
+		{"FOR KEY SHARE", cloud.HoldHeld},
+	} {
+		lock := c.lock
 		t.Run(lock, func(t *testing.T) {
 			tag := strings.ReplaceAll(lock, " ", "")
 			busy := params(ids[1], tag+"-busy")
@@ -419,11 +427,20 @@ func TestHoldsNoWait(t *testing.T) {
 				_ = tx.Rollback(ctx)
 				t.Fatalf("the batch waited for the lot another transaction holds (%s)", lock)
 			}
-			want := []string{cloud.HoldHeld, cloud.HoldLotLocked, cloud.HoldHeld}
+			want := []string{cloud.HoldHeld, c.busyOutcome, cloud.HoldHeld}
 			for i, o := range out {
 				if o.Err != nil || o.Outcome != want[i] {
 					t.Errorf("request %d: %q %v, want %q", i, o.Outcome, o.Err, want[i])
 				}
+			}
+			if c.busyOutcome == cloud.HoldHeld {
+				if err := tx.Rollback(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.DB.Pool.Exec(ctx, `DELETE FROM reservations`); err != nil {
+					t.Fatal(err)
+				}
+				return
 			}
 			var made, keys int
 			if err := s.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM reservations WHERE id = $1),
@@ -450,5 +467,100 @@ func TestHoldsNoWait(t *testing.T) {
 	missing := params(uuid.NewString(), "missing")
 	if out := s.DB.Holds(ctx, []cloud.HoldParams{missing}); cloud.ErrorCode(out[0].Err) != cloud.ENotFound {
 		t.Errorf("a NoWait hold on a lot that does not exist: %q %v, want not_found", out[0].Outcome, out[0].Err)
+	}
+}
+
+// TestHoldLeavesKeySharersAlone: while a hold on a lot is in flight (its
+// transaction open), an edge's gate event for that lot, whose insert
+// key-share-locks the lot's row, goes in at once, and the lot's holds are
+// not held up by such an insert either (migration 026). Under FOR UPDATE
+// the insert waited for the hold's commit: a hot lot's edge traffic queued
+// behind its holds. Another hold on the lot still waits its turn.
+func TestHoldLeavesKeySharersAlone(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "K", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	tx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var outcome string
+	if err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS1', $3, $4, interval '10 minutes',
+		100, 'EUR', 'keyshare-1', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
+		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome); err != nil || outcome != cloud.HoldHeld {
+		t.Fatalf("the hold in flight: %q %v", outcome, err)
+	}
+
+	// Every statement below fails with lock_not_available rather than wait.
+	conn, err := s.DB.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET lock_timeout = '2s'`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET lock_timeout`) }()
+	if _, err := conn.Exec(ctx, `INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate,
+		confidence, decision, reason, occurred_at, decided_in_us)
+		VALUES ('ks-ev-1', $1, 'g1', 'entry', 'decision', 'ZZ1', 0.9, 'deny', 'no_reservation', now(), 50)`, l.ID); err != nil {
+		t.Errorf("a gate event of the lot while a hold is in flight: %v (want it in at once)", err)
+	}
+
+	// And the other way round: a gate event's insert in flight, a hold
+	// (without NoWait) on the lot is made at once.
+	etx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = etx.Rollback(ctx) }()
+	if _, err := etx.Exec(ctx, `INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate,
+		confidence, decision, reason, occurred_at, decided_in_us)
+		VALUES ('ks-ev-2', $1, 'g1', 'entry', 'decision', 'ZZ2', 0.9, 'deny', 'no_reservation', now(), 50)`, l.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	htx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = htx.Rollback(ctx) }()
+	if _, err := htx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := htx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS2', $3, $4, interval '10 minutes',
+		100, 'EUR', 'keyshare-2', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
+		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome); err != nil || outcome != cloud.HoldHeld {
+		t.Errorf("a hold while a gate event of its lot is in flight: %q %v (want it made at once)", outcome, err)
+	}
+
+	// A second hold on the lot still takes its turn after the first.
+	var code string
+	other, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback(ctx) }()
+	if _, err := other.Exec(ctx, `SET LOCAL lock_timeout = '200ms'`); err != nil {
+		t.Fatal(err)
+	}
+	err = other.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS3', $3, $4, interval '10 minutes',
+		100, 'EUR', 'keyshare-3', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
+		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		code = pgErr.Code
+	}
+	if code != "55P03" {
+		t.Errorf("a second hold while the first is in flight: %q %v, want it to wait for the lot (lock_not_available under lock_timeout)", outcome, err)
 	}
 }

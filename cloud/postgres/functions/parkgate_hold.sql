@@ -37,13 +37,22 @@
 -- another now (changed by its operator, read by this replica before),
 -- 'rate_changed', nothing kept, and the caller prices again (migration 016).
 --
--- With p_no_wait, a lot whose row another transaction holds (its holds,
--- a payment's confirmation, an edge's events: anything that locks the lot
--- or writes a row with a foreign key to it) is not waited for: 'lot_locked', nothing
--- written, and the caller makes the hold again without it. The calm lots'
--- holds that share one transaction (booking.Service.writeCalmHold) ask it, so
--- that one lot's contention, as a surge on another replica, never holds up
--- the others' (migration 023).
+-- The lot's row is locked FOR NO KEY UPDATE; every writer of its seq
+-- locks it at least as strongly (an UPDATE of seq, parkgate_change, a
+-- cancellation, a close), so holds and those writers still take turns.
+-- But a transaction that only
+-- writes a row with a foreign key to the lot (an edge's gate events and
+-- status, the relay's lease, an alert) takes a key-share lock, which
+-- neither waits for a hold nor holds one up. FOR UPDATE made a hot lot's
+-- edge traffic queue behind its holds, and its holds behind the edge
+-- (migration 026).
+--
+-- With p_no_wait, a lot whose row another transaction has locked as above
+-- (its holds, a payment's confirmation, a cancellation) is not waited for:
+-- 'lot_locked', nothing written, and the caller makes the hold again
+-- without it. The calm lots' holds that share one transaction
+-- (booking.Service.writeCalmHold) ask it, so that one lot's contention, as
+-- a surge on another replica, never holds up the others' (migration 023).
 --
 -- Why plan_cache_mode: PL/pgSQL plans a statement for its parameters' values
 -- (a custom plan) five times, then keeps the generic plan only if it is
@@ -90,10 +99,10 @@ DECLARE
 BEGIN
     IF p_no_wait THEN
         SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
-          FROM lots l WHERE l.id = p_lot FOR UPDATE SKIP LOCKED;
+          FROM lots l WHERE l.id = p_lot FOR NO KEY UPDATE SKIP LOCKED;
     ELSE
         SELECT l.seq, l.closed, l.hourly_rate_amount, l.currency INTO v_seq, v_closed, v_rate, v_currency
-          FROM lots l WHERE l.id = p_lot FOR UPDATE;
+          FROM lots l WHERE l.id = p_lot FOR NO KEY UPDATE;
     END IF;
     IF NOT FOUND THEN
         IF p_no_wait AND EXISTS (SELECT 1 FROM lots l WHERE l.id = p_lot) THEN
