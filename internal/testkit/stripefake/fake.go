@@ -286,7 +286,7 @@ func (f *Fake) api(h apiHandler) http.Handler {
 		}
 		params, err := parseForm(raw)
 		if err != nil {
-			writeError(w, invalid("", "", "%s", err.Error()))
+			writeError(w, invalid("", "", "Invalid request body: %v", err))
 			return
 		}
 		req := &apiRequest{r: r, key: key, params: params, reqID: reqID}

@@ -27,7 +27,7 @@ func parseForm(query string) (form, error) {
 		var kv string
 		kv, query, _ = strings.Cut(query, "&")
 		if strings.Contains(kv, ";") {
-			return nil, fmt.Errorf("Invalid request body: invalid semicolon separator in query")
+			return nil, fmt.Errorf("invalid semicolon separator in query")
 		}
 		if kv == "" {
 			continue
@@ -38,7 +38,7 @@ func parseForm(query string) (form, error) {
 			v, err = url.QueryUnescape(v)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("Invalid request body: %w", err)
+			return nil, err
 		}
 		pairs = append(pairs, formPair{k, v})
 	}
