@@ -280,7 +280,7 @@ const (
 // writeCalmHold makes a calm lot's hold with the other calm lots' that
 // queued meanwhile. It does not wait there for a lot another transaction
 // holds (NoWait): the lot is busy after all (another replica's surge on
-// it, a payment confirmed, an edge's events), so the shared transaction
+// it, a payment confirmed, an edge's check-in), so the shared transaction
 // commits without it, and the lot is marked in a rush and its hold made
 // again alone, waiting its turn on this lot's writer, where the wait
 // holds up no other lot.

@@ -15,6 +15,7 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+	"github.com/parkgate/parkgate/protocol"
 )
 
 // TestHoldsTogether: holds of one lot written as one batch each get their
@@ -471,11 +472,13 @@ func TestHoldsNoWait(t *testing.T) {
 }
 
 // TestHoldLeavesKeySharersAlone: while a hold on a lot is in flight (its
-// transaction open), an edge's gate event for that lot, whose insert
-// key-share-locks the lot's row, goes in at once, and the lot's holds are
-// not held up by such an insert either (migration 026). Under FOR UPDATE
-// the insert waited for the hold's commit: a hot lot's edge traffic queued
-// behind its holds. Another hold on the lot still waits its turn.
+// transaction open), an edge's gate event for that lot that moves no
+// reservation (a deny), whose insert key-share-locks the lot's row, is
+// ingested at once, and the lot's holds are not held up by such an insert
+// either (migration 026). Under FOR UPDATE the insert waited for the
+// hold's commit: a hot lot's denied plates queued behind its holds.
+// Another hold on the lot still waits its turn, as does anything that
+// writes the lot's seq (a check-in: parkgate_change).
 func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)
@@ -498,6 +501,17 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 		t.Fatalf("the hold in flight: %q %v", outcome, err)
 	}
 
+	// The whole ingest of a deny, as an edge's event arrives: the event's
+	// row, the lot's presence, the repeated-deny alert's count.
+	deny := &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: l.ID, GateID: "g1",
+		Direction: protocol.DirectionEntry, Plate: "ZZ1", Confidence: 0.9, Decision: protocol.DecisionDeny,
+		Reason: "no_reservation", OccurredAt: time.Now(), DecidedInUs: 50}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.DB.IngestGateEvent(ictx, deny, cloud.Transition{}); err != nil {
+		t.Errorf("a denied plate of the lot while a hold is in flight: %v (want it in at once)", err)
+	}
+
 	// Every statement below fails with lock_not_available rather than wait.
 	conn, err := s.DB.Pool.Acquire(ctx)
 	if err != nil {
@@ -508,11 +522,6 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET lock_timeout`) }()
-	if _, err := conn.Exec(ctx, `INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate,
-		confidence, decision, reason, occurred_at, decided_in_us)
-		VALUES ('ks-ev-1', $1, 'g1', 'entry', 'decision', 'ZZ1', 0.9, 'deny', 'no_reservation', now(), 50)`, l.ID); err != nil {
-		t.Errorf("a gate event of the lot while a hold is in flight: %v (want it in at once)", err)
-	}
 
 	// And the other way round: a gate event's insert in flight, a hold
 	// (without NoWait) on the lot is made at once.

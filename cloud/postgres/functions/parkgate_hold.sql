@@ -39,13 +39,14 @@
 --
 -- The lot's row is locked FOR NO KEY UPDATE; every writer of its seq
 -- locks it at least as strongly (an UPDATE of seq, parkgate_change, a
--- cancellation, a close), so holds and those writers still take turns.
--- But a transaction that only
--- writes a row with a foreign key to the lot (an edge's gate events and
--- status, the relay's lease, an alert) takes a key-share lock, which
--- neither waits for a hold nor holds one up. FOR UPDATE made a hot lot's
--- edge traffic queue behind its holds, and its holds behind the edge
--- (migration 026).
+-- cancellation, a close), so holds and those writers still take turns:
+-- an edge's check-in or check-out, which moves a reservation, among them.
+-- But a transaction that only writes a row with a foreign key to the lot
+-- (an edge's gate event that moves nothing, as a deny, and its gate
+-- status, the relay's first lease, an alert) takes a key-share lock,
+-- which neither waits for a hold nor holds one up. FOR UPDATE made those
+-- queue behind a hot lot's holds, and its holds behind them (migration
+-- 026).
 --
 -- With p_no_wait, a lot whose row another transaction has locked as above
 -- (its holds, a payment's confirmation, a cancellation) is not waited for:

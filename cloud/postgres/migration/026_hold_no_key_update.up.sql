@@ -1,9 +1,11 @@
 -- parkgate_hold locks its lot FOR NO KEY UPDATE instead of FOR UPDATE, so
--- that a row written with a foreign key to the lot (an edge's gate events
--- and status, the relay's lease, an alert: a key-share lock) no longer
--- waits for the lot's holds, nor they for it, and a calm hold's p_no_wait
--- no longer skips a lot for it. Writers of the lot's seq still take turns
--- with holds: every one of them locks the row for update or updates it.
+-- that a row written with a foreign key to the lot (a key-share lock: an
+-- edge's gate event that moves no reservation, as a deny, its gate status,
+-- the relay's first lease, an alert) no longer waits for the lot's holds,
+-- nor they for it, and a calm hold's p_no_wait no longer skips a lot for
+-- it. Writers of the lot's seq still take turns with holds, an edge's
+-- check-in among them: every one of them locks the row for update or
+-- updates it.
 --
 -- Nothing to change here: the function's file is the change. This
 -- migration marks the database as having it, so that a binary from before

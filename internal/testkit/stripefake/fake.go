@@ -275,8 +275,9 @@ func (f *Fake) api(h apiHandler) http.Handler {
 			return
 		}
 
-		raw := r.URL.RawQuery
+		raw, what := r.URL.RawQuery, "query"
 		if r.Method == http.MethodPost {
+			what = "body"
 			body, err := readBody(w, r)
 			if err != nil {
 				writeError(w, invalid("", "", "Could not read the request body."))
@@ -286,7 +287,7 @@ func (f *Fake) api(h apiHandler) http.Handler {
 		}
 		params, err := parseForm(raw)
 		if err != nil {
-			writeError(w, invalid("", "", "Invalid request body: %v", err))
+			writeError(w, invalid("", "", "Invalid request %s: %v", what, err))
 			return
 		}
 		req := &apiRequest{r: r, key: key, params: params, reqID: reqID}

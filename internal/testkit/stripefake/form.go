@@ -18,11 +18,15 @@ type form map[string]any
 // nested form, rejecting a key that is used both as a scalar and as a
 // parent, as Stripe does. Names are taken in sorted order, as from
 // url.Values, and the first value of a repeated name counts, except that
-// each "a[]" appends; it reads the string once, where url.ParseQuery's
+// each "a[]" appends (appends); it reads the string once, where url.ParseQuery's
 // map of slices, sorted and split into paths, was half the stand-in's
 // handler in a benchmark making a Checkout Session per hold.
 func parseForm(query string) (form, error) {
-	pairs := make([]formPair, 0, strings.Count(query, "&")+1)
+	n := strings.Count(query, "&") + 1
+	if n > maxParams {
+		return nil, fmt.Errorf("number of URL query parameters exceeded limit")
+	}
+	pairs := make([]formPair, 0, n)
 	for query != "" {
 		var kv string
 		kv, query, _ = strings.Cut(query, "&")
@@ -45,7 +49,7 @@ func parseForm(query string) (form, error) {
 	slices.SortStableFunc(pairs, func(a, b formPair) int { return strings.Compare(a.k, b.k) })
 	root := form{}
 	for i, p := range pairs {
-		if i > 0 && pairs[i-1].k == p.k && !strings.HasSuffix(p.k, "[]") {
+		if i > 0 && pairs[i-1].k == p.k && !appends(p.k) {
 			continue
 		}
 		if err := setPath(root, p.k, p.v); err != nil {
@@ -53,6 +57,30 @@ func parseForm(query string) (form, error) {
 		}
 	}
 	return root, nil
+}
+
+// maxParams is url.ParseQuery's limit on a query's parameters, counted as
+// it counts them (the default of GODEBUG urlmaxqueryparams), so that the
+// fake refuses what it refused when it parsed with it, and sameParams can
+// parse every body parseForm took.
+const maxParams = 10000
+
+// appends says whether each value of name k is stored (a[], and the empty
+// name), rather than the first: whether its path's last segment is empty,
+// as setPath walks it.
+func appends(k string) bool {
+	last, rest := k, ""
+	if i := strings.IndexByte(k, '['); i >= 0 {
+		last, rest = k[:i], k[i:]
+	}
+	for rest != "" {
+		j := strings.IndexByte(rest, ']')
+		if rest[0] != '[' || j < 0 {
+			return false // invalid: setPath says so
+		}
+		last, rest = rest[1:j], rest[j+1:]
+	}
+	return last == ""
 }
 
 type formPair struct{ k, v string }

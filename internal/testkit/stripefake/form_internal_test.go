@@ -2,6 +2,7 @@ package stripefake
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,11 @@ func TestParseForm(t *testing.T) {
 		{"ConflictReversed", "metadata[a]=y&metadata=x", nil, true},
 		{"Semicolon", "a=1;b=2", nil, true},
 		{"BadEscape", "a=%zz", nil, true},
+		{"RepeatedBracketInName", "a[[]=1&a[[]=2", form{"a": form{"[": "1"}}, false},
+		{"RepeatedEmptyName", "=x&=y", form{"0": "x", "1": "y"}, false},
+		{"TooMany", strings.Repeat("a[]=1&", 10000), nil, true},
+		{"TooManyEvenEmpty", "a=1" + strings.Repeat("&", 10000), nil, true},
+		{"AsManyAsParseQueryTakes", strings.Repeat("&", 9999), form{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -110,7 +110,7 @@ func (f *Fake) pruneIdemLocked(now time.Time) {
 
 // sameParams says whether two request bodies carry the same parameters:
 // the same names, each with the same values in order, whatever order the
-// names come in. Both parsed when the first request was served.
+// names come in. parseForm took both, so both parse.
 func sameParams(a, b string) bool {
 	if a == b {
 		return true
