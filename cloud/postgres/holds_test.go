@@ -573,3 +573,51 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 		t.Errorf("a second hold while the first is in flight: %q %v, want it to wait for the lot (lock_not_available under lock_timeout)", outcome, err)
 	}
 }
+
+// TestLotWritersLeaveKeySharersAlone: a payment's confirmation and a
+// cancellation lock their lot as a hold does (migration 026), so an edge's
+// denied plate of that lot is ingested while either is in flight. Under
+// FOR UPDATE it waited for their commit: a surge's confirmations held up
+// the lot's gate events.
+func TestLotWritersLeaveKeySharersAlone(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "W", TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B", "C"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	for i, c := range []struct{ name, sql, want string }{
+		{"confirmation", `SELECT 'confirmed' FROM parkgate_confirm_holds(ARRAY[$1::uuid], ARRAY['pi_w'], ARRAY[now()])`, "confirmed"},
+		{"cancellation", `SELECT outcome FROM parkgate_cancel($1, now())`, "cancelled_silent"}, // a PENDING hold's
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := cloud.HoldParams{ID: uuid.NewString(), LotID: l.ID, Plate: fmt.Sprint("W", i),
+				StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+				Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: fmt.Sprint("writers-", i), RequestHash: []byte{1},
+				Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201}
+			if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
+				t.Fatalf("the hold: %q %v", out[0].Outcome, out[0].Err)
+			}
+			tx, err := s.DB.Pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			var got string
+			if err := tx.QueryRow(ctx, c.sql, p.ID).Scan(&got); err != nil || got != c.want {
+				t.Fatalf("the %s in flight: %q %v, want %q", c.name, got, err, c.want)
+			}
+			deny := &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: l.ID, GateID: "g1",
+				Direction: protocol.DirectionExit, Plate: fmt.Sprint("ZW", i), Confidence: 0.9, Decision: protocol.DecisionDeny,
+				Reason: "no_reservation", OccurredAt: time.Now(), DecidedInUs: 50}
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := s.DB.IngestGateEvent(ictx, deny, cloud.Transition{}); err != nil {
+				t.Errorf("a denied plate of the lot while a %s is in flight: %v (want it in at once)", c.name, err)
+			}
+		})
+	}
+}

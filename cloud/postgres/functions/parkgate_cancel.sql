@@ -27,7 +27,7 @@ BEGIN
         RETURN QUERY SELECT 'not_found'::text, NULL::uuid;
         RETURN;
     END IF;
-    SELECT l.seq, l.free_cancellation INTO v_seq, v_free FROM lots l WHERE l.id = v_lot FOR UPDATE;
+    SELECT l.seq, l.free_cancellation INTO v_seq, v_free FROM lots l WHERE l.id = v_lot FOR NO KEY UPDATE;
     SELECT * INTO r FROM reservations x WHERE x.id = p_id FOR UPDATE;
     IF r.status = 'CANCELLED' THEN
         RETURN QUERY SELECT 'already'::text, v_lot;

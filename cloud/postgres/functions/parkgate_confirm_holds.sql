@@ -13,7 +13,9 @@
 -- The lots are locked first, all of them, in lot order: a single-lot
 -- writer (a hold) then never holds a lot this batch waits for while
 -- waiting on a reservation this batch changed, and two batches cannot
--- deadlock. The store writes one batch at a time (postgres.New).
+-- deadlock. The store writes one batch at a time (postgres.New). FOR NO
+-- KEY UPDATE, as every writer of a lot's seq (migration 026): a row keyed
+-- to the lot (a denied plate's event, a gate's status) goes in meanwhile.
 --
 -- An extension's row (extends_id set) is never confirmed here: its payment
 -- is merged into its reservation by parkgate_extend.
@@ -36,7 +38,7 @@ BEGIN
     PERFORM 1 FROM lots l
      WHERE l.id IN (SELECT x.lot_id FROM reservations x WHERE x.id = ANY (p_ids))
      ORDER BY l.id
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
 
     RETURN QUERY
     WITH req AS (

@@ -22,7 +22,7 @@ BEGIN
         RETURN QUERY SELECT 'not_found'::text, NULL::timestamptz, NULL::timestamptz;
         RETURN;
     END IF;
-    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR UPDATE;
+    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR NO KEY UPDATE;
 
     INSERT INTO idempotency_keys (key, request_hash, reservation_id, locked_until, expires_at)
     VALUES (p_key, p_hash, p_id, now() + p_lease, now() + interval '24 hours')
@@ -93,7 +93,7 @@ BEGIN
         RETURN QUERY SELECT 'not_found'::text, NULL::uuid;
         RETURN;
     END IF;
-    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR UPDATE;
+    SELECT l.seq INTO v_seq FROM lots l WHERE l.id = v_lot FOR NO KEY UPDATE;
     SELECT * INTO e FROM reservations x WHERE x.id = p_ext FOR UPDATE;
     SELECT * INTO r FROM reservations x WHERE x.id = e.extends_id FOR UPDATE;
     IF e.status = 'COMPLETED' THEN

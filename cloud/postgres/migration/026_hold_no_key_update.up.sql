@@ -1,14 +1,17 @@
--- parkgate_hold locks its lot FOR NO KEY UPDATE instead of FOR UPDATE, so
--- that a row written with a foreign key to the lot (a key-share lock: an
--- edge's gate event that moves no reservation, as a deny, its gate status,
--- the relay's first lease, an alert) no longer waits for the lot's holds,
--- nor they for it, and a calm hold's p_no_wait no longer skips a lot for
--- it. Writers of the lot's seq still take turns with holds, an edge's
+-- parkgate_hold, and with it every other function that locks a lot's row
+-- (parkgate_confirm_holds, parkgate_cancel, parkgate_hold_extension,
+-- parkgate_extend; parkgate_change already did), locks it FOR NO KEY
+-- UPDATE instead of FOR UPDATE: a lot's key never changes. So a row
+-- written with a foreign key to the lot (a key-share lock: an edge's gate
+-- event that moves no reservation, as a deny, its gate status, the relay's
+-- first lease, an alert) no longer waits for the lot's holds, payments and
+-- cancellations, nor they for it, and a calm hold's p_no_wait no longer
+-- skips a lot for it. Writers of the lot's seq still take turns, an edge's
 -- check-in among them: every one of them locks the row for update or
 -- updates it.
 --
--- Nothing to change here: the function's file is the change. This
+-- Nothing to change here: the functions' files are the change. This
 -- migration marks the database as having it, so that a binary from before
--- leaves the function alone (postgres.ErrSchemaNewer) rather than put the
+-- leaves the functions alone (postgres.ErrSchemaNewer) rather than put the
 -- stronger lock back.
 SELECT 1;
