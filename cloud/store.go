@@ -42,7 +42,7 @@ type HoldParams struct {
 	// update (another hold, a writer of the lot's seq), make nothing and
 	// answer HoldLotLocked at once rather than wait for it. A key-share
 	// lock, as an insert of a row keyed to the lot takes (an edge's
-	// events), does not stop a hold (migration 026). For a hold that
+	// denied plates), does not stop a hold (migration 026). For a hold that
 	// shares its transaction with other lots' holds, so that one lot's
 	// contention does not hold up the others.
 	NoWait bool

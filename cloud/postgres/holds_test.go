@@ -29,20 +29,11 @@ func TestHoldsTogether(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
-	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "L", TimeZone: "UTC",
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B", "C"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lot := eurLot(t, s, "L", "A", "B", "C")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
-	params := func(lotID, key string) cloud.HoldParams {
-		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
-			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
-			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
-			Lease: time.Minute, ConflictBody: []byte(`{}`)}
-	}
+	params := func(lotID, key string) cloud.HoldParams { return holdParams(lotID, key, start) }
 
-	batch := []cloud.HoldParams{params(lot.ID, "a"), params(lot.ID, "b"), params(lot.ID, "a"), params(lot.ID, "c"), params(lot.ID, "d")}
+	batch := []cloud.HoldParams{params(lot, "a"), params(lot, "b"), params(lot, "a"), params(lot, "c"), params(lot, "d")}
 	want := []string{cloud.HoldHeld, cloud.HoldHeld, cloud.HoldKeyExists, cloud.HoldHeld, cloud.HoldNoAvailability}
 	out := s.DB.Holds(ctx, batch)
 	spots := map[string]bool{}
@@ -64,14 +55,14 @@ func TestHoldsTogether(t *testing.T) {
 	}
 	var logged, lotSeq int
 	if err := s.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE lot_id = $1), (SELECT seq FROM lots WHERE id = $1)`,
-		lot.ID).Scan(&logged, &lotSeq); err != nil {
+		lot).Scan(&logged, &lotSeq); err != nil {
 		t.Fatal(err)
 	}
 	if logged != 0 || lotSeq != 0 {
 		t.Errorf("PENDING holds: %d changes logged, lot seq %d; want none, 0", logged, lotSeq)
 	}
 	silent, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM silent_changes
-		WHERE lot_id = $1 AND status = 'PENDING' AND after_seq = 0 ORDER BY id`, lot.ID)
+		WHERE lot_id = $1 AND status = 'PENDING' AND after_seq = 0 ORDER BY id`, lot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +99,8 @@ func TestHoldsTogether(t *testing.T) {
 
 	// A batch with a lot that does not exist fails as a whole in the
 	// database; the others are made one by one and only it fails.
-	other, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "M", TimeZone: "UTC",
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out = s.DB.Holds(ctx, []cloud.HoldParams{params(other.ID, "e"), params(uuid.NewString(), "f"), params(other.ID, "g")})
+	other := eurLot(t, s, "M", "A", "B")
+	out = s.DB.Holds(ctx, []cloud.HoldParams{params(other, "e"), params(uuid.NewString(), "f"), params(other, "g")})
 	for i, w := range []string{cloud.HoldHeld, "", cloud.HoldHeld} {
 		o := out[i]
 		if w == "" {
@@ -142,18 +129,11 @@ func TestKnownKeys(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 2)
 	ctx := context.Background()
-	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "L", TimeZone: "UTC",
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lot := eurLot(t, s, "L", "A")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
 	var batch []cloud.HoldParams
 	for _, key := range []string{"made", "refused"} {
-		batch = append(batch, cloud.HoldParams{ID: uuid.NewString(), LotID: lot.ID, Plate: "P" + key,
-			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
-			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
-			Lease: time.Minute, ConflictBody: []byte(`{}`)})
+		batch = append(batch, holdParams(lot, key, start))
 	}
 	for i, o := range s.DB.Holds(ctx, batch) {
 		if o.Err != nil {
@@ -304,21 +284,15 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 	ctx := context.Background()
 	var ids []string
 	for _, name := range []string{"X", "Y"} {
-		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC",
-			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, l.ID)
+		ids = append(ids, eurLot(t, s, name, "A", "B"))
 	}
 	slices.Sort(ids)
 	lo, hi := ids[0], ids[1]
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
 	params := func(lotID, key string) cloud.HoldParams {
-		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
-			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
-			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: "several-" + key, RequestHash: []byte{1},
-			Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201}
+		p := holdParams(lotID, "several-"+key, start)
+		p.Plate, p.FinalStatus = "P"+key, 201
+		return p
 	}
 	batch := []cloud.HoldParams{params(hi, "h1"), params(lo, "l1"), params(hi, "h2")}
 
@@ -386,19 +360,13 @@ func TestHoldsNoWait(t *testing.T) {
 	ctx := context.Background()
 	var ids []string
 	for _, name := range []string{"X", "Y", "Z"} {
-		l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: name, TimeZone: "UTC",
-			HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, l.ID)
+		ids = append(ids, eurLot(t, s, name, "A"))
 	}
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
 	params := func(lotID, key string) cloud.HoldParams {
-		return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
-			StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
-			Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: "nowait-" + key, RequestHash: []byte{1},
-			Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201, NoWait: true}
+		p := holdParams(lotID, "nowait-"+key, start)
+		p.Plate, p.FinalStatus, p.NoWait = "P"+key, 201, true
+		return p
 	}
 
 	for _, c := range []struct{ lock, busyOutcome string }{
@@ -483,32 +451,22 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
-	l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "K", TimeZone: "UTC",
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lot := eurLot(t, s, "K", "A", "B")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
 	tx, err := s.DB.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	var outcome string
-	if err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS1', $3, $4, interval '10 minutes',
-		100, 'EUR', 'keyshare-1', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
-		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome); err != nil || outcome != cloud.HoldHeld {
+	if outcome, err := holdIn(ctx, tx, holdParams(lot, "keyshare-1", start)); err != nil || outcome != cloud.HoldHeld {
 		t.Fatalf("the hold in flight: %q %v", outcome, err)
 	}
 
 	// The whole ingest of a deny, as an edge's event arrives: the event's
 	// row, the lot's presence, the repeated-deny alert's count.
-	deny := &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: l.ID, GateID: "g1",
-		Direction: protocol.DirectionEntry, Plate: "ZZ1", Confidence: 0.9, Decision: protocol.DecisionDeny,
-		Reason: "no_reservation", OccurredAt: time.Now(), DecidedInUs: 50}
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := s.DB.IngestGateEvent(ictx, deny, cloud.Transition{}); err != nil {
+	if _, err := s.DB.IngestGateEvent(ictx, denied(lot, "ZZ1"), cloud.Transition{}); err != nil {
 		t.Errorf("a denied plate of the lot while a hold is in flight: %v (want it in at once)", err)
 	}
 
@@ -532,7 +490,7 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	defer func() { _ = etx.Rollback(ctx) }()
 	if _, err := etx.Exec(ctx, `INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate,
 		confidence, decision, reason, occurred_at, decided_in_us)
-		VALUES ('ks-ev-2', $1, 'g1', 'entry', 'decision', 'ZZ2', 0.9, 'deny', 'no_reservation', now(), 50)`, l.ID); err != nil {
+		VALUES ('ks-ev-2', $1, 'g1', 'entry', 'decision', 'ZZ2', 0.9, 'deny', 'no_reservation', now(), 50)`, lot); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -546,9 +504,7 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	if _, err := htx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
 		t.Fatal(err)
 	}
-	if err := htx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS2', $3, $4, interval '10 minutes',
-		100, 'EUR', 'keyshare-2', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
-		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome); err != nil || outcome != cloud.HoldHeld {
+	if outcome, err := holdIn(ctx, htx, holdParams(lot, "keyshare-2", start)); err != nil || outcome != cloud.HoldHeld {
 		t.Errorf("a hold while a gate event of its lot is in flight: %q %v (want it made at once)", outcome, err)
 	}
 
@@ -562,9 +518,7 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	if _, err := other.Exec(ctx, `SET LOCAL lock_timeout = '200ms'`); err != nil {
 		t.Fatal(err)
 	}
-	err = other.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, 'KS3', $3, $4, interval '10 minutes',
-		100, 'EUR', 'keyshare-3', '\x01'::bytea, interval '1 minute', '{}'::bytea)`,
-		uuid.NewString(), l.ID, start, start.Add(time.Hour)).Scan(&outcome)
+	outcome, err := holdIn(ctx, other, holdParams(lot, "keyshare-3", start))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		code = pgErr.Code
@@ -583,21 +537,15 @@ func TestLotWritersLeaveKeySharersAlone(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
-	l, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "W", TimeZone: "UTC",
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: []string{"A", "B", "C"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lot := eurLot(t, s, "W", "A", "B", "C")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
 	for i, c := range []struct{ name, sql, want string }{
 		{"confirmation", `SELECT 'confirmed' FROM parkgate_confirm_holds(ARRAY[$1::uuid], ARRAY['pi_w'], ARRAY[now()])`, "confirmed"},
 		{"cancellation", `SELECT outcome FROM parkgate_cancel($1, now())`, "cancelled_silent"}, // a PENDING hold's
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := cloud.HoldParams{ID: uuid.NewString(), LotID: l.ID, Plate: fmt.Sprint("W", i),
-				StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
-				Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: fmt.Sprint("writers-", i), RequestHash: []byte{1},
-				Lease: time.Minute, ConflictBody: []byte(`{}`), FinalStatus: 201}
+			p := holdParams(lot, fmt.Sprint("writers-", i), start)
+			p.FinalStatus = 201
 			if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
 				t.Fatalf("the hold: %q %v", out[0].Outcome, out[0].Err)
 			}
@@ -610,14 +558,50 @@ func TestLotWritersLeaveKeySharersAlone(t *testing.T) {
 			if err := tx.QueryRow(ctx, c.sql, p.ID).Scan(&got); err != nil || got != c.want {
 				t.Fatalf("the %s in flight: %q %v, want %q", c.name, got, err, c.want)
 			}
-			deny := &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: l.ID, GateID: "g1",
-				Direction: protocol.DirectionExit, Plate: fmt.Sprint("ZW", i), Confidence: 0.9, Decision: protocol.DecisionDeny,
-				Reason: "no_reservation", OccurredAt: time.Now(), DecidedInUs: 50}
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			if _, err := s.DB.IngestGateEvent(ictx, deny, cloud.Transition{}); err != nil {
+			if _, err := s.DB.IngestGateEvent(ictx, denied(lot, fmt.Sprint("ZW", i)), cloud.Transition{}); err != nil {
 				t.Errorf("a denied plate of the lot while a %s is in flight: %v (want it in at once)", c.name, err)
 			}
 		})
 	}
+}
+
+// eurLot makes a lot at 1.00 EUR an hour with the spots labelled, and
+// returns its id.
+func eurLot(t *testing.T, s *pgtest.Schema, name string, spots ...string) string {
+	t.Helper()
+	l, err := s.DB.CreateLot(context.Background(), cloud.Lot{Name: name, TimeZone: "UTC",
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: spots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.ID
+}
+
+// holdParams is a PENDING hold of an hour from start on an eurLot, under
+// key, left open (no FinalStatus).
+func holdParams(lotID, key string, start time.Time) cloud.HoldParams {
+	return cloud.HoldParams{ID: uuid.NewString(), LotID: lotID, Plate: "P" + key,
+		StartsAt: start, EndsAt: start.Add(time.Hour), HoldTTL: 10 * time.Minute,
+		Price: cloud.Money{Amount: 100, Currency: "EUR"}, Key: key, RequestHash: []byte{1},
+		Lease: time.Minute, ConflictBody: []byte(`{}`)}
+}
+
+// holdIn calls parkgate_hold for p in tx, which stays open (and the lot
+// locked) for the caller, and returns the outcome.
+func holdIn(ctx context.Context, tx pgx.Tx, p cloud.HoldParams) (string, error) {
+	var outcome string
+	err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		p.ID, p.LotID, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,
+		p.Key, p.RequestHash, p.Lease, p.ConflictBody).Scan(&outcome)
+	return outcome, err
+}
+
+// denied is an edge's event of a plate its gate at lotID turned away: one
+// that moves no reservation.
+func denied(lotID, plate string) *protocol.GateEvent {
+	return &protocol.GateEvent{V: protocol.Version, EventID: uuid.NewString(), LotID: lotID, GateID: "g1",
+		Direction: protocol.DirectionEntry, Plate: plate, Confidence: 0.9, Decision: protocol.DecisionDeny,
+		Reason: "no_reservation", OccurredAt: time.Now(), DecidedInUs: 50}
 }
