@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,11 +126,32 @@ func setup(t testing.TB, brokerURL string, b *broker.Broker) *bundle {
 	}}
 }
 
-// start starts a link for the bundle's store and waits until it is connected.
+// watchers numbers start's status watchers: a client id each.
+var watchers atomic.Int64
+
+// start starts a link for the bundle's store and waits until it is
+// connected and subscribed: Connected turns true before the link's first
+// SUBSCRIBE is acknowledged, and a change published in between is not its
+// session's (a fresh session's first connect loses it). The link publishes
+// its first gate's retained "online" only after the SUBACK, so seeing it
+// on the broker says the subscription is in place.
 func (b *bundle) start(t testing.TB) *mqttlink.Link {
 	t.Helper()
+	var online atomic.Bool
+	watch := client(t, b.broker.URL(), fmt.Sprint("online-watch-", watchers.Add(1)), true, nil)
+	status := protocol.GateStatusTopic(lot, b.cfg.Gates[0])
+	if tok := watch.Subscribe(status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		var s protocol.GateStatus
+		if json.Unmarshal(m.Payload(), &s) == nil {
+			online.Store(s.State == protocol.StateOnline)
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", status, tok.Error())
+	}
 	l := b.startOffline(t)
 	waitFor(t, 10*time.Second, "link connected", l.Connected)
+	waitFor(t, 10*time.Second, "link subscribed (its gate online)", online.Load)
+	watch.Disconnect(0)
 	return l
 }
 
