@@ -46,7 +46,10 @@ import (
 // (default: this tree's, built here); BENCH_ROUNDS (default 1) repeats the
 // modes and binaries in turn, so that a comparison is made of alternating
 // runs in one session, each binary going first every other round; BENCH_MODES picks modes; BENCH_N sets the holds per
-// run (default 8,000); BENCH_HISTORY the past reservations per spot the
+// run (default 8,000); BENCH_SLICES (default 8) how many slices a round's
+// holds are cut into, the modes and binaries (up to maxSliced of them)
+// taking turns slice by slice (runSliced), or 1 for one whole run after
+// another; BENCH_HISTORY the past reservations per spot the
 // lots start with (default 10, see prefillHistory). pgbench runs once, after the first round, for the
 // ratio, unless BENCH_PGBENCH=off (when counting the database's own work
 // per hold, which pgbench's would swamp). BENCH_PPROF=DIR saves a 5 s CPU profile of each run's server
@@ -55,6 +58,14 @@ func BenchmarkBinary(b *testing.B) {
 	bins := binaries(b)
 	modes := strings.Split(envOr("BENCH_MODES", "guard-off,guard-on,stand-in"), ",")
 	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "1"))
+	perRound, err := strconv.Atoi(envOr("BENCH_SLICES", "8"))
+	if err != nil || perRound < 1 {
+		b.Fatalf("BENCH_SLICES=%q: want a count of slices per round", os.Getenv("BENCH_SLICES"))
+	}
+	if servers := len(modes) * len(bins); perRound > 1 && servers > maxSliced {
+		summary("%d modes × binaries would run at once, more than %d: the modes run one after another (BENCH_SLICES=1)", servers, maxSliced)
+		perRound = 1
+	}
 	results := map[string][]binResult{}
 	var order []string
 	var pgbenchTPS float64
@@ -65,19 +76,36 @@ func BenchmarkBinary(b *testing.B) {
 		if round%2 == 1 {
 			slices.Reverse(turn)
 		}
+		record := func(name string, r binResult) {
+			if _, ok := results[name]; !ok {
+				order = append(order, name)
+			}
+			results[name] = append(results[name], r)
+		}
+		pgbenchOnce := func(b *testing.B, bd *bundle) {
+			if pgbenchTPS == 0 && round == 0 && os.Getenv("BENCH_PGBENCH") != "off" {
+				if inv := pgbenchRatio(b, bd, 1); inv > 0 {
+					pgbenchTPS = 1 / inv
+				}
+			}
+		}
+		if perRound > 1 {
+			b.Run(fmt.Sprintf("slices/round%d", round), func(b *testing.B) {
+				for _, nr := range runSliced(b, modes, turn, perRound) {
+					record(nr.name, nr.r)
+				}
+				pgbenchOnce(b, results[order[len(order)-1]][round].bd)
+			})
+			continue
+		}
 		for _, mode := range modes {
 			for _, bin := range turn {
 				name := mode + "/" + bin.label
 				b.Run(fmt.Sprintf("%s/round%d", name, round), func(b *testing.B) {
 					r := runBinary(b, bin.path, mode)
-					if _, ok := results[name]; !ok {
-						order = append(order, name)
-					}
-					results[name] = append(results[name], r)
-					if pgbenchTPS == 0 && round == 0 && os.Getenv("BENCH_PGBENCH") != "off" && mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
-						if inv := pgbenchRatio(b, r.bd, 1); inv > 0 {
-							pgbenchTPS = 1 / inv
-						}
+					record(name, r)
+					if mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
+						pgbenchOnce(b, r.bd)
 					}
 					if pgbenchTPS > 0 {
 						b.ReportMetric(r.holds/pgbenchTPS, "ratio_vs_pgbench")
@@ -377,6 +405,120 @@ func freePort(b *testing.B) string {
 // runBinary starts the binary in mode on a fresh schema, drives it, and
 // stops it.
 func runBinary(b *testing.B, bin, mode string) binResult {
+	s := startServer(b, bin, mode)
+	n := benchN(8000)
+	s.profile(b, b.Name(), 500*time.Millisecond, 5*time.Second)
+	s.drive(b, n, false)
+	r := s.result(b)
+	reportHolds(b, s.lat, s.codes, s.elapsed)
+	b.Logf("%s", r.redisLine())
+	return r
+}
+
+// runSliced measures the modes and binaries of one round together: each
+// is started and warmed up at once, then they take turns in short slices
+// of the round's holds, the order turning and reversing slice by slice,
+// and each one's figures are summed over its slices. A ratio of two modes
+// then compares runs interleaved within seconds, not made minutes apart:
+// the box's drift, which moved a round's ratio by ±20% (README,
+// Performance), falls on both alike. The servers wait idle while the
+// others are driven (up to maxSliced of them).
+func runSliced(b *testing.B, modes []string, bins []binary, parts int) []namedResult {
+	var out []namedResult
+	var servers []*binServer
+	for _, mode := range modes {
+		for _, bin := range bins {
+			out = append(out, namedResult{name: mode + "/" + bin.label})
+			servers = append(servers, startServer(b, bin.path, mode))
+		}
+	}
+	checkConnections(b, servers[0].bd)
+	n := benchN(8000)
+	for i, s := range servers {
+		s.profile(b, b.Name()+"/"+out[i].name, 500*time.Millisecond, time.Duration(5*len(servers))*time.Second)
+	}
+	turn := make([]int, len(servers))
+	for k := range parts {
+		for j := range turn {
+			turn[j] = (j + k) % len(turn)
+		}
+		if k%2 == 1 {
+			slices.Reverse(turn)
+		}
+		for _, i := range turn {
+			servers[i].drive(b, n*(k+1)/parts-n*k/parts, true)
+		}
+	}
+	for i, s := range servers {
+		r := s.result(b)
+		out[i].r = r
+		b.Logf("%-24s %6.0f holds/s  p50 %5.1f ms  p99 %5.1f ms  over %d slices%s", out[i].name, r.holds, ms(r.p50), ms(r.p99), parts, r.redisLine())
+	}
+	return out
+}
+
+// sliceWarmUp is the holds each slice makes before it is timed: two per
+// driver.
+const sliceWarmUp = 32
+
+type namedResult struct {
+	name string
+	r    binResult
+}
+
+// maxSliced is the most servers runSliced starts at once: each keeps 20
+// Postgres connections open (the default pool, MinConns = MaxConns), and
+// three with the harness' and pgbench's fit in the 100 that Postgres
+// allows by default.
+const maxSliced = 3
+
+// checkConnections fails when the servers' pools, the harness' and the
+// pgbench to come leave less than a margin of this Postgres'
+// max_connections, rather than have pgbench or a pool fail mid-run.
+func checkConnections(b *testing.B, bd *bundle) {
+	var open, max int
+	if err := bd.schema.DB.Pool.QueryRow(context.Background(),
+		`SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity`).Scan(&open, &max); err != nil {
+		b.Fatalf("max_connections: %v", err)
+	}
+	if need := open + 16 + 5; need > max {
+		b.Fatalf("the servers hold %d Postgres connections, and pgbench would take 16 more; max_connections is %d: name fewer modes or binaries, or BENCH_SLICES=1", open, max)
+	}
+}
+
+// binServer is one bin/parkcloud serve under test: on its own schema and
+// Redis namespace, warmed up, with its drivers connected. It may be driven
+// in several slices, between which other servers are driven (BENCH_SLICES):
+// what it did is summed over its slices, CPU per process, so that the
+// work a server leaves running after a slice counts to it, not to the
+// server driven next.
+type binServer struct {
+	mode, app string
+	pid       int
+	base      string
+	pprofAddr string
+	bd        *bundle
+	lots      []string
+	conns     []*driverConn
+	rdb       *redis.Client
+	start     time.Time // the first hold's window
+	next      int       // the index of the next hold
+	m0        map[string]float64
+
+	lat     *latencies
+	codes   map[int]int
+	elapsed time.Duration
+	holds   int
+	// Summed over the slices: CPU of the server, its Postgres backends,
+	// Redis and this process, and Redis' calls by command.
+	cpu, pgCPU, redisCPU, genCPU time.Duration
+	redisCalls                   map[string]int64
+	prof                         sync.WaitGroup
+}
+
+// startServer starts the binary in mode on a fresh schema with 100 lots
+// that have a past, connects 16 drivers and warms it up.
+func startServer(b *testing.B, bin, mode string) *binServer {
 	bd := setup(b)
 	lots := make([]string, 100)
 	for i := range lots {
@@ -445,107 +587,141 @@ func runBinary(b *testing.B, bin, mode string) binResult {
 		_ = cmd.Wait()
 		_ = logf.Close()
 	})
-	base := "http://" + addr
-	waitReady(b, base, logf.Name())
+	s := &binServer{mode: mode, app: app, pid: cmd.Process.Pid, base: "http://" + addr, pprofAddr: pprofAddr,
+		bd: bd, lots: lots, start: time.Now().Add(48 * time.Hour).Truncate(time.Hour).UTC(),
+		lat: &latencies{}, codes: map[int]int{}, redisCalls: map[string]int64{}}
+	waitReady(b, s.base, logf.Name())
 
 	// 16 clients, each on its own keep-alive connection, as loadgen's
 	// drivers: the generator must stay cheap next to the server it measures.
-	const clients = 16
-	conns := make([]*driverConn, clients)
-	for i := range conns {
-		conns[i] = dialDriver(b, base)
-		defer conns[i].close()
+	s.conns = make([]*driverConn, 16)
+	for i := range s.conns {
+		s.conns[i] = dialDriver(b, s.base)
+		b.Cleanup(s.conns[i].close)
 	}
-	start := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UTC()
-	drive := func(n, from int, lat *latencies, codes map[int]int) time.Duration {
-		var mu sync.Mutex
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for c := range clients {
-			wg.Add(1)
-			go func(d *driverConn) {
-				defer wg.Done()
-				for {
-					k := int(next.Add(1)) - 1
-					if k >= n {
-						return
-					}
-					i := from + k
-					w := start.Add(time.Duration(i/len(lots)) * time.Hour)
-					t := time.Now()
-					r, err := d.do("POST", "/v1/reservations", hold(lots[i%len(lots)], fmt.Sprintf("B%07d", i), w, w.Add(time.Hour)),
-						key(fmt.Sprint("bin-", i)))
-					el := time.Since(t)
-					mu.Lock()
-					if err != nil {
-						codes[-1]++
-					} else {
-						codes[r.Status]++
-					}
-					mu.Unlock()
-					if lat != nil {
-						lat.add(el)
-					}
-				}
-			}(conns[c])
-		}
-		wg.Wait()
-		return time.Since(t0)
-	}
+	s.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	b.Cleanup(func() { _ = s.rdb.Close() })
 	// Warm up: every lot read once, connections and pools filled.
 	warm := map[int]int{}
-	drive(400, 0, nil, warm)
+	s.send(400, nil, warm)
 	if warm[201] != 400 {
 		b.Fatalf("warm-up statuses %v", warm)
 	}
+	s.m0 = scrapeMetrics(b, s.base)
+	return s
+}
 
-	n := benchN(8000)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer rdb.Close()
-	before, cpu0, rcpu0, gcpu0 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
-	pg0 := pgBackendCPU(bd, app)
-	m0 := scrapeMetrics(b, base)
-	var prof sync.WaitGroup
-	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
-		prof.Add(1)
-		go func() {
-			defer prof.Done()
-			time.Sleep(500 * time.Millisecond) // into the steady state
-			saveProfile(b, "http://"+pprofAddr+"/debug/pprof/profile?seconds=5",
-				filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".pprof"))
-		}()
-	}
-	lat := &latencies{}
-	codes := map[int]int{}
-	el := drive(n, 400, lat, codes)
-	after, cpu1, rcpu1, gcpu1 := commandStats(rdb), procCPU(cmd.Process.Pid), redisCPU(rdb), procCPU(os.Getpid())
-	pgCPU := cpuSince(pg0, pgBackendCPU(bd, app))
-	// The relay publishes after the holds are answered: let it finish.
-	time.Sleep(300 * time.Millisecond)
-	m1 := scrapeMetrics(b, base)
-	prof.Wait()
-	if codes[201] != n {
-		b.Errorf("statuses %v", codes)
-	}
-	if alone := m1["parkgate_calm_holds_alone_total"] - m0["parkgate_calm_holds_alone_total"]; alone > 0 {
-		b.Logf("%.0f calm holds found their lot busy and were made alone", alone)
-	}
-	res := binResult{mode: mode, holds: float64(codes[201]) / el.Seconds(), p50: lat.pct(.5), p99: lat.pct(.99), bd: bd,
-		cpu: (cpu1 - cpu0) / time.Duration(n), redisCPU: (rcpu1 - rcpu0) / time.Duration(n),
-		genCPU: (gcpu1 - gcpu0) / time.Duration(n), pgCPU: pgCPU / time.Duration(n),
-		relayChanges: (m1["parkgate_relay_published_total"] - m0["parkgate_relay_published_total"]) / float64(n),
-		relayMarks:   (m1["parkgate_relay_mark_group_size_count"] - m0["parkgate_relay_mark_group_size_count"]) / float64(n)}
-	if mode != "guard-off" {
-		res.redis = map[string]float64{}
-		for k, v := range after {
-			if d := v - before[k]; d > 0 && k != "info" {
-				res.redis[k] = float64(d) / float64(n)
+// send makes the next n holds over the drivers, each lot in turn, each in
+// a window of its own, and returns how long they took.
+func (s *binServer) send(n int, lat *latencies, codes map[int]int) time.Duration {
+	from := s.next
+	s.next += n
+	var mu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for _, d := range s.conns {
+		wg.Add(1)
+		go func(d *driverConn) {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= n {
+					return
+				}
+				i := from + k
+				w := s.start.Add(time.Duration(i/len(s.lots)) * time.Hour)
+				t := time.Now()
+				r, err := d.do("POST", "/v1/reservations", hold(s.lots[i%len(s.lots)], fmt.Sprintf("B%07d", i), w, w.Add(time.Hour)),
+					key(fmt.Sprint("bin-", i)))
+				el := time.Since(t)
+				mu.Lock()
+				if err != nil {
+					codes[-1]++
+				} else {
+					codes[r.Status]++
+				}
+				mu.Unlock()
+				if lat != nil {
+					lat.add(el)
+				}
 			}
+		}(d)
+	}
+	wg.Wait()
+	return time.Since(t0)
+}
+
+// drive makes n holds as one timed slice, adding its time and the CPU
+// each part spent to the server's sums. A slice after another server's
+// starts with holds it neither times nor counts (sliceWarmUp): its 16
+// drivers' first requests reach an idle server at once, a burst the
+// steady state does not have, and in a slice of 1,500 holds those 16 were
+// more than the 1% that p99 is made of.
+func (s *binServer) drive(b *testing.B, n int, warmUp bool) {
+	if warmUp {
+		codes := map[int]int{}
+		s.send(sliceWarmUp, nil, codes)
+		if codes[201] != sliceWarmUp {
+			b.Fatalf("%s: slice warm-up statuses %v", s.mode, codes)
 		}
 	}
-	reportHolds(b, lat, codes, el)
-	b.Logf("%s", res.redisLine())
+	before, cpu0, rcpu0, gcpu0 := commandStats(s.rdb), procCPU(s.pid), redisCPU(s.rdb), procCPU(os.Getpid())
+	pg0 := pgBackendCPU(s.bd, s.app)
+	s.elapsed += s.send(n, s.lat, s.codes)
+	s.holds += n
+	after, cpu1, rcpu1, gcpu1 := commandStats(s.rdb), procCPU(s.pid), redisCPU(s.rdb), procCPU(os.Getpid())
+	s.pgCPU += cpuSince(pg0, pgBackendCPU(s.bd, s.app))
+	s.cpu += cpu1 - cpu0
+	s.redisCPU += rcpu1 - rcpu0
+	s.genCPU += gcpu1 - gcpu0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 && k != "info" {
+			s.redisCalls[k] += d
+		}
+	}
+}
+
+// profile saves, when BENCH_PPROF names a directory, a CPU profile of the
+// server taken for length after a delay, in the background (result waits
+// for it).
+func (s *binServer) profile(b *testing.B, name string, delay, length time.Duration) {
+	dir := os.Getenv("BENCH_PPROF")
+	if dir == "" {
+		return
+	}
+	s.prof.Add(1)
+	go func() {
+		defer s.prof.Done()
+		time.Sleep(delay) // into the steady state
+		saveProfile(b, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprofAddr, int(length.Seconds())),
+			filepath.Join(dir, strings.ReplaceAll(name, "/", "_")+".pprof"))
+	}()
+}
+
+// result is what the server did over its slices, per hold.
+func (s *binServer) result(b *testing.B) binResult {
+	// The relay publishes after the holds are answered: let it finish.
+	time.Sleep(300 * time.Millisecond)
+	m1 := scrapeMetrics(b, s.base)
+	s.prof.Wait()
+	if s.codes[201] != s.holds {
+		b.Errorf("%s: statuses %v", s.mode, s.codes)
+	}
+	if alone := m1["parkgate_calm_holds_alone_total"] - s.m0["parkgate_calm_holds_alone_total"]; alone > 0 {
+		b.Logf("%s: %.0f calm holds found their lot busy and were made alone", s.mode, alone)
+	}
+	n := time.Duration(s.holds)
+	res := binResult{mode: s.mode, holds: float64(s.codes[201]) / s.elapsed.Seconds(), p50: s.lat.pct(.5), p99: s.lat.pct(.99), bd: s.bd,
+		cpu: s.cpu / n, redisCPU: s.redisCPU / n, genCPU: s.genCPU / n, pgCPU: s.pgCPU / n,
+		relayChanges: (m1["parkgate_relay_published_total"] - s.m0["parkgate_relay_published_total"]) / float64(s.holds),
+		relayMarks:   (m1["parkgate_relay_mark_group_size_count"] - s.m0["parkgate_relay_mark_group_size_count"]) / float64(s.holds)}
+	if s.mode != "guard-off" {
+		res.redis = map[string]float64{}
+		for k, v := range s.redisCalls {
+			res.redis[k] = float64(v) / float64(s.holds)
+		}
+	}
 	return res
 }
 
