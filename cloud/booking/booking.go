@@ -88,7 +88,9 @@ func New(store cloud.Store, payments cloud.Payments, guard cloud.Guard, log *slo
 		LotConcurrency: 8, LotWait: 250 * time.Millisecond}
 	s.keyChecks = groupcommit.Group[string, bool]{Write: store.KnownKeys, MaxWriters: 2, Timeout: 5 * time.Second}
 	s.calm = groupcommit.Group[cloud.HoldParams, cloud.HoldOutcome]{MaxBatch: calmBatch, MaxWriters: calmWriters,
+		Backlog: calmBatch,
 		Write: func(ctx context.Context, ps []cloud.HoldParams) ([]cloud.HoldOutcome, error) {
+			calmBatchHolds.Observe(float64(len(ps)))
 			return s.Store.Holds(ctx, ps), nil
 		}}
 	return s
@@ -100,6 +102,13 @@ var (
 	calmHoldsAlone = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parkgate_calm_holds_alone_total",
 		Help: "Calm lots' holds made again alone because another transaction held their lot when their shared transaction reached it."})
+	// How many calm lots' holds share a transaction: its fixed cost (round
+	// trip, commit) is most of a single hold's, so fewer holds per
+	// transaction is more of Postgres' CPU per hold.
+	calmBatchHolds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "parkgate_calm_batch_holds",
+		Help:    "Holds of calm lots written in one shared transaction.",
+		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16}})
 	holdsCreated = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "parkgate_holds_created_total", Help: "PENDING holds created."})
 	sessionsDiscarded = promauto.NewCounter(prometheus.CounterOpts{

@@ -265,13 +265,16 @@ func (s *Service) writeHolds(ctx context.Context, lotID string, batch []cloud.Ho
 // cost (the round trip, the commit, the plan and lock set-up of the
 // function's first call) is most of a single hold's: in a test of
 // DB.Holds, 4 writers each making one hold at a time cost Postgres 540-630
-// µs of CPU a hold; 4 lots' holds in each transaction, 390-410. Two
-// writers: in bench-binary's guard-on mode (16 clients, 2 cores), two did
-// 2,273-2,703 holds/s with p99 13-16 ms, where four did 1,894-2,379 with
-// 17-25 ms (their batches smaller) and one 2,286-2,379 (a core left
-// idle), 3 alternating rounds each. A lot in a rush keeps its own
-// transactions (its batch, under its Redis lock), so a surge's writes
-// never carry, nor wait for, other lots' holds.
+// µs of CPU a hold; 4 lots' holds in each transaction, 390-410. The second
+// writer starts only once a full batch waits behind the first (Backlog):
+// until then the first one's next transaction carries them all. Two
+// writers taking turns halved the holds per transaction (3.6 against 7.1
+// in bench-binary's guard-on mode, 16 clients on 2 cores) and with them
+// the holds/s: 2,364 against 2,745 (p99 18.2 against 14.2 ms), and with
+// the Stripe stand-in 1,604 against 1,925, 3 rounds of the two builds in
+// slices (session 19). A lot in a rush keeps its own transactions (its
+// batch, under its Redis lock), so a surge's writes never carry, nor
+// wait for, other lots' holds.
 const (
 	calmBatch   = 16
 	calmWriters = 2

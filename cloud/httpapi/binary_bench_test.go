@@ -238,7 +238,10 @@ type binResult struct {
 	// published, and round trips of marks (0 where the binary predates
 	// the metric).
 	relayChanges, relayMarks float64
-	bd                       *bundle
+	// Holds per shared calm transaction (0 where the binary predates the
+	// metric).
+	calmBatch float64
+	bd        *bundle
 }
 
 // serverCPU is the CPU per hold of what a lot operator runs: parkcloud,
@@ -253,6 +256,9 @@ func (r binResult) serverCPU() time.Duration { return r.cpu + r.pgCPU + r.redisC
 func (r binResult) redisLine() string {
 	cpu := fmt.Sprintf("  cpu/hold: parkcloud %v, postgres %v, redis %v, generator%s %v", r.cpu.Round(time.Microsecond),
 		r.pgCPU.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond), r.genLabel(), r.genCPU.Round(time.Microsecond))
+	if r.calmBatch > 0 {
+		cpu += fmt.Sprintf("  calm holds/tx %.1f", r.calmBatch)
+	}
 	if r.relayChanges > 0 {
 		cpu += fmt.Sprintf("  relay/hold: changes %.2f", r.relayChanges)
 		if r.relayMarks > 0 {
@@ -303,6 +309,7 @@ func medianResult(rs []binResult) binResult {
 	m.pgCPU = time.Duration(by(func(r binResult) float64 { return float64(r.pgCPU) }))
 	m.relayChanges = by(func(r binResult) float64 { return r.relayChanges })
 	m.relayMarks = by(func(r binResult) float64 { return r.relayMarks })
+	m.calmBatch = by(func(r binResult) float64 { return r.calmBatch })
 	return m
 }
 
@@ -716,6 +723,9 @@ func (s *binServer) result(b *testing.B) binResult {
 		cpu: s.cpu / n, redisCPU: s.redisCPU / n, genCPU: s.genCPU / n, pgCPU: s.pgCPU / n,
 		relayChanges: (m1["parkgate_relay_published_total"] - s.m0["parkgate_relay_published_total"]) / float64(s.holds),
 		relayMarks:   (m1["parkgate_relay_mark_group_size_count"] - s.m0["parkgate_relay_mark_group_size_count"]) / float64(s.holds)}
+	if tx := m1["parkgate_calm_batch_holds_count"] - s.m0["parkgate_calm_batch_holds_count"]; tx > 0 {
+		res.calmBatch = (m1["parkgate_calm_batch_holds_sum"] - s.m0["parkgate_calm_batch_holds_sum"]) / tx
+	}
 	if s.mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range s.redisCalls {

@@ -28,6 +28,13 @@ type Group[T, R any] struct {
 	// MaxWriters bounds the writes in flight at once (default 4): more would
 	// only queue on the WAL and the pool.
 	MaxWriters int
+	// Backlog is how many requests must be waiting before another writer
+	// is put to work while one is already writing (default 1: any). The
+	// busy writer takes what queued meanwhile as its next batch anyway; a
+	// second one splits that queue into smaller batches, each paying a
+	// write's fixed cost, which is worth it only once the queue grows
+	// past what one writer's next batch would carry.
+	Backlog int
 	// Timeout bounds one write (default 15s). It is not any caller's
 	// context, since the write carries the requests of many callers.
 	Timeout time.Duration
@@ -70,12 +77,17 @@ func (g *Group[T, R]) Do(ctx context.Context, in T) (R, error) {
 	}
 	var wake chan struct{}
 	spawn := false
-	if n := len(g.idle); n > 0 {
-		// The writer idle the shortest time: the others may end.
-		wake, g.idle = g.idle[n-1], g.idle[:n-1]
-	} else if g.writers < maxWriters {
-		g.writers++
-		spawn = true
+	// With a writer busy and the queue short of Backlog, none is put to
+	// work: the busy one takes this request next, for it looks at the
+	// queue again before it goes idle.
+	if busy := g.writers - len(g.idle); busy == 0 || len(g.queue) >= g.Backlog {
+		if n := len(g.idle); n > 0 {
+			// The writer idle the shortest time: the others may end.
+			wake, g.idle = g.idle[n-1], g.idle[:n-1]
+		} else if g.writers < maxWriters {
+			g.writers++
+			spawn = true
+		}
 	}
 	g.mu.Unlock()
 	if wake != nil {

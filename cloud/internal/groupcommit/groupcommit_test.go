@@ -3,7 +3,9 @@ package groupcommit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,4 +134,81 @@ func TestLingerRace(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestBacklog: while a writer is busy, a second one starts only once
+// Backlog requests wait; until then they wait for the busy one, and go
+// together in its next batch. Without a Backlog, the first request to
+// find the writer busy starts a second one.
+func TestBacklog(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		backlog int
+		// requests queued behind the first write when the second write
+		// starts, and what it carries
+		wantSecond []int
+	}{
+		{backlog: 0, wantSecond: []int{2}},
+		{backlog: 3, wantSecond: []int{2, 3, 4}},
+	} {
+		t.Run(fmt.Sprint("backlog ", tc.backlog), func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			started := make(chan []int, 8)
+			g := &groupcommit.Group[int, int]{MaxWriters: 2, Backlog: tc.backlog,
+				Write: func(_ context.Context, batch []int) ([]int, error) {
+					started <- slices.Clone(batch)
+					<-release
+					return batch, nil
+				}}
+			var wg sync.WaitGroup
+			do := func(v int) {
+				wg.Go(func() {
+					if got, err := g.Do(context.Background(), v); err != nil || got != v {
+						t.Errorf("Do(%d) = %d, %v", v, got, err)
+					}
+				})
+			}
+			wait := func() []int {
+				select {
+				case b := <-started:
+					return b
+				case <-time.After(10 * time.Second):
+					t.Fatal("no write started in 10s")
+					return nil
+				}
+			}
+			do(1)
+			if first := wait(); !slices.Equal(first, []int{1}) {
+				t.Fatalf("first write %v, want [1]", first)
+			}
+			last := len(tc.wantSecond) + 1
+			for v := 2; v <= last; v++ {
+				do(v)
+				if v == last {
+					break
+				}
+				// Queued one at a time, in order; none may have started a
+				// write of its own.
+				deadline := time.Now().Add(10 * time.Second)
+				for g.Queued() < v-1 {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d requests queued, want %d", g.Queued(), v-1)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(20 * time.Millisecond)
+				select {
+				case b := <-started:
+					t.Fatalf("a write of %v started with %d requests queued, under Backlog %d", b, v-1, tc.backlog)
+				default:
+				}
+			}
+			if second := wait(); !slices.Equal(second, tc.wantSecond) {
+				t.Fatalf("second write %v, want %v", second, tc.wantSecond)
+			}
+			close(release)
+			wg.Wait()
+		})
+	}
 }
