@@ -102,7 +102,7 @@ func BenchmarkBinary(b *testing.B) {
 			for _, bin := range turn {
 				name := mode + "/" + bin.label
 				b.Run(fmt.Sprintf("%s/round%d", name, round), func(b *testing.B) {
-					r := runBinary(b, bin.path, mode)
+					r := runBinary(b, bin, mode)
 					record(name, r)
 					if mode == modes[len(modes)-1] && bin == bins[len(bins)-1] {
 						pgbenchOnce(b, r.bd)
@@ -411,7 +411,7 @@ func freePort(b *testing.B) string {
 
 // runBinary starts the binary in mode on a fresh schema, drives it, and
 // stops it.
-func runBinary(b *testing.B, bin, mode string) binResult {
+func runBinary(b *testing.B, bin binary, mode string) binResult {
 	s := startServer(b, bin, mode)
 	n := benchN(8000)
 	s.profile(b, b.Name(), 500*time.Millisecond, 5*time.Second)
@@ -436,7 +436,7 @@ func runSliced(b *testing.B, modes []string, bins []binary, parts int) []namedRe
 	for _, mode := range modes {
 		for _, bin := range bins {
 			out = append(out, namedResult{name: mode + "/" + bin.label})
-			servers = append(servers, startServer(b, bin.path, mode))
+			servers = append(servers, startServer(b, bin, mode))
 		}
 	}
 	checkConnections(b, servers[0].bd)
@@ -493,6 +493,37 @@ func checkConnections(b *testing.B, bd *bundle) {
 	}
 }
 
+// schemaSQL applies to a server's schema, after the migrations and before
+// its lots are made, the file BENCH_SQL names for its binary's label
+// ("label=file.sql,…"): one binary under two labels then compares two
+// schemas in one run, the way to try an index or a key on the shipped
+// binary before making it a migration (bench-hold-sql does the same for
+// parkgate_hold alone). Not for the PL/pgSQL functions: the binary
+// creates its own as it starts.
+func schemaSQL(b *testing.B, bd *bundle, label string) {
+	spec := os.Getenv("BENCH_SQL")
+	if spec == "" {
+		return
+	}
+	for _, item := range strings.Split(spec, ",") {
+		l, file, ok := strings.Cut(item, "=")
+		if !ok {
+			b.Fatalf("BENCH_SQL=%q: want label=file.sql,…", spec)
+		}
+		if l != label {
+			continue
+		}
+		sql, err := os.ReadFile(file)
+		if err != nil {
+			b.Fatalf("BENCH_SQL: %v", err)
+		}
+		if _, err := bd.schema.DB.Pool.Exec(context.Background(), string(sql)); err != nil {
+			b.Fatalf("BENCH_SQL: apply %s to %s's schema: %v", file, label, err)
+		}
+		b.Logf("%s: applied %s to its schema", label, file)
+	}
+}
+
 // binServer is one bin/parkcloud serve under test: on its own schema and
 // Redis namespace, warmed up, with its drivers connected. It may be driven
 // in several slices, between which other servers are driven (BENCH_SLICES):
@@ -525,8 +556,9 @@ type binServer struct {
 
 // startServer starts the binary in mode on a fresh schema with 100 lots
 // that have a past, connects 16 drivers and warms it up.
-func startServer(b *testing.B, bin, mode string) *binServer {
+func startServer(b *testing.B, bin binary, mode string) *binServer {
 	bd := setup(b)
+	schemaSQL(b, bd, bin.label)
 	lots := make([]string, 100)
 	for i := range lots {
 		lots[i] = bd.createLot(b, 50)
@@ -579,7 +611,7 @@ func startServer(b *testing.B, bin, mode string) *binServer {
 	default:
 		b.Fatalf("unknown mode %q", mode)
 	}
-	cmd := exec.Command(bin, "serve")
+	cmd := exec.Command(bin.path, "serve")
 	cmd.Env = env
 	logf, err := os.Create(filepath.Join(b.TempDir(), "parkcloud.log"))
 	if err != nil {
