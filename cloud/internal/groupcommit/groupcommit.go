@@ -32,8 +32,10 @@ type Group[T, R any] struct {
 	// is put to work while one is already writing (default 1: any). The
 	// busy writer takes what queued meanwhile as its next batch anyway; a
 	// second one splits that queue into smaller batches, each paying a
-	// write's fixed cost, which is worth it only once the queue grows
-	// past what one writer's next batch would carry.
+	// write's fixed cost, which is worth it only once the queue holds what
+	// one writer's next batch can carry (Backlog = MaxBatch). Meanwhile a
+	// slow write holds up to Backlog-1 requests that a second writer
+	// would have taken at once.
 	Backlog int
 	// Timeout bounds one write (default 15s). It is not any caller's
 	// context, since the write carries the requests of many callers.

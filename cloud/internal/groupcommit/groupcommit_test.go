@@ -113,27 +113,35 @@ func TestWritersLinger(t *testing.T) {
 
 // TestLingerRace: writers ending as requests arrive, over and over; every
 // request is answered (a lost wake-up would leave a caller waiting).
+// With a Backlog, requests that find a writer busy wake nobody: a
+// mistake in who counts as busy (an idle writer counted, say) leaves them
+// queued with no writer to take them.
 func TestLingerRace(t *testing.T) {
 	t.Parallel()
-	g := &groupcommit.Group[int, int]{MaxWriters: 2, Linger: time.Microsecond,
-		Write: func(_ context.Context, batch []int) ([]int, error) { return batch, nil }}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for c := range 8 {
-		wg.Go(func() {
-			for i := range 2000 {
-				if i%50 == 0 {
-					time.Sleep(time.Duration(c) * time.Microsecond) // let writers time out
-				}
-				if v, err := g.Do(ctx, i); err != nil || v != i {
-					t.Errorf("Do(%d) = %d, %v", i, v, err)
-					return
-				}
+	for _, backlog := range []int{0, 3, 16} {
+		t.Run(fmt.Sprint("backlog ", backlog), func(t *testing.T) {
+			t.Parallel()
+			g := &groupcommit.Group[int, int]{MaxWriters: 2, MaxBatch: 4, Backlog: backlog, Linger: time.Microsecond,
+				Write: func(_ context.Context, batch []int) ([]int, error) { return batch, nil }}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for c := range 8 {
+				wg.Go(func() {
+					for i := range 2000 {
+						if i%50 == 0 {
+							time.Sleep(time.Duration(c) * time.Microsecond) // let writers time out
+						}
+						if v, err := g.Do(ctx, i); err != nil || v != i {
+							t.Errorf("Do(%d) = %d, %v", i, v, err)
+							return
+						}
+					}
+				})
 			}
+			wg.Wait()
 		})
 	}
-	wg.Wait()
 }
 
 // TestBacklog: while a writer is busy, a second one starts only once
@@ -192,6 +200,11 @@ func TestBacklog(t *testing.T) {
 				// write of its own.
 				deadline := time.Now().Add(10 * time.Second)
 				for g.Queued() < v-1 {
+					select {
+					case b := <-started:
+						t.Fatalf("a write of %v started with %d requests queued, under Backlog %d", b, v-1, tc.backlog)
+					default:
+					}
 					if time.Now().After(deadline) {
 						t.Fatalf("%d requests queued, want %d", g.Queued(), v-1)
 					}
