@@ -55,7 +55,7 @@ bench-core: services ## hold throughput and search latency vs pgbench (issue 2),
 	@# Last: loading a million reservations leaves Postgres checkpointing for a while after.
 	$(GO) test -run '^$$' -bench 'Search' -benchtime 1x -timeout 30m ./cloud/httpapi/
 
-bench-binary: services build ## bin/parkcloud as its own process over loopback, guard off / on / with a Stripe stand-in, vs pgbench (issue 17), on lots with a past (BENCH_HISTORY per spot); BENCH_ROUNDS=3 alternates, PARKCLOUD_BIN=a=PATH,b=PATH compares binaries of one schema
+bench-binary: services build ## bin/parkcloud as its own process over loopback, guard off / on / with a Stripe stand-in, vs pgbench (issue 17), on lots with a past (BENCH_HISTORY per spot); the modes take turns in 8 slices a round (BENCH_SLICES), BENCH_ROUNDS=5 repeats, PARKCLOUD_BIN=a=PATH,b=PATH compares binaries of one schema, BENCH_SQL=a=FILE.sql schemas
 	PARKCLOUD_BIN=$${PARKCLOUD_BIN:-this=$(CURDIR)/bin/parkcloud} $(GO) test -run '^$$' -bench Binary -benchtime 1x -timeout 30m ./cloud/httpapi/
 
 bench-binary-ab: services ## bench-binary of revision BASE (default HEAD~1) and of this tree, each on its own harness and schema, alternating ROUNDS (default 3)
