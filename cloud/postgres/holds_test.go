@@ -470,24 +470,9 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 		t.Errorf("a denied plate of the lot while a hold is in flight: %v (want it in at once)", err)
 	}
 
-	// Every statement below fails with lock_not_available rather than wait.
-	conn, err := s.DB.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SET lock_timeout = '2s'`); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET lock_timeout`) }()
-
 	// And the other way round: a gate event's insert in flight, a hold
 	// (without NoWait) on the lot is made at once.
-	etx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = etx.Rollback(ctx) }()
+	etx := lockTimeoutTx(t, s, "2s")
 	if _, err := etx.Exec(ctx, `INSERT INTO gate_events (event_id, lot_id, gate_id, direction, kind, plate,
 		confidence, decision, reason, occurred_at, decided_in_us)
 		VALUES ('ks-ev-2', $1, 'g1', 'entry', 'decision', 'ZZ2', 0.9, 'deny', 'no_reservation', now(), 50)`, lot); err != nil {
@@ -496,29 +481,13 @@ func TestHoldLeavesKeySharersAlone(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	htx, err := s.DB.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = htx.Rollback(ctx) }()
-	if _, err := htx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
-		t.Fatal(err)
-	}
-	if outcome, err := holdIn(ctx, htx, holdParams(lot, "keyshare-2", start)); err != nil || outcome != cloud.HoldHeld {
+	if outcome, err := holdIn(ctx, lockTimeoutTx(t, s, "2s"), holdParams(lot, "keyshare-2", start)); err != nil || outcome != cloud.HoldHeld {
 		t.Errorf("a hold while a gate event of its lot is in flight: %q %v (want it made at once)", outcome, err)
 	}
 
 	// A second hold on the lot still takes its turn after the first.
 	var code string
-	other, err := s.DB.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = other.Rollback(ctx) }()
-	if _, err := other.Exec(ctx, `SET LOCAL lock_timeout = '200ms'`); err != nil {
-		t.Fatal(err)
-	}
-	outcome, err := holdIn(ctx, other, holdParams(lot, "keyshare-3", start))
+	outcome, err := holdIn(ctx, lockTimeoutTx(t, s, "200ms"), holdParams(lot, "keyshare-3", start))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		code = pgErr.Code
@@ -590,6 +559,24 @@ func holdParams(lotID, key string, start time.Time) cloud.HoldParams {
 
 // holdIn calls parkgate_hold for p in tx, which stays open (and the lot
 // locked) for the caller, and returns the outcome.
+// lockTimeoutTx begins a transaction, rolled back when the test ends,
+// whose statements fail with lock_not_available (55P03) rather than wait
+// longer than d for a lock: a test of who waits for whom fails rather
+// than hangs.
+func lockTimeoutTx(t *testing.T, s *pgtest.Schema, d string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, d); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
 func holdIn(ctx context.Context, tx pgx.Tx, p cloud.HoldParams) (string, error) {
 	var outcome string
 	err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,

@@ -170,6 +170,7 @@ func TestBacklog(t *testing.T) {
 					return batch, nil
 				}}
 			var wg sync.WaitGroup
+			defer func() { close(release); wg.Wait() }()
 			do := func(v int) {
 				wg.Go(func() {
 					if got, err := g.Do(context.Background(), v); err != nil || got != v {
@@ -186,42 +187,36 @@ func TestBacklog(t *testing.T) {
 					return nil
 				}
 			}
+			noWriteYet := func(queued int) {
+				select {
+				case b := <-started:
+					t.Fatalf("a write of %v started with %d requests queued, under Backlog %d", b, queued, tc.backlog)
+				default:
+				}
+			}
 			do(1)
 			if first := wait(); !slices.Equal(first, []int{1}) {
 				t.Fatalf("first write %v, want [1]", first)
 			}
+			// All but the last request of the second write are queued one
+			// at a time, in order; none may start a write of its own.
 			last := len(tc.wantSecond) + 1
-			for v := 2; v <= last; v++ {
+			for v := 2; v < last; v++ {
 				do(v)
-				if v == last {
-					break
-				}
-				// Queued one at a time, in order; none may have started a
-				// write of its own.
-				deadline := time.Now().Add(10 * time.Second)
-				for g.Queued() < v-1 {
-					select {
-					case b := <-started:
-						t.Fatalf("a write of %v started with %d requests queued, under Backlog %d", b, v-1, tc.backlog)
-					default:
-					}
+				for deadline := time.Now().Add(10 * time.Second); g.Queued() < v-1; {
+					noWriteYet(v - 1)
 					if time.Now().After(deadline) {
 						t.Fatalf("%d requests queued, want %d", g.Queued(), v-1)
 					}
 					time.Sleep(time.Millisecond)
 				}
 				time.Sleep(20 * time.Millisecond)
-				select {
-				case b := <-started:
-					t.Fatalf("a write of %v started with %d requests queued, under Backlog %d", b, v-1, tc.backlog)
-				default:
-				}
+				noWriteYet(v - 1)
 			}
+			do(last)
 			if second := wait(); !slices.Equal(second, tc.wantSecond) {
 				t.Fatalf("second write %v, want %v", second, tc.wantSecond)
 			}
-			close(release)
-			wg.Wait()
 		})
 	}
 }
