@@ -324,8 +324,9 @@ type Overstay struct {
 
 // Change is one status change of one reservation: a row of the per-lot
 // change log (outbox), or a silent change no edge hears of (a PENDING
-// hold's life, the cloud's silent_changes), which comes after the log's
-// change Seq. A lot's history is in (Seq, Silent) order.
+// hold's life: the cloud's silent_changes, and a hold's own row), which
+// comes after the log's change Seq. A lot's history is in (Seq, Silent)
+// order (the cloud's lot_history).
 type Change struct {
 	LotID         string          `json:"lot_id"`
 	Seq           int64           `json:"seq"`

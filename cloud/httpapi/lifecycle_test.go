@@ -49,11 +49,8 @@ func (b *payBundle) paidBooking(t testing.TB, lot, plate, k string, start time.T
 func (b *bundle) history(t testing.TB, id string) string {
 	t.Helper()
 	rows, err := b.schema.DB.Pool.Query(context.Background(), `
-		SELECT h.what FROM (
-			SELECT seq, 0::bigint AS n, op || ':' || status AS what FROM outbox WHERE reservation_id = $1
-			UNION ALL
-			SELECT after_seq, id, 'silent:' || status FROM silent_changes WHERE reservation_id = $1) h
-		 ORDER BY h.seq, h.n`, id)
+		SELECT CASE WHEN silent = 0 THEN op ELSE 'silent' END || ':' || status FROM lot_history
+		 WHERE reservation_id = $1 ORDER BY seq, silent`, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,10 @@ type AuditChange struct {
 	LotID string
 	Seq   int64
 	// Silent is 0 for a change of the lot's log; for a change no edge
-	// heard of (silent_changes, migration 021) it is that row's id, and Seq
-	// the lot's seq when it was made: a lot's history is in (Seq, Silent)
-	// order.
+	// heard of (silent_changes, migration 021, or a PENDING hold's place on
+	// its row, migration 027) it is its number in silent_changes' sequence,
+	// and Seq the lot's seq when it was made: a lot's history is in (Seq,
+	// Silent) order.
 	Silent        int64
 	ReservationID string
 	Status        cloud.Status
@@ -94,16 +95,14 @@ func (db *DB) AllReservations(ctx context.Context) ([]AuditReservation, error) {
 }
 
 // AllChanges returns every lot's reservation changes, the log's and the
-// silent ones merged, in each lot's order (lot, Seq, Silent); the rows of
-// other kinds (permits, presence resets) are left out.
+// silent ones merged (lot_history, migration 027), in each lot's order
+// (lot, Seq, Silent); the rows of other kinds (permits, presence resets)
+// are left out.
 func (db *DB) AllChanges(ctx context.Context) ([]AuditChange, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT lot_id::text, seq, 0::bigint, reservation_id::text, status, created_at, op, starts_at, ends_at
-		  FROM outbox WHERE kind = ''
-		UNION ALL
-		SELECT lot_id::text, after_seq, id, reservation_id::text, status, created_at, '', starts_at, ends_at
-		  FROM silent_changes
-		 ORDER BY 1, 2, 3`)
+		SELECT lot_id::text, seq, silent, reservation_id::text, status, created_at, op, starts_at, ends_at
+		  FROM lot_history
+		 ORDER BY lot_id, seq, silent`)
 	if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
 	}

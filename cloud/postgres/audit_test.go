@@ -2,11 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 	"github.com/parkgate/parkgate/protocol"
 )
 
@@ -113,5 +115,90 @@ func TestAuditExtension(t *testing.T) {
 	}
 	if merged.ReservationID != res || !merged.EndsAt.Equal(newEnd) || merged.Status != protocol.StatusConfirmed || merged.Op != "upsert" {
 		t.Errorf("merge's change: %+v; want the booking with ends_at %s", merged, newEnd)
+	}
+}
+
+// TestAuditHoldPlace: a PENDING hold's place in its lot's history comes
+// from its own row (migration 027), among the silent changes drawn after
+// it: a hold, then its expiry and the hold that expired it, in the order
+// made. And its window is the one it was held with, not the end its paid
+// extensions have moved the booking's row to since, so the audit judges
+// the hold by what it held then.
+func TestAuditHoldPlace(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	lot := eurLot(t, s, "H", "A")
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	hold := func(key string, from time.Time) string {
+		t.Helper()
+		p := holdParams(lot, key, from)
+		if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
+			t.Fatalf("hold %s: %+v", key, out[0])
+		}
+		return p.ID
+	}
+
+	booked := hold("booked", start)
+	if _, err := s.DB.Pool.Exec(ctx, `SELECT * FROM parkgate_confirm_holds(ARRAY[$1]::uuid[], ARRAY['pi_1'], ARRAY[NULL]::timestamptz[])`,
+		booked); err != nil {
+		t.Fatal(err)
+	}
+	end := start.Add(time.Hour)
+	for i, to := range []time.Time{end.Add(30 * time.Minute), end.Add(time.Hour)} {
+		from := end.Add(time.Duration(i) * 30 * time.Minute)
+		ext := uuid.NewString()
+		h, err := s.DB.HoldExtension(ctx, cloud.ExtensionParams{ID: ext, ParentID: booked, From: from, EndsAt: to,
+			HoldTTL: 10 * time.Minute, Price: cloud.Money{Amount: 50, Currency: "EUR"}, Key: "ext-" + ext,
+			RequestHash: []byte("h"), Lease: time.Minute, Now: time.Now()})
+		if err != nil || h.Outcome != cloud.ExtensionHeld {
+			t.Fatalf("hold extension %d: %+v, %v", i, h, err)
+		}
+		if out, _, err := s.DB.Extend(ctx, ext, "pi_ext", time.Now()); err != nil || out != "extended" {
+			t.Fatalf("extend %d: %q, %v", i, out, err)
+		}
+	}
+
+	later := start.Add(5 * time.Hour)
+	lapsed := hold("lapsed", later)
+	if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 minute' WHERE id = $1`, lapsed); err != nil {
+		t.Fatal(err)
+	}
+	over := hold("over", later) // expires the lapsed one: a silent_changes row
+
+	cs, err := s.DB.AllChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type change struct {
+		seq    int64
+		silent bool
+		res    string
+		status protocol.Status
+		ends   string
+	}
+	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	want := []change{
+		{0, true, booked, protocol.StatusPending, at(end)},
+		{1, false, booked, protocol.StatusConfirmed, at(end)},
+		{2, false, booked, protocol.StatusConfirmed, at(end.Add(30 * time.Minute))},
+		{3, false, booked, protocol.StatusConfirmed, at(end.Add(time.Hour))},
+		{3, true, lapsed, protocol.StatusPending, at(later.Add(time.Hour))},
+		{3, true, lapsed, protocol.StatusExpired, at(later.Add(time.Hour))},
+		{3, true, over, protocol.StatusPending, at(later.Add(time.Hour))},
+	}
+	var got []change
+	for _, c := range cs {
+		got = append(got, change{c.Seq, c.Silent != 0, c.ReservationID, c.Status, at(c.EndsAt)})
+		if c.Silent == 0 && c.Op == "" || c.Silent != 0 && c.Op != "" {
+			t.Errorf("change %+v: a log's change has an op, a silent one none", c)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("history:\n got %+v\nwant %+v", got, want)
+	}
+	var own int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM silent_changes WHERE status = 'PENDING'`).Scan(&own); err != nil || own != 0 {
+		t.Errorf("%d PENDING holds in silent_changes (%v): their places are on their rows", own, err)
 	}
 }

@@ -21,7 +21,8 @@ import (
 // TestHoldsTogether: holds of one lot written as one batch each get their
 // own answer (spots while they last, then no_availability; a key used twice
 // in the batch made once), a PENDING hold tells the edges nothing (the
-// lot's log and seq untouched, one silent change each, in the order made)
+// lot's log and seq untouched, each placed in the lot's history in the
+// order made, on its own row)
 // while a free lot's CONFIRMED holds go down its log gap-free, and a batch
 // the database refuses as a whole (a lot that does not exist) is made again
 // request by request, so only the bad request fails.
@@ -61,8 +62,14 @@ func TestHoldsTogether(t *testing.T) {
 	if logged != 0 || lotSeq != 0 {
 		t.Errorf("PENDING holds: %d changes logged, lot seq %d; want none, 0", logged, lotSeq)
 	}
-	silent, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM silent_changes
-		WHERE lot_id = $1 AND status = 'PENDING' AND after_seq = 0 ORDER BY id`, lot)
+	// Each PENDING hold keeps its place in the lot's history on its own
+	// row (migration 027): no silent_changes row of its own.
+	var own int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM silent_changes WHERE lot_id = $1`, lot).Scan(&own); err != nil || own != 0 {
+		t.Errorf("PENDING holds wrote %d silent_changes rows (%v), want none", own, err)
+	}
+	silent, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM lot_history
+		WHERE lot_id = $1 AND status = 'PENDING' AND seq = 0 AND silent > 0 ORDER BY silent`, lot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +95,16 @@ func TestHoldsTogether(t *testing.T) {
 			t.Errorf("free hold %d: %q seq %d %v, want held at seq %d", i, o.Outcome, o.Seq, o.Err, i+1)
 		}
 	}
-	var n, maxSeq, distinct int
-	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT seq) FROM outbox WHERE lot_id = $1 AND op = 'upsert'`,
-		free.ID).Scan(&n, &maxSeq, &distinct); err != nil {
+	var n, maxSeq, distinct, placed int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT seq),
+		(SELECT count(*) FROM reservations WHERE lot_id = $1 AND (silent_id IS NOT NULL OR silent_after_seq IS NOT NULL))
+		FROM outbox WHERE lot_id = $1 AND op = 'upsert'`,
+		free.ID).Scan(&n, &maxSeq, &distinct, &placed); err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 || maxSeq != 3 || distinct != 3 {
-		t.Errorf("free lot's outbox: %d upserts, max seq %d, %d distinct; want 3 gap-free", n, maxSeq, distinct)
+	if n != 3 || maxSeq != 3 || distinct != 3 || placed != 0 {
+		t.Errorf("free lot's outbox: %d upserts, max seq %d, %d distinct, %d placed as silent; want 3 gap-free, none silent",
+			n, maxSeq, distinct, placed)
 	}
 
 	// A batch with a lot that does not exist fails as a whole in the
@@ -334,7 +344,7 @@ func TestHoldsOfSeveralLots(t *testing.T) {
 	if out[0].SpotID == out[2].SpotID {
 		t.Errorf("both holds of the higher lot on spot %q", out[0].SpotID)
 	}
-	rows, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM silent_changes ORDER BY id`)
+	rows, err := s.DB.Pool.Query(ctx, `SELECT reservation_id::text FROM lot_history WHERE silent > 0 ORDER BY silent`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,8 +567,6 @@ func holdParams(lotID, key string, start time.Time) cloud.HoldParams {
 		Lease: time.Minute, ConflictBody: []byte(`{}`)}
 }
 
-// holdIn calls parkgate_hold for p in tx, which stays open (and the lot
-// locked) for the caller, and returns the outcome.
 // lockTimeoutTx begins a transaction, rolled back when the test ends,
 // whose statements fail with lock_not_available (55P03) rather than wait
 // longer than d for a lock: a test of who waits for whom fails rather
@@ -577,6 +585,8 @@ func lockTimeoutTx(t *testing.T, s *pgtest.Schema, d string) pgx.Tx {
 	return tx
 }
 
+// holdIn calls parkgate_hold for p in tx, which stays open (and the lot
+// locked) for the caller, and returns the outcome.
 func holdIn(ctx context.Context, tx pgx.Tx, p cloud.HoldParams) (string, error) {
 	var outcome string
 	err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,

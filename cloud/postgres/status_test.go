@@ -126,10 +126,8 @@ func TestFunctionsWriteOpsAsProtocol(t *testing.T) {
 
 	// The lot's history, the log and the silent changes merged in order.
 	rows, err := f.pool.Query(ctx, `
-		SELECT seq, 0::bigint, reservation_id::text, op, status FROM outbox WHERE lot_id = $1
-		UNION ALL
-		SELECT after_seq, id, reservation_id::text, '', status FROM silent_changes WHERE lot_id = $1
-		 ORDER BY 1, 2`, f.lot)
+		SELECT seq, silent, reservation_id::text, op, status FROM lot_history WHERE lot_id = $1
+		 ORDER BY seq, silent`, f.lot)
 	if err != nil {
 		t.Fatal(err)
 	}

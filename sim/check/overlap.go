@@ -16,7 +16,7 @@ import (
 // held a spot).
 func NoOverlap(run *sim.Run) Result {
 	r := Result{Name: "no_overlap", Title: "no two active reservations of a spot overlap",
-		Source: "postgres: reservations (now); outbox and silent_changes (history)"}
+		Source: "postgres: reservations (now); lot_history: outbox, silent_changes and the holds' rows (history)"}
 	bySpot := map[int64][]*sim.Reservation{}
 	byID := make(map[string]*sim.Reservation, len(run.Reservations))
 	for i := range run.Reservations {

@@ -2,9 +2,9 @@
 -- the idempotency key, expire overdue holds that overlap the window (so a
 -- hold nobody paid for never blocks a booking, even before the expiry worker
 -- gets to it), pick a free spot, insert, and record the change: a PENDING
--- hold in silent_changes, since no edge needs it before it is paid
--- (migration 021; its seq comes back NULL), a free lot's CONFIRMED one in
--- the lot's change log.
+-- hold's place among the lot's silent changes on its own row, since no
+-- edge needs it before it is paid (migrations 021 and 027; its seq comes
+-- back NULL), a free lot's CONFIRMED one in the lot's change log.
 -- Outcomes: 'held'; 'key_exists' (nothing written; the caller reads the key);
 -- 'unknown_spot' (p_spot names no spot of the lot); 'no_availability' (the
 -- key now stores p_conflict_body as a 409, as a replay must return it).
@@ -194,17 +194,20 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A PENDING hold is nothing for the edges until it is paid (migration
+    -- 021): the lot's seq stays, and the hold reports none. Its place in
+    -- the lot's history goes on its row, drawn from silent_changes'
+    -- sequence under the lot's lock as a silent change's id (migration
+    -- 027; CASE calls nextval only for it).
     INSERT INTO reservations (id, lot_id, spot_id, plate, starts_at, ends_at, status,
                               hold_expires_at, price_amount, currency, access_token_hash,
-                              checkout_session_id, checkout_url)
+                              checkout_session_id, checkout_url, silent_after_seq, silent_id)
     VALUES (p_id, p_lot, v_spot, p_plate, p_starts, p_ends, v_status,
             now() + p_hold, p_price, p_currency, p_token_hash,
-            p_session_id, p_session_url);
+            p_session_id, p_session_url,
+            CASE WHEN v_status = 'PENDING' THEN v_seq END,
+            CASE WHEN v_status = 'PENDING' THEN nextval('silent_changes_id_seq') END);
     IF v_status = 'PENDING' THEN
-        -- Nothing for the edges until it is paid (migration 021): the lot's
-        -- seq stays, and the hold reports none.
-        INSERT INTO silent_changes (lot_id, after_seq, reservation_id, status, plate, starts_at, ends_at)
-        VALUES (p_lot, v_seq, p_id, v_status, p_plate, p_starts, p_ends);
         RETURN QUERY SELECT 'held'::text, v_label, now() + p_hold, now(), NULL::bigint;
         RETURN;
     END IF;
