@@ -23,7 +23,10 @@ ALTER TABLE reservations
 -- made: the change log's (silent = 0), the silent ones (migration 021),
 -- and the PENDING holds' places above. Sort by (lot_id, seq, silent). It
 -- is for the audit (postgres.AllChanges, the simulator's no_overlap) and
--- tests: nothing on a service path reads it.
+-- tests: nothing on a service path reads it. A later migration that
+-- changes the type of a column it reads, or drops silent_changes, drops
+-- and re-creates it in the same transaction: Postgres refuses either
+-- under a view.
 --
 -- A hold's window is the one it was made with. An extension merged since
 -- (parkgate_extend) moved the booking's ends_at to its own end, and its
