@@ -165,37 +165,70 @@ func TestAuditHoldPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	over := hold("over", later) // expires the lapsed one: a silent_changes row
+	// A cancellation in a transaction of its own (parkgate_cancel) draws
+	// its silent row after the hold's place.
+	dropped := hold("dropped", later.Add(5*time.Hour))
+	if out, _, err := s.DB.Cancel(ctx, dropped, time.Now()); err != nil || out != cloud.CancelDoneSilent {
+		t.Fatalf("cancel the hold: %q, %v", out, err)
+	}
 
 	cs, err := s.DB.AllChanges(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type change struct {
-		seq    int64
-		silent bool
-		res    string
-		status protocol.Status
-		ends   string
+		seq          int64
+		silent       bool
+		res          string
+		status       protocol.Status
+		starts, ends string
 	}
 	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	last := later.Add(5 * time.Hour)
 	want := []change{
-		{0, true, booked, protocol.StatusPending, at(end)},
-		{1, false, booked, protocol.StatusConfirmed, at(end)},
-		{2, false, booked, protocol.StatusConfirmed, at(end.Add(30 * time.Minute))},
-		{3, false, booked, protocol.StatusConfirmed, at(end.Add(time.Hour))},
-		{3, true, lapsed, protocol.StatusPending, at(later.Add(time.Hour))},
-		{3, true, lapsed, protocol.StatusExpired, at(later.Add(time.Hour))},
-		{3, true, over, protocol.StatusPending, at(later.Add(time.Hour))},
+		{0, true, booked, protocol.StatusPending, at(start), at(end)},
+		{1, false, booked, protocol.StatusConfirmed, at(start), at(end)},
+		{2, false, booked, protocol.StatusConfirmed, at(start), at(end.Add(30 * time.Minute))},
+		{3, false, booked, protocol.StatusConfirmed, at(start), at(end.Add(time.Hour))},
+		{3, true, lapsed, protocol.StatusPending, at(later), at(later.Add(time.Hour))},
+		{3, true, lapsed, protocol.StatusExpired, at(later), at(later.Add(time.Hour))},
+		{3, true, over, protocol.StatusPending, at(later), at(later.Add(time.Hour))},
+		{3, true, dropped, protocol.StatusPending, at(last), at(last.Add(time.Hour))},
+		{3, true, dropped, protocol.StatusCancelled, at(last), at(last.Add(time.Hour))},
+	}
+	rs, err := s.DB.AllReservations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := map[string]time.Time{}
+	for _, r := range rs {
+		made[r.ID] = r.CreatedAt
 	}
 	var got []change
 	for _, c := range cs {
-		got = append(got, change{c.Seq, c.Silent != 0, c.ReservationID, c.Status, at(c.EndsAt)})
+		got = append(got, change{c.Seq, c.Silent != 0, c.ReservationID, c.Status, at(c.StartsAt), at(c.EndsAt)})
 		if c.Silent == 0 && c.Op == "" || c.Silent != 0 && c.Op != "" {
 			t.Errorf("change %+v: a log's change has an op, a silent one none", c)
+		}
+		// no_overlap dates a change by CreatedAt: a hold's is when it was
+		// made, not when its row last changed.
+		if c.Status == protocol.StatusPending && !c.CreatedAt.Equal(made[c.ReservationID]) {
+			t.Errorf("hold %s placed at %s, made at %s", c.ReservationID, c.CreatedAt, made[c.ReservationID])
 		}
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("history:\n got %+v\nwant %+v", got, want)
+	}
+	// The places are in the order the lot's lock was taken only while
+	// the sequence hands its numbers out one at a time (no cache per
+	// session), and only if it is the one silent_changes draws from.
+	var cache int64
+	var same bool
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT q.cache_size,
+		pg_get_serial_sequence('silent_changes', 'id') = quote_ident(current_schema()) || '.silent_changes_id_seq'
+		FROM pg_sequences q WHERE q.schemaname = current_schema() AND q.sequencename = 'silent_changes_id_seq'`).Scan(&cache, &same); err != nil ||
+		cache != 1 || !same {
+		t.Errorf("silent_changes_id_seq: cache %d, silent_changes' own %t (%v); want 1, true", cache, same, err)
 	}
 	var own int
 	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM silent_changes WHERE status = 'PENDING'`).Scan(&own); err != nil || own != 0 {

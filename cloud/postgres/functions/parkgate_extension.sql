@@ -111,6 +111,11 @@ BEGIN
     UPDATE reservations x SET status = 'COMPLETED', updated_at = now(),
            payment_intent_id = coalesce(nullif(p_intent, ''), x.payment_intent_id)
      WHERE x.id = p_ext;
+    -- The only writer of a reservation's window. lot_history (migration
+    -- 027) finds the end a hold was made with as its first merged
+    -- extension's start, which is the booking's end before this merge
+    -- (r.ends_at = e.starts_at above): a writer that moves a window any
+    -- other way must keep that end for it.
     UPDATE reservations x SET ends_at = e.ends_at, updated_at = now() WHERE x.id = r.id;
     v_seq := v_seq + 1;
     UPDATE lots l SET seq = v_seq WHERE l.id = v_lot;

@@ -24,14 +24,17 @@ ALTER TABLE reservations
 -- and the PENDING holds' places above. Sort by (lot_id, seq, silent). It
 -- is for the audit (postgres.AllChanges, the simulator's no_overlap) and
 -- tests: nothing on a service path reads it. A later migration that
--- changes the type of a column it reads, or drops silent_changes, drops
--- and re-creates it in the same transaction: Postgres refuses either
--- under a view.
+-- drops a column it reads or changes that column's type, or drops
+-- silent_changes, drops and re-creates it in the same transaction:
+-- Postgres refuses each under a view.
 --
 -- A hold's window is the one it was made with. An extension merged since
 -- (parkgate_extend) moved the booking's ends_at to its own end, and its
 -- row starts where the booking ended then: so the first merged one's
--- start is the end the booking was held with.
+-- start is the end the booking was held with. That holds while
+-- parkgate_extend is the only writer of a reservation's window; a new
+-- one (a booking moved or shortened) must keep the window a hold was
+-- made with, or this view must read it from elsewhere.
 CREATE OR REPLACE VIEW lot_history AS
 SELECT o.lot_id, o.seq, 0::bigint AS silent, o.reservation_id, o.op, o.status,
        o.starts_at, o.ends_at, o.created_at
