@@ -61,6 +61,13 @@ func (b *bundle) history(t testing.TB, id string) string {
 		_ = rows.Scan(&s)
 		out = append(out, s)
 	}
+	// lot_history keeps the log's reservation changes (kind ''): one
+	// logged under another kind would drop out of it unseen.
+	var other int
+	if err := b.schema.DB.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM outbox WHERE reservation_id = $1 AND kind <> ''`, id).Scan(&other); err != nil || other != 0 {
+		t.Errorf("%d changes of %s logged as another kind (%v)", other, id, err)
+	}
 	return strings.Join(out, ",")
 }
 

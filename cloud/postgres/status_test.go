@@ -124,7 +124,13 @@ func TestFunctionsWriteOpsAsProtocol(t *testing.T) {
 		t.Fatalf("hold over an overdue one: %s", got)
 	}
 
-	// The lot's history, the log and the silent changes merged in order.
+	// The lot's history, the log and the silent changes merged in order
+	// (lot_history keeps the log's reservation changes: none may be
+	// logged as another kind and drop out of it).
+	var other int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE lot_id = $1 AND kind <> ''`, f.lot).Scan(&other); err != nil || other != 0 {
+		t.Errorf("%d changes logged as another kind (%v)", other, err)
+	}
 	rows, err := f.pool.Query(ctx, `
 		SELECT seq, silent, reservation_id::text, op, status FROM lot_history WHERE lot_id = $1
 		 ORDER BY seq, silent`, f.lot)
