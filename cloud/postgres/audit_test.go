@@ -121,9 +121,9 @@ func TestAuditExtension(t *testing.T) {
 // TestAuditHoldPlace: a PENDING hold's place in its lot's history comes
 // from its own row (migration 027), among the silent changes drawn after
 // it: a hold, then its expiry and the hold that expired it, a hold and
-// its cancellation, in the order made. And its window is the one it was held with, not the end its paid
-// extensions have moved the booking's row to since, so the audit judges
-// the hold by what it held then.
+// its cancellation, in the order made. And its window is the one it was
+// held with, not the end its paid extensions have moved the booking's row
+// to since, so the audit judges the hold by what it held then.
 func TestAuditHoldPlace(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)
