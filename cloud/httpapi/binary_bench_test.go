@@ -242,7 +242,11 @@ type binResult struct {
 	// Holds per shared calm transaction (0 where the binary predates the
 	// metric).
 	calmBatch float64
-	bd        *bundle
+	// The Checkout call's mean time as parkcloud timed it (the stand-in
+	// modes; 0 where the binary predates the metric): the part of a
+	// hold's latency spent away from the server.
+	checkout time.Duration
+	bd       *bundle
 }
 
 // serverCPU is the CPU per hold of what a lot operator runs: parkcloud,
@@ -259,6 +263,9 @@ func (r binResult) redisLine() string {
 		r.pgCPU.Round(time.Microsecond), r.redisCPU.Round(time.Microsecond), r.genLabel(), r.genCPU.Round(time.Microsecond))
 	if r.calmBatch > 0 {
 		cpu += fmt.Sprintf("  calm holds/tx %.1f", r.calmBatch)
+	}
+	if r.checkout > 0 {
+		cpu += fmt.Sprintf("  checkout call %.2f ms", ms(r.checkout))
 	}
 	if r.relayChanges > 0 {
 		cpu += fmt.Sprintf("  relay/hold: changes %.2f", r.relayChanges)
@@ -311,6 +318,7 @@ func medianResult(rs []binResult) binResult {
 	m.relayChanges = by(func(r binResult) float64 { return r.relayChanges })
 	m.relayMarks = by(func(r binResult) float64 { return r.relayMarks })
 	m.calmBatch = by(func(r binResult) float64 { return r.calmBatch })
+	m.checkout = time.Duration(by(func(r binResult) float64 { return float64(r.checkout) }))
 	return m
 }
 
@@ -760,6 +768,11 @@ func (s *binServer) result(b *testing.B) binResult {
 	if tx := m1["parkgate_calm_batch_holds_count"] - s.m0["parkgate_calm_batch_holds_count"]; tx > 0 {
 		res.calmBatch = (m1["parkgate_calm_batch_holds_sum"] - s.m0["parkgate_calm_batch_holds_sum"]) / tx
 	}
+	const checkout = `parkgate_stripe_call_seconds_%s{op="create_checkout_session",outcome="ok"}`
+	sum, count := fmt.Sprintf(checkout, "sum"), fmt.Sprintf(checkout, "count")
+	if n := m1[count] - s.m0[count]; n > 0 {
+		res.checkout = time.Duration((m1[sum] - s.m0[sum]) / n * float64(time.Second))
+	}
 	if s.mode != "guard-off" {
 		res.redis = map[string]float64{}
 		for k, v := range s.redisCalls {
@@ -769,14 +782,14 @@ func (s *binServer) result(b *testing.B) binResult {
 	return res
 }
 
-// scrapeMetrics reads the server's unlabelled samples.
+// scrapeMetrics reads the server's samples by series.
 func scrapeMetrics(b *testing.B, base string) map[string]float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatalf("metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	m, err := promtext.Unlabelled(resp.Body)
+	m, err := promtext.Series(resp.Body)
 	if err != nil {
 		b.Fatalf("metrics: %v", err)
 	}

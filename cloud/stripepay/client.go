@@ -229,9 +229,13 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 	}
 	p := &stripe.Params{Context: ctx, IdempotencyKey: stripe.String(r.IdempotencyKey)}
 	var s createdSession
+	start := time.Now()
 	if err := c.post("/v1/checkout/sessions", f.b, p, &s); err != nil {
-		return cloud.Session{}, classify(op, err)
+		err = classify(op, err)
+		observe(opCreateSession, start, err)
+		return cloud.Session{}, err
 	}
+	observe(opCreateSession, start, nil)
 	return cloud.Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
 }
 
@@ -357,7 +361,7 @@ func clampExpiry(want, now time.Time) time.Time {
 // session that already expired is success; one that completed returns
 // cloud.ErrSessionCompleted. idempotencyKey may be empty: expiring is idempotent in
 // effect, and the outcome is read back from the session either way.
-func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey string) error {
+func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey string) (err error) {
 	const op = "expire checkout session"
 	if sessionID == "" {
 		return fmt.Errorf("stripepay: %s: session id required", op)
@@ -367,6 +371,7 @@ func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey st
 			return err
 		}
 	}
+	defer func(start time.Time) { observe(opExpireSession, start, err) }(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	p := &stripe.CheckoutSessionExpireParams{}
@@ -374,7 +379,7 @@ func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey st
 	if idempotencyKey != "" {
 		p.SetIdempotencyKey(idempotencyKey)
 	}
-	_, err := c.api.CheckoutSessions.Expire(sessionID, p)
+	_, err = c.api.CheckoutSessions.Expire(sessionID, p)
 	if err == nil {
 		return nil
 	}
@@ -403,7 +408,7 @@ func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey st
 // the refund's id. A payment that is already fully refunded is success: the
 // id returned is then that of its latest refund, or empty if that could not
 // be looked up.
-func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error) {
+func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (_ string, err error) {
 	const op = "refund"
 	if paymentIntentID == "" {
 		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
@@ -411,6 +416,7 @@ func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey str
 	if err := checkKey(op, idempotencyKey); err != nil {
 		return "", err
 	}
+	defer func(start time.Time) { observe(opRefund, start, err) }(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	p := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID)}
@@ -440,7 +446,7 @@ func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey str
 // RefundAmount refunds amount of a payment intent and returns the refund's
 // id. Stripe keeps the key's first answer for a day: a retry with the same
 // key gets the same refund, never a second.
-func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amount int64, idempotencyKey string) (string, error) {
+func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amount int64, idempotencyKey string) (_ string, err error) {
 	const op = "partial refund"
 	if paymentIntentID == "" {
 		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
@@ -451,6 +457,7 @@ func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amoun
 	if err := checkKey(op, idempotencyKey); err != nil {
 		return "", err
 	}
+	defer func(start time.Time) { observe(opPartialRefund, start, err) }(time.Now())
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	p := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID), Amount: stripe.Int64(amount)}

@@ -32,3 +32,28 @@ parkedge_outbox_depth not-a-number
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+func TestSeries(t *testing.T) {
+	page := `# TYPE parkgate_stripe_call_seconds histogram
+parkgate_stripe_call_seconds_bucket{op="refund",outcome="ok",le="0.001"} 2
+parkgate_stripe_call_seconds_sum{op="refund",outcome="ok"} 0.25
+parkgate_stripe_call_seconds_count{op="refund",outcome="ok"} 3
+parkgate_lot_busy_total 7 1733500000000
+odd{reason="a b} c"} 4
+parkgate_up{job="x"}
+`
+	got, err := Series(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		`parkgate_stripe_call_seconds_bucket{op="refund",outcome="ok",le="0.001"}`: 2,
+		`parkgate_stripe_call_seconds_sum{op="refund",outcome="ok"}`:               0.25,
+		`parkgate_stripe_call_seconds_count{op="refund",outcome="ok"}`:             3,
+		"parkgate_lot_busy_total": 7,
+		`odd{reason="a b} c"}`:    4,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
