@@ -263,9 +263,10 @@ type ReservationStore interface {
 	ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error)
 	// SetPaymentFields records payment bookkeeping without a status change.
 	SetPaymentFields(ctx context.Context, id string, p PaymentFields) error
-	// DueHolds returns the ids of up to limit PENDING holds whose time is
-	// up, oldest first.
-	DueHolds(ctx context.Context, limit int) ([]string, error)
+	// ExpireDue ends every PENDING hold whose time is up, and returns the
+	// lot of each hold it ended. A lot another transaction holds is
+	// skipped, not waited for: its holds are left to a later call.
+	ExpireDue(ctx context.Context) (lots []string, err error)
 	// SessionsToClose returns up to limit sessions of ended holds not yet
 	// closed at the payment provider.
 	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)

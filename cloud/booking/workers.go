@@ -27,17 +27,8 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		for {
-			n, err := s.ExpireDueHolds(ctx, 200)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.Log.Warn("expire holds", "err", err)
-				}
-				break
-			}
-			if n < 200 {
-				break
-			}
+		if _, err := s.ExpireDueHolds(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Warn("expire holds", "err", err)
 		}
 		if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
 			s.Log.Warn("close checkout sessions", "err", err)
@@ -66,29 +57,26 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	}
 }
 
-// ExpireDueHolds ends PENDING holds whose time is up, at most limit of them,
-// and reports how many it ended. Each is its own small transaction that
-// re-checks the status under the lot's lock, so replicas running this at
-// once, or a payment confirming the same hold, never fight: one wins, the
-// others change nothing.
-func (s *Service) ExpireDueHolds(ctx context.Context, limit int) (int, error) {
-	ids, err := s.Store.DueHolds(ctx, limit)
+// ExpireDueHolds ends the PENDING holds whose time is up and reports how
+// many it ended. A lot's end together, in a transaction that asks each
+// hold's status again under the lot's lock (Store.ExpireDue), so replicas
+// running this at once, or a payment confirming the same hold, never
+// fight: one wins, the others change nothing. A lot busy at that moment
+// is left for the next call.
+func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
+	lots, err := s.Store.ExpireDue(ctx)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, id := range ids {
-		changed, lotID, err := s.Store.Change(ctx, id, []cloud.Status{cloud.StatusPending}, cloud.StatusExpired, cloud.PaymentFields{})
-		if err != nil {
-			return n, err
-		}
-		if changed {
-			n++
-			transitions.WithLabelValues(string(cloud.StatusExpired)).Inc()
+	transitions.WithLabelValues(string(cloud.StatusExpired)).Add(float64(len(lots)))
+	done := make(map[string]bool, len(lots))
+	for _, lotID := range lots {
+		if !done[lotID] {
+			done[lotID] = true
 			s.invalidateSilent(ctx, lotID) // PENDING → EXPIRED: no edge had it
 		}
 	}
-	return n, nil
+	return len(lots), nil
 }
 
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,

@@ -263,7 +263,7 @@ func TestExpiredHoldDoesNotBlock(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := b.svc.ExpireDueHolds(ctx, 100)
+			n, err := b.svc.ExpireDueHolds(ctx)
 			if err != nil {
 				t.Error(err)
 			}

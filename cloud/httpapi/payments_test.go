@@ -152,7 +152,7 @@ func (b *payBundle) expireHold(t testing.TB, id string) {
 	if _, err := b.schema.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.svc.ExpireDueHolds(ctx, 10); err != nil {
+	if _, err := b.svc.ExpireDueHolds(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

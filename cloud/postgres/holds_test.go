@@ -548,7 +548,7 @@ func TestLotWritersLeaveKeySharersAlone(t *testing.T) {
 
 // eurLot makes a lot at 1.00 EUR an hour with the spots labelled, and
 // returns its id.
-func eurLot(t *testing.T, s *pgtest.Schema, name string, spots ...string) string {
+func eurLot(t testing.TB, s *pgtest.Schema, name string, spots ...string) string {
 	t.Helper()
 	l, err := s.DB.CreateLot(context.Background(), cloud.Lot{Name: name, TimeZone: "UTC",
 		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}, Spots: spots})

@@ -476,20 +476,35 @@ func (db *DB) SetPaymentFields(ctx context.Context, id string, p cloud.PaymentFi
 	return nil
 }
 
-// DueHolds returns up to limit PENDING holds whose time is up.
-func (db *DB) DueHolds(ctx context.Context, limit int) ([]string, error) {
+// ExpireDue ends every PENDING hold whose time is up, a lot at a time,
+// each lot's in a short transaction of its own (parkgate_expire_lot), so
+// that no lot waits on another's, and returns the lot of each hold it
+// ended. The lots with due holds are found by asking each lot, a probe of
+// its PENDING holds' index (reservations_pending_lot_idx) apiece.
+func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT id::text FROM reservations
-		 WHERE status = 'PENDING' AND hold_expires_at <= now()
-		 ORDER BY hold_expires_at LIMIT $1`, limit)
+		SELECT l.id::text FROM lots l
+		 WHERE EXISTS (SELECT 1 FROM reservations x
+		                WHERE x.lot_id = l.id AND x.status = 'PENDING' AND x.hold_expires_at <= now())
+		 ORDER BY l.id`)
 	if err != nil {
-		return nil, fail("due holds", err)
+		return nil, fail("lots with due holds", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	lots, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fail("due holds", err)
+		return nil, fail("lots with due holds", err)
 	}
-	return ids, nil
+	var ended []string
+	for _, lot := range lots {
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT parkgate_expire_lot($1)`, lot).Scan(&n); err != nil {
+			return ended, fail("expire the due holds of lot "+lot, err)
+		}
+		for range n {
+			ended = append(ended, lot)
+		}
+	}
+	return ended, nil
 }
 
 // SessionsToClose returns sessions of ended holds not yet expired at Stripe.
