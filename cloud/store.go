@@ -264,8 +264,9 @@ type ReservationStore interface {
 	// SetPaymentFields records payment bookkeeping without a status change.
 	SetPaymentFields(ctx context.Context, id string, p PaymentFields) error
 	// ExpireDue ends every PENDING hold whose time is up, and returns the
-	// lot of each hold it ended. A lot another transaction holds is
-	// skipped, not waited for: its holds are left to a later call.
+	// lot of each hold it ended, also with an error (those have ended). A
+	// lot another transaction holds is waited for briefly, then left to a
+	// later call.
 	ExpireDue(ctx context.Context) (lots []string, err error)
 	// SessionsToClose returns up to limit sessions of ended holds not yet
 	// closed at the payment provider.

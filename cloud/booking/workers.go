@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
@@ -61,22 +62,16 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 // many it ended. A lot's end together, in a transaction that asks each
 // hold's status again under the lot's lock (Store.ExpireDue), so replicas
 // running this at once, or a payment confirming the same hold, never
-// fight: one wins, the others change nothing. A lot busy at that moment
-// is left for the next call.
+// fight: one wins, the others change nothing. A lot still busy after a
+// short wait is left for the next call.
 func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
+	// The lots it returns have had holds end, also on an error: their
+	// cached availability is stale either way.
 	lots, err := s.Store.ExpireDue(ctx)
-	if err != nil {
-		return 0, err
-	}
 	transitions.WithLabelValues(string(cloud.StatusExpired)).Add(float64(len(lots)))
-	done := make(map[string]bool, len(lots))
-	for _, lotID := range lots {
-		if !done[lotID] {
-			done[lotID] = true
-			s.invalidateSilent(ctx, lotID) // PENDING → EXPIRED: no edge had it
-		}
-	}
-	return len(lots), nil
+	changed := slices.Compact(slices.Sorted(slices.Values(lots)))
+	s.invalidateSilent(ctx, changed...) // PENDING → EXPIRED: no edge had it; one round trip
+	return len(lots), err
 }
 
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,

@@ -477,10 +477,12 @@ func (db *DB) SetPaymentFields(ctx context.Context, id string, p cloud.PaymentFi
 }
 
 // ExpireDue ends every PENDING hold whose time is up, a lot at a time,
-// each lot's in a short transaction of its own (parkgate_expire_lot), so
-// that no lot waits on another's, and returns the lot of each hold it
-// ended. The lots with due holds are found by asking each lot, a probe of
-// its PENDING holds' index (reservations_pending_lot_idx) apiece.
+// each lot's in short transactions of its own (parkgate_expire_lot, up to
+// expireBatch holds each), so that no lot waits on another's, and returns
+// the lot of each hold it ended, also when it fails part way: those have
+// ended. A lot that fails is left for the next call and the others go on.
+// The lots with due holds are found by asking each lot, a probe of its
+// PENDING holds' index (reservations_pending_lot_idx) apiece.
 func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT l.id::text FROM lots l
@@ -495,17 +497,31 @@ func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
 		return nil, fail("lots with due holds", err)
 	}
 	var ended []string
+	var errs []error
 	for _, lot := range lots {
-		var n int
-		if err := db.Pool.QueryRow(ctx, `SELECT parkgate_expire_lot($1)`, lot).Scan(&n); err != nil {
-			return ended, fail("expire the due holds of lot "+lot, err)
+		for {
+			var n int
+			if err := db.Pool.QueryRow(ctx, `SELECT parkgate_expire_lot($1, $2)`, lot, expireBatch).Scan(&n); err != nil {
+				errs = append(errs, fail("expire the due holds of lot "+lot, err))
+				break
+			}
+			for range n {
+				ended = append(ended, lot)
+			}
+			if n < expireBatch {
+				break
+			}
 		}
-		for range n {
-			ended = append(ended, lot)
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return ended, nil
+	return ended, errors.Join(errs...)
 }
+
+// expireBatch is the most holds one transaction of ExpireDue ends: a lot's
+// backlog after an outage ends in turns, its lock free between them.
+const expireBatch = 500
 
 // SessionsToClose returns sessions of ended holds not yet expired at Stripe.
 func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]cloud.OpenSession, error) {
