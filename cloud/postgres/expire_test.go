@@ -297,11 +297,14 @@ func TestExpireLotWaitsBriefly(t *testing.T) {
 	if _, err := busy.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 FOR NO KEY UPDATE`, lot); err != nil {
 		t.Fatal(err)
 	}
+	released := make(chan struct{})
 	go func() {
+		defer close(released)
 		time.Sleep(50 * time.Millisecond)
 		_ = busy.Rollback(ctx)
 	}()
 	lots, err := s.DB.ExpireDue(ctx)
+	<-released // before the cleanup's rollback of the same transaction
 	if err != nil || len(lots) != 2 {
 		t.Errorf("a lot held for 50 ms: ended %v, %v; want its 2 due holds", lots, err)
 	}
