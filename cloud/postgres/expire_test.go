@@ -24,14 +24,7 @@ func TestExpireDue(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := eurLot(t, s, "A", "A1", "A2", "A3", "A4"), eurLot(t, s, "B", "B1", "B2"), eurLot(t, s, "C", "C1")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
-	hold := func(lot, key string, from time.Time) string {
-		t.Helper()
-		p := holdParams(lot, key, from)
-		if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
-			t.Fatalf("hold %s: %+v", key, out[0])
-		}
-		return p.ID
-	}
+	hold := func(lot, key string, from time.Time) string { return held(t, s, lot, key, from) }
 	a1, a2, a3, standing := hold(a, "a1", start), hold(a, "a2", start), hold(a, "a3", start), hold(a, "a4", start)
 	b1, b2 := hold(b, "b1", start), hold(b, "b2", start)
 	c1 := hold(c, "c1", start)
@@ -42,10 +35,7 @@ func TestExpireDue(t *testing.T) {
 	}
 	// The paid booking's hold time is past too, but it is no hold any more.
 	for i, id := range []string{c1, a3, a2, a1, b2, b1, paid} {
-		if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - make_interval(mins => $2) WHERE id = $1`,
-			id, 10-i); err != nil {
-			t.Fatal(err)
-		}
+		endedAgo(t, s, id, time.Duration(10-i)*time.Minute)
 	}
 	seqs := func() map[string]int64 {
 		t.Helper()
@@ -142,15 +132,10 @@ func TestExpireDueAsksAgain(t *testing.T) {
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
 	lot := eurLot(t, s, "A", "A1")
-	p := holdParams(lot, "k", time.Now().Add(time.Hour).Truncate(time.Minute))
-	if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
-		t.Fatalf("hold: %+v", out[0])
-	}
-	if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 minute' WHERE id = $1`, p.ID); err != nil {
-		t.Fatal(err)
-	}
+	id := held(t, s, lot, "k", time.Now().Add(time.Hour).Truncate(time.Minute))
+	endedAgo(t, s, id, time.Minute)
 	pay := lockTimeoutTx(t, s, "5s")
-	if _, err := pay.Exec(ctx, `UPDATE reservations SET status = 'CONFIRMED' WHERE id = $1`, p.ID); err != nil {
+	if _, err := pay.Exec(ctx, `UPDATE reservations SET status = 'CONFIRMED' WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
 	type result struct {
@@ -190,7 +175,7 @@ func TestExpireDueAsksAgain(t *testing.T) {
 	if r.err != nil || len(r.lots) != 0 {
 		t.Errorf("expire due: ended %v, %v; want nothing (the hold was paid)", r.lots, r.err)
 	}
-	if st, err := s.DB.ReservationStatus(ctx, p.ID); err != nil || st != protocol.StatusConfirmed {
+	if st, err := s.DB.ReservationStatus(ctx, id); err != nil || st != protocol.StatusConfirmed {
 		t.Errorf("the paid booking is %q, %v; want CONFIRMED", st, err)
 	}
 }
@@ -284,14 +269,11 @@ func TestExpireLotWaitsBriefly(t *testing.T) {
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
 	lot := eurLot(t, s, "A", "A1", "A2")
-	for _, key := range []string{"a1", "a2"} {
-		p := holdParams(lot, key, time.Now().Add(time.Hour).Truncate(time.Minute))
-		if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
-			t.Fatalf("hold %s: %+v", key, out[0])
-		}
-	}
-	if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 minute'`); err != nil {
-		t.Fatal(err)
+	// Both made before either is due: a hold ends the overdue ones in its
+	// window itself.
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	for _, id := range []string{held(t, s, lot, "a1", start), held(t, s, lot, "a2", start)} {
+		endedAgo(t, s, id, time.Minute)
 	}
 	busy := lockTimeoutTx(t, s, "5s")
 	if _, err := busy.Exec(ctx, `SELECT 1 FROM lots WHERE id = $1 FOR NO KEY UPDATE`, lot); err != nil {
@@ -319,20 +301,11 @@ func TestExpireLotLimit(t *testing.T) {
 	s := pgtest.New(t, 4)
 	ctx := context.Background()
 	lot := eurLot(t, s, "A", "A1", "A2", "A3")
-	var ids []string
-	for _, key := range []string{"a1", "a2", "a3"} {
-		p := holdParams(lot, key, time.Now().Add(time.Hour).Truncate(time.Minute))
-		if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
-			t.Fatalf("hold %s: %+v", key, out[0])
-		}
-		ids = append(ids, p.ID)
-	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	ids := []string{held(t, s, lot, "a1", start), held(t, s, lot, "a2", start), held(t, s, lot, "a3", start)}
 	// a3's time ended first, then a2's, then a1's.
 	for i, id := range ids {
-		if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - make_interval(mins => $2) WHERE id = $1`,
-			id, i+1); err != nil {
-			t.Fatal(err)
-		}
+		endedAgo(t, s, id, time.Duration(i+1)*time.Minute)
 	}
 	expire := func() int {
 		t.Helper()
@@ -353,5 +326,25 @@ func TestExpireLotLimit(t *testing.T) {
 	}
 	if n := expire(); n != 0 {
 		t.Errorf("then: ended %d, want none", n)
+	}
+}
+
+// held makes a PENDING hold of an hour from start on lot, under key, and
+// returns its id; it fails the test unless the hold is made.
+func held(t *testing.T, s *pgtest.Schema, lot, key string, start time.Time) string {
+	t.Helper()
+	p := holdParams(lot, key, start)
+	if out := s.DB.Holds(context.Background(), []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
+		t.Fatalf("hold %s: %+v", key, out[0])
+	}
+	return p.ID
+}
+
+// endedAgo moves the end of hold id's time ago into the past.
+func endedAgo(t *testing.T, s *pgtest.Schema, id string, ago time.Duration) {
+	t.Helper()
+	if _, err := s.DB.Pool.Exec(context.Background(),
+		`UPDATE reservations SET hold_expires_at = now() - make_interval(secs => $2) WHERE id = $1`, id, ago.Seconds()); err != nil {
+		t.Fatal(err)
 	}
 }
