@@ -59,7 +59,7 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 }
 
 // ExpireDueHolds ends the PENDING holds whose time is up and reports how
-// many it ended. A lot's end together, in a transaction that asks each
+// many it ended. A lot's holds end together, in a transaction that asks each
 // hold's status again under the lot's lock (Store.ExpireDue), so replicas
 // running this at once, or a payment confirming the same hold, never
 // fight: one wins, the others change nothing. A lot still busy after a

@@ -21,6 +21,7 @@
 -- Checkout Sessions) for ten seconds and more. Past the wait, 0: the lot
 -- waits for the next tick. The worker holds no other lock meanwhile, so
 -- the wait cannot be part of a deadlock.
+--
 -- Its first form, without p_limit, never reached a release; a database
 -- a build of it ran on drops it here, so the two do not make calls
 -- ambiguous.
