@@ -263,11 +263,11 @@ type ReservationStore interface {
 	ConfirmHold(ctx context.Context, id, paymentIntentID string, at time.Time) (changed bool, lotID string, err error)
 	// SetPaymentFields records payment bookkeeping without a status change.
 	SetPaymentFields(ctx context.Context, id string, p PaymentFields) error
-	// ExpireDue ends every PENDING hold whose time is up, and returns the
-	// lot of each hold it ended, also with an error (those have ended). A
-	// lot another transaction holds is waited for briefly, then left to a
+	// ExpireDue ends every PENDING hold whose time is up, and returns how
+	// many it ended by lot, also with an error (those have ended). A lot
+	// another transaction holds is waited for briefly, then left to a
 	// later call.
-	ExpireDue(ctx context.Context) (lots []string, err error)
+	ExpireDue(ctx context.Context) (ended map[string]int, err error)
 	// SessionsToClose returns up to limit sessions of ended holds not yet
 	// closed at the payment provider.
 	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -67,11 +68,14 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
 	// The lots it returns have had holds end, also on an error: their
 	// cached availability is stale either way.
-	lots, err := s.Store.ExpireDue(ctx)
-	transitions.WithLabelValues(string(cloud.StatusExpired)).Add(float64(len(lots)))
-	changed := slices.Compact(slices.Sorted(slices.Values(lots)))
-	s.invalidateSilent(ctx, changed...) // PENDING → EXPIRED: no edge had it; one round trip
-	return len(lots), err
+	ended, err := s.Store.ExpireDue(ctx)
+	n := 0
+	for _, k := range ended {
+		n += k
+	}
+	transitions.WithLabelValues(string(cloud.StatusExpired)).Add(float64(n))
+	s.invalidateSilent(ctx, slices.Sorted(maps.Keys(ended))...) // PENDING → EXPIRED: no edge had it; one round trip
+	return n, err
 }
 
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,

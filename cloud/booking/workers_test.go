@@ -16,11 +16,11 @@ import (
 // failed on another lot, as Store.ExpireDue reports it.
 type failingExpiry struct {
 	cloud.Store
-	lots []string
-	err  error
+	ended map[string]int
+	err   error
 }
 
-func (f failingExpiry) ExpireDue(context.Context) ([]string, error) { return f.lots, f.err }
+func (f failingExpiry) ExpireDue(context.Context) (map[string]int, error) { return f.ended, f.err }
 
 // invalidations records what the guard was asked to forget.
 type invalidations struct {
@@ -40,7 +40,7 @@ func TestExpireDueHoldsInvalidatesOnError(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 2)
 	broken := errors.New("lot c: connection reset")
-	store := failingExpiry{Store: s.DB, lots: []string{"b", "a", "b", "b"}, err: broken}
+	store := failingExpiry{Store: s.DB, ended: map[string]int{"b": 3, "a": 1}, err: broken}
 	guard := &invalidations{}
 	svc := booking.New(store, nil, guard, nil, 10*time.Minute)
 	n, err := svc.ExpireDueHolds(context.Background())

@@ -130,14 +130,7 @@ func TestAuditHoldPlace(t *testing.T) {
 	ctx := context.Background()
 	lot := eurLot(t, s, "H", "A")
 	start := time.Now().Add(time.Hour).Truncate(time.Minute)
-	hold := func(key string, from time.Time) string {
-		t.Helper()
-		p := holdParams(lot, key, from)
-		if out := s.DB.Holds(ctx, []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
-			t.Fatalf("hold %s: %+v", key, out[0])
-		}
-		return p.ID
-	}
+	hold := func(key string, from time.Time) string { return held(t, s, lot, key, from) }
 
 	booked := hold("booked", start)
 	if _, err := s.DB.Pool.Exec(ctx, `SELECT * FROM parkgate_confirm_holds(ARRAY[$1]::uuid[], ARRAY['pi_1'], ARRAY[NULL]::timestamptz[])`,
@@ -161,9 +154,7 @@ func TestAuditHoldPlace(t *testing.T) {
 
 	later := start.Add(5 * time.Hour)
 	lapsed := hold("lapsed", later)
-	if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 minute' WHERE id = $1`, lapsed); err != nil {
-		t.Fatal(err)
-	}
+	endedAgo(t, s, lapsed, time.Minute)
 	over := hold("over", later) // expires the lapsed one: a silent_changes row
 	// A cancellation in a transaction of its own (parkgate_cancel) draws
 	// its silent row after the hold's place.

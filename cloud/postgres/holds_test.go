@@ -585,9 +585,32 @@ func lockTimeoutTx(t *testing.T, s *pgtest.Schema, d string) pgx.Tx {
 	return tx
 }
 
+// held makes a PENDING hold of an hour from start on lot, under key, and
+// returns its id; it fails the test unless the hold is made.
+func held(t *testing.T, s *pgtest.Schema, lot, key string, start time.Time) string {
+	t.Helper()
+	p := holdParams(lot, key, start)
+	if out := s.DB.Holds(context.Background(), []cloud.HoldParams{p}); out[0].Err != nil || out[0].Outcome != cloud.HoldHeld {
+		t.Fatalf("hold %s: %+v", key, out[0])
+	}
+	return p.ID
+}
+
+// endedAgo moves the end of hold id's time ago into the past.
+func endedAgo(t *testing.T, s *pgtest.Schema, id string, ago time.Duration) {
+	t.Helper()
+	if _, err := s.DB.Pool.Exec(context.Background(),
+		`UPDATE reservations SET hold_expires_at = now() - make_interval(secs => $2) WHERE id = $1`, id, ago.Seconds()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // holdIn calls parkgate_hold for p in tx, which stays open (and the lot
-// locked) for the caller, and returns the outcome.
-func holdIn(ctx context.Context, tx pgx.Tx, p cloud.HoldParams) (string, error) {
+// locked) for the caller, and returns the outcome; or on one connection
+// (a *pgxpool.Conn), as its own transaction.
+func holdIn(ctx context.Context, tx interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, p cloud.HoldParams) (string, error) {
 	var outcome string
 	err := tx.QueryRow(ctx, `SELECT outcome FROM parkgate_hold($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		p.ID, p.LotID, p.Plate, p.StartsAt, p.EndsAt, p.HoldTTL, p.Price.Amount, p.Price.Currency,

@@ -479,11 +479,11 @@ func (db *DB) SetPaymentFields(ctx context.Context, id string, p cloud.PaymentFi
 // ExpireDue ends every PENDING hold whose time is up, a lot at a time,
 // each lot's in short transactions of its own (parkgate_expire_lot, up to
 // expireBatch holds each), so that no lot waits on another's, and returns
-// the lot of each hold it ended, also when it fails part way: those have
+// how many it ended by lot, also when it fails part way: those have
 // ended. A lot that fails is left for the next call and the others go on.
 // The lots with due holds are found by asking each lot, a probe of its
 // PENDING holds' index (reservations_pending_lot_idx) apiece.
-func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
+func (db *DB) ExpireDue(ctx context.Context) (map[string]int, error) {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT l.id::text FROM lots l
 		 WHERE EXISTS (SELECT 1 FROM reservations x
@@ -496,7 +496,7 @@ func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fail("lots with due holds", err)
 	}
-	var ended []string
+	ended := map[string]int{}
 	var errs []error
 	for _, lot := range lots {
 		for {
@@ -505,8 +505,8 @@ func (db *DB) ExpireDue(ctx context.Context) ([]string, error) {
 				errs = append(errs, fail("expire the due holds of lot "+lot, err))
 				break
 			}
-			for range n {
-				ended = append(ended, lot)
+			if n > 0 {
+				ended[lot] += n
 			}
 			if n < expireBatch {
 				break

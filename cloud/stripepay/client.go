@@ -230,12 +230,14 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 	p := &stripe.Params{Context: ctx, IdempotencyKey: stripe.String(r.IdempotencyKey)}
 	var s createdSession
 	start := time.Now()
-	if err := c.post("/v1/checkout/sessions", f.b, p, &s); err != nil {
+	err := c.post("/v1/checkout/sessions", f.b, p, &s)
+	if err != nil {
 		err = classify(op, err)
-		observe(opCreateSession, start, err)
+	}
+	observe(opCreateSession, start, err)
+	if err != nil {
 		return cloud.Session{}, err
 	}
-	observe(opCreateSession, start, nil)
 	return cloud.Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
 }
 
