@@ -16,6 +16,10 @@ const (
 	MaxSessionLifetime = 24 * time.Hour
 )
 
+// maxAmount is the most Stripe takes in one payment, in the smallest
+// currency unit (its amount_too_large).
+const maxAmount = 99_999_999
+
 // Session is the fake's record of a Checkout Session, as tests see it.
 type Session struct {
 	ID                string
@@ -195,6 +199,12 @@ func (f *Fake) createSession(req *apiRequest) (any, error) {
 		currency = cur
 		total += unit * qty
 		lines = append(lines, LineItem{Name: name, UnitAmount: unit, Quantity: qty, Currency: cur})
+	}
+	// Stripe's ceiling on a payment, in the smallest currency unit
+	// ($999,999.99): a larger total is refused, as Stripe refuses it.
+	if total > maxAmount {
+		return nil, invalid("", "amount_too_large",
+			"The Checkout Session's total amount due must be no more than %d in the smallest currency unit.", maxAmount)
 	}
 
 	// Stripe keeps whole seconds; so does the fake, so that what a test

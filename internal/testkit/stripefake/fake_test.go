@@ -230,6 +230,10 @@ func TestCreateSessionValidation(t *testing.T) {
 		{"MissingName", func(p *stripe.CheckoutSessionParams) { p.LineItems[0].PriceData.ProductData = nil },
 			"line_items[0][price_data][product_data][name]", "Missing required param"},
 		{"NoLineItems", func(p *stripe.CheckoutSessionParams) { p.LineItems = nil }, "line_items", "at least one line item"},
+		{"AmountTooLarge", func(p *stripe.CheckoutSessionParams) {
+			p.LineItems[0].PriceData.UnitAmount = stripe.Int64(50_000_000)
+			p.LineItems[0].Quantity = stripe.Int64(2)
+		}, "", "no more than 99999999"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
