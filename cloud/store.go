@@ -106,6 +106,17 @@ type OpenSession struct {
 	SessionID     string
 }
 
+// ProviderWork names a queue of work a worker asks of the payment provider
+// for reservations (booking.Service.RunWorkers).
+type ProviderWork string
+
+// The provider work queues.
+const (
+	WorkCloseSession    ProviderWork = "close_session"    // expire an ended hold's Checkout Session
+	WorkRefund          ProviderWork = "refund"           // refund a cancellation
+	WorkOverstaySession ProviderWork = "overstay_session" // open an overstay's Checkout Session
+)
+
 // CancelOutcome is what ReservationStore.Cancel decided.
 type CancelOutcome string
 
@@ -269,7 +280,7 @@ type ReservationStore interface {
 	// later call.
 	ExpireDue(ctx context.Context) (ended map[string]int, err error)
 	// SessionsToClose returns up to limit sessions of ended holds not yet
-	// closed at the payment provider.
+	// closed at the payment provider, but those deferred (DeferProviderWork).
 	SessionsToClose(ctx context.Context, limit int) ([]OpenSession, error)
 	// Cancel cancels a reservation as a driver may (see CancelOutcome) at
 	// the given time, under the lot's free_cancellation policy, with its
@@ -283,7 +294,8 @@ type ReservationStore interface {
 	PaidExtensions(ctx context.Context, reservationID string) ([]PaidExtension, error)
 	// PendingRefunds returns up to limit reservations whose cancellation
 	// owes a refund not yet taken by the provider, and untouched for at
-	// least olderThan (the cancel's own call is not raced needlessly).
+	// least olderThan (the cancel's own call is not raced needlessly), but
+	// those deferred (DeferProviderWork).
 	PendingRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]string, error)
 	// HoldExtension holds an extension's interval on its reservation's spot
 	// (see ExtensionParams and the Extension* outcomes).
@@ -292,7 +304,8 @@ type ReservationStore interface {
 	// outcomes), recording the payment; lotID is set unless not found.
 	Extend(ctx context.Context, extensionID, paymentIntentID string, at time.Time) (outcome string, lotID string, err error)
 	// DueOverstays returns up to limit overstays not yet priced or without
-	// a Checkout Session, oldest exit first.
+	// a Checkout Session, oldest exit first, but those deferred
+	// (DeferProviderWork).
 	DueOverstays(ctx context.Context, limit int) ([]DueOverstay, error)
 	// PriceOverstay sets an overstay's amount unless it has one, and
 	// returns the amount it has now: an overstay is priced once.
@@ -309,6 +322,16 @@ type ReservationStore interface {
 	// PurgeKeys deletes the idempotency keys past their lifetime and
 	// reports how many.
 	PurgeKeys(ctx context.Context) (int64, error)
+	// DeferProviderWork holds a reservation the provider refused back from
+	// that work's queue (SessionsToClose, PendingRefunds, DueOverstays)
+	// until the time it returns: a minute after the first refusal, twice
+	// as long after each next one, at most an hour. reason is kept for
+	// whoever looks; attempts counts the refusals.
+	DeferProviderWork(ctx context.Context, work ProviderWork, reservationID, reason string) (retryAt time.Time, attempts int, err error)
+	// PurgeProviderRetries forgets the refusals none has followed for a
+	// day (the work done since, or gone from its queue), and reports how
+	// many.
+	PurgeProviderRetries(ctx context.Context) (int64, error)
 }
 
 // Store is the whole store the service and the API use.

@@ -120,6 +120,9 @@ var (
 		Name: "parkgate_idempotent_replays_total", Help: "Replayed responses, by source (redis, postgres)."}, []string{"source"})
 	transitions = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "parkgate_reservation_transitions_total", Help: "Reservation status changes, by new status."}, []string{"to"})
+	providerDeferred = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "parkgate_provider_work_deferred_total",
+		Help: "Reservations held back from a worker's queue after the payment provider refused their work, by work."}, []string{"work"})
 )
 
 // enter takes a turn at the lot's bulkhead; the returned func gives it back.

@@ -121,7 +121,8 @@ func (s *Service) closeSession(ctx context.Context, r cloud.Reservation) {
 
 // RetryRefunds asks again for the refunds of cancellations whose own call
 // failed (the provider away, a crash), at most limit of them, and reports
-// how many went through.
+// how many went through. One the provider refuses is held back
+// (deferRefused) and the rest go on.
 func (s *Service) RetryRefunds(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	ids, err := s.Store.PendingRefunds(ctx, olderThan, limit)
 	if err != nil {
@@ -134,7 +135,10 @@ func (s *Service) RetryRefunds(ctx context.Context, olderThan time.Duration, lim
 			return n, err
 		}
 		if err := s.refundCancelled(ctx, r); err != nil {
-			return n, err
+			if err := s.deferRefused(ctx, cloud.WorkRefund, id, err); err != nil {
+				return n, err
+			}
+			continue
 		}
 		n++
 	}

@@ -19,6 +19,9 @@ func init() {
 		transitions.WithLabelValues(string(to))
 	}
 	transitions.WithLabelValues(transitionExtended)
+	for _, w := range []cloud.ProviderWork{cloud.WorkCloseSession, cloud.WorkRefund, cloud.WorkOverstaySession} {
+		providerDeferred.WithLabelValues(string(w))
+	}
 	for _, o := range []string{webhookInvalidSignature, webhookUnreadable, webhookError, webhookDuplicate, webhookRecorded} {
 		webhookEvents.WithLabelValues(o)
 	}

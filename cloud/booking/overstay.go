@@ -14,7 +14,9 @@ import (
 // release, or too large to price) is priced here, once: the store keeps
 // the first amount. Each session is made under a key derived from the
 // reservation, so replicas running this at once make one session (a new
-// key for each session after one expired unpaid).
+// key for each session after one expired unpaid). One the provider
+// refuses, or too large to price, is held back (deferRefused) and the rest
+// go on.
 func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 	due, err := s.Store.DueOverstays(ctx, limit)
 	if err != nil {
@@ -26,17 +28,22 @@ func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		price, err := cloud.OverstayPrice(lot.HourlyRate, d.Minutes)
-		if err != nil {
-			return n, fmt.Errorf("overstay of %s: %w", d.ReservationID, err)
-		}
-		amount := price.Amount
-		if d.Amount == nil {
-			if amount, err = s.Store.PriceOverstay(ctx, d.ReservationID, amount); err != nil {
+		var amount int64
+		if d.Amount != nil {
+			amount = *d.Amount
+		} else {
+			price, err := cloud.OverstayPrice(lot.HourlyRate, d.Minutes)
+			if err != nil {
+				// This overstay's own fault, as a refusal is: the others go on.
+				if err := s.deferWork(ctx, cloud.WorkOverstaySession, d.ReservationID,
+					fmt.Errorf("overstay of %s: %w", d.ReservationID, err)); err != nil {
+					return n, err
+				}
+				continue
+			}
+			if amount, err = s.Store.PriceOverstay(ctx, d.ReservationID, price.Amount); err != nil {
 				return n, err
 			}
-		} else {
-			amount = *d.Amount
 		}
 		if amount == 0 || s.Payments == nil {
 			// Nothing to pay (a free lot): settled as it is priced.
@@ -54,7 +61,11 @@ func (s *Service) ChargeOverstays(ctx context.Context, limit int) (int, error) {
 				IdempotencyKey: fmt.Sprintf("parkgate-overstay-%s-%d", d.ReservationID, d.Sessions),
 			})
 			if err != nil {
-				return n, fmt.Errorf("overstay session of %s: %w", d.ReservationID, err)
+				if err := s.deferRefused(ctx, cloud.WorkOverstaySession, d.ReservationID,
+					fmt.Errorf("overstay session of %s: %w", d.ReservationID, err)); err != nil {
+					return n, err
+				}
+				continue
 			}
 			if err := s.Store.SetOverstaySession(ctx, d.ReservationID, sess.ID, sess.URL); err != nil {
 				return n, err

@@ -6,57 +6,101 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parkgate/parkgate/cloud"
 )
 
-// RunWorkers runs the background work of one replica until ctx ends: ending
-// overdue holds, closing their Checkout Sessions, asking again for the
-// refunds of cancellations whose own call failed, pricing overstays and
-// opening their sessions, purging idempotency keys
-// past their 24 hours. Every part is safe to run in several replicas at once.
+// RunWorkers runs the background work of one replica until ctx ends, in
+// two loops, each once every tick:
+//   - the store's: ending overdue holds, purging idempotency keys past
+//     their 24 hours and refusals past their day;
+//   - the payment provider's: closing ended holds' Checkout Sessions,
+//     opening overstays' sessions, asking again for the refunds of
+//     cancellations and operators whose own call failed.
+//
+// Two loops so that the provider's latency, or an outage it takes a
+// timeout to see, never holds up the store's work: in one loop, a hundred
+// sessions to close at a third of a second each held back the next tick's
+// expiry by half a minute. Every part is safe to run in several replicas
+// at once.
 func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
 	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		lastPurge := time.Time{}
+		tick(ctx, every, func() {
+			if _, err := s.ExpireDueHolds(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Warn("expire holds", "err", err)
+			}
+			if time.Since(lastPurge) > 10*time.Minute && s.purge(ctx) {
+				lastPurge = time.Now()
+			}
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		tick(ctx, every, func() {
+			if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
+				s.Log.Warn("close checkout sessions", "err", err)
+			}
+			if _, err := s.ChargeOverstays(ctx, 100); err != nil && ctx.Err() == nil {
+				s.Log.Warn("charge overstays", "err", err)
+			}
+			if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+				s.Log.Warn("retry refunds", "err", err)
+			}
+			if _, err := s.RetryOperatorRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+				s.Log.Warn("retry operator refunds", "err", err)
+			}
+		})
+	}()
+	wg.Wait()
+}
+
+// tick calls work every interval until ctx ends; a call that overruns its
+// tick delays the next, never overlaps it.
+func tick(ctx context.Context, every time.Duration, work func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastPurge := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if _, err := s.ExpireDueHolds(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("expire holds", "err", err)
-		}
-		if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
-			s.Log.Warn("close checkout sessions", "err", err)
-		}
-		if _, err := s.ChargeOverstays(ctx, 100); err != nil && ctx.Err() == nil {
-			s.Log.Warn("charge overstays", "err", err)
-		}
-		if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
-			s.Log.Warn("retry refunds", "err", err)
-		}
-		if _, err := s.RetryOperatorRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
-			s.Log.Warn("retry operator refunds", "err", err)
-		}
-		if time.Since(lastPurge) > 10*time.Minute {
-			if n, err := s.Store.PurgeKeys(ctx); err != nil {
-				if ctx.Err() == nil {
-					s.Log.Warn("purge idempotency keys", "err", err)
-				}
-			} else {
-				lastPurge = time.Now()
-				if n > 0 {
-					s.Log.Info("purged idempotency keys", "n", n)
-				}
-			}
-		}
+		work()
 	}
+}
+
+// purge deletes idempotency keys past their 24 hours and the provider's
+// refusals none has followed for a day; false when the store failed.
+func (s *Service) purge(ctx context.Context) bool {
+	keys, err := s.Store.PurgeKeys(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Log.Warn("purge idempotency keys", "err", err)
+		}
+		return false
+	}
+	if keys > 0 {
+		s.Log.Info("purged idempotency keys", "n", keys)
+	}
+	if _, err := s.Store.PurgeProviderRetries(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.Log.Warn("purge provider retries", "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 // ExpireDueHolds ends the PENDING holds whose time is up and reports how
@@ -78,9 +122,17 @@ func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// sessionsInFlight is how many Checkout Sessions CloseSessions expires at
+// once: Stripe answers in a few hundred milliseconds, so one at a time
+// closed about three a second; four stay far below Stripe's rate limit
+// (100 requests a second in live mode).
+const sessionsInFlight = 4
+
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,
-// so Stripe stops taking money for them. A session found paid is left to
-// its completed event, which refunds it.
+// so Stripe stops taking money for them, a few at once, and reports how
+// many it closed. A session found paid is left to its completed event,
+// which refunds it. One Stripe refuses is held back (deferRefused) and the
+// rest go on; Stripe away ends the pass, for the next tick.
 func (s *Service) CloseSessions(ctx context.Context, limit int) (int, error) {
 	if s.Payments == nil {
 		return 0, nil
@@ -89,16 +141,52 @@ func (s *Service) CloseSessions(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(sessionsInFlight)
 	for _, o := range open {
-		err := s.Payments.ExpireSession(ctx, o.SessionID, "parkgate-expire-"+o.ReservationID)
-		if err != nil && !errors.Is(err, cloud.ErrSessionCompleted) {
-			return n, fmt.Errorf("expire session %s: %w", o.SessionID, err)
-		}
-		if err := s.Store.SetPaymentFields(ctx, o.ReservationID, cloud.PaymentFields{SessionClosed: true}); err != nil {
-			return n, err
-		}
-		n++
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return nil // the pass has ended; the error that ended it is returned
+			}
+			err := s.Payments.ExpireSession(gctx, o.SessionID, "parkgate-expire-"+o.ReservationID)
+			if err != nil && !errors.Is(err, cloud.ErrSessionCompleted) {
+				return s.deferRefused(gctx, cloud.WorkCloseSession, o.ReservationID,
+					fmt.Errorf("expire session %s: %w", o.SessionID, err))
+			}
+			if err := s.Store.SetPaymentFields(gctx, o.ReservationID, cloud.PaymentFields{SessionClosed: true}); err != nil {
+				return err
+			}
+			n.Add(1)
+			return nil
+		})
 	}
-	return n, nil
+	err = g.Wait()
+	return int(n.Load()), err
+}
+
+// deferRefused holds a reservation back from work's queue when err is the
+// payment provider refusing its request, which it will refuse again (a
+// session it does not know, an amount it will not take), and returns nil so
+// the queue goes on past it: asked first every tick, it had stopped its
+// queue for good. Any other error (the provider or the store away, which
+// every next item would meet too) is returned, to end the pass.
+func (s *Service) deferRefused(ctx context.Context, work cloud.ProviderWork, reservationID string, err error) error {
+	if cloud.ErrorCode(err) != cloud.EPaymentProvider {
+		return err
+	}
+	return s.deferWork(ctx, work, reservationID, err)
+}
+
+// deferWork holds a reservation back from work's queue for err, which is
+// its own (see deferRefused), and logs it; nil unless the store failed.
+func (s *Service) deferWork(ctx context.Context, work cloud.ProviderWork, reservationID string, err error) error {
+	at, attempts, derr := s.Store.DeferProviderWork(ctx, work, reservationID, err.Error())
+	if derr != nil {
+		return errors.Join(err, derr)
+	}
+	providerDeferred.WithLabelValues(string(work)).Inc()
+	s.Log.Warn("payment provider work held back", "work", string(work), "reservation", reservationID,
+		"attempts", attempts, "retry_at", at, "err", err)
+	return nil
 }

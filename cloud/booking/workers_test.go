@@ -3,9 +3,14 @@ package booking_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
@@ -49,5 +54,145 @@ func TestExpireDueHoldsInvalidatesOnError(t *testing.T) {
 	}
 	if len(guard.got) != 1 || !slices.Equal(guard.got[0], []string{"a", "b"}) {
 		t.Errorf("invalidated %v; want [a b] once", guard.got)
+	}
+}
+
+// stuckStripe answers Checkout at once, and holds every call to expire a
+// session until released: Stripe slow, or gone without a word until a
+// timeout.
+type stuckStripe struct {
+	entered, release chan struct{}
+	once             sync.Once
+	waiting          atomic.Int32 // calls to expire a session now held
+}
+
+func (p *stuckStripe) CreateCheckoutSession(_ context.Context, c cloud.Checkout) (cloud.Session, error) {
+	return cloud.Session{ID: "cs_" + c.ReservationID, URL: "https://pay.example/" + c.ReservationID, ExpiresAt: c.ExpiresAt}, nil
+}
+
+func (p *stuckStripe) ExpireSession(ctx context.Context, _, _ string) error {
+	p.once.Do(func() { close(p.entered) })
+	p.waiting.Add(1)
+	defer p.waiting.Add(-1)
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *stuckStripe) Refund(context.Context, string, string) (string, error) {
+	return "", errors.New("stuckStripe: no refunds")
+}
+
+func (p *stuckStripe) RefundAmount(context.Context, string, int64, string) (string, error) {
+	return "", errors.New("stuckStripe: no refunds")
+}
+
+// dueHold holds a spot at lot from start for an hour, with its Checkout
+// Session, and ends its time: the next expiry ends it.
+func dueHold(t *testing.T, svc *booking.Service, pool *pgxpool.Pool, lot, plate string, start time.Time) string {
+	t.Helper()
+	ctx := context.Background()
+	r, err := svc.Hold(ctx, "k-"+plate, booking.HoldRequest{LotID: lot, Plate: plate, StartsAt: start, EndsAt: start.Add(time.Hour)}, booking.Limits{})
+	if err != nil || r.Status != 201 {
+		t.Fatalf("hold %s: %+v, %v", plate, r, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second' WHERE id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// TestWorkersExpireWhileStripeStuck: holds keep ending while the worker
+// that talks to Stripe waits on it. In one loop, the call held up the
+// expiry of every hold behind it.
+func TestWorkersExpireWhileStripeStuck(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	stripe := &stuckStripe{entered: make(chan struct{}), release: make(chan struct{})}
+	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1", "2"},
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	hold := func(plate string) string { return dueHold(t, svc, s.DB.Pool, lot.ID, plate, start) }
+	hold("STUCK1") // its session to close is what the Stripe worker waits on
+
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); svc.RunWorkers(wctx, 10*time.Millisecond) }()
+	defer func() { stop(); close(stripe.release); <-done }()
+	select {
+	case <-stripe.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker never asked Stripe to expire the session")
+	}
+
+	next := hold("STUCK2")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := s.DB.Reservation(ctx, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == cloud.StatusExpired {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hold still %s while Stripe is stuck; want EXPIRED", r.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCloseSessionsAFewAtOnce: the sessions of ended holds are expired at
+// Stripe a few at once, never more: one at a time, Stripe's few hundred
+// milliseconds a call closed three a second.
+func TestCloseSessionsAFewAtOnce(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	stripe := &stuckStripe{entered: make(chan struct{}), release: make(chan struct{})}
+	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	for i := range 6 { // windows apart: a hold ends the overdue holds in its window
+		dueHold(t, svc, s.DB.Pool, lot.ID, fmt.Sprintf("FEW%d", i), start.Add(time.Duration(i)*2*time.Hour))
+	}
+	if n, err := svc.ExpireDueHolds(ctx); n != 6 || err != nil {
+		t.Fatalf("ExpireDueHolds = %d, %v", n, err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	closed := make(chan result, 1)
+	go func() {
+		n, err := svc.CloseSessions(ctx, 10)
+		closed <- result{n, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for stripe.waiting.Load() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls to Stripe at once; want 4", stripe.waiting.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a fifth, were it let through
+	if w := stripe.waiting.Load(); w != 4 {
+		t.Errorf("%d calls to Stripe at once; want 4", w)
+	}
+	close(stripe.release)
+	if r := <-closed; r.n != 6 || r.err != nil {
+		t.Errorf("CloseSessions = %d, %v; want all 6", r.n, r.err)
 	}
 }

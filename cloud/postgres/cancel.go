@@ -52,12 +52,14 @@ func (db *DB) FinishRefund(ctx context.Context, id, refundID string) error {
 }
 
 // PendingRefunds returns cancellations whose refund the provider has not
-// yet taken, oldest first.
+// yet taken, oldest first, but those it refused lately (DeferProviderWork).
 func (db *DB) PendingRefunds(ctx context.Context, olderThan time.Duration, limit int) ([]string, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT id::text FROM reservations
-		 WHERE refund_status = 'pending' AND updated_at <= now() - $1::interval
-		 ORDER BY updated_at LIMIT $2`, olderThan, limit)
+		SELECT r.id::text FROM reservations r
+		 WHERE r.refund_status = 'pending' AND r.updated_at <= now() - $1::interval
+		   AND NOT EXISTS (SELECT 1 FROM provider_retries p
+		                    WHERE p.work = 'refund' AND p.reservation_id = r.id AND p.retry_at > now())
+		 ORDER BY r.updated_at LIMIT $2`, olderThan, limit)
 	if err != nil {
 		return nil, fail("pending refunds", err)
 	}

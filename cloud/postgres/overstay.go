@@ -73,14 +73,17 @@ func markOverstay(ctx context.Context, tx pgx.Tx, reservationID, lotID string, a
 	return err
 }
 
-// DueOverstays returns overstays to price or to hand to the provider.
+// DueOverstays returns overstays to price or to hand to the provider, but
+// those it refused lately (DeferProviderWork).
 func (db *DB) DueOverstays(ctx context.Context, limit int) ([]cloud.DueOverstay, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT id::text, lot_id::text, overstay_minutes, overstay_amount, coalesce(overstay_session_id, ''),
-		       overstay_sessions
-		  FROM reservations
-		 WHERE overstay_status = 'due' AND (overstay_amount IS NULL OR overstay_session_id IS NULL)
-		 ORDER BY overstay_exit_at LIMIT $1`, limit)
+		SELECT r.id::text, r.lot_id::text, r.overstay_minutes, r.overstay_amount, coalesce(r.overstay_session_id, ''),
+		       r.overstay_sessions
+		  FROM reservations r
+		 WHERE r.overstay_status = 'due' AND (r.overstay_amount IS NULL OR r.overstay_session_id IS NULL)
+		   AND NOT EXISTS (SELECT 1 FROM provider_retries p
+		                    WHERE p.work = 'overstay_session' AND p.reservation_id = r.id AND p.retry_at > now())
+		 ORDER BY r.overstay_exit_at LIMIT $1`, limit)
 	if err != nil {
 		return nil, fail("due overstays", err)
 	}

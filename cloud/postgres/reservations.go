@@ -523,13 +523,16 @@ func (db *DB) ExpireDue(ctx context.Context) (map[string]int, error) {
 // backlog after an outage ends in turns, its lock free between them.
 const expireBatch = 500
 
-// SessionsToClose returns sessions of ended holds not yet expired at Stripe.
+// SessionsToClose returns sessions of ended holds not yet expired at
+// Stripe, but those it refused lately (DeferProviderWork).
 func (db *DB) SessionsToClose(ctx context.Context, limit int) ([]cloud.OpenSession, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT id::text, checkout_session_id FROM reservations
-		 WHERE checkout_session_id IS NOT NULL AND session_closed_at IS NULL
-		   AND status IN ('EXPIRED', 'CANCELLED')
-		 ORDER BY updated_at LIMIT $1`, limit)
+		SELECT r.id::text, r.checkout_session_id FROM reservations r
+		 WHERE r.checkout_session_id IS NOT NULL AND r.session_closed_at IS NULL
+		   AND r.status IN ('EXPIRED', 'CANCELLED')
+		   AND NOT EXISTS (SELECT 1 FROM provider_retries p
+		                    WHERE p.work = 'close_session' AND p.reservation_id = r.id AND p.retry_at > now())
+		 ORDER BY r.updated_at LIMIT $1`, limit)
 	if err != nil {
 		return nil, fail("sessions to close", err)
 	}

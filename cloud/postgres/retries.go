@@ -1,0 +1,43 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud"
+)
+
+// The provider work the payment provider refused, held back from its queue
+// (migration 029). Each queue's read (SessionsToClose, PendingRefunds,
+// DueOverstays) skips a reservation whose row here is not yet due.
+
+// DeferProviderWork records one more refusal of work for reservationID: the
+// first holds it back a minute, each next one twice as long as the one
+// before, at most an hour.
+func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, reservationID, reason string) (time.Time, int, error) {
+	var at time.Time
+	var attempts int
+	err := db.Pool.QueryRow(ctx, `
+		INSERT INTO provider_retries AS p (work, reservation_id, attempts, retry_at, last_error)
+		VALUES ($1, $2, 1, now() + interval '1 minute', $3)
+		ON CONFLICT (work, reservation_id) DO UPDATE
+		   SET attempts = p.attempts + 1,
+		       retry_at = now() + least(interval '1 minute' * (2 ^ least(p.attempts, 6)), interval '1 hour'),
+		       last_error = EXCLUDED.last_error
+		RETURNING retry_at, attempts`, string(work), reservationID, reason).Scan(&at, &attempts)
+	if err != nil {
+		return time.Time{}, 0, fail("defer provider work", err)
+	}
+	return at, attempts, nil
+}
+
+// PurgeProviderRetries deletes the refusals no refusal has followed for a
+// day: a refused row comes round within the hour, so one untouched that
+// long is done or gone from its queue.
+func (db *DB) PurgeProviderRetries(ctx context.Context) (int64, error) {
+	tag, err := db.Pool.Exec(ctx, `DELETE FROM provider_retries WHERE retry_at < now() - interval '1 day'`)
+	if err != nil {
+		return 0, fail("purge provider retries", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -1,0 +1,63 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
+)
+
+// TestDeferProviderWork: each refusal holds the reservation back twice as
+// long as the one before, from a minute to at most an hour, in its own
+// queue only; PurgeProviderRetries forgets refusals a day old and keeps the
+// rest.
+func TestDeferProviderWork(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	lot := eurLot(t, s, "Defer", "1", "2")
+	start := time.Now().Add(time.Hour).Truncate(time.Minute)
+	id := held(t, s, lot, "defer-1", start)
+	other := held(t, s, lot, "defer-2", start.Add(2*time.Hour))
+
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
+	for i, m := range want {
+		before := time.Now()
+		at, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, id, "refused, try "+string(rune('a'+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		backoff := m * time.Minute
+		if attempts != i+1 || at.Before(before.Add(backoff-5*time.Second)) || at.After(time.Now().Add(backoff+5*time.Second)) {
+			t.Errorf("refusal %d: attempt %d, retry in %s; want attempt %d, in %s", i+1, attempts, time.Until(at).Round(time.Second), i+1, backoff)
+		}
+	}
+	var reason string
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT last_error FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&reason); err != nil || reason != "refused, try h" {
+		t.Errorf("last_error %q, %v; want the last refusal's", reason, err)
+	}
+	// Another queue's refusal of the same reservation starts afresh.
+	if _, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkRefund, id, "no"); err != nil || attempts != 1 {
+		t.Errorf("refund queue: attempt %d, %v; want 1", attempts, err)
+	}
+	if _, _, err := s.DB.DeferProviderWork(ctx, cloud.ProviderWork("bogus"), id, "no"); err == nil || !strings.Contains(err.Error(), "check") {
+		t.Errorf("unknown work: %v; want the check to refuse it", err)
+	}
+
+	if _, _, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, other, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB.Pool.Exec(ctx, `UPDATE provider_retries SET retry_at = now() - interval '25 hours' WHERE reservation_id = $1`, other); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DB.PurgeProviderRetries(ctx); n != 1 || err != nil {
+		t.Errorf("PurgeProviderRetries = %d, %v; want the day-old one", n, err)
+	}
+	var left int
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM provider_retries WHERE reservation_id = $1`, id).Scan(&left); err != nil || left != 2 {
+		t.Errorf("%d refusals left of %s, %v; want both queues'", left, id, err)
+	}
+}
