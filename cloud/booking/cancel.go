@@ -73,7 +73,7 @@ func (s *Service) refundCancelled(ctx context.Context, r cloud.Reservation) erro
 	var refundID string
 	if r.Price.Amount > 0 {
 		if r.PaymentIntentID == "" {
-			return fmt.Errorf("refund reservation %s: no payment to refund", r.ID)
+			return fmt.Errorf("refund reservation %s: %w", r.ID, cloud.Errorf(cloud.EInvalid, "no payment to refund"))
 		}
 		id, err := s.Payments.Refund(ctx, r.PaymentIntentID, "parkgate-refund-"+r.ID)
 		if err != nil {

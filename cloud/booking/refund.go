@@ -167,6 +167,9 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 
 // RetryOperatorRefunds asks again for operators' refunds left pending (the
 // provider away, a crash), at most limit, and reports how many settled.
+// One the provider refuses does not hold up the others: the read claimed
+// it for olderThan. The provider or the store away ends the pass: each
+// next refund would wait out the same timeout.
 func (s *Service) RetryOperatorRefunds(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if s.Payments == nil {
 		return 0, nil
@@ -178,8 +181,9 @@ func (s *Service) RetryOperatorRefunds(ctx context.Context, olderThan time.Durat
 	n := 0
 	for _, id := range ids {
 		if err := s.takeRefund(ctx, id); err != nil {
-			// One refund the provider refuses must not hold up the
-			// others; it comes round again after olderThan.
+			if !itsOwn(err) {
+				return n, fmt.Errorf("operator refund %s: %w", id, err)
+			}
 			s.Log.Warn("operator refund", "refund", id, "err", err)
 			continue
 		}

@@ -18,7 +18,7 @@ import (
 // RunWorkers runs the background work of one replica until ctx ends, in
 // two loops, each once every tick:
 //   - the store's: ending overdue holds, purging idempotency keys past
-//     their 24 hours and refusals past their day;
+//     their 24 hours and the provider's refusals past their day;
 //   - the payment provider's: closing ended holds' Checkout Sessions,
 //     opening overstays' sessions, asking again for the refunds of
 //     cancellations and operators whose own call failed.
@@ -36,14 +36,13 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		lastPurge := time.Time{}
+		var keysPurged, retriesPurged time.Time
 		tick(ctx, every, func() {
 			if _, err := s.ExpireDueHolds(ctx); err != nil && ctx.Err() == nil {
 				s.Log.Warn("expire holds", "err", err)
 			}
-			if time.Since(lastPurge) > 10*time.Minute && s.purge(ctx) {
-				lastPurge = time.Now()
-			}
+			s.purgeEvery(ctx, &keysPurged, "idempotency keys", s.Store.PurgeKeys)
+			s.purgeEvery(ctx, &retriesPurged, "provider retries", s.Store.PurgeProviderRetries)
 		})
 	}()
 	go func() {
@@ -81,26 +80,23 @@ func tick(ctx context.Context, every time.Duration, work func()) {
 	}
 }
 
-// purge deletes idempotency keys past their 24 hours and the provider's
-// refusals none has followed for a day; false when the store failed.
-func (s *Service) purge(ctx context.Context) bool {
-	keys, err := s.Store.PurgeKeys(ctx)
+// purgeEvery runs purge once ten minutes have passed since *last, and
+// again at the next tick if it fails.
+func (s *Service) purgeEvery(ctx context.Context, last *time.Time, what string, purge func(context.Context) (int64, error)) {
+	if time.Since(*last) < 10*time.Minute {
+		return
+	}
+	n, err := purge(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.Log.Warn("purge idempotency keys", "err", err)
+			s.Log.Warn("purge "+what, "err", err)
 		}
-		return false
+		return
 	}
-	if keys > 0 {
-		s.Log.Info("purged idempotency keys", "n", keys)
+	*last = time.Now()
+	if n > 0 {
+		s.Log.Info("purged "+what, "n", n)
 	}
-	if _, err := s.Store.PurgeProviderRetries(ctx); err != nil {
-		if ctx.Err() == nil {
-			s.Log.Warn("purge provider retries", "err", err)
-		}
-		return false
-	}
-	return true
 }
 
 // ExpireDueHolds ends the PENDING holds whose time is up and reports how
@@ -124,8 +120,10 @@ func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
 
 // sessionsInFlight is how many Checkout Sessions CloseSessions expires at
 // once: Stripe answers in a few hundred milliseconds, so one at a time
-// closed about three a second; four stay far below Stripe's rate limit
-// (100 requests a second in live mode).
+// closed about three a second. Four at once is about a dozen a second per
+// replica, which shares Stripe's rate limit (100 requests a second in live
+// mode, 25 in test mode) with the holds' own calls; a 429 ends the pass
+// as an outage does.
 const sessionsInFlight = 4
 
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,
@@ -165,17 +163,29 @@ func (s *Service) CloseSessions(ctx context.Context, limit int) (int, error) {
 	return int(n.Load()), err
 }
 
-// deferRefused holds a reservation back from work's queue when err is the
-// payment provider refusing its request, which it will refuse again (a
-// session it does not know, an amount it will not take), and returns nil so
-// the queue goes on past it: asked first every tick, it had stopped its
-// queue for good. Any other error (the provider or the store away, which
-// every next item would meet too) is returned, to end the pass.
+// deferRefused holds a reservation back from work's queue when err is its
+// own: the payment provider refusing its request, which it will refuse
+// again (a session it does not know, an amount it will not take), or a
+// request the client would not send for it (stripepay's invalid). It then
+// returns nil so the queue goes on past it: asked first every tick, it had
+// stopped its queue for good. Any other error (the provider or the store
+// away, Stripe refusing our key: what every next item would meet too) is
+// returned, to end the pass.
 func (s *Service) deferRefused(ctx context.Context, work cloud.ProviderWork, reservationID string, err error) error {
-	if cloud.ErrorCode(err) != cloud.EPaymentProvider {
+	if !itsOwn(err) {
 		return err
 	}
 	return s.deferWork(ctx, work, reservationID, err)
+}
+
+// itsOwn reports whether err is about the one request it answers, not
+// about the provider or the store: the next request would not meet it.
+func itsOwn(err error) bool {
+	switch cloud.ErrorCode(err) {
+	case cloud.EPaymentProvider, cloud.EInvalid:
+		return true
+	}
+	return false
 }
 
 // deferWork holds a reservation back from work's queue for err, which is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -194,5 +195,93 @@ func TestCloseSessionsAFewAtOnce(t *testing.T) {
 	close(stripe.release)
 	if r := <-closed; r.n != 6 || r.err != nil {
 		t.Errorf("CloseSessions = %d, %v; want all 6", r.n, r.err)
+	}
+}
+
+// awayStripe holds every call to expire a session until its context ends,
+// but the fourth, which finds Stripe away at once.
+type awayStripe struct {
+	stuckStripe
+	calls atomic.Int32
+}
+
+func (p *awayStripe) ExpireSession(ctx context.Context, _, _ string) error {
+	if p.calls.Add(1) == 4 {
+		return errors.New("stripe away: connection refused")
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestCloseSessionsEndsOnOutage: Stripe away ends the pass at once: the
+// calls in flight are called off and the sessions not yet asked for are
+// left to the next pass, not each sent to wait out the same timeout.
+func TestCloseSessionsEndsOnOutage(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	ctx := context.Background()
+	stripe := &awayStripe{}
+	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
+	for i := range 6 {
+		dueHold(t, svc, s.DB.Pool, lot.ID, fmt.Sprintf("OUT%d", i), start.Add(time.Duration(i)*2*time.Hour))
+	}
+	if n, err := svc.ExpireDueHolds(ctx); n != 6 || err != nil {
+		t.Fatalf("ExpireDueHolds = %d, %v", n, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a test that fails, not hangs
+	defer cancel()
+	n, err := svc.CloseSessions(wctx, 10)
+	if wctx.Err() != nil {
+		t.Fatal("CloseSessions waited on the calls in flight after Stripe was found away")
+	}
+	if n != 0 || err == nil || !strings.Contains(err.Error(), "stripe away") {
+		t.Errorf("CloseSessions = %d, %v; want none and the outage", n, err)
+	}
+	if c := stripe.calls.Load(); c != 4 {
+		t.Errorf("%d calls to Stripe; want the 4 in flight, none after", c)
+	}
+}
+
+// hugeOverstay is a store whose one due overstay cannot be priced: more
+// minutes than any rate can be multiplied by (an older release's row).
+type hugeOverstay struct {
+	cloud.Store
+	due cloud.DueOverstay
+}
+
+func (h hugeOverstay) DueOverstays(context.Context, int) ([]cloud.DueOverstay, error) {
+	return []cloud.DueOverstay{h.due}, nil
+}
+
+// TestChargeOverstaysTooLargeToPrice: an overstay that cannot be priced is
+// held back as a refused one is, not returned as an error that ends the
+// pass each tick with the same overstay first.
+func TestChargeOverstaysTooLargeToPrice(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
+		HourlyRate: cloud.Money{Amount: 1_000_000, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "6f1c0a52-0000-4000-8000-000000000001"
+	store := hugeOverstay{Store: s.DB, due: cloud.DueOverstay{ReservationID: id, LotID: lot.ID, Minutes: 1 << 62}}
+	svc := booking.New(store, &stuckStripe{}, nil, nil, 10*time.Minute)
+	if n, err := svc.ChargeOverstays(ctx, 10); n != 0 || err != nil {
+		t.Fatalf("ChargeOverstays = %d, %v; want it held back, no error", n, err)
+	}
+	var attempts int
+	var reason string
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT attempts, last_error FROM provider_retries
+		WHERE work = 'overstay_session' AND reservation_id = $1`, id).Scan(&attempts, &reason); err != nil ||
+		attempts != 1 || !strings.Contains(reason, "too large to price") {
+		t.Errorf("held back: %d, %q, %v", attempts, reason, err)
 	}
 }

@@ -121,29 +121,6 @@ func TestCloseSessionsPastRefusal(t *testing.T) {
 	wantRefusal(t, b.refusals(t, cloud.WorkCloseSession), ids[0], 2, 2*time.Minute, "No such checkout.session")
 }
 
-// TestCloseSessionsStripeAway: Stripe away is no refusal: nothing is held
-// back, the pass ends with the error, and the next one closes them all.
-func TestCloseSessionsStripeAway(t *testing.T) {
-	t.Parallel()
-	b := setupPayments(t, 10*time.Minute)
-	lot := b.createLot(t, 2)
-	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
-	ctx := context.Background()
-	b.endedHolds(t, lot, start, "AWAY1", "AWAY2")
-	b.fake.SetDown(true)
-	n, err := b.svc.CloseSessions(ctx, 10)
-	b.fake.SetDown(false)
-	if n != 0 || cloud.ErrorCode(err) == cloud.EPaymentProvider || err == nil {
-		t.Fatalf("CloseSessions with Stripe away = %d, %v; want none and the outage", n, err)
-	}
-	if got := b.refusals(t, cloud.WorkCloseSession); len(got) != 0 {
-		t.Errorf("held back for an outage: %+v", got)
-	}
-	if n, err := b.svc.CloseSessions(ctx, 10); n != 2 || err != nil {
-		t.Fatalf("CloseSessions after = %d, %v", n, err)
-	}
-}
-
 // TestRetryRefundsPastRefusal: a cancellation's refund Stripe refuses (a
 // payment intent it does not know) is held back, and the refund behind it
 // is taken.
@@ -215,4 +192,59 @@ func TestChargeOverstaysPastRefusal(t *testing.T) {
 		t.Fatalf("ChargeOverstays while held back = %d, %v", n, err)
 	}
 	wantRefusal(t, b.refusals(t, cloud.WorkOverstaySession), bad, 1, time.Minute, "no more than 99999999")
+}
+
+// TestProviderWorkStripeAway: Stripe away is no refusal for any of the
+// workers that ask it to act: nothing is held back, each pass ends with the outage (an
+// operator's refund too: each next one would wait out the same timeout),
+// and the next pass does the work.
+func TestProviderWorkStripeAway(t *testing.T) {
+	t.Parallel()
+	b := setupPayments(t, 10*time.Minute)
+	lot := b.createLot(t, 3)
+	start := time.Now().Add(3 * time.Hour).Truncate(time.Minute).UTC()
+	ctx := context.Background()
+	cancelled, tok := b.paidBooking(t, lot, "AW1", "aw1", start)
+	overstayed, _ := b.paidBooking(t, lot, "AW2", "aw2", start)
+	refunded, _ := b.paidBooking(t, lot, "AW3", "aw3", start)
+	b.gateEvent(t, lot, overstayed, "entry", start)
+	b.gateEvent(t, lot, overstayed, "exit", start.Add(3*time.Hour))
+	b.endedHolds(t, lot, start.Add(6*time.Hour), "AW4", "AW5")
+	b.fake.SetDown(true)
+	if r := b.do(t, "POST", "/v1/reservations/"+cancelled+"/cancel", nil, bearerOf(tok)); r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	for range 2 {
+		if r := b.do(t, "POST", "/v1/reservations/"+refunded+"/refund", map[string]any{"amount": 100}, admin()); r.Status != 503 {
+			t.Fatalf("refund with Stripe away: %d %s", r.Status, r.Body)
+		}
+	}
+	b.ageRefunds(t)
+
+	passes := []struct {
+		name string
+		run  func() (int, error)
+		want int
+	}{
+		// The 2 ended holds', and the cancelled booking's (paid: closed as it is).
+		{"CloseSessions", func() (int, error) { return b.svc.CloseSessions(ctx, 10) }, 3},
+		{"RetryRefunds", func() (int, error) { return b.svc.RetryRefunds(ctx, 0, 10) }, 1},
+		{"ChargeOverstays", func() (int, error) { return b.svc.ChargeOverstays(ctx, 10) }, 1},
+		{"RetryOperatorRefunds", func() (int, error) { return b.svc.RetryOperatorRefunds(ctx, 0, 10) }, 2},
+	}
+	for _, p := range passes {
+		if n, err := p.run(); n != 0 || err == nil || cloud.ErrorCode(err) == cloud.EPaymentProvider {
+			t.Errorf("%s with Stripe away = %d, %v; want none and the outage", p.name, n, err)
+		}
+	}
+	var held int
+	if err := b.schema.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM provider_retries`).Scan(&held); err != nil || held != 0 {
+		t.Errorf("%d held back for an outage, %v", held, err)
+	}
+	b.fake.SetDown(false)
+	for _, p := range passes {
+		if n, err := p.run(); n != p.want || err != nil {
+			t.Errorf("%s after = %d, %v; want %d", p.name, n, err, p.want)
+		}
+	}
 }

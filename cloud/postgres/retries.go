@@ -13,7 +13,10 @@ import (
 
 // DeferProviderWork records one more refusal of work for reservationID: the
 // first holds it back a minute, each next one twice as long as the one
-// before, at most an hour.
+// before, at most an hour. A refusal that comes two hours or more after the
+// last one was due starts again at a minute: the row was not refused each
+// time it came round (its work was done, an overstay's session paid, and
+// this is a later one), so this is a first refusal.
 func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, reservationID, reason string) (time.Time, int, error) {
 	var at time.Time
 	var attempts int
@@ -21,8 +24,10 @@ func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, re
 		INSERT INTO provider_retries AS p (work, reservation_id, attempts, retry_at, last_error)
 		VALUES ($1, $2, 1, now() + interval '1 minute', $3)
 		ON CONFLICT (work, reservation_id) DO UPDATE
-		   SET attempts = p.attempts + 1,
-		       retry_at = now() + least(interval '1 minute' * (2 ^ least(p.attempts, 6)), interval '1 hour'),
+		   SET (attempts, retry_at, first_refused) = (
+		           SELECT n, now() + least(interval '1 minute' * (2 ^ least(n - 1, 6)), interval '1 hour'),
+		                  CASE WHEN n = 1 THEN now() ELSE p.first_refused END
+		             FROM (SELECT CASE WHEN p.retry_at < now() - interval '2 hours' THEN 1 ELSE p.attempts + 1 END AS n) a),
 		       last_error = EXCLUDED.last_error
 		RETURNING retry_at, attempts`, string(work), reservationID, reason).Scan(&at, &attempts)
 	if err != nil {

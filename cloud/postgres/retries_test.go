@@ -39,6 +39,18 @@ func TestDeferProviderWork(t *testing.T) {
 	if err := s.DB.Pool.QueryRow(ctx, `SELECT last_error FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&reason); err != nil || reason != "refused, try h" {
 		t.Errorf("last_error %q, %v; want the last refusal's", reason, err)
 	}
+	// A refusal long after the last one came due (its work done
+	// meanwhile: an overstay paid, and this its next session) is a first.
+	if _, err := s.DB.Pool.Exec(ctx, `UPDATE provider_retries SET retry_at = now() - interval '3 hours' WHERE reservation_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if at, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, id, "again"); err != nil || attempts != 1 || time.Until(at) > time.Minute+5*time.Second {
+		t.Errorf("refused again after a break: attempt %d, retry in %s, %v; want a first refusal", attempts, time.Until(at).Round(time.Second), err)
+	}
+	var first time.Time
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT first_refused FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&first); err != nil || time.Since(first) > 5*time.Second {
+		t.Errorf("first_refused %s ago, %v; want now", time.Since(first).Round(time.Second), err)
+	}
 	// Another queue's refusal of the same reservation starts afresh.
 	if _, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkRefund, id, "no"); err != nil || attempts != 1 {
 		t.Errorf("refund queue: attempt %d, %v; want 1", attempts, err)

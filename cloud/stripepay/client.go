@@ -181,11 +181,11 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 	currency := strings.ToLower(r.Currency)
 	switch {
 	case r.ReservationID == "":
-		return cloud.Session{}, fmt.Errorf("stripepay: %s: reservation id required", op)
+		return cloud.Session{}, invalid(op, "reservation id required")
 	case r.Amount <= 0:
-		return cloud.Session{}, fmt.Errorf("stripepay: %s: amount must be positive, got %d", op, r.Amount)
+		return cloud.Session{}, invalid(op, "amount must be positive, got %d", r.Amount)
 	case len(currency) != 3:
-		return cloud.Session{}, fmt.Errorf("stripepay: %s: invalid currency %q", op, r.Currency)
+		return cloud.Session{}, invalid(op, "invalid currency %q", r.Currency)
 	}
 	if err := checkKey(op, r.IdempotencyKey); err != nil {
 		return cloud.Session{}, err
@@ -366,7 +366,7 @@ func clampExpiry(want, now time.Time) time.Time {
 func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey string) (err error) {
 	const op = "expire checkout session"
 	if sessionID == "" {
-		return fmt.Errorf("stripepay: %s: session id required", op)
+		return invalid(op, "session id required")
 	}
 	if idempotencyKey != "" {
 		if err := checkKey(op, idempotencyKey); err != nil {
@@ -413,7 +413,7 @@ func (c *Client) ExpireSession(ctx context.Context, sessionID, idempotencyKey st
 func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (_ string, err error) {
 	const op = "refund"
 	if paymentIntentID == "" {
-		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
+		return "", invalid(op, "payment intent id required")
 	}
 	if err := checkKey(op, idempotencyKey); err != nil {
 		return "", err
@@ -451,10 +451,10 @@ func (c *Client) Refund(ctx context.Context, paymentIntentID, idempotencyKey str
 func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amount int64, idempotencyKey string) (_ string, err error) {
 	const op = "partial refund"
 	if paymentIntentID == "" {
-		return "", fmt.Errorf("stripepay: %s: payment intent id required", op)
+		return "", invalid(op, "payment intent id required")
 	}
 	if amount < 1 {
-		return "", fmt.Errorf("stripepay: %s: amount %d must be positive", op, amount)
+		return "", invalid(op, "amount %d must be positive", amount)
 	}
 	if err := checkKey(op, idempotencyKey); err != nil {
 		return "", err
@@ -472,12 +472,18 @@ func (c *Client) RefundAmount(ctx context.Context, paymentIntentID string, amoun
 	return r.ID, nil
 }
 
+// invalid is a request this client will not send, for what the caller
+// passed: an invalid_request of the caller's own, never sent to Stripe.
+func invalid(op, format string, args ...any) error {
+	return fmt.Errorf("stripepay: %s: %w", op, cloud.Errorf(cloud.EInvalid, format, args...))
+}
+
 func checkKey(op, key string) error {
 	if key == "" {
-		return fmt.Errorf("stripepay: %s: idempotency key required", op)
+		return invalid(op, "idempotency key required")
 	}
 	if len(key) > 255 {
-		return fmt.Errorf("stripepay: %s: idempotency key longer than 255 bytes", op)
+		return invalid(op, "idempotency key longer than 255 bytes")
 	}
 	return nil
 }
@@ -497,7 +503,14 @@ func withReservation(u, reservationID string) string {
 func classify(op string, err error) error {
 	var se *stripe.Error
 	if errors.As(err, &se) {
+		// Stripe refusing the key (revoked, another account's) or its
+		// rights (a restricted key) is no answer to this request: every
+		// request meets it until an operator fixes the key. As an outage,
+		// a hold answers 503 and the workers end their pass, rather than
+		// hold every reservation back for up to an hour as refused
+		// (booking.Service.deferRefused).
 		if se.HTTPStatusCode >= 500 || se.HTTPStatusCode == http.StatusTooManyRequests ||
+			se.HTTPStatusCode == http.StatusUnauthorized || se.HTTPStatusCode == http.StatusForbidden ||
 			se.Code == stripe.ErrorCodeIdempotencyKeyInUse {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 		}

@@ -272,6 +272,8 @@ func TestCheckoutAnswers(t *testing.T) {
 		refused     string // the cloud.Error's message, when refused
 	}{
 		{"Refused", 400, `{"error":{"type":"invalid_request_error","message":"Invalid currency: xyz","param":"currency"}}`, false, "Invalid currency: xyz"},
+		{"KeyRevoked", 401, `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_live_****x"}}`, true, ""},
+		{"KeyRestricted", 403, `{"error":{"type":"invalid_request_error","message":"The provided key does not have the required permissions"}}`, true, ""},
 		{"KeyInUse", 409, `{"error":{"type":"idempotency_error","code":"idempotency_key_in_use","message":"busy"}}`, true, ""},
 		{"NotJSON", 200, `<html>proxy</html>`, true, ""},
 		{"ErrorNotJSON", 502, `Bad Gateway`, true, ""},
