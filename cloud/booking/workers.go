@@ -27,7 +27,8 @@ import (
 // timeout to see, never holds up the store's work: in one loop, a hundred
 // sessions to close at a third of a second each held back the next tick's
 // expiry by half a minute. Every part is safe to run in several replicas
-// at once.
+// at once: they read the same queues, so two may ask Stripe the same thing
+// at once, under the same idempotency key, and Stripe does it once.
 func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
