@@ -27,8 +27,10 @@ import (
 // timeout to see, never holds up the store's work: in one loop, a hundred
 // sessions to close at a third of a second each held back the next tick's
 // expiry by half a minute. Every part is safe to run in several replicas
-// at once: they read the same queues, so two may ask Stripe the same thing
-// at once, under the same idempotency key, and Stripe does it once.
+// at once: they read the same queues, so two may ask Stripe the same thing,
+// under the same idempotency key, and Stripe does it once. (Two at the
+// same moment: the later is told the key is in use, which ends its pass as
+// an outage would; the other replica's pass goes on.)
 func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
