@@ -2,11 +2,9 @@ package booking_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/booking"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
@@ -36,25 +34,7 @@ func BenchmarkCloseSessions(b *testing.B) {
 	ctx := context.Background()
 	stripe := &slowStripe{latency: 20 * time.Millisecond}
 	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
-	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	start := time.Now().Add(time.Hour).Truncate(time.Hour).UTC()
-	for i := range b.N {
-		r, err := svc.Hold(ctx, fmt.Sprintf("bench-%d", i), booking.HoldRequest{LotID: lot.ID, Plate: fmt.Sprintf("B%d", i),
-			StartsAt: start.Add(time.Duration(i) * time.Hour), EndsAt: start.Add(time.Duration(i)*time.Hour + time.Hour)}, booking.Limits{})
-		if err != nil || r.Status != 201 {
-			b.Fatalf("hold %d: %+v, %v", i, r, err)
-		}
-	}
-	if _, err := s.DB.Pool.Exec(ctx, `UPDATE reservations SET hold_expires_at = now() - interval '1 second'`); err != nil {
-		b.Fatal(err)
-	}
-	if n, err := svc.ExpireDueHolds(ctx); n != b.N || err != nil {
-		b.Fatalf("ExpireDueHolds = %d, %v", n, err)
-	}
+	endedHolds(b, svc, s, b.N)
 	b.ResetTimer()
 	closed := 0
 	for closed < b.N {

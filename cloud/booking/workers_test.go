@@ -93,7 +93,7 @@ func (p *stuckStripe) RefundAmount(context.Context, string, int64, string) (stri
 
 // dueHold holds a spot at lot from start for an hour, with its Checkout
 // Session, and ends its time: the next expiry ends it.
-func dueHold(t *testing.T, svc *booking.Service, pool *pgxpool.Pool, lot, plate string, start time.Time) string {
+func dueHold(t testing.TB, svc *booking.Service, pool *pgxpool.Pool, lot, plate string, start time.Time) string {
 	t.Helper()
 	ctx := context.Background()
 	r, err := svc.Hold(ctx, "k-"+plate, booking.HoldRequest{LotID: lot, Plate: plate, StartsAt: start, EndsAt: start.Add(time.Hour)}, booking.Limits{})
@@ -104,6 +104,26 @@ func dueHold(t *testing.T, svc *booking.Service, pool *pgxpool.Pool, lot, plate 
 		t.Fatal(err)
 	}
 	return r.ID
+}
+
+// endedHolds makes n holds with their Checkout Sessions on a lot of one
+// spot, in windows apart (a hold ends the overdue holds in its window),
+// and ends them all unpaid: n sessions to close.
+func endedHolds(tb testing.TB, svc *booking.Service, s *pgtest.Schema, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "Ended", TimeZone: "UTC", Spots: []string{"1"},
+		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour).Truncate(time.Hour).UTC()
+	for i := range n {
+		dueHold(tb, svc, s.DB.Pool, lot.ID, fmt.Sprintf("END%d", i), start.Add(time.Duration(i)*2*time.Hour))
+	}
+	if ended, err := svc.ExpireDueHolds(ctx); ended != n || err != nil {
+		tb.Fatalf("ExpireDueHolds = %d, %v; want %d", ended, err, n)
+	}
 }
 
 // TestWorkersExpireWhileStripeStuck: holds keep ending while the worker
@@ -160,18 +180,7 @@ func TestCloseSessionsAFewAtOnce(t *testing.T) {
 	ctx := context.Background()
 	stripe := &stuckStripe{entered: make(chan struct{}), release: make(chan struct{})}
 	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
-	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
-	for i := range 6 { // windows apart: a hold ends the overdue holds in its window
-		dueHold(t, svc, s.DB.Pool, lot.ID, fmt.Sprintf("FEW%d", i), start.Add(time.Duration(i)*2*time.Hour))
-	}
-	if n, err := svc.ExpireDueHolds(ctx); n != 6 || err != nil {
-		t.Fatalf("ExpireDueHolds = %d, %v", n, err)
-	}
+	endedHolds(t, svc, s, 6)
 	type result struct {
 		n   int
 		err error
@@ -222,18 +231,7 @@ func TestCloseSessionsEndsOnOutage(t *testing.T) {
 	ctx := context.Background()
 	stripe := &awayStripe{}
 	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
-	lot, err := s.DB.CreateLot(ctx, cloud.Lot{Name: "A", TimeZone: "UTC", Spots: []string{"1"},
-		HourlyRate: cloud.Money{Amount: 100, Currency: "EUR"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now().Add(time.Hour).Truncate(time.Minute).UTC()
-	for i := range 6 {
-		dueHold(t, svc, s.DB.Pool, lot.ID, fmt.Sprintf("OUT%d", i), start.Add(time.Duration(i)*2*time.Hour))
-	}
-	if n, err := svc.ExpireDueHolds(ctx); n != 6 || err != nil {
-		t.Fatalf("ExpireDueHolds = %d, %v", n, err)
-	}
+	endedHolds(t, svc, s, 6)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a test that fails, not hangs
 	defer cancel()
 	n, err := svc.CloseSessions(wctx, 10)

@@ -195,9 +195,9 @@ func TestChargeOverstaysPastRefusal(t *testing.T) {
 }
 
 // TestProviderWorkStripeAway: Stripe away is no refusal for any of the
-// workers that ask it to act: nothing is held back, each pass ends with the outage (an
-// operator's refund too: each next one would wait out the same timeout),
-// and the next pass does the work.
+// workers that ask it to act: nothing is held back, each pass ends with
+// the outage (an operator's refund's too: each next one would wait out
+// the same timeout), and the next pass does the work.
 func TestProviderWorkStripeAway(t *testing.T) {
 	t.Parallel()
 	b := setupPayments(t, 10*time.Minute)
