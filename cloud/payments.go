@@ -34,6 +34,15 @@ type Session struct {
 // the session was paid before it could be expired.
 var ErrSessionCompleted = errors.New("checkout session already completed")
 
+// ErrProviderCredentials is what a payment-provider call returns (wrapped,
+// beside its refusal) when the provider refused parkgate's own key or its
+// rights, not the request: every next request meets it too, until an
+// operator fixes the key. A client is answered the refusal, as for any
+// other (DESIGN: a 4xx is 502 payment_provider_error); a worker ends its
+// pass, as for an outage, rather than hold each reservation back as
+// refused.
+var ErrProviderCredentials = errors.New("the payment provider refused parkgate's credentials")
+
 // ErrInvalidSignature is what a webhook verification returns (wrapped) for
 // a payload that is not signed by the provider.
 var ErrInvalidSignature = errors.New("invalid webhook signature")

@@ -113,8 +113,9 @@ func (s *Service) Refund(ctx context.Context, reservationID, key string, req Ref
 // takeRefund asks the provider for each part of a refund not yet taken and
 // settles the refund: succeeded once every part is taken; failed when the
 // provider refused it before any part was (it then no longer counts
-// against what was paid). A refusal after a part went through, or the
-// provider away, leaves it pending for a retry or the worker.
+// against what was paid). A refusal after a part went through, the
+// provider away, or refusing parkgate's key, leaves it pending for a
+// retry or the worker.
 func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 	parts, status, err := s.Store.RefundParts(ctx, refundID)
 	if err != nil {
@@ -138,7 +139,7 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 		id, err := s.Payments.RefundAmount(ctx, p.PaymentIntentID, p.Amount,
 			"parkgate-oprefund-"+refundID+"-"+strconv.Itoa(p.Part))
 		if err != nil {
-			if cloud.ErrorCode(err) == cloud.EPaymentProvider && taken == 0 {
+			if itsOwn(err) && taken == 0 {
 				if serr := s.Store.SettleRefund(ctx, refundID, cloud.RefundFailed); serr != nil {
 					s.Log.Warn("settle refused refund", "refund", refundID, "err", serr)
 				}
@@ -146,7 +147,10 @@ func (s *Service) takeRefund(ctx context.Context, refundID string) error {
 				return err
 			}
 			operatorRefunds.WithLabelValues(operatorDeferred).Inc()
-			if cloud.ErrorCode(err) == cloud.EPaymentProvider {
+			// Refused after a part went through, a request this one
+			// would not send, or parkgate's key refused (left pending
+			// for the worker): the refusal is the answer.
+			if itsOwn(err) || cloud.ErrorCode(err) == cloud.EPaymentProvider {
 				return err
 			}
 			return fmt.Errorf("%w: %w", &cloud.Error{Code: cloud.EUnavailable,

@@ -172,8 +172,8 @@ func (s *Service) CloseSessions(ctx context.Context, limit int) (int, error) {
 // request the client would not send for it (stripepay's invalid). It then
 // returns nil so the queue goes on past it: asked first every tick, it had
 // stopped its queue for good. Any other error (the provider or the store
-// away, Stripe refusing our key: what every next item would meet too) is
-// returned, to end the pass.
+// away, Stripe refusing parkgate's key: what every next item would meet
+// too) is returned, to end the pass.
 func (s *Service) deferRefused(ctx context.Context, work cloud.ProviderWork, reservationID string, err error) error {
 	if !itsOwn(err) {
 		return err
@@ -183,7 +183,12 @@ func (s *Service) deferRefused(ctx context.Context, work cloud.ProviderWork, res
 
 // itsOwn reports whether err is about the one request it answers, not
 // about the provider or the store: the next request would not meet it.
+// The provider refusing parkgate's key is a refusal, but not the
+// request's.
 func itsOwn(err error) bool {
+	if errors.Is(err, cloud.ErrProviderCredentials) {
+		return false
+	}
 	switch cloud.ErrorCode(err) {
 	case cloud.EPaymentProvider, cloud.EInvalid:
 		return true

@@ -181,6 +181,8 @@ func TestCloseSessionsAFewAtOnce(t *testing.T) {
 	stripe := &stuckStripe{entered: make(chan struct{}), release: make(chan struct{})}
 	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
 	endedHolds(t, svc, s, 6)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(stripe.release) }) }) // also when the test fails first
 	type result struct {
 		n   int
 		err error
@@ -201,14 +203,17 @@ func TestCloseSessionsAFewAtOnce(t *testing.T) {
 	if w := stripe.waiting.Load(); w != 4 {
 		t.Errorf("%d calls to Stripe at once; want 4", w)
 	}
-	close(stripe.release)
+	release.Do(func() { close(stripe.release) })
 	if r := <-closed; r.n != 6 || r.err != nil {
 		t.Errorf("CloseSessions = %d, %v; want all 6", r.n, r.err)
 	}
 }
 
 // awayStripe holds every call to expire a session until its context ends,
-// but the fourth, which finds Stripe away at once.
+// but the fourth, which finds Stripe away at once. With four at once, the
+// fourth call comes while the other three wait; errgroup cancels the
+// pass's context before it frees the failed call's place, so no fifth
+// call is sent.
 type awayStripe struct {
 	stuckStripe
 	calls atomic.Int32
@@ -281,5 +286,33 @@ func TestChargeOverstaysTooLargeToPrice(t *testing.T) {
 		WHERE work = 'overstay_session' AND reservation_id = $1`, id).Scan(&attempts, &reason); err != nil ||
 		attempts != 1 || !strings.Contains(reason, "too large to price") {
 		t.Errorf("held back: %d, %q, %v", attempts, reason, err)
+	}
+}
+
+// keyRefusedStripe refuses every call for parkgate's key, as Stripe does
+// a revoked one (401), which stripepay marks cloud.ErrProviderCredentials.
+type keyRefusedStripe struct{ stuckStripe }
+
+func (p *keyRefusedStripe) ExpireSession(context.Context, string, string) error {
+	refused := &cloud.Error{Code: cloud.EPaymentProvider, Message: "the payment provider refused the request: Invalid API Key provided"}
+	return fmt.Errorf("stripepay: expire checkout session: %w: %w", refused, cloud.ErrProviderCredentials)
+}
+
+// TestCloseSessionsKeyRefused: Stripe refusing parkgate's key ends the
+// pass as an outage does: it is no reservation's fault, and holding each
+// one back would leave them all waiting up to an hour after the key is
+// fixed.
+func TestCloseSessionsKeyRefused(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 4)
+	svc := booking.New(s.DB, &keyRefusedStripe{}, nil, nil, 10*time.Minute)
+	endedHolds(t, svc, s, 2)
+	n, err := svc.CloseSessions(context.Background(), 10)
+	if n != 0 || !errors.Is(err, cloud.ErrProviderCredentials) {
+		t.Errorf("CloseSessions = %d, %v; want none and the refused key", n, err)
+	}
+	var held int
+	if err := s.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM provider_retries`).Scan(&held); err != nil || held != 0 {
+		t.Errorf("%d held back for a refused key, %v", held, err)
 	}
 }

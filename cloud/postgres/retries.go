@@ -16,7 +16,10 @@ import (
 // before, at most an hour. A refusal that comes two hours or more after the
 // last one was due starts again at a minute: the row was not refused each
 // time it came round (its work was done, an overstay's session paid, and
-// this is a later one), so this is a first refusal.
+// this is a later one), so this is a first refusal. One that comes while
+// the row is held back is another replica's answer to the same round (the
+// queues are read by every replica) and changes only last_error: counted,
+// it would double the backoff once per replica.
 func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, reservationID, reason string) (time.Time, int, error) {
 	var at time.Time
 	var attempts int
@@ -25,9 +28,12 @@ func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, re
 		VALUES ($1, $2, 1, now() + interval '1 minute', $3)
 		ON CONFLICT (work, reservation_id) DO UPDATE
 		   SET (attempts, retry_at, first_refused) = (
-		           SELECT n, now() + least(interval '1 minute' * (2 ^ least(n - 1, 6)), interval '1 hour'),
-		                  CASE WHEN n = 1 THEN now() ELSE p.first_refused END
-		             FROM (SELECT CASE WHEN p.retry_at < now() - interval '2 hours' THEN 1 ELSE p.attempts + 1 END AS n) a),
+		           SELECT CASE WHEN held THEN p.attempts ELSE n END,
+		                  CASE WHEN held THEN p.retry_at
+		                       ELSE now() + least(interval '1 minute' * (2 ^ least(n - 1, 6)), interval '1 hour') END,
+		                  CASE WHEN NOT held AND n = 1 THEN now() ELSE p.first_refused END
+		             FROM (SELECT p.retry_at > now() AS held,
+		                          CASE WHEN p.retry_at < now() - interval '2 hours' THEN 1 ELSE p.attempts + 1 END AS n) a),
 		       last_error = EXCLUDED.last_error
 		RETURNING retry_at, attempts`, string(work), reservationID, reason).Scan(&at, &attempts)
 	if err != nil {

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,14 @@ import (
 	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
+
+// due makes every refusal of id due again, as if its backoff had passed.
+func due(t *testing.T, s *pgtest.Schema, id string) {
+	t.Helper()
+	if _, err := s.DB.Pool.Exec(context.Background(), `UPDATE provider_retries SET retry_at = now() - interval '1 second' WHERE reservation_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // TestDeferProviderWork: each refusal holds the reservation back twice as
 // long as the one before, from a minute to at most an hour, in its own
@@ -25,8 +34,11 @@ func TestDeferProviderWork(t *testing.T) {
 
 	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
 	for i, m := range want {
+		if i > 0 { // the row came due, was asked again, and refused again
+			due(t, s, id)
+		}
 		before := time.Now()
-		at, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, id, "refused, try "+string(rune('a'+i)))
+		at, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, id, fmt.Sprintf("refusal %d", i+1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,8 +47,17 @@ func TestDeferProviderWork(t *testing.T) {
 			t.Errorf("refusal %d: attempt %d, retry in %s; want attempt %d, in %s", i+1, attempts, time.Until(at).Round(time.Second), i+1, backoff)
 		}
 	}
+	// Another replica's refusal in the same round, the row still held
+	// back: the reason changes, the attempts and the backoff do not.
+	var until time.Time
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT retry_at FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&until); err != nil {
+		t.Fatal(err)
+	}
+	if at, attempts, err := s.DB.DeferProviderWork(ctx, cloud.WorkCloseSession, id, "another replica's"); err != nil || attempts != 8 || !at.Equal(until) {
+		t.Errorf("refused again while held back: attempt %d, retry at %s, %v; want 8 and %s unchanged", attempts, at, err, until)
+	}
 	var reason string
-	if err := s.DB.Pool.QueryRow(ctx, `SELECT last_error FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&reason); err != nil || reason != "refused, try h" {
+	if err := s.DB.Pool.QueryRow(ctx, `SELECT last_error FROM provider_retries WHERE work = 'close_session' AND reservation_id = $1`, id).Scan(&reason); err != nil || reason != "another replica's" {
 		t.Errorf("last_error %q, %v; want the last refusal's", reason, err)
 	}
 	// A refusal long after the last one came due (its work done

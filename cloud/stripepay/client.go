@@ -503,19 +503,18 @@ func withReservation(u, reservationID string) string {
 func classify(op string, err error) error {
 	var se *stripe.Error
 	if errors.As(err, &se) {
-		// Stripe refusing the key (revoked, another account's) or its
-		// rights (a restricted key) is no answer to this request: every
-		// request meets it until an operator fixes the key. As an outage,
-		// a hold answers 503 and the workers end their pass, rather than
-		// hold every reservation back for up to an hour as refused
-		// (booking.Service.deferRefused).
 		if se.HTTPStatusCode >= 500 || se.HTTPStatusCode == http.StatusTooManyRequests ||
-			se.HTTPStatusCode == http.StatusUnauthorized || se.HTTPStatusCode == http.StatusForbidden ||
 			se.Code == stripe.ErrorCodeIdempotencyKeyInUse {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 		}
 		// Stripe refused the request: its message is for the caller.
 		refused := &cloud.Error{Code: cloud.EPaymentProvider, Message: "the payment provider refused the request: " + se.Msg}
+		if se.HTTPStatusCode == http.StatusUnauthorized || se.HTTPStatusCode == http.StatusForbidden {
+			// The key (revoked, another account's) or its rights (a
+			// restricted key), not this request: the workers must not
+			// hold every reservation back for it (cloud.ErrProviderCredentials).
+			return fmt.Errorf("stripepay: %s: %w: %w: %w", op, refused, cloud.ErrProviderCredentials, err)
+		}
 		return fmt.Errorf("stripepay: %s: %w: %w", op, refused, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)

@@ -272,8 +272,8 @@ func TestCheckoutAnswers(t *testing.T) {
 		refused     string // the cloud.Error's message, when refused
 	}{
 		{"Refused", 400, `{"error":{"type":"invalid_request_error","message":"Invalid currency: xyz","param":"currency"}}`, false, "Invalid currency: xyz"},
-		{"KeyRevoked", 401, `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_live_****x"}}`, true, ""},
-		{"KeyRestricted", 403, `{"error":{"type":"invalid_request_error","message":"The provided key does not have the required permissions"}}`, true, ""},
+		{"KeyRevoked", 401, `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_live_****x"}}`, false, "Invalid API Key"},
+		{"KeyRestricted", 403, `{"error":{"type":"invalid_request_error","message":"The provided key does not have the required permissions"}}`, false, "required permissions"},
 		{"KeyInUse", 409, `{"error":{"type":"idempotency_error","code":"idempotency_key_in_use","message":"busy"}}`, true, ""},
 		{"NotJSON", 200, `<html>proxy</html>`, true, ""},
 		{"ErrorNotJSON", 502, `Bad Gateway`, true, ""},
@@ -301,6 +301,9 @@ func TestCheckoutAnswers(t *testing.T) {
 			var ce *cloud.Error
 			if got := errors.As(err, &ce); got != (tt.refused != "") || (got && (ce.Code != cloud.EPaymentProvider || !strings.Contains(ce.Message, tt.refused))) {
 				t.Errorf("cloud error %+v in %v", ce, err)
+			}
+			if key := tt.status == 401 || tt.status == 403; errors.Is(err, cloud.ErrProviderCredentials) != key {
+				t.Errorf("credentials refused: %v in %v, want %v", !key, err, key)
 			}
 		})
 	}

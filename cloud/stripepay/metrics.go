@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/parkgate/parkgate/cloud"
 )
 
 // The operations callSeconds tells apart, as its op label.
@@ -36,6 +38,9 @@ func observe(op string, start time.Time, err error) {
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		outcome = "unavailable"
+	case errors.Is(err, cloud.ErrSessionCompleted):
+		// Paid before it could be expired: Stripe answered what was
+		// asked, the session is closed to payment either way.
 	case err != nil:
 		outcome = "refused"
 	}

@@ -9,6 +9,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/parkgate/parkgate/cloud"
 	"github.com/parkgate/parkgate/internal/testkit/stripefake"
 )
 
@@ -64,6 +65,10 @@ func TestCallMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Paid before it could be expired: answered, and timed as ok.
+	if err := b.client.ExpireSession(ctx, paid.ID, "expire:res-m3"); !errors.Is(err, cloud.ErrSessionCompleted) {
+		t.Fatalf("expire a paid session: %v", err)
+	}
 	if _, err := b.client.RefundAmount(ctx, pi, 100, "refund:m3:part"); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +93,7 @@ func TestCallMetrics(t *testing.T) {
 
 	want := map[key]uint64{
 		{opCreateSession, "ok"}: 2, {opCreateSession, "refused"}: 1, {opCreateSession, "unavailable"}: 1,
-		{opExpireSession, "ok"}: 1, {opExpireSession, "refused"}: 1,
+		{opExpireSession, "ok"}: 2, {opExpireSession, "refused"}: 1,
 		{opRefund, "ok"}: 1, {opRefund, "refused"}: 1, {opPartialRefund, "ok"}: 1,
 	}
 	for _, k := range keys {
