@@ -173,7 +173,7 @@ func TestWorkersExpireWhileStripeStuck(t *testing.T) {
 
 // TestCloseSessionsAFewAtOnce: the sessions of ended holds are expired at
 // Stripe a few at once, never more: one at a time, Stripe's few hundred
-// milliseconds a call closed three a second.
+// milliseconds a call would close about three a second.
 func TestCloseSessionsAFewAtOnce(t *testing.T) {
 	t.Parallel()
 	s := pgtest.New(t, 4)

@@ -19,7 +19,8 @@ import (
 // this is a later one), so this is a first refusal. One that comes while
 // the row is held back is another replica's answer to the same round (the
 // queues are read by every replica) and changes only last_error: counted,
-// it would double the backoff once per replica.
+// it would double the backoff once per replica. Each column below takes
+// the same three cases: held back, a first refusal again, the next one.
 func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, reservationID, reason string) (time.Time, int, error) {
 	var at time.Time
 	var attempts int
@@ -27,13 +28,13 @@ func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, re
 		INSERT INTO provider_retries AS p (work, reservation_id, attempts, retry_at, last_error)
 		VALUES ($1, $2, 1, now() + interval '1 minute', $3)
 		ON CONFLICT (work, reservation_id) DO UPDATE
-		   SET (attempts, retry_at, first_refused) = (
-		           SELECT CASE WHEN held THEN p.attempts ELSE n END,
-		                  CASE WHEN held THEN p.retry_at
-		                       ELSE now() + least(interval '1 minute' * (2 ^ least(n - 1, 6)), interval '1 hour') END,
-		                  CASE WHEN NOT held AND n = 1 THEN now() ELSE p.first_refused END
-		             FROM (SELECT p.retry_at > now() AS held,
-		                          CASE WHEN p.retry_at < now() - interval '2 hours' THEN 1 ELSE p.attempts + 1 END AS n) a),
+		   SET attempts = CASE WHEN p.retry_at > now() THEN p.attempts
+		                       WHEN p.retry_at < now() - interval '2 hours' THEN 1
+		                       ELSE p.attempts + 1 END,
+		       retry_at = CASE WHEN p.retry_at > now() THEN p.retry_at
+		                       WHEN p.retry_at < now() - interval '2 hours' THEN now() + interval '1 minute'
+		                       ELSE now() + least(interval '1 minute' * (2 ^ least(p.attempts, 6)), interval '1 hour') END,
+		       first_refused = CASE WHEN p.retry_at < now() - interval '2 hours' THEN now() ELSE p.first_refused END,
 		       last_error = EXCLUDED.last_error
 		RETURNING retry_at, attempts`, string(work), reservationID, reason).Scan(&at, &attempts)
 	if err != nil {
