@@ -148,6 +148,7 @@ func testGuardWith(t testing.TB, name string, opts guard.Options) (*guard.Guard,
 		t.Fatal(err)
 	}
 	opts.Namespace = fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	opts.OpTimeout = patient(opts.OpTimeout)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
