@@ -45,7 +45,7 @@ func TestLaggingReplica(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	var ns [4]byte
 	_, _ = rand.Read(ns[:])
-	g := guard.New(rdb, guard.Options{Namespace: "replica-" + hex.EncodeToString(ns[:])})
+	g := guard.New(rdb, guard.Options{Namespace: "replica-" + hex.EncodeToString(ns[:]), OpTimeout: patient(0)})
 	svc := booking.New(primary.DB, nil, g, nil, 10*time.Minute)
 	api := &httpapi.Server{Booking: svc, DB: primary.DB, Reads: replica, AdminToken: adminToken, Cache: g}
 	srv := httptest.NewServer(api.Handler())
