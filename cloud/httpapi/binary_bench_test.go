@@ -765,6 +765,9 @@ func (s *binServer) result(b *testing.B) binResult {
 	if alone := m1["parkgate_calm_holds_alone_total"] - s.m0["parkgate_calm_holds_alone_total"]; alone > 0 {
 		b.Logf("%s: %.0f calm holds found their lot busy and were made alone", s.mode, alone)
 	}
+	if other := otherStripeCalls(s.m0, m1); other != "" {
+		b.Logf("%s: Stripe calls beside the holds' Checkout Sessions, on the same cores: %s", s.mode, other)
+	}
 	n := time.Duration(s.holds)
 	res := binResult{mode: s.mode, holds: float64(s.codes[201]) / s.elapsed.Seconds(), p50: s.lat.pct(.5), p99: s.lat.pct(.99), bd: s.bd,
 		cpu: s.cpu / n, redisCPU: s.redisCPU / n, genCPU: s.genCPU / n, pgCPU: s.pgCPU / n,
@@ -785,6 +788,25 @@ func (s *binServer) result(b *testing.B) binResult {
 		}
 	}
 	return res
+}
+
+// otherStripeCalls lists the Stripe calls between two scrapes other than
+// the holds' own (a worker's, say, closing sessions the lots' history left
+// open), by series, or "" when there were none: such work shares the box
+// with what the run measures.
+func otherStripeCalls(m0, m1 map[string]float64) string {
+	const prefix = "parkgate_stripe_call_seconds_count{"
+	var out []string
+	for k, v := range m1 {
+		if !strings.HasPrefix(k, prefix) || k == prefix+`op="create_checkout_session",outcome="ok"}` {
+			continue
+		}
+		if d := v - m0[k]; d > 0 {
+			out = append(out, fmt.Sprintf("%s %.0f", strings.TrimPrefix(k, "parkgate_stripe_call_seconds_count"), d))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 // scrapeMetrics reads the server's samples by series.
