@@ -332,6 +332,11 @@ type ReservationStore interface {
 	// day (the work done since, or gone from its queue), and reports how
 	// many.
 	PurgeProviderRetries(ctx context.Context) (int64, error)
+	// LeadProviderWork makes this replica, until release, the one that
+	// works the queues above with the payment provider; ok is false, and
+	// release a no-op, while another replica does. The lead ends with the
+	// holder's connection to the store, so a replica that dies frees it.
+	LeadProviderWork(ctx context.Context) (release func(), ok bool, err error)
 }
 
 // Store is the whole store the service and the API use.

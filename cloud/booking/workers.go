@@ -27,11 +27,18 @@ import (
 // timeout to see, never holds up the store's work: in one loop, a hundred
 // sessions to close at a third of a second each (reckoned, not measured:
 // Stripe's usual latency) would hold back the next tick's expiry by half a
-// minute (TestWorkersExpireWhileStripeStuck). Every part is safe to run in several replicas
-// at once: they read the same queues, so two may ask Stripe the same thing,
-// under the same idempotency key, and Stripe does it once. (Two at the
-// same moment: the later is told the key is in use, which ends its pass as
-// an outage would; the other replica's pass goes on.)
+// minute (TestWorkersExpireWhileStripeStuck).
+//
+// The store's work is safe in every replica at once (a lot's holds end
+// under its lock). The provider's is done by one replica a pass, whichever
+// takes the lead first (Store.LeadProviderWork): every replica reads the
+// same queues, so each would ask Stripe the same things, spending
+// Stripe's rate limit, which the holds' own Checkout calls share, once
+// per replica, and two asking at the same moment collide on the
+// idempotency key, which ends the later's pass as an outage would
+// (TestProviderWorkOneReplicaAPass). Were two to overlap all the same (a
+// leader whose connection was cut carries on its pass), each call is
+// under its idempotency key and Stripe acts once.
 func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
@@ -51,22 +58,37 @@ func (s *Service) RunWorkers(ctx context.Context, every time.Duration) {
 	}()
 	go func() {
 		defer wg.Done()
-		tick(ctx, every, func() {
-			if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
-				s.Log.Warn("close checkout sessions", "err", err)
-			}
-			if _, err := s.ChargeOverstays(ctx, 100); err != nil && ctx.Err() == nil {
-				s.Log.Warn("charge overstays", "err", err)
-			}
-			if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
-				s.Log.Warn("retry refunds", "err", err)
-			}
-			if _, err := s.RetryOperatorRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
-				s.Log.Warn("retry operator refunds", "err", err)
-			}
-		})
+		tick(ctx, every, func() { s.providerPass(ctx) })
 	}()
 	wg.Wait()
+}
+
+// providerPass is one pass of the provider's work, if this replica takes
+// the lead for it.
+func (s *Service) providerPass(ctx context.Context) {
+	release, lead, err := s.Store.LeadProviderWork(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Log.Warn("lead provider work", "err", err)
+		}
+		return
+	}
+	if !lead {
+		return // another replica's pass
+	}
+	defer release()
+	if _, err := s.CloseSessions(ctx, 100); err != nil && ctx.Err() == nil {
+		s.Log.Warn("close checkout sessions", "err", err)
+	}
+	if _, err := s.ChargeOverstays(ctx, 100); err != nil && ctx.Err() == nil {
+		s.Log.Warn("charge overstays", "err", err)
+	}
+	if _, err := s.RetryRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+		s.Log.Warn("retry refunds", "err", err)
+	}
+	if _, err := s.RetryOperatorRefunds(ctx, 30*time.Second, 100); err != nil && ctx.Err() == nil {
+		s.Log.Warn("retry operator refunds", "err", err)
+	}
 }
 
 // tick calls work every interval until ctx ends; a call that overruns its

@@ -316,3 +316,71 @@ func TestCloseSessionsKeyRefused(t *testing.T) {
 		t.Errorf("%d held back for a refused key, %v", held, err)
 	}
 }
+
+// countingStripe counts the calls to expire each session, each taking a
+// while, as Stripe's do.
+type countingStripe struct {
+	stuckStripe
+	mu      sync.Mutex
+	expires map[string]int
+}
+
+func (p *countingStripe) ExpireSession(ctx context.Context, sessionID, _ string) error {
+	p.mu.Lock()
+	p.expires[sessionID]++
+	p.mu.Unlock()
+	select {
+	case <-time.After(50 * time.Millisecond):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestProviderWorkOneReplicaAPass: replicas on one store do not each ask
+// Stripe to act on the same queue: one leads each pass. Without the lead,
+// the others read the same session to close while the first's call is
+// under way and ask Stripe again.
+func TestProviderWorkOneReplicaAPass(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 8)
+	ctx := context.Background()
+	stripe := &countingStripe{expires: map[string]int{}}
+	svc := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
+	endedHolds(t, svc, s, 3)
+
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 3 { // three replicas, ticking far more often than a call takes
+		replica := booking.New(s.DB, stripe, nil, nil, 10*time.Minute)
+		wg.Add(1)
+		go func() { defer wg.Done(); replica.RunWorkers(wctx, 2*time.Millisecond) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var open int
+		if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM reservations WHERE checkout_session_id IS NOT NULL AND session_closed_at IS NULL`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions still open", open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a late replica's calls, were any let through
+	stop()
+	wg.Wait()
+	stripe.mu.Lock()
+	defer stripe.mu.Unlock()
+	if len(stripe.expires) != 3 {
+		t.Errorf("Stripe asked to expire %d sessions; want 3", len(stripe.expires))
+	}
+	for id, n := range stripe.expires {
+		if n != 1 {
+			t.Errorf("session %s: Stripe asked %d times; want once", id, n)
+		}
+	}
+}

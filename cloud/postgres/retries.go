@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/parkgate/parkgate/cloud"
 )
 
@@ -17,9 +19,11 @@ import (
 // last one was due starts again at a minute: the row was not refused each
 // time it came round (its work was done, an overstay's session paid, and
 // this is a later one), so this is a first refusal. One that comes while
-// the row is held back is another replica's answer to the same round (the
-// queues are read by every replica) and changes only last_error: counted,
-// it would double the backoff once per replica. Each column below takes
+// the row is held back is another replica's answer to the same round (one
+// replica leads the provider's work at a time, LeadProviderWork, but a
+// pass whose lead was lost with its connection runs on beside the next
+// leader's) and changes only last_error: counted, it would double the
+// backoff once per replica. Each column below takes
 // the same three cases: held back, a first refusal again, the next one.
 func (db *DB) DeferProviderWork(ctx context.Context, work cloud.ProviderWork, reservationID, reason string) (time.Time, int, error) {
 	var at time.Time
@@ -52,4 +56,43 @@ func (db *DB) PurgeProviderRetries(ctx context.Context) (int64, error) {
 		return 0, fail("purge provider retries", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// leadKey is the advisory lock of the provider's work, one per schema as
+// Migrate's is: services in other schemas of the same database (tests,
+// a staging copy) each have their own leader.
+const leadKey = `hashtext('parkgate.provider_work.' || current_schema())`
+
+// LeadProviderWork takes the provider work's session advisory lock, without
+// waiting, on a connection of its own that keeps it until release. A
+// replica that dies, or loses its connection to a restart or failover,
+// loses the lock with the session, so the lead never outlives its holder.
+func (db *DB) LeadProviderWork(ctx context.Context) (func(), bool, error) {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fail("lead provider work", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+leadKey+`)`).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fail("lead provider work", err)
+	}
+	if !ok {
+		conn.Release()
+		return func() {}, false, nil
+	}
+	return func() { unlockLead(conn) }, true, nil
+}
+
+// unlockLead gives the lead up and the connection back; one the unlock
+// failed on is closed instead, ending its session and the lock with it,
+// never handed to the pool still holding it.
+func unlockLead(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var unlocked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(`+leadKey+`)`).Scan(&unlocked); err != nil || !unlocked {
+		_ = conn.Conn().Close(ctx)
+	}
+	conn.Release()
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/parkgate/parkgate/cloud"
+	"github.com/parkgate/parkgate/cloud/postgres"
 	"github.com/parkgate/parkgate/cloud/postgres/pgtest"
 )
 
@@ -93,4 +95,74 @@ func TestDeferProviderWork(t *testing.T) {
 	if err := s.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM provider_retries WHERE reservation_id = $1`, id).Scan(&left); err != nil || left != 2 {
 		t.Errorf("%d refusals left of %s, %v; want both queues'", left, id, err)
 	}
+}
+
+// TestLeadProviderWork: one replica leads the provider's work at a time;
+// release hands the lead on; a replica whose connection dies loses it with
+// the session; another schema's service has a lead of its own.
+func TestLeadProviderWork(t *testing.T) {
+	t.Parallel()
+	s := pgtest.New(t, 2)
+	ctx := context.Background()
+	other, err := postgres.OpenService(ctx, s.URL, 2) // a second replica
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	lead := func(db *postgres.DB, who string) (func(), bool) {
+		t.Helper()
+		release, ok, err := db.LeadProviderWork(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		// Released at the end too, before the pools close (Close waits
+		// for the connection a lead holds), when the test fails first.
+		once := sync.OnceFunc(release)
+		t.Cleanup(once)
+		return once, ok
+	}
+
+	releaseA, ok := lead(s.DB, "first")
+	if !ok {
+		t.Fatal("the first replica to ask did not lead")
+	}
+	if _, ok := lead(other, "second"); ok {
+		t.Fatal("a second replica led while the first did")
+	}
+	elsewhere := pgtest.New(t, 1)
+	releaseElse, ok := lead(elsewhere.DB, "another schema")
+	if !ok {
+		t.Error("another schema's service waits on this one's lead")
+	}
+	releaseElse()
+	releaseA()
+	releaseB, ok := lead(other, "second, after release")
+	if !ok {
+		t.Fatal("the lead was not handed on at release")
+	}
+
+	// The second replica's lead dies with its connection (a crash, a cut).
+	var pid int
+	if err := s.DB.Pool.QueryRow(ctx, `
+		SELECT pid FROM pg_locks
+		 WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		   AND objid::text::bigint = hashtext('parkgate.provider_work.' || current_schema())::bigint & 4294967295`).Scan(&pid); err != nil {
+		t.Fatalf("the leader's backend: %v", err)
+	}
+	if _, err := s.DB.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		release, ok := lead(s.DB, "first, after the leader died")
+		if ok {
+			release()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lead outlived its holder's connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	releaseB() // on a dead connection: closed, not pooled
 }
