@@ -29,11 +29,7 @@ const (
 	retryWaitMax   = 500 * time.Millisecond
 
 	// Stripe measures expires_at bounds from its own clock at creation;
-	// expiryMargin absorbs request latency and clock skew, and expiryGrain
-	// makes a clamped value the same for calls made close together, so that
-	// a caller's retry with the same idempotency key sends the same
-	// parameters and gets the original session back instead of an
-	// idempotency_error.
+	// expiryMargin absorbs request latency and clock skew. See clampExpiry.
 	minSessionLifetime = 30 * time.Minute
 	maxSessionLifetime = 24 * time.Hour
 	expiryMargin       = 2 * time.Minute
@@ -174,8 +170,9 @@ func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Durati
 // item, client_reference_id set to the reservation, and reservation_id and
 // lot_id in the metadata of both the session and its payment intent.
 // Stripe accepts an expiry of 30 minutes to 24 hours from creation; r's
-// ExpiresAt outside is clamped into that window, so a hold shorter than 30
-// minutes must be ended with ExpireSession. r.IdempotencyKey is required.
+// ExpiresAt sooner than that is moved past it (clampExpiry), so a hold
+// shorter than 30 minutes must be ended with ExpireSession.
+// r.IdempotencyKey is required.
 func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (cloud.Session, error) {
 	const op = "create checkout session"
 	currency := strings.ToLower(r.Currency)
@@ -344,19 +341,36 @@ type createdSession struct {
 	ExpiresAt int64  `json:"expires_at"`
 }
 
-// clampExpiry moves want into the window Stripe accepts when now is the
-// creation time, keeping expiryMargin from both edges and rounding a clamped
-// value to expiryGrain.
+// clampExpiry is the expires_at sent for a session meant to end at want
+// (a hold's end), in a call made at now. Stripe takes 30 minutes to 24
+// hours from the session's creation by its own clock, and a retry under the
+// same idempotency key must send the same parameters however much later it
+// comes (a request resumed after a crash or a failover), or Stripe refuses
+// it as an idempotency_error. A want inside Stripe's window is sent as it
+// is. One too soon (a hold's ten minutes) is moved to want plus Stripe's
+// minimum and expiryMargin: counted from want, not from now, it is the same
+// for every call made up to a minute past want
+// (TestCheckoutRetryAcrossTheClock). Counted from now and rounded to five
+// minutes, as before, a retry on the far side of a rounding step was
+// refused: a 502 to a driver whose hold was made. The caller expires the
+// session at want; a payment in the gap is a late one, refunded. A want
+// past by more than that minute, or beyond Stripe's 24 hours, is clamped
+// from now, rounded to expiryGrain so that calls close together agree.
+//
+// Still unstable: a want inside the window at the first call and too soon
+// at a retry, which takes a hold longer than 32 minutes
+// (PARKGATE_HOLD_TTL) retried in its last 32.
 func clampExpiry(want, now time.Time) time.Time {
-	lo := now.Add(minSessionLifetime + expiryMargin).Truncate(expiryGrain).Add(expiryGrain)
-	hi := now.Add(maxSessionLifetime - expiryMargin).Truncate(expiryGrain)
-	switch {
-	case want.Before(lo):
-		return lo
-	case want.After(hi):
-		return hi
+	if latest := now.Add(maxSessionLifetime - expiryMargin).Truncate(expiryGrain); want.After(latest) {
+		return latest
 	}
-	return want
+	if !want.Before(now.Add(minSessionLifetime + expiryMargin)) {
+		return want
+	}
+	if at := want.Add(minSessionLifetime + expiryMargin); !at.Before(now.Add(minSessionLifetime + expiryMargin/2)) {
+		return at
+	}
+	return now.Add(minSessionLifetime + expiryMargin).Truncate(expiryGrain).Add(expiryGrain)
 }
 
 // ExpireSession expires an open session so it can no longer be paid. A

@@ -169,7 +169,7 @@ func TestCreateCheckoutSessionClampsExpiry(t *testing.T) {
 		want   time.Time
 		lo, hi time.Duration // accepted expires_at, from now
 	}{
-		{"ShortHold", now.Add(10 * time.Minute), 32 * time.Minute, 38 * time.Minute},
+		{"ShortHold", now.Add(10 * time.Minute), 42 * time.Minute, 42 * time.Minute},
 		{"Past", now.Add(-time.Minute), 32 * time.Minute, 38 * time.Minute},
 		{"TooLong", now.Add(30 * time.Hour), 24*time.Hour - 8*time.Minute, 24*time.Hour - 2*time.Minute},
 		{"Within", now.Add(3 * time.Hour), 3 * time.Hour, 3*time.Hour + time.Second},
@@ -426,9 +426,12 @@ func TestClampExpiry(t *testing.T) {
 		want time.Time
 		out  time.Time
 	}{
-		{"Short", now.Add(time.Minute), now.Add(35 * time.Minute)},
-		{"AtMinimum", now.Add(35 * time.Minute), now.Add(35 * time.Minute)},
+		{"Short", now.Add(time.Minute), now.Add(33 * time.Minute)},
+		{"Hold", now.Add(10 * time.Minute), now.Add(42 * time.Minute)},
+		{"AtMinimum", now.Add(32 * time.Minute), now.Add(32 * time.Minute)},
 		{"Inside", now.Add(5 * time.Hour), now.Add(5 * time.Hour)},
+		{"JustPast", now.Add(-30 * time.Second), now.Add(31*time.Minute + 30*time.Second)},
+		{"LongPast", now.Add(-10 * time.Minute), now.Add(35 * time.Minute)},
 		{"Long", now.Add(48 * time.Hour), now.Add(24*time.Hour - 5*time.Minute)},
 	}
 	for _, tt := range tests {
@@ -438,8 +441,52 @@ func TestClampExpiry(t *testing.T) {
 			}
 		})
 	}
-	// Calls a few seconds apart clamp to the same instant.
-	if a, b := clampExpiry(now, now.Add(time.Second)), clampExpiry(now, now.Add(20*time.Second)); !a.Equal(b) {
-		t.Errorf("%v vs %v", a, b)
+	// Every call within a hold's ten minutes, and a minute past, sends the
+	// same instant, at least 30 minutes after the call.
+	want := now.Add(10 * time.Minute)
+	first := clampExpiry(want, now)
+	for after := time.Duration(0); after <= 11*time.Minute; after += 7 * time.Second {
+		call := now.Add(after)
+		got := clampExpiry(want, call)
+		if !got.Equal(first) {
+			t.Errorf("a call %v later: %v; want %v", after, got, first)
+		}
+		if got.Sub(call) < minSessionLifetime {
+			t.Errorf("a call %v later: %v, less than 30 minutes on", after, got)
+		}
+	}
+}
+
+// TestCheckoutRetryAcrossTheClock: a hold's Checkout Session asked again
+// under its idempotency key (a request resumed after a crash or a
+// failover) sends the same expires_at however much later it comes within
+// the hold, as Stripe requires of a key's parameters, and gets the same
+// session back. Rounded from the time of the call, a retry on the far side
+// of a rounding step was refused as an idempotency_error: a 502 to a driver
+// whose hold was made.
+func TestCheckoutRetryAcrossTheClock(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	now := time.Now().Truncate(time.Second)
+	holdEnd := now.Add(10 * time.Minute)
+	var first cloud.Session
+	// The retries: a second later; past the next 5-minute step of the old
+	// rounding (now + 32 min); at the hold's last minute.
+	step := now.Add(32 * time.Minute).Truncate(5 * time.Minute).Add(5 * time.Minute).Sub(now.Add(32 * time.Minute))
+	for i, after := range []time.Duration{0, time.Second, step + time.Second, 9 * time.Minute} {
+		at := now.Add(after)
+		b.client.now = func() time.Time { return at }
+		s, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-retry", holdEnd))
+		if err != nil {
+			t.Fatalf("call %d, %v after the first: %v", i, after, err)
+		}
+		if i == 0 {
+			first = s
+		} else if s.ID != first.ID || !s.ExpiresAt.Equal(first.ExpiresAt) {
+			t.Errorf("call %d, %v after the first: session %s until %v; want %s until %v", i, after, s.ID, s.ExpiresAt, first.ID, first.ExpiresAt)
+		}
+	}
+	if !first.ExpiresAt.After(holdEnd) {
+		t.Errorf("session ends %v, before the hold's end %v", first.ExpiresAt, holdEnd)
 	}
 }
