@@ -85,6 +85,15 @@ func startDrill(t *testing.T, databaseURL, redisURL string) *drill {
 				log = log[len(log)-8000:]
 			}
 			t.Logf("parkcloud log (tail):\n%s", log)
+			// The tail is the last failover's 503s; a hold refused by
+			// the payment provider may be far before it.
+			n := 0
+			for line := range strings.Lines(c.Log()) {
+				if strings.Contains(line, "checkout session failed") && n < 10 {
+					t.Logf("parkcloud log: %s", strings.TrimSpace(line))
+					n++
+				}
+			}
 		}
 	})
 	var lots []string
