@@ -221,13 +221,26 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 			f.add(prefix+"[lot_id]", r.LotID)
 		}
 	}
+	form := f.b
+	var expiry time.Time
 	if !r.ExpiresAt.IsZero() {
-		f.add("expires_at", strconv.FormatInt(clampExpiry(r.ExpiresAt, c.now()).Unix(), 10))
+		expiry = clampExpiry(r.ExpiresAt, c.now())
+		f.add("expires_at", strconv.FormatInt(expiry.Unix(), 10))
 	}
 	p := &stripe.Params{Context: ctx, IdempotencyKey: stripe.String(r.IdempotencyKey)}
 	var s createdSession
 	start := time.Now()
 	err := c.post("/v1/checkout/sessions", f.b, p, &s)
+	if !expiry.IsZero() && !expiry.Equal(r.ExpiresAt) && isIdempotencyError(err) {
+		// An earlier call under this key sent the hold's end as it was,
+		// while it was still 32 minutes off (clampExpiry): the same
+		// parameters again, and Stripe replays that call's session.
+		again := append(form[:len(form):len(form)], "&expires_at="...)
+		again = strconv.AppendInt(again, r.ExpiresAt.Unix(), 10)
+		if c.post("/v1/checkout/sessions", again, p, &s) == nil {
+			err = nil
+		}
+	}
 	if err != nil {
 		err = classify(op, err)
 	}
@@ -236,6 +249,13 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 		return cloud.Session{}, err
 	}
 	return cloud.Session{ID: s.ID, URL: s.URL, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
+}
+
+// isIdempotencyError says whether Stripe refused a request for reusing an
+// idempotency key with other parameters.
+func isIdempotencyError(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && se.Type == stripe.ErrorTypeIdempotency
 }
 
 // post is stripe-go's CallRaw for the one call every hold makes, without
@@ -357,9 +377,10 @@ type createdSession struct {
 // past by more than that minute, or beyond Stripe's 24 hours, is clamped
 // from now, rounded to expiryGrain so that calls close together agree.
 //
-// Still unstable: a want inside the window at the first call and too soon
-// at a retry, which takes a hold longer than 32 minutes
-// (PARKGATE_HOLD_TTL) retried in its last 32.
+// A want inside the window at the first call and too soon at a retry (a
+// hold longer than 32 minutes, PARKGATE_HOLD_TTL, retried in its last 32)
+// still changes; CreateCheckoutSession, refused, asks again with want as
+// it is, as the first call did.
 func clampExpiry(want, now time.Time) time.Time {
 	if latest := now.Add(maxSessionLifetime - expiryMargin).Truncate(expiryGrain); want.After(latest) {
 		return latest

@@ -490,3 +490,36 @@ func TestCheckoutRetryAcrossTheClock(t *testing.T) {
 		t.Errorf("session ends %v, before the hold's end %v", first.ExpiresAt, holdEnd)
 	}
 }
+
+// TestCheckoutRetryLongHold: a hold longer than Stripe's 30 minutes has
+// its end sent as it is, and a retry in its last 32 minutes, which would
+// move it, gets the first call's session all the same.
+func TestCheckoutRetryLongHold(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	now := time.Now().Truncate(time.Second)
+	holdEnd := now.Add(45 * time.Minute)
+	var first cloud.Session
+	for i, after := range []time.Duration{0, 20 * time.Minute, 44 * time.Minute} {
+		at := now.Add(after)
+		b.client.now = func() time.Time { return at }
+		s, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-long", holdEnd))
+		if err != nil {
+			t.Fatalf("call %d, %v after the first: %v", i, after, err)
+		}
+		if i == 0 {
+			first = s
+			if !s.ExpiresAt.Equal(holdEnd) {
+				t.Errorf("session ends %v; want the hold's end %v", s.ExpiresAt, holdEnd)
+			}
+		} else if s.ID != first.ID {
+			t.Errorf("call %d, %v after the first: session %s; want %s", i, after, s.ID, first.ID)
+		}
+	}
+	// A different request under a used key is still refused.
+	other := checkout("res-long", holdEnd)
+	other.Amount++
+	if _, err := b.client.CreateCheckoutSession(context.Background(), other); cloud.ErrorCode(err) != cloud.EPaymentProvider {
+		t.Errorf("another amount under the same key: %v; want refused", err)
+	}
+}
