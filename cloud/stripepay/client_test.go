@@ -196,7 +196,7 @@ func TestCreateCheckoutSessionIdempotent(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	fixed := time.Now()
-	b.client.now = func() time.Time { return fixed } // same clamp bucket for both calls
+	b.client.now = func() time.Time { return fixed } // one clock for both calls
 	r := checkout("res-2", fixed.Add(5*time.Minute))
 	first, err := b.client.CreateCheckoutSession(context.Background(), r)
 	if err != nil {
