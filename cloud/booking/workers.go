@@ -148,9 +148,10 @@ func (s *Service) ExpireDueHolds(ctx context.Context) (int, error) {
 // once: Stripe answers in a few hundred milliseconds, so one at a time
 // closes about three a second. At 20 ms a call, four at once closed 149-171
 // a second against 40 one at a time (BenchmarkCloseSessions); at Stripe's
-// latency that is about a dozen a second per replica, which shares Stripe's rate limit (100 requests a second in live
-// mode, 25 in test mode) with the holds' own calls; a 429 ends the pass
-// as an outage does.
+// latency that is about a dozen a second (reckoned), from the one replica
+// leading the pass, within Stripe's rate limit (100 requests a second in
+// live mode, 25 in test mode), which the holds' own calls share; a 429
+// ends the pass as an outage does.
 const sessionsInFlight = 4
 
 // CloseSessions expires at Stripe the Checkout Sessions of holds that ended,

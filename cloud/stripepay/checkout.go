@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,7 +85,7 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 			f.add(prefix+"[lot_id]", r.LotID)
 		}
 	}
-	form := f.b
+	form := slices.Clip(f.b) // without expires_at; adding to it copies
 	var expiry time.Time
 	if !r.ExpiresAt.IsZero() {
 		expiry = clampExpiry(r.ExpiresAt, c.now())
@@ -98,9 +99,9 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, r cloud.Checkout) (c
 		// An earlier call under this key sent the hold's end as it was,
 		// while it was still 32 minutes off (clampExpiry): the same
 		// parameters again, and Stripe replays that call's session.
-		again := append(form[:len(form):len(form)], "&expires_at="...)
-		again = strconv.AppendInt(again, r.ExpiresAt.Unix(), 10)
-		if c.post("/v1/checkout/sessions", again, p, &s) == nil {
+		again := formBody{b: form}
+		again.add("expires_at", strconv.FormatInt(r.ExpiresAt.Unix(), 10))
+		if c.post("/v1/checkout/sessions", again.b, p, &s) == nil {
 			err = nil
 		}
 	}

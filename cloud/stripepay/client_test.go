@@ -459,67 +459,60 @@ func TestClampExpiry(t *testing.T) {
 
 // TestCheckoutRetryAcrossTheClock: a hold's Checkout Session asked again
 // under its idempotency key (a request resumed after a crash or a
-// failover) sends the same expires_at however much later it comes within
-// the hold, as Stripe requires of a key's parameters, and gets the same
-// session back. Rounded from the time of the call, a retry on the far side
-// of a rounding step was refused as an idempotency_error: a 502 to a driver
-// whose hold was made.
+// failover) gets the same session back however much later it comes within
+// the hold, which takes the same parameters, expires_at among them.
+// Rounded from the time of the call, a retry on the far side of a rounding
+// step was refused as an idempotency_error: a 502 to a driver whose hold
+// was made. A hold longer than Stripe's 30 minutes has its end sent as it
+// is, and a retry in its last 32 minutes, which would move it, is asked
+// again with the end as it is.
 func TestCheckoutRetryAcrossTheClock(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
 	now := time.Now().Truncate(time.Second)
-	holdEnd := now.Add(10 * time.Minute)
-	var first cloud.Session
-	// The retries: a second later; past the next 5-minute step of the old
-	// rounding (now + 32 min); at the hold's last minute.
+	// Past the next 5-minute step of the old rounding (now + 32 min).
 	step := now.Add(32 * time.Minute).Truncate(5 * time.Minute).Add(5 * time.Minute).Sub(now.Add(32 * time.Minute))
-	for i, after := range []time.Duration{0, time.Second, step + time.Second, 9 * time.Minute} {
-		at := now.Add(after)
-		b.client.now = func() time.Time { return at }
-		s, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-retry", holdEnd))
-		if err != nil {
-			t.Fatalf("call %d, %v after the first: %v", i, after, err)
-		}
-		if i == 0 {
-			first = s
-		} else if s.ID != first.ID || !s.ExpiresAt.Equal(first.ExpiresAt) {
-			t.Errorf("call %d, %v after the first: session %s until %v; want %s until %v", i, after, s.ID, s.ExpiresAt, first.ID, first.ExpiresAt)
-		}
+	tests := []struct {
+		name    string
+		hold    time.Duration
+		retries []time.Duration // after the first call
+		asIs    bool            // the session ends at the hold's end, not after it
+	}{
+		{"ShortHold", 10 * time.Minute, []time.Duration{time.Second, step + time.Second, 9 * time.Minute}, false},
+		{"LongHold", 45 * time.Minute, []time.Duration{20 * time.Minute, 44 * time.Minute}, true},
 	}
-	if !first.ExpiresAt.After(holdEnd) {
-		t.Errorf("session ends %v, before the hold's end %v", first.ExpiresAt, holdEnd)
-	}
-}
-
-// TestCheckoutRetryLongHold: a hold longer than Stripe's 30 minutes has
-// its end sent as it is, and a retry in its last 32 minutes, which would
-// move it, gets the first call's session all the same.
-func TestCheckoutRetryLongHold(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	now := time.Now().Truncate(time.Second)
-	holdEnd := now.Add(45 * time.Minute)
-	var first cloud.Session
-	for i, after := range []time.Duration{0, 20 * time.Minute, 44 * time.Minute} {
-		at := now.Add(after)
-		b.client.now = func() time.Time { return at }
-		s, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-long", holdEnd))
-		if err != nil {
-			t.Fatalf("call %d, %v after the first: %v", i, after, err)
-		}
-		if i == 0 {
-			first = s
-			if !s.ExpiresAt.Equal(holdEnd) {
-				t.Errorf("session ends %v; want the hold's end %v", s.ExpiresAt, holdEnd)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, nil)
+			holdEnd := now.Add(tt.hold)
+			call := func(after time.Duration) cloud.Session {
+				t.Helper()
+				at := now.Add(after)
+				b.client.now = func() time.Time { return at }
+				s, err := b.client.CreateCheckoutSession(context.Background(), checkout("res-retry", holdEnd))
+				if err != nil {
+					t.Fatalf("a call %v after the first: %v", after, err)
+				}
+				return s
 			}
-		} else if s.ID != first.ID {
-			t.Errorf("call %d, %v after the first: session %s; want %s", i, after, s.ID, first.ID)
-		}
-	}
-	// A different request under a used key is still refused.
-	other := checkout("res-long", holdEnd)
-	other.Amount++
-	if _, err := b.client.CreateCheckoutSession(context.Background(), other); cloud.ErrorCode(err) != cloud.EPaymentProvider {
-		t.Errorf("another amount under the same key: %v; want refused", err)
+			first := call(0)
+			if tt.asIs && !first.ExpiresAt.Equal(holdEnd) {
+				t.Errorf("session ends %v; want the hold's end %v", first.ExpiresAt, holdEnd)
+			}
+			if !tt.asIs && !first.ExpiresAt.After(holdEnd) {
+				t.Errorf("session ends %v, before the hold's end %v", first.ExpiresAt, holdEnd)
+			}
+			for _, after := range tt.retries {
+				if s := call(after); s.ID != first.ID || !s.ExpiresAt.Equal(first.ExpiresAt) {
+					t.Errorf("a call %v after the first: session %s until %v; want %s until %v", after, s.ID, s.ExpiresAt, first.ID, first.ExpiresAt)
+				}
+			}
+			// A different request under the key is still refused.
+			other := checkout("res-retry", holdEnd)
+			other.Amount++
+			if _, err := b.client.CreateCheckoutSession(context.Background(), other); cloud.ErrorCode(err) != cloud.EPaymentProvider {
+				t.Errorf("another amount under the same key: %v; want refused", err)
+			}
+		})
 	}
 }
